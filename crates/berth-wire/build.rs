@@ -1,0 +1,27 @@
+//! Generates the wire types of every served AWS service from the vendored models in
+//! `models/` at the workspace root (see `codegen.rs`).
+
+#[path = "codegen.rs"]
+#[allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+mod codegen;
+
+use std::path::PathBuf;
+
+/// (module name, model path under models/)
+const SERVICES: &[(&str, &str)] = &[("ecs", "ecs/2014-11-13/service-2.json")];
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()));
+    let models = manifest.join("../../models");
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into()));
+    println!("cargo:rerun-if-changed=codegen.rs");
+    for (module, rel) in SERVICES {
+        let path = models.join(rel);
+        println!("cargo:rerun-if-changed={}", path.display());
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read model {}: {e}", path.display()));
+        let code = codegen::Model::parse(&text).generate(rel);
+        std::fs::write(out.join(format!("{module}.rs")), code)
+            .unwrap_or_else(|e| panic!("cannot write generated {module}.rs: {e}"));
+    }
+}

@@ -1,0 +1,26 @@
+//! AWS wire protocols for Berth.
+//!
+//! The core never sees HTTP: the gateway (in `berth-server`) hands this crate a request's
+//! operation name and body, gets typed input decoded from the generated shapes, and encodes
+//! the typed reply or [`AwsError`] back to bytes exactly as AWS does.
+
+pub mod error;
+pub mod json;
+pub mod sigv4;
+pub mod types;
+
+pub use error::AwsError;
+pub use types::{Blob, RequestContext, Timestamp};
+
+/// Amazon ECS (AWS JSON 1.1, target prefix `AmazonEC2ContainerServiceV20141113`), generated
+/// from `models/ecs/2014-11-13/service-2.json`.
+#[allow(clippy::all, missing_docs, rust_2018_idioms)]
+pub mod ecs {
+    /// The `X-Amz-Target` prefix of this service.
+    pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
+    /// The SigV4 signing name of this service.
+    pub const SIGNING_NAME: &str = "ecs";
+    /// The error code for a member that fails the model's constraints.
+    pub const VALIDATION_ERROR: ErrorCode = ErrorCode::InvalidParameterException;
+    include!(concat!(env!("OUT_DIR"), "/ecs.rs"));
+}
