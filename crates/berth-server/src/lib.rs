@@ -1,1 +1,24 @@
-//! placeholder
+//! Berth's control plane: the gateway that turns HTTP requests into typed operations, and
+//! the service handlers that run them against the store.
+
+pub mod accounts;
+pub mod admin;
+pub mod ecs;
+pub mod failure;
+pub mod gateway;
+
+use std::sync::Arc;
+
+use berth_store::Store;
+
+/// Everything a request handler may reach: the store and the services over it.
+pub struct App {
+    pub store: Arc<Store>,
+    pub ecs: ecs::Ecs,
+}
+
+impl App {
+    pub fn new(store: Arc<Store>) -> App {
+        App { ecs: ecs::Ecs::new(store.clone()), store }
+    }
+}

@@ -1,0 +1,229 @@
+//! The gateway: one HTTP endpoint for every service, as AWS's regional endpoints are.
+//!
+//! decode protocol → authenticate (SigV4) → dispatch the typed operation → encode the reply.
+//! The service is known from `X-Amz-Target` (JSON protocols). Service code never sees HTTP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use berth_wire::sigv4::{self, SignedRequest};
+use berth_wire::{AwsError, RequestContext, Timestamp};
+use http::{HeaderValue, Method, StatusCode, header};
+
+use crate::App;
+
+/// The largest request body accepted (AWS's JSON services refuse far smaller bodies for most
+/// operations; this bounds memory).
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// The path that answers 200 without authentication once Berth serves (for readiness probes).
+pub const HEALTH_PATH: &str = "/_berth/health";
+
+/// A JSON-protocol service the gateway routes to.
+struct JsonService {
+    target_prefix: &'static str,
+    signing_name: &'static str,
+    content_type: &'static str,
+}
+
+const JSON_SERVICES: &[JsonService] = &[
+    JsonService {
+        target_prefix: berth_wire::ecs::TARGET_PREFIX,
+        signing_name: berth_wire::ecs::SIGNING_NAME,
+        content_type: "application/x-amz-json-1.1",
+    },
+    JsonService {
+        target_prefix: crate::admin::TARGET_PREFIX,
+        signing_name: crate::admin::SIGNING_NAME,
+        content_type: "application/x-amz-json-1.1",
+    },
+];
+
+/// The axum router: every path and method lands in [`handle`].
+pub fn router(app: Arc<App>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(app)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(app).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn reply(status: u16, content_type: &str, request_id: &str, body: Vec<u8>) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+fn json_error(err: &AwsError, content_type: &str, request_id: &str) -> Response {
+    let mut resp = reply(err.status, content_type, request_id, err.to_json());
+    if let Ok(v) = HeaderValue::from_str(&err.code) {
+        resp.headers_mut().insert("x-amzn-errortype", v);
+    }
+    resp
+}
+
+async fn handle(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: http::Request<Body>,
+) -> Response {
+    let started = Instant::now();
+    let rid = request_id();
+    let (parts, body) = req.into_parts();
+    if parts.method == Method::GET && parts.uri.path() == HEALTH_PATH {
+        return reply(200, "application/json", &rid, br#"{"status":"ok"}"#.to_vec());
+    }
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let default_ct = "application/x-amz-json-1.1";
+    let body: Bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = AwsError::new(
+                "RequestEntityTooLargeException",
+                413,
+                format!("Request body exceeds the maximum of {MAX_BODY_BYTES} bytes."),
+            );
+            return json_error(&e, default_ct, &rid);
+        }
+    };
+    let Some(target) = target else {
+        let e = AwsError::new(
+            "UnknownOperationException",
+            400,
+            "The request names no operation: Berth serves AWS JSON protocols selected by the X-Amz-Target header.",
+        );
+        return json_error(&e, default_ct, &rid);
+    };
+    let Some((prefix, operation)) = target.split_once('.') else {
+        return json_error(&AwsError::new("UnknownOperationException", 400, ""), default_ct, &rid);
+    };
+    let Some(service) = JSON_SERVICES.iter().find(|s| s.target_prefix == prefix) else {
+        let e = AwsError::new("UnknownOperationException", 400, format!("No service serves the target prefix {prefix}."));
+        return json_error(&e, default_ct, &rid);
+    };
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+        .collect();
+    let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let method = parts.method.as_str().to_string();
+    let raw_path = parts.uri.path().to_string();
+    let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let operation = operation.to_string();
+    let op_for_log = operation.clone();
+    let rid_inner = rid.clone();
+    let app2 = app.clone();
+    let signing_name = service.signing_name;
+    let prefix = prefix.to_string();
+    // Authentication and the handler touch the store (blocking SQLite): off the async threads.
+    let result = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, AwsError> {
+        let signed = SignedRequest { method: &method, raw_path: &raw_path, raw_query: &raw_query, headers: &headers, body: &body };
+        let now = Timestamp::now();
+        let key = authenticate(&app2, &signed, signing_name, now)?;
+        let ctx = RequestContext {
+            account_id: key.account,
+            region: key.region,
+            principal_arn: key.principal_arn,
+            access_key_id: key.access_key_id,
+            request_id: rid_inner,
+            source_ip: peer.ip().to_string(),
+            user_agent,
+            now,
+        };
+        match prefix.as_str() {
+            p if p == berth_wire::ecs::TARGET_PREFIX => berth_wire::ecs::dispatch(&app2.ecs, &ctx, &operation, &body),
+            p if p == crate::admin::TARGET_PREFIX => crate::admin::dispatch(&app2, &ctx, &operation, &body),
+            _ => Err(AwsError::unknown_operation(&operation)),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| Err(AwsError::internal(format!("the request handler failed: {e}"))));
+    let resp = match &result {
+        Ok(bytes) => reply(200, service.content_type, &rid, bytes.clone()),
+        Err(e) => json_error(e, service.content_type, &rid),
+    };
+    let status = resp.status().as_u16();
+    tracing::info!(
+        target: "berth::request",
+        operation = %op_for_log,
+        status,
+        error = result.as_ref().err().map(|e| e.code.as_ref()).unwrap_or(""),
+        micros = started.elapsed().as_micros() as u64,
+        request_id = %rid,
+    );
+    resp
+}
+
+/// Who signed a request, once the signature is verified.
+struct Authenticated {
+    account: String,
+    region: String,
+    principal_arn: String,
+    access_key_id: String,
+}
+
+fn authenticate(
+    app: &App,
+    req: &SignedRequest<'_>,
+    signing_name: &str,
+    now: Timestamp,
+) -> Result<Authenticated, AwsError> {
+    let parts = sigv4::parse(req)?;
+    let invalid_token = || AwsError::new("UnrecognizedClientException", 400, "The security token included in the request is invalid.");
+    let key = app
+        .store
+        .access_key(&parts.access_key_id)
+        .map_err(|e| {
+            tracing::error!(error = %e, "access key lookup failed");
+            AwsError::internal("An internal error occurred. Try the request again.")
+        })?
+        .ok_or_else(invalid_token)?;
+    if key.status != "Active" {
+        return Err(invalid_token());
+    }
+    sigv4::check_clock(&parts, now.seconds())?;
+    if parts.service != signing_name {
+        return Err(AwsError::new(
+            "InvalidSignatureException",
+            400,
+            format!("Credential should be scoped to correct service: '{signing_name}'. "),
+        ));
+    }
+    if parts.region.is_empty() {
+        return Err(AwsError::new(
+            "InvalidSignatureException",
+            400,
+            "Credential should be scoped to a valid region. ",
+        ));
+    }
+    let verified = sigv4::verify(req, &parts, &key.secret_access_key)?;
+    Ok(Authenticated {
+        account: key.account,
+        region: verified.region,
+        principal_arn: key.principal_arn,
+        access_key_id: key.access_key_id,
+    })
+}

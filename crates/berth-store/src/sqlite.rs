@@ -1,0 +1,441 @@
+//! The SQLite backend: one writer connection, a small pool of reader connections (WAL lets
+//! readers run beside the writer), every call a transaction.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::migrations::MIGRATIONS;
+use crate::{AccessKey, Record, Scope, StoreError};
+
+/// Readers kept open beside the writer.
+const READERS: usize = 4;
+
+pub struct Store {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+}
+
+/// A transaction. Reads see one consistent snapshot; writes (through [`Store::write`]) commit
+/// together or not at all.
+pub struct Tx<'c> {
+    tx: rusqlite::Transaction<'c>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
+    m.lock().map_err(|_| StoreError::Poisoned)
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)
+        .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // NORMAL in WAL mode: a commit is in the WAL (the OS's page cache) when it returns, so
+    // a killed process loses nothing; only a power cut may drop the last commits.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in the SQLite file `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let mut writer = open_connection(path)?;
+        migrate(&mut writer)?;
+        let readers = (0..READERS).map(|_| open_connection(path).map(Mutex::new)).collect::<Result<_, _>>()?;
+        Ok(Store { writer: Mutex::new(writer), readers })
+    }
+
+    /// An in-memory store for unit tests (a shared-cache database private to this store).
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let name = format!(
+            "file:berth-mem-{}?mode=memory&cache=shared",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+                ^ (std::process::id() as u128) << 64
+                ^ next_id()
+        );
+        let open = || -> Result<Connection, StoreError> {
+            let c = Connection::open_with_flags(
+                &name,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+                    | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+            )?;
+            c.busy_timeout(std::time::Duration::from_secs(10))?;
+            Ok(c)
+        };
+        let mut writer = open()?;
+        migrate(&mut writer)?;
+        // Shared-cache memory databases lock at table level; one connection serves all.
+        Ok(Store { writer: Mutex::new(writer), readers: Vec::new() })
+    }
+
+    /// Runs `f` in a read-only snapshot.
+    pub fn read<T, E: From<StoreError>>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, E>) -> Result<T, E> {
+        // Take the first reader that is free; wait on one only when all are busy.
+        let mut guard = None;
+        for r in &self.readers {
+            if let Ok(g) = r.try_lock() {
+                guard = Some(g);
+                break;
+            }
+        }
+        let mut guard = match guard {
+            Some(g) => g,
+            None => match self.readers.get(next_id() as usize % self.readers.len().max(1)) {
+                Some(r) => lock(r)?,
+                None => lock(&self.writer)?,
+            },
+        };
+        let tx = guard.transaction_with_behavior(TransactionBehavior::Deferred).map_err(StoreError::from)?;
+        let tx = Tx { tx };
+        let out = f(&tx)?;
+        tx.tx.commit().map_err(StoreError::from)?;
+        Ok(out)
+    }
+
+    /// Runs `f` in a write transaction; it commits when `f` returns `Ok`, else rolls back.
+    pub fn write<T, E: From<StoreError>>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>) -> Result<T, E> {
+        let mut guard = lock(&self.writer)?;
+        let tx = guard.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
+        let mut tx = Tx { tx };
+        let out = f(&mut tx)?;
+        tx.tx.commit().map_err(StoreError::from)?;
+        Ok(out)
+    }
+
+    /// Looks up an access key (the gateway's hot path: one indexed read).
+    pub fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError> {
+        self.read(|tx| tx.access_key(access_key_id))
+    }
+}
+
+fn next_id() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    u128::from(N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)",
+    )?;
+    let current: i64 =
+        conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+    let known = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
+    if current > known {
+        return Err(StoreError::SchemaTooNew { found: current, known });
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        tx.execute("INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, ?2)", params![version, now])?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The smallest string greater than every string starting with `prefix`, for range scans.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(c) = chars.pop() {
+        if let Some(next) = char::from_u32(c as u32 + 1) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+impl Tx<'_> {
+    /// The record `kind/id`, if any.
+    pub fn get(&self, scope: Scope<'_>, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT version, body FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id = ?4")?
+            .query_row(params![scope.account, scope.region, kind, id], |r| {
+                Ok(Record { id: id.to_string(), version: r.get(0)?, body: r.get(1)? })
+            })
+            .optional()?)
+    }
+
+    /// The record `kind/id` decoded as `T`, with its version.
+    pub fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        scope: Scope<'_>,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<(T, i64)>, StoreError> {
+        match self.get(scope, kind, id)? {
+            Some(r) => Ok(Some((r.decode(kind)?, r.version))),
+            None => Ok(None),
+        }
+    }
+
+    /// Records of `kind` whose id starts with `prefix` and sorts after `after` (exclusive),
+    /// in id order, at most `limit`.
+    pub fn list(
+        &self,
+        scope: Scope<'_>,
+        kind: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let lower = match after {
+            Some(a) if a >= prefix => a.to_string(),
+            _ => prefix.to_string(),
+        };
+        let strict = after.is_some_and(|a| a >= prefix);
+        let upper = prefix_end(prefix);
+        let sql = format!(
+            "SELECT id, version, body FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id {} ?4 {} ORDER BY id LIMIT ?6",
+            if strict { ">" } else { ">=" },
+            if upper.is_some() { "AND id < ?5" } else { "AND ?5 IS NULL" }
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![scope.account, scope.region, kind, lower, upper, limit], |r| {
+            Ok(Record { id: r.get(0)?, version: r.get(1)?, body: r.get(2)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every record of `kind` whose id starts with `prefix`, decoded.
+    pub fn list_json<T: serde::de::DeserializeOwned>(
+        &self,
+        scope: Scope<'_>,
+        kind: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        self.list(scope, kind, prefix, None, usize::MAX)?
+            .into_iter()
+            .map(|r| Ok((r.id.clone(), r.decode(kind)?)))
+            .collect()
+    }
+
+    /// How many records of `kind` start with `prefix`.
+    pub fn count(&self, scope: Scope<'_>, kind: &str, prefix: &str) -> Result<i64, StoreError> {
+        let upper = prefix_end(prefix);
+        Ok(self.tx.prepare_cached(
+            "SELECT COUNT(*) FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id >= ?4 AND (?5 IS NULL OR id < ?5)",
+        )?
+        .query_row(params![scope.account, scope.region, kind, prefix, upper], |r| r.get(0))?)
+    }
+}
+
+impl Tx<'_> {
+    /// Creates `kind/id`; fails with [`StoreError::AlreadyExists`] if it exists.
+    pub fn insert<T: serde::Serialize>(&mut self, scope: Scope<'_>, kind: &str, id: &str, value: &T) -> Result<i64, StoreError> {
+        let body = encode(kind, id, value)?;
+        let n = self.tx.prepare_cached(
+            "INSERT INTO records (account, region, kind, id, version, body) VALUES (?1, ?2, ?3, ?4, 1, ?5) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![scope.account, scope.region, kind, id, body])?;
+        if n == 0 {
+            return Err(StoreError::AlreadyExists { kind: kind.into(), id: id.into() });
+        }
+        Ok(1)
+    }
+
+    /// Writes `kind/id`. With `expected = Some(v)` the record must still be at version `v`
+    /// (else [`StoreError::Conflict`]); with `None` it is created or overwritten. Returns the
+    /// new version.
+    pub fn put<T: serde::Serialize>(
+        &mut self,
+        scope: Scope<'_>,
+        kind: &str,
+        id: &str,
+        expected: Option<i64>,
+        value: &T,
+    ) -> Result<i64, StoreError> {
+        let body = encode(kind, id, value)?;
+        match expected {
+            Some(v) => {
+                let n = self.tx.prepare_cached(
+                    "UPDATE records SET version = version + 1, body = ?6 WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id = ?4 AND version = ?5",
+                )?
+                .execute(params![scope.account, scope.region, kind, id, v, body])?;
+                if n == 0 {
+                    return Err(StoreError::Conflict { kind: kind.into(), id: id.into(), expected: v });
+                }
+                Ok(v + 1)
+            }
+            None => Ok(self.tx.prepare_cached(
+                "INSERT INTO records (account, region, kind, id, version, body) VALUES (?1, ?2, ?3, ?4, 1, ?5)
+                 ON CONFLICT (account, region, kind, id) DO UPDATE SET version = version + 1, body = excluded.body
+                 RETURNING version",
+            )?
+            .query_row(params![scope.account, scope.region, kind, id, body], |r| r.get(0))?),
+        }
+    }
+
+    /// Deletes `kind/id`; true if it existed.
+    pub fn delete(&mut self, scope: Scope<'_>, kind: &str, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("DELETE FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id = ?4")?
+            .execute(params![scope.account, scope.region, kind, id])?
+            > 0)
+    }
+
+    /// Increments and returns the named counter (starting at 1), e.g. a family's revision.
+    pub fn next_sequence(&mut self, scope: Scope<'_>, name: &str) -> Result<i64, StoreError> {
+        Ok(self.tx.prepare_cached(
+            "INSERT INTO sequences (account, region, name, value) VALUES (?1, ?2, ?3, 1)
+             ON CONFLICT (account, region, name) DO UPDATE SET value = value + 1 RETURNING value",
+        )?
+        .query_row(params![scope.account, scope.region, name], |r| r.get(0))?)
+    }
+
+    /// Removes every record and counter of `account` in every region; access keys stay.
+    pub fn wipe_account(&mut self, account: &str) -> Result<(), StoreError> {
+        self.tx.execute("DELETE FROM records WHERE account = ?1", params![account])?;
+        self.tx.execute("DELETE FROM sequences WHERE account = ?1", params![account])?;
+        Ok(())
+    }
+
+    pub fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT access_key_id, secret_access_key, account, principal_arn, status, created_at_ms FROM access_keys WHERE access_key_id = ?1",
+            )?
+            .query_row(params![access_key_id], |r| {
+                Ok(AccessKey {
+                    access_key_id: r.get(0)?,
+                    secret_access_key: r.get(1)?,
+                    account: r.get(2)?,
+                    principal_arn: r.get(3)?,
+                    status: r.get(4)?,
+                    created_at_ms: r.get(5)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// The access keys of a principal, oldest first.
+    pub fn access_keys_of(&self, account: &str, principal_arn: &str) -> Result<Vec<AccessKey>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT access_key_id, secret_access_key, account, principal_arn, status, created_at_ms FROM access_keys
+             WHERE account = ?1 AND principal_arn = ?2 ORDER BY created_at_ms, access_key_id",
+        )?;
+        let rows = stmt.query_map(params![account, principal_arn], |r| {
+            Ok(AccessKey {
+                access_key_id: r.get(0)?,
+                secret_access_key: r.get(1)?,
+                account: r.get(2)?,
+                principal_arn: r.get(3)?,
+                status: r.get(4)?,
+                created_at_ms: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn insert_access_key(&mut self, key: &AccessKey) -> Result<(), StoreError> {
+        let n = self.tx.execute(
+            "INSERT INTO access_keys (access_key_id, secret_access_key, account, principal_arn, status, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            params![key.access_key_id, key.secret_access_key, key.account, key.principal_arn, key.status, key.created_at_ms],
+        )?;
+        if n == 0 {
+            return Err(StoreError::AlreadyExists { kind: "access-key".into(), id: key.access_key_id.clone() });
+        }
+        Ok(())
+    }
+}
+
+fn encode<T: serde::Serialize>(kind: &str, id: &str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Encode { kind: kind.into(), id: id.into(), reason: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Scope<'static> = Scope { account: "111122223333", region: "us-east-1" };
+
+    #[test]
+    fn insert_get_put_with_versions() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .write(|tx| -> Result<(), StoreError> {
+                assert_eq!(tx.insert(S, "cluster", "a", &serde_json::json!({"n": 1}))?, 1);
+                assert!(matches!(tx.insert(S, "cluster", "a", &1), Err(StoreError::AlreadyExists { .. })));
+                assert_eq!(tx.put(S, "cluster", "a", Some(1), &serde_json::json!({"n": 2}))?, 2);
+                assert!(matches!(tx.put(S, "cluster", "a", Some(1), &3), Err(StoreError::Conflict { .. })));
+                Ok(())
+            })
+            .unwrap();
+        let (v, version): (serde_json::Value, i64) =
+            store.read(|tx| tx.get_json(S, "cluster", "a")).unwrap().unwrap();
+        assert_eq!((v["n"].as_i64(), version), (Some(2), 2));
+        // Other regions do not see it.
+        let other = Scope { account: S.account, region: "eu-west-1" };
+        assert!(store.read(|tx| tx.get(other, "cluster", "a")).unwrap().is_none());
+    }
+
+    #[test]
+    fn failed_write_rolls_back() {
+        let store = Store::open_in_memory().unwrap();
+        let r: Result<(), StoreError> = store.write(|tx| {
+            tx.insert(S, "k", "x", &1)?;
+            Err(StoreError::Poisoned)
+        });
+        assert!(r.is_err());
+        assert!(store.read(|tx| tx.get(S, "k", "x")).unwrap().is_none());
+    }
+
+    #[test]
+    fn list_pages_by_prefix() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .write(|tx| -> Result<(), StoreError> {
+                for id in ["web:0001", "web:0002", "web-2:0001", "webx:0001", "api:0001"] {
+                    tx.insert(S, "td", id, &id)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let ids = |prefix: &str, after: Option<&str>, limit| -> Vec<String> {
+            store.read(|tx| tx.list(S, "td", prefix, after, limit)).unwrap().into_iter().map(|r| r.id).collect()
+        };
+        assert_eq!(ids("web:", None, 10), vec!["web:0001", "web:0002"]);
+        assert_eq!(ids("web:", Some("web:0001"), 10), vec!["web:0002"]);
+        assert_eq!(ids("", None, 2), vec!["api:0001", "web-2:0001"]);
+        assert_eq!(ids("", Some("web-2:0001"), 2), vec!["web:0001", "web:0002"]);
+        assert_eq!(store.read(|tx| tx.count(S, "td", "web")).unwrap(), 4);
+    }
+
+    #[test]
+    fn sequences_count_up_and_wipe_resets() {
+        let store = Store::open_in_memory().unwrap();
+        let next = || store.write(|tx| tx.next_sequence(S, "family/web")).unwrap();
+        assert_eq!((next(), next(), next()), (1, 2, 3));
+        store.write(|tx| tx.wipe_account(S.account)).unwrap();
+        assert_eq!(next(), 1);
+    }
+
+    #[test]
+    fn reopen_keeps_state_and_migrations_are_idempotent() {
+        let dir = std::env::temp_dir().join(format!("berth-store-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.write(|tx| tx.insert(S, "k", "x", &42)).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let (v, _): (i64, i64) = s.read(|tx| tx.get_json(S, "k", "x")).unwrap().unwrap();
+        assert_eq!(v, 42);
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
