@@ -11,7 +11,8 @@ use std::path::PathBuf;
 const SERVICES: &[(&str, &str)] = &[("ecs", "ecs/2014-11-13/service-2.json")];
 
 fn main() {
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()));
+    let manifest =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()));
     let models = manifest.join("../../models");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into()));
     println!("cargo:rerun-if-changed=codegen.rs");

@@ -27,8 +27,21 @@ impl Arn {
     /// Parses an ARN; `None` when `s` is not one.
     pub fn parse(s: &str) -> Option<Arn> {
         let mut parts = s.splitn(6, ':');
-        let (Some("arn"), Some(partition), Some(service), Some(region), Some(account), Some(resource)) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        let (
+            Some("arn"),
+            Some(partition),
+            Some(service),
+            Some(region),
+            Some(account),
+            Some(resource),
+        ) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        )
         else {
             return None;
         };
@@ -55,7 +68,11 @@ impl Arn {
 
 impl fmt::Display for Arn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "arn:{}:{}:{}:{}:{}", self.partition, self.service, self.region, self.account, self.resource)
+        write!(
+            f,
+            "arn:{}:{}:{}:{}:{}",
+            self.partition, self.service, self.region, self.account, self.resource
+        )
     }
 }
 
@@ -70,6 +87,9 @@ mod tests {
         assert_eq!(a.resource_parts(), ("task-definition", "web:3"));
         assert_eq!(a.to_string(), s);
         assert_eq!(Arn::parse("web:3"), None);
-        assert_eq!(Arn::parse("arn:aws:iam::123456789012:root").unwrap().region, "");
+        assert_eq!(
+            Arn::parse("arn:aws:iam::123456789012:root").unwrap().region,
+            ""
+        );
     }
 }

@@ -3,7 +3,10 @@
 /// Letters, digits, hyphens and underscores, 1 to `max` characters: the rule for cluster
 /// names, task definition families, container names and capacity provider names.
 pub fn is_simple_name(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A cluster name (1–255 letters, digits, hyphens, underscores).

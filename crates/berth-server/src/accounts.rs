@@ -18,13 +18,17 @@ const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu
 
 /// A new long-term access key id (`AKIA` and 16 characters, as IAM makes them).
 pub fn new_access_key_id(rng: &mut impl Rng) -> String {
-    let tail: String = (0..16).map(|_| KEY_ALPHABET[rng.random_range(0..KEY_ALPHABET.len())] as char).collect();
+    let tail: String = (0..16)
+        .map(|_| KEY_ALPHABET[rng.random_range(0..KEY_ALPHABET.len())] as char)
+        .collect();
     format!("AKIA{tail}")
 }
 
 /// A new 40-character secret access key.
 pub fn new_secret(rng: &mut impl Rng) -> String {
-    (0..40).map(|_| SECRET_ALPHABET[rng.random_range(0..SECRET_ALPHABET.len())] as char).collect()
+    (0..40)
+        .map(|_| SECRET_ALPHABET[rng.random_range(0..SECRET_ALPHABET.len())] as char)
+        .collect()
 }
 
 /// The account's root key, and whether it was created now.
@@ -39,14 +43,21 @@ const META_KIND: &str = "berth-meta";
 /// The account this data directory serves: the one stored at first start, else `wanted`, else
 /// `default`. A different `wanted` than the stored one is refused (the keys and resources
 /// belong to the first).
-pub fn settle_account(store: &Store, wanted: Option<&str>, default: &str) -> Result<String, AccountError> {
+pub fn settle_account(
+    store: &Store,
+    wanted: Option<&str>,
+    default: &str,
+) -> Result<String, AccountError> {
     store.write(|tx| -> Result<String, AccountError> {
         let scope = Scope::new("", "");
         if let Some((stored, _)) = tx.get_json::<String>(scope, META_KIND, "account")? {
             if let Some(w) = wanted
                 && w != stored
             {
-                return Err(AccountError::AccountMismatch { stored, wanted: w.to_string() });
+                return Err(AccountError::AccountMismatch {
+                    stored,
+                    wanted: w.to_string(),
+                });
             }
             return Ok(stored);
         }
@@ -70,12 +81,20 @@ pub fn ensure_root_key(
         if let Some((id, secret)) = given {
             if let Some(k) = existing.iter().find(|k| k.access_key_id == id) {
                 if k.secret_access_key != secret {
-                    return Err(AccountError::SecretMismatch { access_key_id: id.to_string() });
+                    return Err(AccountError::SecretMismatch {
+                        access_key_id: id.to_string(),
+                    });
                 }
-                return Ok(RootKey { key: k.clone(), created: false });
+                return Ok(RootKey {
+                    key: k.clone(),
+                    created: false,
+                });
             }
             if let Some(other) = tx.access_key(id)? {
-                return Err(AccountError::KeyOfAnother { access_key_id: id.to_string(), principal: other.principal_arn });
+                return Err(AccountError::KeyOfAnother {
+                    access_key_id: id.to_string(),
+                    principal: other.principal_arn,
+                });
             }
             let key = AccessKey {
                 access_key_id: id.to_string(),
@@ -89,7 +108,10 @@ pub fn ensure_root_key(
             return Ok(RootKey { key, created: true });
         }
         if let Some(k) = existing.into_iter().find(|k| k.status == "Active") {
-            return Ok(RootKey { key: k, created: false });
+            return Ok(RootKey {
+                key: k,
+                created: false,
+            });
         }
         let mut rng = rand::rng();
         let key = AccessKey {
@@ -114,7 +136,10 @@ pub enum AccountError {
     #[error("root access key {access_key_id} exists with another secret")]
     SecretMismatch { access_key_id: String },
     #[error("access key {access_key_id} belongs to {principal}")]
-    KeyOfAnother { access_key_id: String, principal: String },
+    KeyOfAnother {
+        access_key_id: String,
+        principal: String,
+    },
 }
 
 #[cfg(test)]
@@ -126,13 +151,21 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         let a = settle_account(&store, None, "000000000000").unwrap();
         assert_eq!(a, "000000000000");
-        assert!(matches!(settle_account(&store, Some("111111111111"), "x"), Err(AccountError::AccountMismatch { .. })));
+        assert!(matches!(
+            settle_account(&store, Some("111111111111"), "x"),
+            Err(AccountError::AccountMismatch { .. })
+        ));
         let k1 = ensure_root_key(&store, &a, None, 1).unwrap();
-        assert!(k1.created && k1.key.access_key_id.starts_with("AKIA") && k1.key.secret_access_key.len() == 40);
+        assert!(
+            k1.created
+                && k1.key.access_key_id.starts_with("AKIA")
+                && k1.key.secret_access_key.len() == 40
+        );
         let k2 = ensure_root_key(&store, &a, None, 2).unwrap();
         assert!(!k2.created);
         assert_eq!(k1.key.access_key_id, k2.key.access_key_id);
-        let given = ensure_root_key(&store, &a, Some(("AKIATESTTESTTESTTEST", "s3cret")), 3).unwrap();
+        let given =
+            ensure_root_key(&store, &a, Some(("AKIATESTTESTTESTTEST", "s3cret")), 3).unwrap();
         assert!(given.created);
         assert!(matches!(
             ensure_root_key(&store, &a, Some(("AKIATESTTESTTESTTEST", "other")), 4),

@@ -10,12 +10,20 @@ use crate::failure::Failure;
 pub const TARGET_PREFIX: &str = "BerthAdmin_20261126";
 pub const SIGNING_NAME: &str = "berth";
 
-pub fn dispatch(app: &App, ctx: &RequestContext, operation: &str, body: &[u8]) -> Result<Vec<u8>, AwsError> {
+pub fn dispatch(
+    app: &App,
+    ctx: &RequestContext,
+    operation: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, AwsError> {
     if ctx.principal_arn != crate::accounts::root_arn(&ctx.account_id) {
         return Err(AwsError::new(
             "AccessDeniedException",
             400,
-            format!("User: {} is not authorized to perform: berth:{operation}: only the account root may.", ctx.principal_arn),
+            format!(
+                "User: {} is not authorized to perform: berth:{operation}: only the account root may.",
+                ctx.principal_arn
+            ),
         ));
     }
     match operation {

@@ -54,9 +54,12 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 fn request_id() -> String {
@@ -93,9 +96,18 @@ async fn handle(
     let rid = request_id();
     let (parts, body) = req.into_parts();
     if parts.method == Method::GET && parts.uri.path() == HEALTH_PATH {
-        return reply(200, "application/json", &rid, br#"{"status":"ok"}"#.to_vec());
+        return reply(
+            200,
+            "application/json",
+            &rid,
+            br#"{"status":"ok"}"#.to_vec(),
+        );
     }
-    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let default_ct = "application/x-amz-json-1.1";
     let body: Bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
@@ -117,18 +129,35 @@ async fn handle(
         return json_error(&e, default_ct, &rid);
     };
     let Some((prefix, operation)) = target.split_once('.') else {
-        return json_error(&AwsError::new("UnknownOperationException", 400, ""), default_ct, &rid);
+        return json_error(
+            &AwsError::new("UnknownOperationException", 400, ""),
+            default_ct,
+            &rid,
+        );
     };
     let Some(service) = JSON_SERVICES.iter().find(|s| s.target_prefix == prefix) else {
-        let e = AwsError::new("UnknownOperationException", 400, format!("No service serves the target prefix {prefix}."));
+        let e = AwsError::new(
+            "UnknownOperationException",
+            400,
+            format!("No service serves the target prefix {prefix}."),
+        );
         return json_error(&e, default_ct, &rid);
     };
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_string(), v.to_string()))
+        })
         .collect();
-    let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let method = parts.method.as_str().to_string();
     let raw_path = parts.uri.path().to_string();
     let raw_query = parts.uri.query().unwrap_or("").to_string();
@@ -140,7 +169,13 @@ async fn handle(
     let prefix = prefix.to_string();
     // Authentication and the handler touch the store (blocking SQLite): off the async threads.
     let result = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, AwsError> {
-        let signed = SignedRequest { method: &method, raw_path: &raw_path, raw_query: &raw_query, headers: &headers, body: &body };
+        let signed = SignedRequest {
+            method: &method,
+            raw_path: &raw_path,
+            raw_query: &raw_query,
+            headers: &headers,
+            body: &body,
+        };
         let now = Timestamp::now();
         let key = authenticate(&app2, &signed, signing_name, now)?;
         let ctx = RequestContext {
@@ -154,13 +189,21 @@ async fn handle(
             now,
         };
         match prefix.as_str() {
-            p if p == berth_wire::ecs::TARGET_PREFIX => berth_wire::ecs::dispatch(&app2.ecs, &ctx, &operation, &body),
-            p if p == crate::admin::TARGET_PREFIX => crate::admin::dispatch(&app2, &ctx, &operation, &body),
+            p if p == berth_wire::ecs::TARGET_PREFIX => {
+                berth_wire::ecs::dispatch(&app2.ecs, &ctx, &operation, &body)
+            }
+            p if p == crate::admin::TARGET_PREFIX => {
+                crate::admin::dispatch(&app2, &ctx, &operation, &body)
+            }
             _ => Err(AwsError::unknown_operation(&operation)),
         }
     })
     .await
-    .unwrap_or_else(|e| Err(AwsError::internal(format!("the request handler failed: {e}"))));
+    .unwrap_or_else(|e| {
+        Err(AwsError::internal(format!(
+            "the request handler failed: {e}"
+        )))
+    });
     let resp = match &result {
         Ok(bytes) => reply(200, service.content_type, &rid, bytes.clone()),
         Err(e) => json_error(e, service.content_type, &rid),
@@ -192,7 +235,13 @@ fn authenticate(
     now: Timestamp,
 ) -> Result<Authenticated, AwsError> {
     let parts = sigv4::parse(req)?;
-    let invalid_token = || AwsError::new("UnrecognizedClientException", 400, "The security token included in the request is invalid.");
+    let invalid_token = || {
+        AwsError::new(
+            "UnrecognizedClientException",
+            400,
+            "The security token included in the request is invalid.",
+        )
+    };
     let key = app
         .store
         .access_key(&parts.access_key_id)

@@ -19,6 +19,9 @@ pub struct App {
 
 impl App {
     pub fn new(store: Arc<Store>) -> App {
-        App { ecs: ecs::Ecs::new(store.clone()), store }
+        App {
+            ecs: ecs::Ecs::new(store.clone()),
+            store,
+        }
     }
 }

@@ -29,7 +29,10 @@ impl<'a> Scope<'a> {
     }
     /// The account-wide scope of the same account.
     pub fn global(self) -> Scope<'a> {
-        Scope { account: self.account, region: "" }
+        Scope {
+            account: self.account,
+            region: "",
+        }
     }
 }
 
@@ -44,8 +47,11 @@ pub struct Record {
 impl Record {
     /// The record's body decoded as `T`.
     pub fn decode<T: serde::de::DeserializeOwned>(&self, kind: &str) -> Result<T, StoreError> {
-        serde_json::from_str(&self.body)
-            .map_err(|e| StoreError::Decode { kind: kind.to_string(), id: self.id.clone(), reason: e.to_string() })
+        serde_json::from_str(&self.body).map_err(|e| StoreError::Decode {
+            kind: kind.to_string(),
+            id: self.id.clone(),
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -71,11 +77,23 @@ pub enum StoreError {
     #[error("record {kind}/{id} already exists")]
     AlreadyExists { kind: String, id: String },
     #[error("record {kind}/{id} changed since it was read (expected version {expected})")]
-    Conflict { kind: String, id: String, expected: i64 },
+    Conflict {
+        kind: String,
+        id: String,
+        expected: i64,
+    },
     #[error("cannot encode record {kind}/{id}: {reason}")]
-    Encode { kind: String, id: String, reason: String },
+    Encode {
+        kind: String,
+        id: String,
+        reason: String,
+    },
     #[error("cannot decode record {kind}/{id}: {reason}")]
-    Decode { kind: String, id: String, reason: String },
+    Decode {
+        kind: String,
+        id: String,
+        reason: String,
+    },
     #[error("the store's schema version {found} is newer than this berth knows ({known})")]
     SchemaTooNew { found: i64, known: i64 },
     #[error("the store's connection lock was poisoned by a panic")]

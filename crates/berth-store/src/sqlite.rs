@@ -28,8 +28,10 @@ fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)
-        .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+    let conn = Connection::open(path).map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // NORMAL in WAL mode: a commit is in the WAL (the OS's page cache) when it returns, so
@@ -44,15 +46,23 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let mut writer = open_connection(path)?;
         migrate(&mut writer)?;
-        let readers = (0..READERS).map(|_| open_connection(path).map(Mutex::new)).collect::<Result<_, _>>()?;
-        Ok(Store { writer: Mutex::new(writer), readers })
+        let readers = (0..READERS)
+            .map(|_| open_connection(path).map(Mutex::new))
+            .collect::<Result<_, _>>()?;
+        Ok(Store {
+            writer: Mutex::new(writer),
+            readers,
+        })
     }
 
     /// An in-memory store for unit tests (a shared-cache database private to this store).
     pub fn open_in_memory() -> Result<Store, StoreError> {
         let name = format!(
             "file:berth-mem-{}?mode=memory&cache=shared",
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
                 ^ (std::process::id() as u128) << 64
                 ^ next_id()
         );
@@ -69,11 +79,17 @@ impl Store {
         let mut writer = open()?;
         migrate(&mut writer)?;
         // Shared-cache memory databases lock at table level; one connection serves all.
-        Ok(Store { writer: Mutex::new(writer), readers: Vec::new() })
+        Ok(Store {
+            writer: Mutex::new(writer),
+            readers: Vec::new(),
+        })
     }
 
     /// Runs `f` in a read-only snapshot.
-    pub fn read<T, E: From<StoreError>>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, E>) -> Result<T, E> {
+    pub fn read<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         // Take the first reader that is free; wait on one only when all are busy.
         let mut guard = None;
         for r in &self.readers {
@@ -84,12 +100,17 @@ impl Store {
         }
         let mut guard = match guard {
             Some(g) => g,
-            None => match self.readers.get(next_id() as usize % self.readers.len().max(1)) {
+            None => match self
+                .readers
+                .get(next_id() as usize % self.readers.len().max(1))
+            {
                 Some(r) => lock(r)?,
                 None => lock(&self.writer)?,
             },
         };
-        let tx = guard.transaction_with_behavior(TransactionBehavior::Deferred).map_err(StoreError::from)?;
+        let tx = guard
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(StoreError::from)?;
         let tx = Tx { tx };
         let out = f(&tx)?;
         tx.tx.commit().map_err(StoreError::from)?;
@@ -97,9 +118,14 @@ impl Store {
     }
 
     /// Runs `f` in a write transaction; it commits when `f` returns `Ok`, else rolls back.
-    pub fn write<T, E: From<StoreError>>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>) -> Result<T, E> {
+    pub fn write<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut guard = lock(&self.writer)?;
-        let tx = guard.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
+        let tx = guard
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
         let mut tx = Tx { tx };
         let out = f(&mut tx)?;
         tx.tx.commit().map_err(StoreError::from)?;
@@ -122,11 +148,17 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)",
     )?;
-    let current: i64 =
-        conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+    let current: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
     let known = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
     if current > known {
-        return Err(StoreError::SchemaTooNew { found: current, known });
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known,
+        });
     }
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -135,7 +167,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        tx.execute("INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, ?2)", params![version, now])?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, ?2)",
+            params![version, now],
+        )?;
         tx.commit()?;
     }
     Ok(())
@@ -155,7 +190,12 @@ fn prefix_end(prefix: &str) -> Option<String> {
 
 impl Tx<'_> {
     /// The record `kind/id`, if any.
-    pub fn get(&self, scope: Scope<'_>, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+    pub fn get(
+        &self,
+        scope: Scope<'_>,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<Record>, StoreError> {
         Ok(self
             .tx
             .prepare_cached("SELECT version, body FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id = ?4")?
@@ -197,13 +237,24 @@ impl Tx<'_> {
         let sql = format!(
             "SELECT id, version, body FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id {} ?4 {} ORDER BY id LIMIT ?6",
             if strict { ">" } else { ">=" },
-            if upper.is_some() { "AND id < ?5" } else { "AND ?5 IS NULL" }
+            if upper.is_some() {
+                "AND id < ?5"
+            } else {
+                "AND ?5 IS NULL"
+            }
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = self.tx.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![scope.account, scope.region, kind, lower, upper, limit], |r| {
-            Ok(Record { id: r.get(0)?, version: r.get(1)?, body: r.get(2)? })
-        })?;
+        let rows = stmt.query_map(
+            params![scope.account, scope.region, kind, lower, upper, limit],
+            |r| {
+                Ok(Record {
+                    id: r.get(0)?,
+                    version: r.get(1)?,
+                    body: r.get(2)?,
+                })
+            },
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -232,14 +283,23 @@ impl Tx<'_> {
 
 impl Tx<'_> {
     /// Creates `kind/id`; fails with [`StoreError::AlreadyExists`] if it exists.
-    pub fn insert<T: serde::Serialize>(&mut self, scope: Scope<'_>, kind: &str, id: &str, value: &T) -> Result<i64, StoreError> {
+    pub fn insert<T: serde::Serialize>(
+        &mut self,
+        scope: Scope<'_>,
+        kind: &str,
+        id: &str,
+        value: &T,
+    ) -> Result<i64, StoreError> {
         let body = encode(kind, id, value)?;
         let n = self.tx.prepare_cached(
             "INSERT INTO records (account, region, kind, id, version, body) VALUES (?1, ?2, ?3, ?4, 1, ?5) ON CONFLICT DO NOTHING",
         )?
         .execute(params![scope.account, scope.region, kind, id, body])?;
         if n == 0 {
-            return Err(StoreError::AlreadyExists { kind: kind.into(), id: id.into() });
+            return Err(StoreError::AlreadyExists {
+                kind: kind.into(),
+                id: id.into(),
+            });
         }
         Ok(1)
     }
@@ -280,24 +340,30 @@ impl Tx<'_> {
     pub fn delete(&mut self, scope: Scope<'_>, kind: &str, id: &str) -> Result<bool, StoreError> {
         Ok(self
             .tx
-            .prepare_cached("DELETE FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id = ?4")?
+            .prepare_cached(
+                "DELETE FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id = ?4",
+            )?
             .execute(params![scope.account, scope.region, kind, id])?
             > 0)
     }
 
     /// Increments and returns the named counter (starting at 1), e.g. a family's revision.
     pub fn next_sequence(&mut self, scope: Scope<'_>, name: &str) -> Result<i64, StoreError> {
-        Ok(self.tx.prepare_cached(
-            "INSERT INTO sequences (account, region, name, value) VALUES (?1, ?2, ?3, 1)
+        Ok(self
+            .tx
+            .prepare_cached(
+                "INSERT INTO sequences (account, region, name, value) VALUES (?1, ?2, ?3, 1)
              ON CONFLICT (account, region, name) DO UPDATE SET value = value + 1 RETURNING value",
-        )?
-        .query_row(params![scope.account, scope.region, name], |r| r.get(0))?)
+            )?
+            .query_row(params![scope.account, scope.region, name], |r| r.get(0))?)
     }
 
     /// Removes every record and counter of `account` in every region; access keys stay.
     pub fn wipe_account(&mut self, account: &str) -> Result<(), StoreError> {
-        self.tx.execute("DELETE FROM records WHERE account = ?1", params![account])?;
-        self.tx.execute("DELETE FROM sequences WHERE account = ?1", params![account])?;
+        self.tx
+            .execute("DELETE FROM records WHERE account = ?1", params![account])?;
+        self.tx
+            .execute("DELETE FROM sequences WHERE account = ?1", params![account])?;
         Ok(())
     }
 
@@ -321,7 +387,11 @@ impl Tx<'_> {
     }
 
     /// The access keys of a principal, oldest first.
-    pub fn access_keys_of(&self, account: &str, principal_arn: &str) -> Result<Vec<AccessKey>, StoreError> {
+    pub fn access_keys_of(
+        &self,
+        account: &str,
+        principal_arn: &str,
+    ) -> Result<Vec<AccessKey>, StoreError> {
         let mut stmt = self.tx.prepare_cached(
             "SELECT access_key_id, secret_access_key, account, principal_arn, status, created_at_ms FROM access_keys
              WHERE account = ?1 AND principal_arn = ?2 ORDER BY created_at_ms, access_key_id",
@@ -346,40 +416,72 @@ impl Tx<'_> {
             params![key.access_key_id, key.secret_access_key, key.account, key.principal_arn, key.status, key.created_at_ms],
         )?;
         if n == 0 {
-            return Err(StoreError::AlreadyExists { kind: "access-key".into(), id: key.access_key_id.clone() });
+            return Err(StoreError::AlreadyExists {
+                kind: "access-key".into(),
+                id: key.access_key_id.clone(),
+            });
         }
         Ok(())
     }
 }
 
 fn encode<T: serde::Serialize>(kind: &str, id: &str, value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Encode { kind: kind.into(), id: id.into(), reason: e.to_string() })
+    serde_json::to_string(value).map_err(|e| StoreError::Encode {
+        kind: kind.into(),
+        id: id.into(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const S: Scope<'static> = Scope { account: "111122223333", region: "us-east-1" };
+    const S: Scope<'static> = Scope {
+        account: "111122223333",
+        region: "us-east-1",
+    };
 
     #[test]
     fn insert_get_put_with_versions() {
         let store = Store::open_in_memory().unwrap();
         store
             .write(|tx| -> Result<(), StoreError> {
-                assert_eq!(tx.insert(S, "cluster", "a", &serde_json::json!({"n": 1}))?, 1);
-                assert!(matches!(tx.insert(S, "cluster", "a", &1), Err(StoreError::AlreadyExists { .. })));
-                assert_eq!(tx.put(S, "cluster", "a", Some(1), &serde_json::json!({"n": 2}))?, 2);
-                assert!(matches!(tx.put(S, "cluster", "a", Some(1), &3), Err(StoreError::Conflict { .. })));
+                assert_eq!(
+                    tx.insert(S, "cluster", "a", &serde_json::json!({"n": 1}))?,
+                    1
+                );
+                assert!(matches!(
+                    tx.insert(S, "cluster", "a", &1),
+                    Err(StoreError::AlreadyExists { .. })
+                ));
+                assert_eq!(
+                    tx.put(S, "cluster", "a", Some(1), &serde_json::json!({"n": 2}))?,
+                    2
+                );
+                assert!(matches!(
+                    tx.put(S, "cluster", "a", Some(1), &3),
+                    Err(StoreError::Conflict { .. })
+                ));
                 Ok(())
             })
             .unwrap();
-        let (v, version): (serde_json::Value, i64) =
-            store.read(|tx| tx.get_json(S, "cluster", "a")).unwrap().unwrap();
+        let (v, version): (serde_json::Value, i64) = store
+            .read(|tx| tx.get_json(S, "cluster", "a"))
+            .unwrap()
+            .unwrap();
         assert_eq!((v["n"].as_i64(), version), (Some(2), 2));
         // Other regions do not see it.
-        let other = Scope { account: S.account, region: "eu-west-1" };
-        assert!(store.read(|tx| tx.get(other, "cluster", "a")).unwrap().is_none());
+        let other = Scope {
+            account: S.account,
+            region: "eu-west-1",
+        };
+        assert!(
+            store
+                .read(|tx| tx.get(other, "cluster", "a"))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -398,14 +500,25 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         store
             .write(|tx| -> Result<(), StoreError> {
-                for id in ["web:0001", "web:0002", "web-2:0001", "webx:0001", "api:0001"] {
+                for id in [
+                    "web:0001",
+                    "web:0002",
+                    "web-2:0001",
+                    "webx:0001",
+                    "api:0001",
+                ] {
                     tx.insert(S, "td", id, &id)?;
                 }
                 Ok(())
             })
             .unwrap();
         let ids = |prefix: &str, after: Option<&str>, limit| -> Vec<String> {
-            store.read(|tx| tx.list(S, "td", prefix, after, limit)).unwrap().into_iter().map(|r| r.id).collect()
+            store
+                .read(|tx| tx.list(S, "td", prefix, after, limit))
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect()
         };
         assert_eq!(ids("web:", None, 10), vec!["web:0001", "web:0002"]);
         assert_eq!(ids("web:", Some("web:0001"), 10), vec!["web:0002"]);

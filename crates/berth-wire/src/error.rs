@@ -16,8 +16,16 @@ pub struct AwsError {
 }
 
 impl AwsError {
-    pub fn new(code: impl Into<Cow<'static, str>>, status: u16, message: impl Into<String>) -> AwsError {
-        AwsError { code: code.into(), status, message: message.into() }
+    pub fn new(
+        code: impl Into<Cow<'static, str>>,
+        status: u16,
+        message: impl Into<String>,
+    ) -> AwsError {
+        AwsError {
+            code: code.into(),
+            status,
+            message: message.into(),
+        }
     }
 
     /// An operation the model defines but Berth does not serve yet.
@@ -31,7 +39,11 @@ impl AwsError {
 
     /// An operation name the service does not define.
     pub fn unknown_operation(operation: &str) -> AwsError {
-        AwsError::new("UnknownOperationException", 400, format!("The operation {operation} is not known to this service."))
+        AwsError::new(
+            "UnknownOperationException",
+            400,
+            format!("The operation {operation} is not known to this service."),
+        )
     }
 
     /// A body that is not valid JSON, or a member of the wrong JSON type.

@@ -9,13 +9,22 @@ use crate::AwsError;
 /// Decodes a request body into an operation's input. An empty body is an empty object, as
 /// AWS treats it. `validation_code` is the service's error code for a member that breaks the
 /// model's constraints (a missing required member, a value outside an enum).
-pub fn decode_with<T: DeserializeOwned>(body: &[u8], validation_code: (&'static str, u16)) -> Result<T, AwsError> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+pub fn decode_with<T: DeserializeOwned>(
+    body: &[u8],
+    validation_code: (&'static str, u16),
+) -> Result<T, AwsError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
     let mut de = serde_json::Deserializer::from_slice(body);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     match result {
         Ok(v) => {
-            de.end().map_err(|e| AwsError::serialization(format!("trailing characters after the request body: {e}")))?;
+            de.end().map_err(|e| {
+                AwsError::serialization(format!("trailing characters after the request body: {e}"))
+            })?;
             Ok(v)
         }
         Err(err) => {
@@ -36,16 +45,23 @@ fn classify(path: &str, err: &serde_json::Error, validation_code: (&'static str,
     use serde_json::error::Category;
     let msg = err.to_string();
     match err.classify() {
-        Category::Syntax | Category::Eof | Category::Io => {
-            AwsError::serialization(format!("The request body is not valid JSON: {}", strip_position(&msg)))
-        }
+        Category::Syntax | Category::Eof | Category::Io => AwsError::serialization(format!(
+            "The request body is not valid JSON: {}",
+            strip_position(&msg)
+        )),
         Category::Data => {
             if let Some(field) = between(&msg, "missing field `", "`") {
-                let at = if path == "." || path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
+                let at = if path == "." || path.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{path}.{field}")
+                };
                 AwsError::new(
                     validation_code.0,
                     validation_code.1,
-                    format!("1 validation error detected: Value null at '{at}' failed to satisfy constraint: Member must not be null"),
+                    format!(
+                        "1 validation error detected: Value null at '{at}' failed to satisfy constraint: Member must not be null"
+                    ),
                 )
             } else if let Some(value) = between(&msg, "unknown variant `", "`") {
                 let allowed = msg
@@ -60,7 +76,10 @@ fn classify(path: &str, err: &serde_json::Error, validation_code: (&'static str,
                     ),
                 )
             } else {
-                AwsError::serialization(format!("Invalid value at '{path}': {}", strip_position(&msg)))
+                AwsError::serialization(format!(
+                    "Invalid value at '{path}': {}",
+                    strip_position(&msg)
+                ))
             }
         }
     }
@@ -81,8 +100,13 @@ fn strip_position(msg: &str) -> String {
 
 /// Encodes an operation's output. Operations without output answer `{}`.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, AwsError> {
-    let bytes = serde_json::to_vec(value).map_err(|e| AwsError::internal(format!("cannot encode the reply: {e}")))?;
-    if bytes == b"null" { Ok(b"{}".to_vec()) } else { Ok(bytes) }
+    let bytes = serde_json::to_vec(value)
+        .map_err(|e| AwsError::internal(format!("cannot encode the reply: {e}")))?;
+    if bytes == b"null" {
+        Ok(b"{}".to_vec())
+    } else {
+        Ok(bytes)
+    }
 }
 
 #[cfg(test)]
@@ -109,13 +133,21 @@ mod tests {
     fn missing_member_names_the_field() {
         let e = decode_with::<Input>(b"{}", CODE).unwrap_err();
         assert_eq!(e.code, "InvalidParameterException");
-        assert!(e.message.contains("Value null at 'cluster'"), "{}", e.message);
+        assert!(
+            e.message.contains("Value null at 'cluster'"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn bad_enum_names_field_and_values() {
         let e = decode_with::<Input>(br#"{"cluster":"a","launchType":"X"}"#, CODE).unwrap_err();
-        assert!(e.message.contains("Value 'X' at 'launchType'"), "{}", e.message);
+        assert!(
+            e.message.contains("Value 'X' at 'launchType'"),
+            "{}",
+            e.message
+        );
         assert!(e.message.contains("[EC2]"), "{}", e.message);
     }
 

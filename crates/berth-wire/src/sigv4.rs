@@ -56,11 +56,18 @@ pub struct SignatureParts {
 }
 
 fn header<'a>(req: &SignedRequest<'a>, name: &str) -> Option<&'a str> {
-    req.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    req.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 fn missing_token() -> AwsError {
-    AwsError::new("MissingAuthenticationTokenException", 400, "Missing Authentication Token")
+    AwsError::new(
+        "MissingAuthenticationTokenException",
+        400,
+        "Missing Authentication Token",
+    )
 }
 
 fn incomplete(message: impl Into<String>) -> AwsError {
@@ -79,7 +86,9 @@ fn query_pairs(raw_query: &str) -> Vec<(String, String)> {
 }
 
 fn decode_component(s: &str) -> String {
-    percent_encoding::percent_decode_str(&s.replace('+', "%20")).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&s.replace('+', "%20"))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Parses the `Authorization` header (or presigned query parameters) of a request.
@@ -178,7 +187,10 @@ fn build_parts(
         date: scope[1].to_string(),
         region: scope[2].to_string(),
         service: scope[3].to_string(),
-        signed_headers: signed_headers.split(';').map(|s| s.trim().to_ascii_lowercase()).collect(),
+        signed_headers: signed_headers
+            .split(';')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .collect(),
         signature,
         amz_date,
         session_token,
@@ -189,7 +201,9 @@ fn build_parts(
 /// Parses `20240101T000000Z` into Unix seconds.
 pub fn parse_amz_date(s: &str) -> Option<i64> {
     let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    time::PrimitiveDateTime::parse(s, &fmt).ok().map(|t| t.assume_utc().unix_timestamp())
+    time::PrimitiveDateTime::parse(s, &fmt)
+        .ok()
+        .map(|t| t.assume_utc().unix_timestamp())
 }
 
 fn format_amz_date(unix: i64) -> String {
@@ -248,7 +262,11 @@ pub fn check_clock(parts: &SignatureParts, now_unix: i64) -> Result<(), AwsError
 }
 
 /// Verifies the signature given the secret of `parts.access_key_id`.
-pub fn verify(req: &SignedRequest<'_>, parts: &SignatureParts, secret: &str) -> Result<VerifiedSignature, AwsError> {
+pub fn verify(
+    req: &SignedRequest<'_>,
+    parts: &SignatureParts,
+    secret: &str,
+) -> Result<VerifiedSignature, AwsError> {
     let expected = signature(req, parts, secret);
     if !constant_time_eq(expected.as_bytes(), parts.signature.as_bytes()) {
         return Err(AwsError::new(
@@ -316,16 +334,27 @@ fn uri_encode(s: &str) -> String {
 
 fn canonical_request(req: &SignedRequest<'_>, parts: &SignatureParts) -> String {
     // Every AWS service but S3 double-encodes: the path as sent is encoded once more.
-    let path = if req.raw_path.is_empty() { "/" } else { req.raw_path };
-    let canonical_uri: String =
-        path.split('/').map(|seg| uri_encode(seg)).collect::<Vec<_>>().join("/");
+    let path = if req.raw_path.is_empty() {
+        "/"
+    } else {
+        req.raw_path
+    };
+    let canonical_uri: String = path
+        .split('/')
+        .map(|seg| uri_encode(seg))
+        .collect::<Vec<_>>()
+        .join("/");
     let mut query: Vec<(String, String)> = query_pairs(req.raw_query)
         .into_iter()
         .filter(|(k, _)| !(parts.presigned && k == "X-Amz-Signature"))
         .map(|(k, v)| (uri_encode(&k), uri_encode(&v)))
         .collect();
     query.sort();
-    let canonical_query = query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+    let canonical_query = query
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
     let mut canonical_headers = String::new();
     for name in &parts.signed_headers {
         let values: Vec<String> = req
@@ -386,7 +415,13 @@ pub fn sign_headers(
         session_token: None,
         presigned: false,
     };
-    let req = SignedRequest { method, raw_path, raw_query: "", headers: &all, body };
+    let req = SignedRequest {
+        method,
+        raw_path,
+        raw_query: "",
+        headers: &all,
+        body,
+    };
     let sig = signature(&req, &parts, secret);
     vec![
         ("x-amz-date".into(), amz_date),
@@ -412,7 +447,13 @@ mod tests {
             ("Host".to_string(), "example.amazonaws.com".to_string()),
             ("X-Amz-Date".to_string(), "20150830T123600Z".to_string()),
         ];
-        let req = SignedRequest { method: "GET", raw_path: "/", raw_query: "", headers: &headers, body: b"" };
+        let req = SignedRequest {
+            method: "GET",
+            raw_path: "/",
+            raw_query: "",
+            headers: &headers,
+            body: b"",
+        };
         let parts = SignatureParts {
             access_key_id: "AKIDEXAMPLE".into(),
             date: "20150830".into(),
@@ -435,13 +476,32 @@ mod tests {
     fn signed_by_sign_headers_verifies() {
         let base = vec![
             ("host".to_string(), "127.0.0.1:4566".to_string()),
-            ("x-amz-target".to_string(), "AmazonEC2ContainerServiceV20141113.ListClusters".to_string()),
+            (
+                "x-amz-target".to_string(),
+                "AmazonEC2ContainerServiceV20141113.ListClusters".to_string(),
+            ),
         ];
         let body = b"{}";
         let now = 1_700_000_000;
         let mut headers = base.clone();
-        headers.extend(sign_headers("POST", "/", &base, body, "AKID", "SECRET", "eu-west-1", "ecs", now));
-        let req = SignedRequest { method: "POST", raw_path: "/", raw_query: "", headers: &headers, body };
+        headers.extend(sign_headers(
+            "POST",
+            "/",
+            &base,
+            body,
+            "AKID",
+            "SECRET",
+            "eu-west-1",
+            "ecs",
+            now,
+        ));
+        let req = SignedRequest {
+            method: "POST",
+            raw_path: "/",
+            raw_query: "",
+            headers: &headers,
+            body,
+        };
         let parts = parse(&req).unwrap();
         assert_eq!(parts.region, "eu-west-1");
         check_clock(&parts, now + 10).unwrap();
@@ -452,7 +512,16 @@ mod tests {
 
     #[test]
     fn unsigned_request_is_missing_token() {
-        let req = SignedRequest { method: "POST", raw_path: "/", raw_query: "", headers: &[], body: b"" };
-        assert_eq!(parse(&req).unwrap_err().code, "MissingAuthenticationTokenException");
+        let req = SignedRequest {
+            method: "POST",
+            raw_path: "/",
+            raw_query: "",
+            headers: &[],
+            body: b"",
+        };
+        assert_eq!(
+            parse(&req).unwrap_err().code,
+            "MissingAuthenticationTokenException"
+        );
     }
 }

@@ -1,1 +1,94 @@
-fn main() {}
+//! `berth`: Amazon ECS, self-hosted. One binary: `berth up` (the whole product on one
+//! machine), `berth server` (the control plane), and friendly commands.
+
+mod client;
+mod control_plane;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "Amazon ECS, self-hosted")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start Berth on this machine with embedded defaults: the control plane (ECS API on
+    /// the AWS wire protocol) with its store in the data directory.
+    Up(ServerArgs),
+    /// Start the control plane only (hosts join with `berth agent`).
+    Server(ServerArgs),
+    /// Wipe every resource of the account whose root key is in the environment
+    /// (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); keeps the key.
+    Reset,
+}
+
+/// Settings shared by `up` and `server`.
+#[derive(Args, Clone, Debug)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4566", env = "BERTH_LISTEN")]
+    pub listen: SocketAddr,
+    /// Where state lives (default: $XDG_DATA_HOME/berth, else ~/.local/share/berth).
+    #[arg(long, env = "BERTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The 12-digit account id (fixed at the data directory's first start).
+    #[arg(long, env = "BERTH_ACCOUNT_ID")]
+    pub account_id: Option<String>,
+    /// The region written to `<data-dir>/env` for clients (every region is served).
+    #[arg(long, default_value = "us-east-1", env = "BERTH_REGION")]
+    pub region: String,
+    /// Use this root access key id instead of generating one (for test harnesses).
+    #[arg(
+        long,
+        env = "BERTH_ROOT_ACCESS_KEY_ID",
+        requires = "root_secret_access_key"
+    )]
+    pub root_access_key_id: Option<String>,
+    /// The secret of `--root-access-key-id`.
+    #[arg(
+        long,
+        env = "BERTH_ROOT_SECRET_ACCESS_KEY",
+        requires = "root_access_key_id",
+        hide_env_values = true
+    )]
+    pub root_secret_access_key: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,berth::request=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("berth")
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Up(args) => runtime.block_on(control_plane::run(args, control_plane::Mode::Up)),
+        Command::Server(args) => {
+            runtime.block_on(control_plane::run(args, control_plane::Mode::Server))
+        }
+        Command::Reset => runtime.block_on(reset()),
+    }
+}
+
+async fn reset() -> anyhow::Result<()> {
+    let client = client::Client::from_env()?;
+    client
+        .call("BerthAdmin_20261126", "berth", "ResetAccount", b"{}")
+        .await?;
+    println!("berth: every resource of the account is gone; the root key is kept");
+    Ok(())
+}

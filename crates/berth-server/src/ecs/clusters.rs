@@ -50,7 +50,10 @@ fn merge_settings(current: &mut Vec<s::ClusterSetting>, new: &[s::ClusterSetting
 
 /// The account's default for containerInsights (account setting), else "disabled".
 fn default_container_insights(tx: &Tx<'_>, ctx: &RequestContext) -> Result<String, Failure> {
-    Ok(super::account_settings::effective_value(tx, ctx, "containerInsights")?.unwrap_or_else(|| "disabled".into()))
+    Ok(
+        super::account_settings::effective_value(tx, ctx, "containerInsights")?
+            .unwrap_or_else(|| "disabled".into()),
+    )
 }
 
 /// Checks a cluster's capacity providers and default strategy as PutClusterCapacityProviders
@@ -65,7 +68,10 @@ fn validate_capacity_providers(
     let mut custom = 0;
     for (i, name) in providers.iter().enumerate() {
         if providers[..i].contains(name) {
-            return Err(invalid(format!("The capacity provider '{name}' is specified more than once.")).into());
+            return Err(invalid(format!(
+                "The capacity provider '{name}' is specified more than once."
+            ))
+            .into());
         }
         if FARGATE_PROVIDERS.contains(&name.as_str()) {
             continue;
@@ -73,7 +79,11 @@ fn validate_capacity_providers(
         let provider_name = common::arn_resource(ctx, name, "capacity-provider")
             .and_then(Result::ok)
             .unwrap_or(name);
-        match tx.get_json::<s::CapacityProvider>(scope(ctx), kind::CAPACITY_PROVIDER, provider_name)? {
+        match tx.get_json::<s::CapacityProvider>(
+            scope(ctx),
+            kind::CAPACITY_PROVIDER,
+            provider_name,
+        )? {
             Some((cp, _)) if cp.status == Some(s::CapacityProviderStatus::Active) => {
                 custom += 1;
                 if let Some(owner) = attached_cluster(tx, ctx, provider_name)?
@@ -94,9 +104,18 @@ fn validate_capacity_providers(
             }
         }
     }
-    if custom > 0 && providers.iter().any(|p| FARGATE_PROVIDERS.contains(&p.as_str())) && !strategy.is_empty() {
-        let mixes = strategy.iter().any(|i| FARGATE_PROVIDERS.contains(&i.capacity_provider.as_str()))
-            && strategy.iter().any(|i| !FARGATE_PROVIDERS.contains(&i.capacity_provider.as_str()));
+    if custom > 0
+        && providers
+            .iter()
+            .any(|p| FARGATE_PROVIDERS.contains(&p.as_str()))
+        && !strategy.is_empty()
+    {
+        let mixes = strategy
+            .iter()
+            .any(|i| FARGATE_PROVIDERS.contains(&i.capacity_provider.as_str()))
+            && strategy
+                .iter()
+                .any(|i| !FARGATE_PROVIDERS.contains(&i.capacity_provider.as_str()));
         if mixes {
             return Err(invalid(
                 "A capacity provider strategy can contain either Fargate capacity providers or Auto Scaling group capacity providers, not both.",
@@ -120,11 +139,16 @@ fn validate_capacity_providers(
 /// weight 0–1000, no provider twice, at most 20 items.
 pub fn validate_strategy(strategy: &[s::CapacityProviderStrategyItem]) -> Result<(), AwsError> {
     if strategy.len() > 20 {
-        return Err(invalid("A capacity provider strategy can contain at most 20 capacity providers."));
+        return Err(invalid(
+            "A capacity provider strategy can contain at most 20 capacity providers.",
+        ));
     }
     let mut with_base = 0;
     for (i, item) in strategy.iter().enumerate() {
-        if strategy[..i].iter().any(|o| o.capacity_provider == item.capacity_provider) {
+        if strategy[..i]
+            .iter()
+            .any(|o| o.capacity_provider == item.capacity_provider)
+        {
             return Err(invalid(format!(
                 "The capacity provider '{}' is specified more than once in the capacity provider strategy.",
                 item.capacity_provider
@@ -132,25 +156,37 @@ pub fn validate_strategy(strategy: &[s::CapacityProviderStrategyItem]) -> Result
         }
         let base = item.base.unwrap_or(0);
         if !(0..=100_000).contains(&base) {
-            return Err(invalid("The base value of a capacity provider strategy item must be between 0 and 100000."));
+            return Err(invalid(
+                "The base value of a capacity provider strategy item must be between 0 and 100000.",
+            ));
         }
         if base > 0 {
             with_base += 1;
         }
         if !(0..=1000).contains(&item.weight.unwrap_or(0)) {
-            return Err(invalid("The weight value of a capacity provider strategy item must be between 0 and 1000."));
+            return Err(invalid(
+                "The weight value of a capacity provider strategy item must be between 0 and 1000.",
+            ));
         }
     }
     if with_base > 1 {
-        return Err(invalid("Only one capacity provider in a capacity provider strategy can have a base defined."));
+        return Err(invalid(
+            "Only one capacity provider in a capacity provider strategy can have a base defined.",
+        ));
     }
     Ok(())
 }
 
 /// The ACTIVE cluster a custom capacity provider is associated with, if any.
-pub fn attached_cluster(tx: &Tx<'_>, ctx: &RequestContext, provider: &str) -> Result<Option<String>, Failure> {
+pub fn attached_cluster(
+    tx: &Tx<'_>,
+    ctx: &RequestContext,
+    provider: &str,
+) -> Result<Option<String>, Failure> {
     for (name, c) in tx.list_json::<s::Cluster>(scope(ctx), kind::CLUSTER, "")? {
-        if c.status.as_deref() == Some("ACTIVE") && c.capacity_providers.iter().flatten().any(|p| p == provider) {
+        if c.status.as_deref() == Some("ACTIVE")
+            && c.capacity_providers.iter().flatten().any(|p| p == provider)
+        {
             return Ok(Some(name));
         }
     }
@@ -159,7 +195,12 @@ pub fn attached_cluster(tx: &Tx<'_>, ctx: &RequestContext, provider: &str) -> Re
 
 /// A cluster as DescribeClusters shows it: stored fields, derived counts, and the optional
 /// parts only when `include` asks for them.
-fn present(tx: &Tx<'_>, ctx: &RequestContext, stored: &s::Cluster, include: &[ClusterField]) -> Result<s::Cluster, Failure> {
+fn present(
+    tx: &Tx<'_>,
+    ctx: &RequestContext,
+    stored: &s::Cluster,
+    include: &[ClusterField],
+) -> Result<s::Cluster, Failure> {
     let mut c = stored.clone();
     let name = c.cluster_name.clone().unwrap_or_default();
     let instances = if c.status.as_deref() == Some("ACTIVE") {
@@ -172,8 +213,13 @@ fn present(tx: &Tx<'_>, ctx: &RequestContext, stored: &s::Cluster, include: &[Cl
     c.pending_tasks_count = Some(0);
     c.active_services_count = Some(0);
     c.capacity_providers.get_or_insert_with(Vec::new);
-    c.default_capacity_provider_strategy.get_or_insert_with(Vec::new);
-    c.statistics = Some(if include.contains(&ClusterField::Statistics) { statistics() } else { Vec::new() });
+    c.default_capacity_provider_strategy
+        .get_or_insert_with(Vec::new);
+    c.statistics = Some(if include.contains(&ClusterField::Statistics) {
+        statistics()
+    } else {
+        Vec::new()
+    });
     if include.contains(&ClusterField::Tags) {
         c.tags.get_or_insert_with(Vec::new);
     } else {
@@ -209,15 +255,29 @@ fn statistics() -> Vec<s::KeyValuePair> {
         "drainingExternalServiceCount",
     ]
     .iter()
-    .map(|k| s::KeyValuePair { name: Some((*k).into()), value: Some("0".into()) })
+    .map(|k| s::KeyValuePair {
+        name: Some((*k).into()),
+        value: Some("0".into()),
+    })
     .collect()
 }
 
 /// The full view returned by the mutating operations (settings and configuration included).
-const FULL: &[ClusterField] = &[ClusterField::Settings, ClusterField::Configurations, ClusterField::Tags];
+const FULL: &[ClusterField] = &[
+    ClusterField::Settings,
+    ClusterField::Configurations,
+    ClusterField::Tags,
+];
 
-pub fn create(ecs: &Ecs, ctx: &RequestContext, input: s::CreateClusterRequest) -> Result<s::CreateClusterResponse, AwsError> {
-    let name = input.cluster_name.clone().unwrap_or_else(|| "default".into());
+pub fn create(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: s::CreateClusterRequest,
+) -> Result<s::CreateClusterResponse, AwsError> {
+    let name = input
+        .cluster_name
+        .clone()
+        .unwrap_or_else(|| "default".into());
     if !berth_model::names::is_cluster_name(&name) {
         return Err(invalid(
             "Cluster name can only contain letters (uppercase and lowercase), numbers, hyphens, and underscores, and be at most 255 characters long.",
@@ -229,14 +289,20 @@ pub fn create(ecs: &Ecs, ctx: &RequestContext, input: s::CreateClusterRequest) -
     validate_settings(&settings)?;
     ecs.store
         .write(|tx| -> Result<s::CreateClusterResponse, Failure> {
-            if let Some((existing, _)) = tx.get_json::<s::Cluster>(scope(ctx), kind::CLUSTER, &name)?
+            if let Some((existing, _)) =
+                tx.get_json::<s::Cluster>(scope(ctx), kind::CLUSTER, &name)?
                 && existing.status.as_deref() == Some("ACTIVE")
             {
                 // CreateCluster of an existing name answers with that cluster, as ECS does.
-                return Ok(s::CreateClusterResponse { cluster: Some(present(tx, ctx, &existing, FULL)?) });
+                return Ok(s::CreateClusterResponse {
+                    cluster: Some(present(tx, ctx, &existing, FULL)?),
+                });
             }
             let providers = input.capacity_providers.clone().unwrap_or_default();
-            let strategy = input.default_capacity_provider_strategy.clone().unwrap_or_default();
+            let strategy = input
+                .default_capacity_provider_strategy
+                .clone()
+                .unwrap_or_default();
             validate_capacity_providers(tx, ctx, &name, &providers, &strategy)?;
             let mut all_settings = vec![s::ClusterSetting {
                 name: Some(s::ClusterSettingName::Containerinsights),
@@ -251,15 +317,18 @@ pub fn create(ecs: &Ecs, ctx: &RequestContext, input: s::CreateClusterRequest) -
                 configuration: input.configuration.clone(),
                 capacity_providers: Some(providers),
                 default_capacity_provider_strategy: Some(strategy),
-                service_connect_defaults: input
-                    .service_connect_defaults
-                    .as_ref()
-                    .map(|d| s::ClusterServiceConnectDefaults { namespace: Some(d.namespace.clone()) }),
+                service_connect_defaults: input.service_connect_defaults.as_ref().map(|d| {
+                    s::ClusterServiceConnectDefaults {
+                        namespace: Some(d.namespace.clone()),
+                    }
+                }),
                 tags: Some(tags.clone()),
                 ..Default::default()
             };
             tx.put(scope(ctx), kind::CLUSTER, &name, None, &cluster)?;
-            Ok(s::CreateClusterResponse { cluster: Some(present(tx, ctx, &cluster, FULL)?) })
+            Ok(s::CreateClusterResponse {
+                cluster: Some(present(tx, ctx, &cluster, FULL)?),
+            })
         })
         .map_err(aws)
 }
@@ -269,9 +338,14 @@ pub fn describe(
     ctx: &RequestContext,
     input: s::DescribeClustersRequest,
 ) -> Result<s::DescribeClustersResponse, AwsError> {
-    let idents = input.clusters.clone().unwrap_or_else(|| vec!["default".into()]);
+    let idents = input
+        .clusters
+        .clone()
+        .unwrap_or_else(|| vec!["default".into()]);
     if idents.len() > 100 {
-        return Err(invalid("DescribeClusters can describe at most 100 clusters in one call."));
+        return Err(invalid(
+            "DescribeClusters can describe at most 100 clusters in one call.",
+        ));
     }
     let include = input.include.clone().unwrap_or_default();
     ecs.store
@@ -286,18 +360,29 @@ pub fn describe(
                 match found {
                     Some((c, _)) => clusters.push(present(tx, ctx, &c, &include)?),
                     None => failures.push(s::Failure {
-                        arn: Some(if ident.starts_with("arn:") { ident.clone() } else { cluster_arn(ctx, ident) }),
+                        arn: Some(if ident.starts_with("arn:") {
+                            ident.clone()
+                        } else {
+                            cluster_arn(ctx, ident)
+                        }),
                         reason: Some("MISSING".into()),
                         detail: None,
                     }),
                 }
             }
-            Ok(s::DescribeClustersResponse { clusters: Some(clusters), failures: Some(failures) })
+            Ok(s::DescribeClustersResponse {
+                clusters: Some(clusters),
+                failures: Some(failures),
+            })
         })
         .map_err(aws)
 }
 
-pub fn list(ecs: &Ecs, ctx: &RequestContext, input: s::ListClustersRequest) -> Result<s::ListClustersResponse, AwsError> {
+pub fn list(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: s::ListClustersRequest,
+) -> Result<s::ListClustersResponse, AwsError> {
     let page = Page::parse(input.next_token.as_deref(), input.max_results, 100)?;
     ecs.store
         .read(|tx| -> Result<s::ListClustersResponse, Failure> {
@@ -345,7 +430,11 @@ fn modify(
         .map_err(aws)
 }
 
-pub fn update(ecs: &Ecs, ctx: &RequestContext, input: s::UpdateClusterRequest) -> Result<s::UpdateClusterResponse, AwsError> {
+pub fn update(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: s::UpdateClusterRequest,
+) -> Result<s::UpdateClusterResponse, AwsError> {
     if let Some(settings) = &input.settings {
         validate_settings(settings)?;
     }
@@ -357,11 +446,15 @@ pub fn update(ecs: &Ecs, ctx: &RequestContext, input: s::UpdateClusterRequest) -
             c.configuration = Some(conf.clone());
         }
         if let Some(d) = &input.service_connect_defaults {
-            c.service_connect_defaults = Some(s::ClusterServiceConnectDefaults { namespace: Some(d.namespace.clone()) });
+            c.service_connect_defaults = Some(s::ClusterServiceConnectDefaults {
+                namespace: Some(d.namespace.clone()),
+            });
         }
         Ok(())
     })?;
-    Ok(s::UpdateClusterResponse { cluster: Some(cluster) })
+    Ok(s::UpdateClusterResponse {
+        cluster: Some(cluster),
+    })
 }
 
 pub fn update_settings(
@@ -374,7 +467,9 @@ pub fn update_settings(
         merge_settings(c.settings.get_or_insert_with(Vec::new), &input.settings);
         Ok(())
     })?;
-    Ok(s::UpdateClusterSettingsResponse { cluster: Some(cluster) })
+    Ok(s::UpdateClusterSettingsResponse {
+        cluster: Some(cluster),
+    })
 }
 
 pub fn put_capacity_providers(
@@ -384,15 +479,28 @@ pub fn put_capacity_providers(
 ) -> Result<s::PutClusterCapacityProvidersResponse, AwsError> {
     let cluster = modify(ecs, ctx, &input.cluster, |tx, c| {
         let name = c.cluster_name.clone().unwrap_or_default();
-        validate_capacity_providers(tx, ctx, &name, &input.capacity_providers, &input.default_capacity_provider_strategy)?;
+        validate_capacity_providers(
+            tx,
+            ctx,
+            &name,
+            &input.capacity_providers,
+            &input.default_capacity_provider_strategy,
+        )?;
         c.capacity_providers = Some(input.capacity_providers.clone());
-        c.default_capacity_provider_strategy = Some(input.default_capacity_provider_strategy.clone());
+        c.default_capacity_provider_strategy =
+            Some(input.default_capacity_provider_strategy.clone());
         Ok(())
     })?;
-    Ok(s::PutClusterCapacityProvidersResponse { cluster: Some(cluster) })
+    Ok(s::PutClusterCapacityProvidersResponse {
+        cluster: Some(cluster),
+    })
 }
 
-pub fn delete(ecs: &Ecs, ctx: &RequestContext, input: s::DeleteClusterRequest) -> Result<s::DeleteClusterResponse, AwsError> {
+pub fn delete(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: s::DeleteClusterRequest,
+) -> Result<s::DeleteClusterResponse, AwsError> {
     ecs.store
         .write(|tx| -> Result<s::DeleteClusterResponse, Failure> {
             let (mut cluster, version) = common::active_cluster(tx, ctx, Some(&input.cluster))?;

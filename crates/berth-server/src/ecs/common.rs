@@ -73,7 +73,11 @@ pub fn arn_resource<'a>(
         return Some(Err(()));
     };
     let (t, _) = parsed.resource_parts();
-    if parsed.service != "ecs" || t != resource_type || parsed.account != ctx.account_id || parsed.region != ctx.region {
+    if parsed.service != "ecs"
+        || t != resource_type
+        || parsed.account != ctx.account_id
+        || parsed.region != ctx.region
+    {
         return Some(Err(()));
     }
     let prefix_len = ident.len() - parsed.resource.len() + resource_type.len() + 1;
@@ -101,7 +105,11 @@ pub fn cluster_name(ctx: &RequestContext, ident: Option<&str>) -> Result<String,
 
 /// The ACTIVE cluster `ident` names, with its record version; ClusterNotFoundException if
 /// it does not exist or was deleted.
-pub fn active_cluster(tx: &Tx<'_>, ctx: &RequestContext, ident: Option<&str>) -> Result<(s::Cluster, i64), Failure> {
+pub fn active_cluster(
+    tx: &Tx<'_>,
+    ctx: &RequestContext,
+    ident: Option<&str>,
+) -> Result<(s::Cluster, i64), Failure> {
     let name = cluster_name(ctx, ident)?;
     match tx.get_json::<s::Cluster>(scope(ctx), kind::CLUSTER, &name)? {
         Some((c, v)) if c.status.as_deref() == Some("ACTIVE") => Ok((c, v)),
@@ -118,25 +126,40 @@ pub struct Page {
 
 impl Page {
     /// Parses `nextToken` and `maxResults` (1..=`max`, default `max`).
-    pub fn parse(next_token: Option<&str>, max_results: Option<i32>, max: i32) -> Result<Page, AwsError> {
+    pub fn parse(
+        next_token: Option<&str>,
+        max_results: Option<i32>,
+        max: i32,
+    ) -> Result<Page, AwsError> {
         let limit = match max_results {
             None => max,
             Some(n) if (1..=max).contains(&n) => n,
             Some(n) => {
-                return Err(invalid(format!("maxResults must be between 1 and {max}, but was {n}.")));
+                return Err(invalid(format!(
+                    "maxResults must be between 1 and {max}, but was {n}."
+                )));
             }
         };
         let after = match next_token {
             None => None,
             Some("") => None,
-            Some(t) => Some(decode_token(t).ok_or_else(|| invalid("The specified nextToken is invalid."))?),
+            Some(t) => Some(
+                decode_token(t).ok_or_else(|| invalid("The specified nextToken is invalid."))?,
+            ),
         };
-        Ok(Page { after, limit: limit as usize })
+        Ok(Page {
+            after,
+            limit: limit as usize,
+        })
     }
 
     /// The token for the page after the one ending at `last_id`, when `fetched` (asked for
     /// `limit + 1`) shows there is more.
-    pub fn next_token<T>(&self, fetched: &mut Vec<T>, last_id: impl Fn(&T) -> String) -> Option<String> {
+    pub fn next_token<T>(
+        &self,
+        fetched: &mut Vec<T>,
+        last_id: impl Fn(&T) -> String,
+    ) -> Option<String> {
         if fetched.len() > self.limit {
             fetched.truncate(self.limit);
             fetched.last().map(|t| encode_token(&last_id(t)))
@@ -152,7 +175,9 @@ pub fn encode_token(id: &str) -> String {
 }
 
 fn decode_token(token: &str) -> Option<String> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()?;
     let s = String::from_utf8(bytes).ok()?;
     s.strip_prefix("v1|").map(String::from)
 }
@@ -161,7 +186,9 @@ fn decode_token(token: &str) -> Option<String> {
 /// twice, no key in the reserved `aws:` namespace.
 pub fn validate_tags(tags: &[s::Tag]) -> Result<(), AwsError> {
     if tags.len() > 50 {
-        return Err(invalid("Too many tags: a resource can have at most 50 tags."));
+        return Err(invalid(
+            "Too many tags: a resource can have at most 50 tags.",
+        ));
     }
     let mut seen = std::collections::BTreeSet::new();
     for t in tags {
@@ -170,10 +197,14 @@ pub fn validate_tags(tags: &[s::Tag]) -> Result<(), AwsError> {
             return Err(invalid("Tag keys must be between 1 and 128 characters."));
         }
         if t.value.as_deref().unwrap_or("").chars().count() > 256 {
-            return Err(invalid(format!("The value of tag '{key}' must be at most 256 characters.")));
+            return Err(invalid(format!(
+                "The value of tag '{key}' must be at most 256 characters."
+            )));
         }
         if key.to_ascii_lowercase().starts_with("aws:") {
-            return Err(invalid("Tag keys may not begin with the reserved prefix 'aws:'."));
+            return Err(invalid(
+                "Tag keys may not begin with the reserved prefix 'aws:'.",
+            ));
         }
         if !seen.insert(key) {
             return Err(invalid(format!("Duplicate tag key '{key}'.")));
@@ -214,12 +245,20 @@ mod tests {
         let c = ctx();
         assert_eq!(cluster_name(&c, None).unwrap(), "default");
         assert_eq!(cluster_name(&c, Some("web")).unwrap(), "web");
-        assert_eq!(cluster_name(&c, Some("arn:aws:ecs:us-east-1:123456789012:cluster/web")).unwrap(), "web");
         assert_eq!(
-            cluster_name(&c, Some("arn:aws:ecs:eu-west-1:123456789012:cluster/web")).unwrap_err().code,
+            cluster_name(&c, Some("arn:aws:ecs:us-east-1:123456789012:cluster/web")).unwrap(),
+            "web"
+        );
+        assert_eq!(
+            cluster_name(&c, Some("arn:aws:ecs:eu-west-1:123456789012:cluster/web"))
+                .unwrap_err()
+                .code,
             "ClusterNotFoundException"
         );
-        assert_eq!(cluster_name(&c, Some("a b")).unwrap_err().code, "InvalidParameterException");
+        assert_eq!(
+            cluster_name(&c, Some("a b")).unwrap_err().code,
+            "InvalidParameterException"
+        );
     }
 
     #[test]
@@ -237,7 +276,10 @@ mod tests {
 
     #[test]
     fn tag_rules() {
-        let t = |k: &str, v: &str| s::Tag { key: Some(k.into()), value: Some(v.into()) };
+        let t = |k: &str, v: &str| s::Tag {
+            key: Some(k.into()),
+            value: Some(v.into()),
+        };
         assert!(validate_tags(&[t("a", "b")]).is_ok());
         assert!(validate_tags(&[t("aws:x", "b")]).is_err());
         assert!(validate_tags(&[t("a", "b"), t("a", "c")]).is_err());

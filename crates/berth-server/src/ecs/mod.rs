@@ -32,16 +32,32 @@ type R<T> = Result<T, AwsError>;
 
 impl Api for Ecs {
     // Clusters.
-    fn create_cluster(&self, ctx: &RequestContext, input: s::CreateClusterRequest) -> R<s::CreateClusterResponse> {
+    fn create_cluster(
+        &self,
+        ctx: &RequestContext,
+        input: s::CreateClusterRequest,
+    ) -> R<s::CreateClusterResponse> {
         clusters::create(self, ctx, input)
     }
-    fn describe_clusters(&self, ctx: &RequestContext, input: s::DescribeClustersRequest) -> R<s::DescribeClustersResponse> {
+    fn describe_clusters(
+        &self,
+        ctx: &RequestContext,
+        input: s::DescribeClustersRequest,
+    ) -> R<s::DescribeClustersResponse> {
         clusters::describe(self, ctx, input)
     }
-    fn list_clusters(&self, ctx: &RequestContext, input: s::ListClustersRequest) -> R<s::ListClustersResponse> {
+    fn list_clusters(
+        &self,
+        ctx: &RequestContext,
+        input: s::ListClustersRequest,
+    ) -> R<s::ListClustersResponse> {
         clusters::list(self, ctx, input)
     }
-    fn update_cluster(&self, ctx: &RequestContext, input: s::UpdateClusterRequest) -> R<s::UpdateClusterResponse> {
+    fn update_cluster(
+        &self,
+        ctx: &RequestContext,
+        input: s::UpdateClusterRequest,
+    ) -> R<s::UpdateClusterResponse> {
         clusters::update(self, ctx, input)
     }
     fn update_cluster_settings(
@@ -51,7 +67,11 @@ impl Api for Ecs {
     ) -> R<s::UpdateClusterSettingsResponse> {
         clusters::update_settings(self, ctx, input)
     }
-    fn delete_cluster(&self, ctx: &RequestContext, input: s::DeleteClusterRequest) -> R<s::DeleteClusterResponse> {
+    fn delete_cluster(
+        &self,
+        ctx: &RequestContext,
+        input: s::DeleteClusterRequest,
+    ) -> R<s::DeleteClusterResponse> {
         clusters::delete(self, ctx, input)
     }
     fn put_cluster_capacity_providers(
@@ -137,10 +157,18 @@ impl Api for Ecs {
     }
 
     // Tags.
-    fn tag_resource(&self, ctx: &RequestContext, input: s::TagResourceRequest) -> R<s::TagResourceResponse> {
+    fn tag_resource(
+        &self,
+        ctx: &RequestContext,
+        input: s::TagResourceRequest,
+    ) -> R<s::TagResourceResponse> {
         tags::tag(self, ctx, input)
     }
-    fn untag_resource(&self, ctx: &RequestContext, input: s::UntagResourceRequest) -> R<s::UntagResourceResponse> {
+    fn untag_resource(
+        &self,
+        ctx: &RequestContext,
+        input: s::UntagResourceRequest,
+    ) -> R<s::UntagResourceResponse> {
         tags::untag(self, ctx, input)
     }
     fn list_tags_for_resource(
@@ -182,13 +210,25 @@ impl Api for Ecs {
     }
 
     // Attributes.
-    fn put_attributes(&self, ctx: &RequestContext, input: s::PutAttributesRequest) -> R<s::PutAttributesResponse> {
+    fn put_attributes(
+        &self,
+        ctx: &RequestContext,
+        input: s::PutAttributesRequest,
+    ) -> R<s::PutAttributesResponse> {
         attributes::put(self, ctx, input)
     }
-    fn delete_attributes(&self, ctx: &RequestContext, input: s::DeleteAttributesRequest) -> R<s::DeleteAttributesResponse> {
+    fn delete_attributes(
+        &self,
+        ctx: &RequestContext,
+        input: s::DeleteAttributesRequest,
+    ) -> R<s::DeleteAttributesResponse> {
         attributes::delete(self, ctx, input)
     }
-    fn list_attributes(&self, ctx: &RequestContext, input: s::ListAttributesRequest) -> R<s::ListAttributesResponse> {
+    fn list_attributes(
+        &self,
+        ctx: &RequestContext,
+        input: s::ListAttributesRequest,
+    ) -> R<s::ListAttributesResponse> {
         attributes::list(self, ctx, input)
     }
 

@@ -1,0 +1,136 @@
+//! `berth up` / `berth server`: open the store, settle the account and its root key, write
+//! the client environment file, serve until SIGINT or SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use berth_server::{App, accounts, gateway};
+use berth_store::Store;
+
+use crate::ServerArgs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The whole product on this machine.
+    Up,
+    /// The control plane only.
+    Server,
+}
+
+/// The account id a data directory gets when none is given (LocalStack's convention, so
+/// tools written for a local AWS work unchanged).
+const DEFAULT_ACCOUNT_ID: &str = "000000000000";
+
+fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("berth");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/berth"),
+        None => PathBuf::from("/var/lib/berth"),
+    }
+}
+
+pub async fn run(args: ServerArgs, mode: Mode) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    if let Some(a) = &args.account_id
+        && !accounts::is_account_id(a)
+    {
+        anyhow::bail!("--account-id must be 12 digits, got '{a}'");
+    }
+    let store = Store::open(&data_dir.join("berth.db")).context("cannot open the store")?;
+    let account = accounts::settle_account(&store, args.account_id.as_deref(), DEFAULT_ACCOUNT_ID)?;
+    let given = args
+        .root_access_key_id
+        .as_deref()
+        .zip(args.root_secret_access_key.as_deref());
+    let root = accounts::ensure_root_key(
+        &store,
+        &account,
+        given,
+        berth_wire::Timestamp::now().millis(),
+    )?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    let endpoint = format!("http://{addr}");
+    let env_file = data_dir.join("env");
+    write_env_file(
+        &env_file,
+        &endpoint,
+        &root.key.access_key_id,
+        &root.key.secret_access_key,
+        &args.region,
+    )?;
+
+    let what = match mode {
+        Mode::Up => "berth up",
+        Mode::Server => "berth server",
+    };
+    if root.created && given.is_none() {
+        println!("berth: created the root access key of account {account}:");
+        println!("  AWS_ACCESS_KEY_ID={}", root.key.access_key_id);
+        println!("  AWS_SECRET_ACCESS_KEY={}", root.key.secret_access_key);
+    }
+    println!(
+        "berth: {what} serves the AWS APIs at {endpoint} (account {account}, data in {})",
+        data_dir.display()
+    );
+    println!("berth: to use it from a shell: . {}", env_file.display());
+
+    let app = Arc::new(App::new(Arc::new(store)));
+    gateway::serve(listener, app, shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
+    println!("berth: stopped");
+    Ok(())
+}
+
+fn write_env_file(
+    path: &Path,
+    endpoint: &str,
+    key: &str,
+    secret: &str,
+    region: &str,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let text = format!(
+        "export AWS_ENDPOINT_URL={endpoint}\nexport AWS_ACCESS_KEY_ID={key}\nexport AWS_SECRET_ACCESS_KEY={secret}\nexport AWS_REGION={region}\nexport AWS_DEFAULT_REGION={region}\n"
+    );
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
