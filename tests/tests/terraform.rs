@@ -1,0 +1,376 @@
+//! Terraform's AWS provider against `berth up`: the configuration in `tests/terraform/ecs`
+//! (a cluster with settings and tags, a Fargate task definition, the cluster's capacity
+//! providers) applies, plans clean a second time (no drift) and destroys.
+//!
+//! Providers come from a local filesystem mirror (default `/opt/tf-plugins`, override with
+//! `BERTH_TF_PLUGINS`); nothing is downloaded. `terraform` is taken from `BERTH_TERRAFORM`, else
+//! from `PATH`. Set `BERTH_SKIP_TERRAFORM=1` to skip this test where Terraform is not installed.
+
+// Test code: a panic with a message is how a test fails (helpers included).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ecs::types::{ClusterField, TaskDefinitionField, TaskDefinitionStatus};
+use berth_e2e::{ACCOUNT_ID, BerthServer, REGION, unique_name};
+
+struct Terraform {
+    bin: PathBuf,
+    workdir: PathBuf,
+    envs: Vec<(String, String)>,
+    log: PathBuf,
+}
+
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Terraform {
+    /// Runs `terraform <args>` in the working directory, killing it after `timeout`.
+    fn run(&self, args: &[&str], timeout: Duration) -> Run {
+        let out_path = self.workdir.join("tf.stdout");
+        let err_path = self.workdir.join("tf.stderr");
+        let mut child = Command::new(&self.bin)
+            .args(args)
+            .current_dir(&self.workdir)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_DEFAULT_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT_URL_ECS")
+            .env_remove("AWS_CA_BUNDLE")
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&out_path).unwrap())
+            .stderr(fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.bin.display()));
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "terraform {args:?} did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}\n{}",
+                    fs::read_to_string(&out_path).unwrap_or_default(),
+                    fs::read_to_string(&err_path).unwrap_or_default(),
+                    self.log_tail(),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        Run {
+            status,
+            stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+            stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+        }
+    }
+
+    /// Runs and asserts exit code 0.
+    fn ok(&self, args: &[&str], timeout: Duration) -> Run {
+        let run = self.run(args, timeout);
+        assert!(
+            run.status.success(),
+            "terraform {args:?} failed with {}\nstdout:\n{}\nstderr:\n{}\n{}",
+            run.status,
+            run.stdout,
+            run.stderr,
+            self.log_tail()
+        );
+        run
+    }
+
+    /// The end of the provider's debug log (requests and responses), for failure messages.
+    fn log_tail(&self) -> String {
+        let log = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let start = lines.len().saturating_sub(120);
+        format!(
+            "----- terraform debug log, last {} lines ({}) -----\n{}",
+            lines.len() - start,
+            self.log.display(),
+            lines[start..].join("\n")
+        )
+    }
+}
+
+fn terraform_bin() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("BERTH_TERRAFORM").filter(|b| !b.is_empty()) {
+        return Some(PathBuf::from(bin));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("terraform"))
+        .find(|candidate| candidate.is_file())
+}
+
+fn copy_config(from: &Path, to: &Path) {
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with(".tf") {
+            fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn terraform_apply_plan_destroy() {
+    let skip = std::env::var_os("BERTH_SKIP_TERRAFORM").is_some_and(|v| v != "0" && !v.is_empty());
+    let plugins = PathBuf::from(
+        std::env::var_os("BERTH_TF_PLUGINS").unwrap_or_else(|| "/opt/tf-plugins".into()),
+    );
+    let Some(bin) = terraform_bin() else {
+        if skip {
+            eprintln!("skipped: terraform not found and BERTH_SKIP_TERRAFORM is set");
+            return;
+        }
+        panic!("terraform not found on PATH (set BERTH_TERRAFORM, or BERTH_SKIP_TERRAFORM=1)");
+    };
+    assert!(
+        plugins.is_dir() || skip,
+        "the provider mirror {} does not exist (set BERTH_TF_PLUGINS)",
+        plugins.display()
+    );
+    if !plugins.is_dir() {
+        eprintln!("skipped: no provider mirror and BERTH_SKIP_TERRAFORM is set");
+        return;
+    }
+
+    let berth = BerthServer::start();
+    let work = tempfile::Builder::new()
+        .prefix("berth-tf-")
+        .tempdir()
+        .unwrap();
+    let workdir = work.path().join("ecs");
+    fs::create_dir_all(&workdir).unwrap();
+    copy_config(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("terraform/ecs"),
+        &workdir,
+    );
+
+    let cli_config = work.path().join("terraform.rc");
+    fs::write(
+        &cli_config,
+        format!(
+            r#"provider_installation {{
+  filesystem_mirror {{
+    path    = "{}"
+    include = ["registry.terraform.io/*/*"]
+  }}
+  direct {{
+    exclude = ["registry.terraform.io/*/*"]
+  }}
+}}
+"#,
+            plugins.display()
+        ),
+    )
+    .unwrap();
+
+    let name = unique_name("tf");
+    let log = work.path().join("terraform.log");
+    let s = |v: &str| v.to_owned();
+    let tf = Terraform {
+        bin,
+        workdir,
+        log: log.clone(),
+        envs: vec![
+            (s("TF_CLI_CONFIG_FILE"), cli_config.display().to_string()),
+            (s("TF_IN_AUTOMATION"), s("1")),
+            (s("TF_INPUT"), s("0")),
+            (s("CHECKPOINT_DISABLE"), s("1")),
+            (s("TF_LOG"), s("DEBUG")),
+            (s("TF_LOG_PATH"), log.display().to_string()),
+            (s("AWS_EC2_METADATA_DISABLED"), s("true")),
+            (s("TF_VAR_endpoint"), berth.endpoint()),
+            (s("TF_VAR_region"), s(REGION)),
+            (s("TF_VAR_access_key"), s(berth.access_key_id())),
+            (s("TF_VAR_secret_key"), s(berth.secret_access_key())),
+            (s("TF_VAR_name"), name.clone()),
+        ],
+    };
+
+    let minutes = |m: u64| Duration::from_secs(m * 60);
+    tf.ok(&["init", "-input=false", "-no-color"], minutes(3));
+    tf.ok(
+        &["apply", "-auto-approve", "-input=false", "-no-color"],
+        minutes(5),
+    );
+
+    let cluster_name = format!("{name}-cluster");
+    let cluster_arn = format!("arn:aws:ecs:{REGION}:{ACCOUNT_ID}:cluster/{cluster_name}");
+    let family = format!("{name}-web");
+
+    let output = tf.ok(&["output", "-json"], minutes(1));
+    let outputs: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    assert_eq!(
+        outputs["cluster_arn"]["value"].as_str(),
+        Some(cluster_arn.as_str()),
+        "outputs: {outputs}"
+    );
+    assert_eq!(
+        outputs["task_definition_arn"]["value"].as_str(),
+        Some(format!("arn:aws:ecs:{REGION}:{ACCOUNT_ID}:task-definition/{family}:1").as_str()),
+        "outputs: {outputs}"
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ecs = berth.ecs_client(REGION);
+
+    // What Terraform created is what the API shows.
+    rt.block_on(async {
+        let out = ecs
+            .describe_clusters()
+            .clusters(&cluster_name)
+            .include(ClusterField::Settings)
+            .include(ClusterField::Tags)
+            .send()
+            .await
+            .unwrap();
+        let cluster = out
+            .clusters()
+            .first()
+            .unwrap_or_else(|| panic!("cluster {cluster_name} not found: {out:?}"));
+        assert_eq!(cluster.status(), Some("ACTIVE"));
+        assert_eq!(cluster.cluster_arn(), Some(cluster_arn.as_str()));
+        assert!(
+            cluster.settings().iter().any(|s| {
+                s.name().map(|n| n.as_str()) == Some("containerInsights")
+                    && s.value() == Some("enabled")
+            }),
+            "settings: {:?}",
+            cluster.settings()
+        );
+        assert!(
+            cluster
+                .tags()
+                .iter()
+                .any(|t| t.key() == Some("Project") && t.value() == Some("berth")),
+            "tags: {:?}",
+            cluster.tags()
+        );
+        let mut cps: Vec<&str> = cluster
+            .capacity_providers()
+            .iter()
+            .map(String::as_str)
+            .collect();
+        cps.sort_unstable();
+        assert_eq!(cps, ["FARGATE", "FARGATE_SPOT"]);
+        let strategy = cluster.default_capacity_provider_strategy();
+        assert_eq!(strategy.len(), 1, "strategy: {strategy:?}");
+        assert_eq!(strategy[0].capacity_provider(), "FARGATE");
+        assert_eq!(strategy[0].base(), 1);
+        assert_eq!(strategy[0].weight(), 100);
+
+        let td = ecs
+            .describe_task_definition()
+            .task_definition(&family)
+            .include(TaskDefinitionField::Tags)
+            .send()
+            .await
+            .unwrap();
+        let def = td.task_definition().unwrap();
+        assert_eq!(def.status(), Some(&TaskDefinitionStatus::Active));
+        assert_eq!(def.cpu(), Some("256"));
+        assert_eq!(def.memory(), Some("512"));
+        let container = def.container_definitions().first().unwrap();
+        assert_eq!(container.name(), Some("web"));
+        assert_eq!(
+            container
+                .port_mappings()
+                .first()
+                .and_then(|p| p.container_port()),
+            Some(8080)
+        );
+        assert!(
+            container
+                .environment()
+                .iter()
+                .any(|kv| kv.name() == Some("GREETING") && kv.value() == Some("hello")),
+            "environment: {:?}",
+            container.environment()
+        );
+        assert!(
+            td.tags()
+                .iter()
+                .any(|t| t.key() == Some("Project") && t.value() == Some("berth")),
+            "task definition tags: {:?}",
+            td.tags()
+        );
+    });
+
+    // A second plan finds nothing to change: what the provider reads back equals what it wrote.
+    let plan = tf.run(
+        &[
+            "plan",
+            "-detailed-exitcode",
+            "-input=false",
+            "-no-color",
+            "-lock=false",
+        ],
+        minutes(3),
+    );
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "terraform plan shows drift (exit 2) or failed (exit 1):\nstdout:\n{}\nstderr:\n{}\n{}",
+        plan.stdout,
+        plan.stderr,
+        tf.log_tail()
+    );
+
+    tf.ok(
+        &["destroy", "-auto-approve", "-input=false", "-no-color"],
+        minutes(5),
+    );
+
+    rt.block_on(async {
+        let listed = ecs.list_clusters().send().await.unwrap();
+        assert!(
+            !listed.cluster_arns().contains(&cluster_arn),
+            "{cluster_arn} still listed after destroy: {:?}",
+            listed.cluster_arns()
+        );
+        let out = ecs
+            .describe_clusters()
+            .clusters(&cluster_name)
+            .send()
+            .await
+            .unwrap();
+        // AWS describes a deleted cluster as INACTIVE for a while, or reports it MISSING.
+        let inactive = out
+            .clusters()
+            .iter()
+            .all(|c| c.status() == Some("INACTIVE"));
+        let missing = out.failures().iter().any(|f| f.reason() == Some("MISSING"));
+        assert!(
+            inactive && (!out.clusters().is_empty() || missing),
+            "cluster not gone after destroy: {out:?}"
+        );
+
+        let td = ecs
+            .describe_task_definition()
+            .task_definition(format!("{family}:1"))
+            .send()
+            .await;
+        if let Ok(td) = td {
+            assert_ne!(
+                td.task_definition().and_then(|d| d.status()),
+                Some(&TaskDefinitionStatus::Active),
+                "task definition still ACTIVE after destroy"
+            );
+        }
+    });
+}
