@@ -88,17 +88,87 @@ impl Terraform {
         run
     }
 
-    /// The end of the provider's debug log (requests and responses), for failure messages.
+    /// The provider's last HTTP exchanges and errors, from its debug log, for failure
+    /// messages (the whole log stays in the kept working directory).
     fn log_tail(&self) -> String {
         let log = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        let start = lines.len().saturating_sub(120);
+        let summary = summarize_tf_log(&log);
+        let start = summary.len().saturating_sub(40);
         format!(
-            "----- terraform debug log, last {} lines ({}) -----\n{}",
-            lines.len() - start,
+            "----- provider HTTP exchanges and errors (last {} of {}; full log {}) -----\n{}",
+            summary.len() - start,
+            summary.len(),
             self.log.display(),
-            lines[start..].join("\n")
+            summary[start..].join("\n")
         )
+    }
+}
+
+/// Turns Terraform's DEBUG log into one line per HTTP request (`-> Target body`), response
+/// (`<- status body`) and error. Entries start with a timestamp line; continuation lines are
+/// indented, and bodies are the lines starting with `  | `.
+fn summarize_tf_log(log: &str) -> Vec<String> {
+    let mut entries: Vec<Vec<&str>> = Vec::new();
+    for line in log.lines() {
+        if line.starts_with(|c: char| c.is_ascii_digit()) || entries.is_empty() {
+            entries.push(vec![line]);
+        } else if let Some(entry) = entries.last_mut() {
+            entry.push(line);
+        }
+    }
+    let field = |entry: &[&str], key: &str| -> Option<String> {
+        entry.iter().find_map(|l| {
+            let at = l.find(key)? + key.len();
+            let rest = &l[at..];
+            Some(
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches('"')
+                    .to_owned(),
+            )
+        })
+    };
+    let body = |entry: &[&str]| -> String {
+        entry
+            .iter()
+            .filter_map(|l| l.strip_prefix("  | "))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut out = Vec::new();
+    for entry in &entries {
+        let head = entry[0];
+        if head.contains("HTTP Request Sent") {
+            let target = field(entry, "x_amz_target=").unwrap_or_default();
+            let op = target.rsplit('.').next().unwrap_or(&target).to_owned();
+            out.push(format!("-> {op} {}", body(entry)));
+        } else if head.contains("HTTP Response Received") {
+            let status = field(entry, "http.status_code=").unwrap_or_default();
+            out.push(format!("<- {status} {}", body(entry)));
+        } else if head.contains("[ERROR]") {
+            out.push(format!("!! {}", entry.join(" ")));
+        }
+    }
+    out
+}
+
+/// Keeps the Terraform working directory (state, log) when the test fails.
+struct KeepOnPanic(Option<tempfile::TempDir>);
+
+impl KeepOnPanic {
+    fn path(&self) -> &Path {
+        self.0.as_ref().unwrap().path()
+    }
+}
+
+impl Drop for KeepOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(dir) = self.0.take()
+        {
+            eprintln!("terraform working directory kept: {}", dir.keep().display());
+        }
     }
 }
 
@@ -146,10 +216,12 @@ fn terraform_apply_plan_destroy() {
     }
 
     let berth = BerthServer::start();
-    let work = tempfile::Builder::new()
-        .prefix("berth-tf-")
-        .tempdir()
-        .unwrap();
+    let work = KeepOnPanic(Some(
+        tempfile::Builder::new()
+            .prefix("berth-tf-")
+            .tempdir()
+            .unwrap(),
+    ));
     let workdir = work.path().join("ecs");
     fs::create_dir_all(&workdir).unwrap();
     copy_config(
