@@ -1,31 +1,747 @@
-//! (being written)
+//! Container instances: RegisterContainerInstance, DescribeContainerInstances,
+//! ListContainerInstances, DeregisterContainerInstance.
+//!
+//! These are the control-plane records an agent registers; no agent talks to them yet. A
+//! container instance is stored as its wire shape (tags and attributes included) under
+//! `<cluster>/<id>`. A deregistered instance stays as INACTIVE: DescribeContainerInstances
+//! still shows it, ListContainerInstances does not, and it cannot register again.
 
+use berth_store::Tx;
 use berth_wire::ecs::shapes as s;
 use berth_wire::{AwsError, RequestContext};
 
 use super::Ecs;
+use super::common::{self, Page, aws, client, invalid, kind, scope};
+use crate::failure::Failure;
 
-pub fn register(_ecs: &Ecs, _ctx: &RequestContext, _input: s::RegisterContainerInstanceRequest) -> Result<s::RegisterContainerInstanceResponse, AwsError> {
-    Err(AwsError::not_implemented("RegisterContainerInstance"))
+/// `arn:aws:ecs:<region>:<account>:container-instance/<cluster>/<id>`.
+pub fn instance_arn(ctx: &RequestContext, cluster: &str, id: &str) -> String {
+    common::arn(ctx, format!("container-instance/{cluster}/{id}"))
 }
 
-pub fn describe(_ecs: &Ecs, _ctx: &RequestContext, _input: s::DescribeContainerInstancesRequest) -> Result<s::DescribeContainerInstancesResponse, AwsError> {
-    Err(AwsError::not_implemented("DescribeContainerInstances"))
+/// The store id (`<cluster>/<id>`) a container instance parameter (id or ARN, long or
+/// short format) names within `cluster`; `None` if it names one of another cluster,
+/// account or region, or is not an id at all.
+pub fn store_id(ctx: &RequestContext, cluster: &str, ident: &str) -> Option<String> {
+    let id = match common::arn_resource(ctx, ident, "container-instance") {
+        Some(Ok(rest)) => match rest.split_once('/') {
+            Some((c, id)) if c == cluster => id,
+            Some(_) => return None,
+            None => rest,
+        },
+        Some(Err(())) => return None,
+        None => ident,
+    };
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return None;
+    }
+    Some(format!("{cluster}/{id}"))
 }
 
-pub fn list(_ecs: &Ecs, _ctx: &RequestContext, _input: s::ListContainerInstancesRequest) -> Result<s::ListContainerInstancesResponse, AwsError> {
-    Err(AwsError::not_implemented("ListContainerInstances"))
+/// Attributes ECS itself sets (`ecs.*`, `com.amazonaws.ecs.*`); the others are custom.
+pub fn is_custom_attribute(name: &str) -> bool {
+    !(name.starts_with("ecs.") || name.starts_with("com.amazonaws.ecs."))
 }
 
-pub fn deregister(_ecs: &Ecs, _ctx: &RequestContext, _input: s::DeregisterContainerInstanceRequest) -> Result<s::DeregisterContainerInstanceResponse, AwsError> {
-    Err(AwsError::not_implemented("DeregisterContainerInstance"))
+/// The attributes ECS adds to a registering instance, from its instance identity document
+/// (the EC2 metadata JSON) when there is one.
+fn default_attributes(
+    ctx: &RequestContext,
+    identity: Option<&serde_json::Value>,
+) -> Vec<s::Attribute> {
+    let doc = |k: &str| {
+        identity
+            .and_then(|d| d.get(k))
+            .and_then(|v| v.as_str())
+            .map(String::from)
+    };
+    let arch = doc("architecture").unwrap_or_else(|| {
+        match std::env::consts::ARCH {
+            "aarch64" => "arm64",
+            other => other,
+        }
+        .to_string()
+    });
+    let mut attrs = vec![
+        ("ecs.os-type", Some("linux".to_string())),
+        ("ecs.cpu-architecture", Some(arch)),
+        (
+            "ecs.availability-zone",
+            Some(doc("availabilityZone").unwrap_or_else(|| format!("{}a", ctx.region))),
+        ),
+    ];
+    if let Some(t) = doc("instanceType") {
+        attrs.push(("ecs.instance-type", Some(t)));
+    }
+    if let Some(ami) = doc("imageId") {
+        attrs.push(("ecs.ami-id", Some(ami)));
+    }
+    attrs
+        .into_iter()
+        .map(|(name, value)| s::Attribute {
+            name: name.into(),
+            value,
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// `base` with `given` merged in: a given attribute replaces the one of the same name.
+pub fn merge_attributes(base: &mut Vec<s::Attribute>, given: &[s::Attribute]) {
+    for a in given {
+        let a = s::Attribute {
+            name: a.name.clone(),
+            value: a.value.clone(),
+            ..Default::default()
+        };
+        match base.iter_mut().find(|b| b.name == a.name) {
+            Some(b) => *b = a,
+            None => base.push(a),
+        }
+    }
+}
+
+/// The health ECS reports for an instance whose agent has not reported yet.
+fn initial_health(since: berth_wire::Timestamp) -> s::ContainerInstanceHealthStatus {
+    s::ContainerInstanceHealthStatus {
+        overall_status: Some(s::InstanceHealthCheckState::Initializing),
+        details: Some(vec![s::InstanceHealthCheckResult {
+            r#type: Some(s::InstanceHealthCheckType::ContainerRuntime),
+            status: Some(s::InstanceHealthCheckState::Initializing),
+            last_updated: Some(since),
+            last_status_change: Some(since),
+            status_reason: None,
+        }]),
+    }
+}
+
+/// An instance as shown: tags and health only when asked for.
+fn present(
+    ci: &s::ContainerInstance,
+    include: &[s::ContainerInstanceField],
+) -> s::ContainerInstance {
+    let mut ci = ci.clone();
+    if include.contains(&s::ContainerInstanceField::Tags) {
+        ci.tags.get_or_insert_with(Vec::new);
+    } else {
+        ci.tags = None;
+    }
+    if include.contains(&s::ContainerInstanceField::ContainerInstanceHealth) {
+        if ci.health_status.is_none() {
+            ci.health_status = Some(initial_health(ci.registered_at.unwrap_or_default()));
+        }
+    } else {
+        ci.health_status = None;
+    }
+    ci
+}
+
+fn validate_resources(resources: &[s::Resource]) -> Result<(), AwsError> {
+    for r in resources {
+        if r.name.as_deref().is_none_or(str::is_empty) {
+            return Err(invalid("A resource must have a name."));
+        }
+        if r.integer_value.is_some_and(|v| v < 0)
+            || r.long_value.is_some_and(|v| v < 0)
+            || r.double_value.is_some_and(|v| v < 0.0)
+        {
+            return Err(invalid(format!(
+                "The value of resource '{}' cannot be negative.",
+                r.name.as_deref().unwrap_or("")
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn register(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: s::RegisterContainerInstanceRequest,
+) -> Result<s::RegisterContainerInstanceResponse, AwsError> {
+    let resources = input.total_resources.clone().unwrap_or_default();
+    validate_resources(&resources)?;
+    let given_attrs = input.attributes.clone().unwrap_or_default();
+    for a in &given_attrs {
+        super::attributes::validate_attribute(a)?;
+    }
+    if given_attrs
+        .iter()
+        .filter(|a| is_custom_attribute(&a.name))
+        .count()
+        > super::attributes::MAX_CUSTOM
+    {
+        return Err(berth_wire::ecs::ErrorCode::AttributeLimitExceededException
+            .with("You can specify up to 10 custom attributes for each resource."));
+    }
+    let tags = input.tags.clone().unwrap_or_default();
+    common::validate_tags(&tags)?;
+    let identity: Option<serde_json::Value> = match input.instance_identity_document.as_deref() {
+        Some(d) if !d.is_empty() => Some(
+            serde_json::from_str(d)
+                .map_err(|_| invalid("The instance identity document is not valid JSON."))?,
+        ),
+        _ => None,
+    };
+    let random = rand::random::<u128>();
+    ecs.store
+        .write(
+            |tx| -> Result<s::RegisterContainerInstanceResponse, Failure> {
+                let (cluster, _) = common::active_cluster(tx, ctx, input.cluster.as_deref())?;
+                let cluster_name = cluster.cluster_name.unwrap_or_default();
+                let mut attributes = default_attributes(ctx, identity.as_ref());
+                let mut expected = None;
+                let mut instance = match input.container_instance_arn.as_deref() {
+                    Some(arn) if !arn.is_empty() => {
+                        let id = store_id(ctx, &cluster_name, arn).ok_or_else(|| {
+                            invalid(format!(
+                                "The referenced container instance {arn} was not found."
+                            ))
+                        })?;
+                        let Some((old, version)) = tx.get_json::<s::ContainerInstance>(
+                            scope(ctx),
+                            kind::CONTAINER_INSTANCE,
+                            &id,
+                        )?
+                        else {
+                            return Err(invalid(format!(
+                                "The referenced container instance {arn} was not found."
+                            ))
+                            .into());
+                        };
+                        if old.status.as_deref() == Some("INACTIVE") {
+                            let short = id.rsplit('/').next().unwrap_or(&id);
+                            return Err(
+                                client(format!("Container instance {short} is inactive.")).into()
+                            );
+                        }
+                        expected = Some(version);
+                        // Custom attributes survive re-registration; ECS's own are refreshed.
+                        let custom: Vec<_> = old
+                            .attributes
+                            .iter()
+                            .flatten()
+                            .filter(|a| is_custom_attribute(&a.name))
+                            .cloned()
+                            .collect();
+                        merge_attributes(&mut attributes, &custom);
+                        let mut merged_tags = old.tags.clone().unwrap_or_default();
+                        common::merge_tags(&mut merged_tags, &tags);
+                        common::validate_tags(&merged_tags)?;
+                        s::ContainerInstance {
+                            tags: Some(merged_tags),
+                            version: Some(old.version.unwrap_or(1) + 1),
+                            ..old
+                        }
+                    }
+                    _ => {
+                        let id = berth_model::names::hex_id(random);
+                        s::ContainerInstance {
+                            container_instance_arn: Some(instance_arn(ctx, &cluster_name, &id)),
+                            tags: Some(tags.clone()),
+                            version: Some(1),
+                            ..Default::default()
+                        }
+                    }
+                };
+                merge_attributes(&mut attributes, &given_attrs);
+                if attributes
+                    .iter()
+                    .filter(|a| is_custom_attribute(&a.name))
+                    .count()
+                    > super::attributes::MAX_CUSTOM
+                {
+                    return Err(berth_wire::ecs::ErrorCode::AttributeLimitExceededException
+                        .with("You can specify up to 10 custom attributes for each resource.")
+                        .into());
+                }
+                instance.ec2_instance_id = identity
+                    .as_ref()
+                    .and_then(|d| d.get("instanceId"))
+                    .and_then(|v| v.as_str())
+                    .map(String::from)
+                    .or(instance.ec2_instance_id);
+                instance.version_info = Some(input.version_info.clone().unwrap_or_default());
+                instance.registered_resources = Some(resources.clone());
+                instance.remaining_resources = Some(resources.clone());
+                instance.attributes = Some(attributes);
+                instance.status = Some("ACTIVE".into());
+                instance.agent_connected = Some(false);
+                instance.running_tasks_count = Some(0);
+                instance.pending_tasks_count = Some(0);
+                instance.registered_at = Some(ctx.now);
+                instance.attachments = Some(Vec::new());
+                instance.health_status = None;
+                let arn = instance.container_instance_arn.clone().unwrap_or_default();
+                let id = store_id(ctx, &cluster_name, &arn).unwrap_or_default();
+                tx.put(
+                    scope(ctx),
+                    kind::CONTAINER_INSTANCE,
+                    &id,
+                    expected,
+                    &instance,
+                )?;
+                Ok(s::RegisterContainerInstanceResponse {
+                    container_instance: Some(present(
+                        &instance,
+                        &[s::ContainerInstanceField::Tags],
+                    )),
+                })
+            },
+        )
+        .map_err(aws)
+}
+
+pub fn describe(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: s::DescribeContainerInstancesRequest,
+) -> Result<s::DescribeContainerInstancesResponse, AwsError> {
+    if input.container_instances.is_empty() {
+        return Err(invalid("Container instances cannot be empty."));
+    }
+    if input.container_instances.len() > 100 {
+        return Err(invalid(
+            "DescribeContainerInstances can describe at most 100 container instances in one call.",
+        ));
+    }
+    let include = input.include.clone().unwrap_or_default();
+    ecs.store
+        .read(
+            |tx| -> Result<s::DescribeContainerInstancesResponse, Failure> {
+                let (cluster, _) = common::active_cluster(tx, ctx, input.cluster.as_deref())?;
+                let cluster_name = cluster.cluster_name.unwrap_or_default();
+                let mut instances = Vec::new();
+                let mut failures = Vec::new();
+                for ident in &input.container_instances {
+                    let found = match store_id(ctx, &cluster_name, ident) {
+                        Some(id) => tx.get_json::<s::ContainerInstance>(
+                            scope(ctx),
+                            kind::CONTAINER_INSTANCE,
+                            &id,
+                        )?,
+                        None => None,
+                    };
+                    match found {
+                        Some((ci, _)) => instances.push(present(&ci, &include)),
+                        None => failures.push(s::Failure {
+                            arn: Some(if ident.starts_with("arn:") {
+                                ident.clone()
+                            } else {
+                                instance_arn(ctx, &cluster_name, ident)
+                            }),
+                            reason: Some("MISSING".into()),
+                            detail: None,
+                        }),
+                    }
+                }
+                Ok(s::DescribeContainerInstancesResponse {
+                    container_instances: Some(instances),
+                    failures: Some(failures),
+                })
+            },
+        )
+        .map_err(aws)
+}
+
+pub fn list(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: s::ListContainerInstancesRequest,
+) -> Result<s::ListContainerInstancesResponse, AwsError> {
+    if input
+        .filter
+        .as_deref()
+        .is_some_and(|f| !f.trim().is_empty())
+    {
+        return Err(invalid(
+            "The filter parameter (cluster query language) is not supported yet.",
+        ));
+    }
+    let page = Page::parse(input.next_token.as_deref(), input.max_results, 100)?;
+    ecs.store
+        .read(|tx| -> Result<s::ListContainerInstancesResponse, Failure> {
+            let (cluster, _) = common::active_cluster(tx, ctx, input.cluster.as_deref())?;
+            let cluster_name = cluster.cluster_name.unwrap_or_default();
+            let prefix = format!("{cluster_name}/");
+            let wanted = |status: &str| match input.status {
+                Some(want) => status == want.as_str(),
+                None => status != "INACTIVE",
+            };
+            // Skipped statuses mean scanning in chunks until the page is full.
+            let mut ids: Vec<String> = Vec::new();
+            let mut after = page.after.clone().map(|a| format!("{prefix}{a}"));
+            loop {
+                let chunk = tx.list(
+                    scope(ctx),
+                    kind::CONTAINER_INSTANCE,
+                    &prefix,
+                    after.as_deref(),
+                    256,
+                )?;
+                let done = chunk.len() < 256;
+                for r in &chunk {
+                    let ci: s::ContainerInstance = r.decode(kind::CONTAINER_INSTANCE)?;
+                    if wanted(ci.status.as_deref().unwrap_or_default()) {
+                        ids.push(r.id[prefix.len()..].to_string());
+                    }
+                }
+                after = chunk.last().map(|r| r.id.clone());
+                if done || ids.len() > page.limit {
+                    break;
+                }
+            }
+            let next_token = page.next_token(&mut ids, Clone::clone);
+            Ok(s::ListContainerInstancesResponse {
+                container_instance_arns: Some(
+                    ids.iter()
+                        .map(|id| instance_arn(ctx, &cluster_name, id))
+                        .collect(),
+                ),
+                next_token,
+            })
+        })
+        .map_err(aws)
+}
+
+pub fn deregister(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: s::DeregisterContainerInstanceRequest,
+) -> Result<s::DeregisterContainerInstanceResponse, AwsError> {
+    ecs.store
+        .write(|tx| -> Result<s::DeregisterContainerInstanceResponse, Failure> {
+            let (cluster, _) = common::active_cluster(tx, ctx, input.cluster.as_deref())?;
+            let cluster_name = cluster.cluster_name.unwrap_or_default();
+            let ident = &input.container_instance;
+            let missing = || invalid(format!("The referenced container instance {ident} was not found."));
+            let id = store_id(ctx, &cluster_name, ident).ok_or_else(missing)?;
+            let Some((mut ci, version)) = tx.get_json::<s::ContainerInstance>(scope(ctx), kind::CONTAINER_INSTANCE, &id)?
+            else {
+                return Err(missing().into());
+            };
+            if ci.status.as_deref() == Some("INACTIVE") {
+                return Err(missing().into());
+            }
+            let busy = ci.running_tasks_count.unwrap_or(0) + ci.pending_tasks_count.unwrap_or(0) > 0;
+            if busy && !input.force.unwrap_or(false) {
+                return Err(invalid(
+                    "Found running tasks on the instance. Use the force parameter to deregister the instance anyway.",
+                )
+                .into());
+            }
+            ci.status = Some("INACTIVE".into());
+            ci.agent_connected = Some(false);
+            ci.version = Some(ci.version.unwrap_or(1) + 1);
+            tx.put(scope(ctx), kind::CONTAINER_INSTANCE, &id, Some(version), &ci)?;
+            Ok(s::DeregisterContainerInstanceResponse { container_instance: Some(present(&ci, &[])) })
+        })
+        .map_err(aws)
 }
 
 /// How many container instances of `cluster` are ACTIVE or DRAINING.
-pub fn count_registered(
-    _tx: &berth_store::Tx<'_>,
-    _ctx: &RequestContext,
-    _cluster: &str,
-) -> Result<i32, crate::failure::Failure> {
-    Ok(0)
+pub fn count_registered(tx: &Tx<'_>, ctx: &RequestContext, cluster: &str) -> Result<i32, Failure> {
+    let n = tx
+        .list_json::<s::ContainerInstance>(
+            scope(ctx),
+            kind::CONTAINER_INSTANCE,
+            &format!("{cluster}/"),
+        )?
+        .into_iter()
+        .filter(|(_, ci)| matches!(ci.status.as_deref(), Some("ACTIVE") | Some("DRAINING")))
+        .count();
+    Ok(i32::try_from(n).unwrap_or(i32::MAX))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    pub(crate) fn ctx() -> RequestContext {
+        RequestContext {
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            principal_arn: "arn:aws:iam::123456789012:root".into(),
+            access_key_id: String::new(),
+            request_id: String::new(),
+            source_ip: String::new(),
+            user_agent: String::new(),
+            now: berth_wire::Timestamp(1_700_000_000_000),
+        }
+    }
+
+    /// A store with cluster `web`.
+    pub(crate) fn ecs_with_cluster() -> Ecs {
+        let e = Ecs::new(Arc::new(berth_store::Store::open_in_memory().unwrap()));
+        super::super::clusters::create(
+            &e,
+            &ctx(),
+            s::CreateClusterRequest {
+                cluster_name: Some("web".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        e
+    }
+
+    pub(crate) fn register_one(e: &Ecs, attrs: Vec<s::Attribute>) -> s::ContainerInstance {
+        register(
+            e,
+            &ctx(),
+            s::RegisterContainerInstanceRequest {
+                cluster: Some("web".into()),
+                total_resources: Some(vec![s::Resource {
+                    name: Some("CPU".into()),
+                    integer_value: Some(2048),
+                    ..Default::default()
+                }]),
+                attributes: Some(attrs),
+                tags: Some(vec![s::Tag {
+                    key: Some("team".into()),
+                    value: Some("a".into()),
+                }]),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .container_instance
+        .unwrap()
+    }
+
+    #[test]
+    fn ids_and_arns() {
+        let c = ctx();
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(store_id(&c, "web", id).unwrap(), format!("web/{id}"));
+        assert_eq!(
+            store_id(&c, "web", &instance_arn(&c, "web", id)).unwrap(),
+            format!("web/{id}")
+        );
+        assert_eq!(
+            store_id(
+                &c,
+                "web",
+                &format!("arn:aws:ecs:us-east-1:123456789012:container-instance/{id}")
+            )
+            .unwrap(),
+            format!("web/{id}")
+        );
+        assert_eq!(store_id(&c, "web", &instance_arn(&c, "other", id)), None);
+        assert_eq!(store_id(&c, "web", "not an id"), None);
+        assert!(is_custom_attribute("stack"));
+        assert!(!is_custom_attribute("ecs.os-type"));
+        assert!(!is_custom_attribute(
+            "com.amazonaws.ecs.capability.docker-remote-api.1.17"
+        ));
+    }
+
+    #[test]
+    fn register_describe_list_deregister() {
+        let e = ecs_with_cluster();
+        let c = ctx();
+        let ci = register_one(
+            &e,
+            vec![s::Attribute {
+                name: "stack".into(),
+                value: Some("prod".into()),
+                ..Default::default()
+            }],
+        );
+        let arn = ci.container_instance_arn.clone().unwrap();
+        let id = arn.rsplit('/').next().unwrap().to_string();
+        assert_eq!(id.len(), 32);
+        assert!(arn.starts_with("arn:aws:ecs:us-east-1:123456789012:container-instance/web/"));
+        assert_eq!(ci.status.as_deref(), Some("ACTIVE"));
+        assert_eq!(ci.agent_connected, Some(false));
+        assert_eq!(ci.registered_resources, ci.remaining_resources);
+        let attrs = ci.attributes.unwrap();
+        assert!(
+            attrs
+                .iter()
+                .any(|a| a.name == "ecs.os-type" && a.value.as_deref() == Some("linux"))
+        );
+        assert!(attrs.iter().any(|a| a.name == "stack"));
+        e.store
+            .read(|tx| count_registered(tx, &c, "web"))
+            .map(|n| assert_eq!(n, 1))
+            .unwrap();
+
+        let d = describe(
+            &e,
+            &c,
+            s::DescribeContainerInstancesRequest {
+                cluster: Some("web".into()),
+                container_instances: vec![id.clone(), "ffffffffffffffffffffffffffffffff".into()],
+                include: Some(vec![
+                    s::ContainerInstanceField::Tags,
+                    s::ContainerInstanceField::ContainerInstanceHealth,
+                ]),
+            },
+        )
+        .unwrap();
+        let shown = &d.container_instances.unwrap()[0];
+        assert_eq!(shown.tags.as_ref().unwrap().len(), 1);
+        assert!(shown.health_status.is_some());
+        assert_eq!(d.failures.unwrap()[0].reason.as_deref(), Some("MISSING"));
+
+        for _ in 0..2 {
+            register_one(&e, vec![]);
+        }
+        let mut all = Vec::new();
+        let mut token = None;
+        loop {
+            let p = list(
+                &e,
+                &c,
+                s::ListContainerInstancesRequest {
+                    cluster: Some("web".into()),
+                    max_results: Some(2),
+                    next_token: token,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            all.extend(p.container_instance_arns.unwrap());
+            token = p.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        assert_eq!(all.len(), 3);
+        let draining = list(
+            &e,
+            &c,
+            s::ListContainerInstancesRequest {
+                cluster: Some("web".into()),
+                status: Some(s::ContainerInstanceStatus::Draining),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(draining.container_instance_arns.unwrap().is_empty());
+        assert_eq!(
+            list(
+                &e,
+                &c,
+                s::ListContainerInstancesRequest {
+                    cluster: Some("web".into()),
+                    filter: Some("attribute:ecs.os-type == linux".into()),
+                    ..Default::default()
+                }
+            )
+            .unwrap_err()
+            .code,
+            "InvalidParameterException"
+        );
+
+        let gone = deregister(
+            &e,
+            &c,
+            s::DeregisterContainerInstanceRequest {
+                cluster: Some("web".into()),
+                container_instance: arn.clone(),
+                force: None,
+            },
+        )
+        .unwrap()
+        .container_instance
+        .unwrap();
+        assert_eq!(gone.status.as_deref(), Some("INACTIVE"));
+        e.store
+            .read(|tx| count_registered(tx, &c, "web"))
+            .map(|n| assert_eq!(n, 2))
+            .unwrap();
+        let after = list(
+            &e,
+            &c,
+            s::ListContainerInstancesRequest {
+                cluster: Some("web".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .container_instance_arns
+        .unwrap();
+        assert!(!after.contains(&arn));
+        let again = register(
+            &e,
+            &c,
+            s::RegisterContainerInstanceRequest {
+                cluster: Some("web".into()),
+                container_instance_arn: Some(arn.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(again.code, "ClientException");
+        assert_eq!(
+            deregister(
+                &e,
+                &c,
+                s::DeregisterContainerInstanceRequest {
+                    cluster: Some("web".into()),
+                    container_instance: arn,
+                    force: None
+                }
+            )
+            .unwrap_err()
+            .code,
+            "InvalidParameterException"
+        );
+        assert_eq!(
+            register(
+                &e,
+                &c,
+                s::RegisterContainerInstanceRequest {
+                    cluster: Some("nope".into()),
+                    ..Default::default()
+                }
+            )
+            .unwrap_err()
+            .code,
+            "ClusterNotFoundException"
+        );
+    }
+
+    #[test]
+    fn reregistration_keeps_id_and_custom_attributes() {
+        let e = ecs_with_cluster();
+        let c = ctx();
+        let ci = register_one(
+            &e,
+            vec![s::Attribute {
+                name: "stack".into(),
+                value: Some("prod".into()),
+                ..Default::default()
+            }],
+        );
+        let arn = ci.container_instance_arn.clone().unwrap();
+        let again = register(
+            &e,
+            &c,
+            s::RegisterContainerInstanceRequest {
+                cluster: Some("web".into()),
+                container_instance_arn: Some(arn.clone()),
+                instance_identity_document: Some(r#"{"instanceId":"i-0abc","instanceType":"t3.micro","availabilityZone":"us-east-1b"}"#.into()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .container_instance
+        .unwrap();
+        assert_eq!(again.container_instance_arn.as_deref(), Some(arn.as_str()));
+        assert_eq!(again.ec2_instance_id.as_deref(), Some("i-0abc"));
+        let attrs = again.attributes.unwrap();
+        assert!(attrs.iter().any(|a| a.name == "stack"));
+        assert!(
+            attrs
+                .iter()
+                .any(|a| a.name == "ecs.availability-zone"
+                    && a.value.as_deref() == Some("us-east-1b"))
+        );
+        assert_eq!(again.version, Some(2));
+    }
 }
