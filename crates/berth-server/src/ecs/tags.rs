@@ -3,7 +3,9 @@
 //! definitions.
 //!
 //! Every one of those records keeps its tags in a top-level `tags` array, so the tag
-//! operations work on the stored JSON and leave the rest of the record as it is.
+//! operations work on the stored JSON and leave the rest of the record as it is (a task
+//! definition is stored as `{"taskDefinition": …, "tags": […]}` under
+//! `task_definitions::store_id`).
 
 use berth_model::Arn;
 use berth_wire::ecs::ErrorCode;
@@ -89,12 +91,12 @@ pub fn target(ctx: &RequestContext, resource_arn: &str) -> Result<Option<Target>
             let Some((family, revision)) = rest.rsplit_once(':') else {
                 return Err(invalid_arn());
             };
-            let Ok(revision) = revision.parse::<u32>() else {
-                return Err(invalid_arn());
-            };
-            Target {
-                kind: kind::TASK_DEFINITION,
-                id: format!("{family}:{revision:010}"),
+            match revision.parse::<i32>() {
+                Ok(n) if n > 0 && revision.bytes().all(|b| b.is_ascii_digit()) => Target {
+                    kind: kind::TASK_DEFINITION,
+                    id: super::task_definitions::store_id(family, n),
+                },
+                _ => return Err(invalid_arn()),
             }
         }
         "service" | "task" | "task-set" | "container" | "service-deployment"
@@ -266,7 +268,7 @@ mod tests {
             .unwrap(),
             Some(Target {
                 kind: kind::TASK_DEFINITION,
-                id: "app:0000000007".into()
+                id: super::super::task_definitions::store_id("app", 7)
             })
         );
         assert_eq!(
@@ -346,18 +348,22 @@ mod tests {
             },
         )
         .unwrap();
-        // A task definition record as a JSON object with top-level tags.
-        e.store
-            .write(|tx| {
-                tx.put(
-                    scope(&c),
-                    kind::TASK_DEFINITION,
-                    "app:0000000001",
-                    None,
-                    &serde_json::json!({"taskDefinition": {"family": "app", "revision": 1, "status": "ACTIVE"}, "tags": []}),
-                )
-            })
-            .unwrap();
+        // A task definition, registered as the task-definition module stores it.
+        super::super::task_definitions::register(
+            &e,
+            &c,
+            s::RegisterTaskDefinitionRequest {
+                family: "app".into(),
+                container_definitions: vec![s::ContainerDefinition {
+                    name: Some("app".into()),
+                    image: Some("busybox".into()),
+                    memory: Some(128),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let arns = [
             "arn:aws:ecs:us-east-1:123456789012:cluster/web".to_string(),
             "arn:aws:ecs:us-east-1:123456789012:capacity-provider/cp1".to_string(),
@@ -403,6 +409,18 @@ mod tests {
             got.retain(|(k, _)| k != "team");
             assert_eq!(got, vec![("b".into(), "2".into())], "{arn}");
         }
+        // DescribeTaskDefinition sees the tags set here.
+        let td = super::super::task_definitions::describe(
+            &e,
+            &c,
+            s::DescribeTaskDefinitionRequest {
+                task_definition: "app:1".into(),
+                include: Some(vec![s::TaskDefinitionField::Tags]),
+            },
+        )
+        .unwrap();
+        assert_eq!(td.tags.unwrap().len(), 1);
+        assert_eq!(td.task_definition.unwrap().revision, Some(1));
         // The cluster record keeps its other fields.
         let cluster = e
             .store
