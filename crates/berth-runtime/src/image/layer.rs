@@ -176,8 +176,13 @@ pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<String> {
                     }
                 }
                 let unpacked = entry.unpack_in(dest).map_err(|e| {
-                    let inner = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
-                    Error::InvalidImage { what: format!("layer entry {}", rel.display()), reason: format!("{e}{inner}") }
+                    let inner = std::error::Error::source(&e)
+                        .map(|s| format!(": {s}"))
+                        .unwrap_or_default();
+                    Error::InvalidImage {
+                        what: format!("layer entry {}", rel.display()),
+                        reason: format!("{e}{inner}"),
+                    }
                 })?;
                 if !unpacked {
                     return Err(Error::UnsafePath(raw.display().to_string()));

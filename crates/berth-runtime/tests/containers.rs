@@ -1,0 +1,372 @@
+//! Real containers (runc, namespaces, cgroups, overlayfs) from the busybox-static test image.
+//! They need root; without it each test says why it skips.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use berth_runtime::{ContainerState, Error, Mount, Runtime};
+use common::{Env, WAIT, id, log_text, root_or_skip};
+
+#[test]
+fn exit_code_and_output_are_captured() {
+    if !root_or_skip("exit_code_and_output_are_captured") {
+        return;
+    }
+    let env = Env::new();
+    let spec = env.spec(
+        &id("exit"),
+        &[
+            "sh",
+            "-c",
+            "echo out1; echo err1 >&2; echo out2; printf partial; exit 3",
+        ],
+    );
+    let t = Instant::now();
+    let h = env.run(&spec);
+    eprintln!("create_and_start took {:?}", t.elapsed());
+    let exit = env.rt.wait(&h.id, WAIT).unwrap();
+    assert_eq!(exit.exit_code, 3);
+    assert_eq!(exit.signal, None);
+    assert!(!exit.oom_killed);
+    assert!(exit.finished_at_ms >= exit.started_at_ms);
+    assert_eq!(log_text(&h.stdout_path), ["out1", "out2", "partial"]);
+    assert_eq!(log_text(&h.stderr_path), ["err1"]);
+    assert!(matches!(env.rt.state(&h.id).unwrap(), ContainerState::Exited(e) if e.exit_code == 3));
+    env.rt.remove(&h.id).unwrap();
+    assert!(matches!(env.rt.state(&h.id), Err(Error::NotFound(_))));
+    assert!(!h.state_dir.exists());
+}
+
+#[test]
+fn image_defaults_env_args_cwd_and_user_are_honoured() {
+    if !root_or_skip("image_defaults_env_args_cwd_and_user_are_honoured") {
+        return;
+    }
+    let env = Env::new();
+    // The image's own Cmd.
+    let spec = env.spec(&id("default"), &[]);
+    let h = env.run(&spec);
+    assert_eq!(env.rt.wait(&h.id, WAIT).unwrap().exit_code, 0);
+    assert_eq!(log_text(&h.stdout_path), ["image default"]);
+
+    let mut spec = env.spec(
+        &id("envargs"),
+        &["sh", "-c", "echo \"$FOO|$FROM_IMAGE|$HOME|$#|$0\"; pwd; id -u; id -g; id -G; hostname; cat /etc/hostname", "zero"],
+    );
+    spec.env.push("FOO=bar baz".into());
+    spec.working_dir = "/tmp".into();
+    spec.user = "app".into();
+    spec.hostname = "myhost".into();
+    let h = env.run(&spec);
+    assert_eq!(
+        env.rt.wait(&h.id, WAIT).unwrap().exit_code,
+        0,
+        "{:?}",
+        log_text(&h.stderr_path)
+    );
+    assert_eq!(
+        log_text(&h.stdout_path),
+        [
+            "bar baz|1|/home/app|0|zero",
+            "/tmp",
+            "1000",
+            "1000",
+            "1000 10",
+            "myhost",
+            "myhost"
+        ]
+    );
+}
+
+#[test]
+fn readonly_root_bind_mounts_and_ulimits() {
+    if !root_or_skip("readonly_root_bind_mounts_and_ulimits") {
+        return;
+    }
+    let env = Env::new();
+    let data = env.dir.path().join("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("f"), "from host\n").unwrap();
+    let vol = env.dir.path().join("vol");
+    fs::create_dir(&vol).unwrap();
+    let mut spec = env.spec(
+        &id("ro"),
+        &["sh", "-c", "cat /data/f; touch /x 2>/dev/null || echo rootro; touch /data/y 2>/dev/null || echo dataro; echo hi > /vol/z; ulimit -n"],
+    );
+    spec.readonly_rootfs = true;
+    spec.mounts.push(Mount {
+        source: data.clone(),
+        destination: "/data".into(),
+        read_only: true,
+    });
+    spec.mounts.push(Mount {
+        source: vol.clone(),
+        destination: "/vol".into(),
+        read_only: false,
+    });
+    spec.ulimits.push(berth_runtime::Ulimit {
+        name: "nofile".into(),
+        soft: 321,
+        hard: 654,
+    });
+    let h = env.run(&spec);
+    assert_eq!(
+        env.rt.wait(&h.id, WAIT).unwrap().exit_code,
+        0,
+        "{:?}",
+        log_text(&h.stderr_path)
+    );
+    assert_eq!(
+        log_text(&h.stdout_path),
+        ["from host", "rootro", "dataro", "321"]
+    );
+    assert_eq!(fs::read_to_string(vol.join("z")).unwrap(), "hi\n");
+}
+
+#[test]
+fn a_missing_executable_fails_the_start() {
+    if !root_or_skip("a_missing_executable_fails_the_start") {
+        return;
+    }
+    let env = Env::new();
+    let spec = env.spec(&id("noexec"), &["/no/such/binary"]);
+    let err = env.rt.create_and_start(&spec).unwrap_err();
+    assert!(matches!(err, Error::Start { .. }), "{err}");
+    assert!(err.to_string().contains("no such file"), "{err}");
+    let ContainerState::Exited(exit) = env.rt.state(&spec.id).unwrap() else {
+        panic!("not exited")
+    };
+    assert!(exit.error.is_some());
+}
+
+#[test]
+fn stop_sends_sigterm_then_sigkill_after_the_timeout() {
+    if !root_or_skip("stop_sends_sigterm_then_sigkill_after_the_timeout") {
+        return;
+    }
+    let env = Env::new();
+    // PID 1 without a handler ignores SIGTERM: only SIGKILL after the timeout stops it.
+    let stubborn = env.run(&env.spec(&id("stubborn"), &["sleep", "1000"]));
+    // A shell that traps SIGTERM exits at once with its own code.
+    let polite = env.run(&env.spec(
+        &id("polite"),
+        &[
+            "sh",
+            "-c",
+            "trap 'echo bye; exit 7' TERM; echo ready; while true; do sleep 0.1; done",
+        ],
+    ));
+    let deadline = Instant::now() + WAIT;
+    while !log_text(&polite.stdout_path).contains(&"ready".to_string()) {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(matches!(
+        env.rt.state(&stubborn.id).unwrap(),
+        ContainerState::Running { .. }
+    ));
+
+    let t = Instant::now();
+    let exit = env
+        .rt
+        .stop(&polite.id, Duration::from_secs(10), None)
+        .unwrap();
+    assert_eq!(exit.exit_code, 7);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(log_text(&polite.stdout_path), ["ready", "bye"]);
+
+    let t = Instant::now();
+    let exit = env
+        .rt
+        .stop(&stubborn.id, Duration::from_millis(1500), None)
+        .unwrap();
+    let took = t.elapsed();
+    assert_eq!(exit.signal, Some(9));
+    assert_eq!(exit.exit_code, 137);
+    assert!(!exit.oom_killed);
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn exceeding_the_memory_limit_is_reported_as_oom_killed() {
+    if !root_or_skip("exceeding_the_memory_limit_is_reported_as_oom_killed") {
+        return;
+    }
+    let env = Env::new();
+    let mut spec = env.spec(
+        &id("oom"),
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
+    );
+    spec.resources.memory_mib = Some(16);
+    spec.resources.memory_reservation_mib = Some(8);
+    let h = env.run(&spec);
+    let exit = env.rt.wait(&h.id, WAIT).unwrap();
+    assert!(exit.oom_killed, "{exit:?}");
+    assert_eq!(exit.signal, Some(9));
+    assert_eq!(exit.exit_code, 137);
+}
+
+#[test]
+fn stats_read_the_cgroup() {
+    if !root_or_skip("stats_read_the_cgroup") {
+        return;
+    }
+    let env = Env::new();
+    let mut spec = env.spec(
+        &id("stats"),
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; echo done; sleep 1000",
+        ],
+    );
+    spec.resources.memory_mib = Some(64);
+    spec.resources.cpu_units = Some(512);
+    spec.resources.pids_limit = Some(50);
+    let h = env.run(&spec);
+    let deadline = Instant::now() + WAIT;
+    while log_text(&h.stdout_path).is_empty() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = env.rt.stats(&h.id).unwrap();
+    assert!(s.cpu_usage_ns > 1_000_000, "{s:?}");
+    assert!(s.memory_usage_bytes > 0, "{s:?}");
+    assert_eq!(s.memory_limit_bytes, Some(64 * 1024 * 1024));
+    assert!(s.pids >= 1, "{s:?}");
+    let exit = env
+        .rt
+        .stop(&h.id, Duration::from_millis(200), None)
+        .unwrap();
+    assert_eq!(exit.signal, Some(9));
+}
+
+/// Helper run in a child process by `the_container_survives_its_starter`: starts a
+/// container and waits to be killed.
+#[test]
+fn helper_start_container_and_hang() {
+    let Ok(root) = std::env::var("BERTH_RT_HELPER_ROOT") else {
+        return;
+    };
+    let rt = Runtime::new(common::runtime_config(std::path::Path::new(&root))).unwrap();
+    let spec: berth_runtime::ContainerSpec =
+        serde_json::from_str(&std::env::var("BERTH_RT_HELPER_SPEC").unwrap()).unwrap();
+    let h = rt.create_and_start(&spec).unwrap();
+    println!("STARTED {}", h.pid);
+    std::thread::sleep(Duration::from_secs(1000));
+}
+
+#[test]
+fn the_container_survives_its_starter_and_is_found_again() {
+    if !root_or_skip("the_container_survives_its_starter_and_is_found_again") {
+        return;
+    }
+    let env = Env::new();
+    let spec = env.spec(
+        &id("survivor"),
+        &[
+            "sh",
+            "-c",
+            "echo alive; trap 'echo term; exit 5' TERM; while true; do sleep 0.1; done",
+        ],
+    );
+    let state_root = env.dir.path().join("containers");
+    let mut starter = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_start_container_and_hang",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("BERTH_RT_HELPER_ROOT", &state_root)
+        .env(
+            "BERTH_RT_HELPER_SPEC",
+            serde_json::to_string(&spec).unwrap(),
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if matches!(env.rt.state(&spec.id), Ok(ContainerState::Running { .. })) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "container never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // kill -9 the process that started it.
+    starter.kill().unwrap();
+    starter.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // A new runtime over the same state root (an agent restart) finds it running.
+    let rt = Runtime::new(common::runtime_config(&state_root)).unwrap();
+    let list = rt.list().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].0, spec);
+    assert!(
+        matches!(list[0].1, ContainerState::Running { .. }),
+        "{:?}",
+        list[0].1
+    );
+    let exit = rt.stop(&spec.id, Duration::from_secs(10), None).unwrap();
+    assert_eq!(exit.exit_code, 5);
+    assert_eq!(
+        log_text(
+            &env.dir
+                .path()
+                .join("containers")
+                .join(&spec.id)
+                .join("stdout.log")
+        ),
+        ["alive", "term"]
+    );
+}
+
+#[test]
+fn host_network_and_an_existing_network_namespace() {
+    if !root_or_skip("host_network_and_an_existing_network_namespace") {
+        return;
+    }
+    let env = Env::new();
+    let mut spec = env.spec(&id("hostnet"), &["sh", "-c", "cat /proc/net/dev | wc -l"]);
+    spec.network = berth_runtime::NetworkMode::Host;
+    let h = env.run(&spec);
+    assert_eq!(
+        env.rt.wait(&h.id, WAIT).unwrap().exit_code,
+        0,
+        "{:?}",
+        log_text(&h.stderr_path)
+    );
+    let host_lines = fs::read_to_string("/proc/net/dev").unwrap().lines().count();
+    assert_eq!(log_text(&h.stdout_path), [host_lines.to_string()]);
+
+    // A new namespace has only loopback: 2 header lines + lo.
+    let spec = env.spec(&id("newnet"), &["sh", "-c", "cat /proc/net/dev | wc -l"]);
+    let h = env.run(&spec);
+    assert_eq!(env.rt.wait(&h.id, WAIT).unwrap().exit_code, 0);
+    assert_eq!(log_text(&h.stdout_path), ["3"]);
+
+    // Joining the namespace of a running container (how a task's containers share one).
+    let first = env.run(&env.spec(&id("netowner"), &["sleep", "1000"]));
+    let mut spec = env.spec(&id("netjoin"), &["sh", "-c", "cat /proc/net/dev | wc -l"]);
+    spec.network = berth_runtime::NetworkMode::Join(format!("/proc/{}/ns/net", first.pid).into());
+    let h = env.run(&spec);
+    assert_eq!(
+        env.rt.wait(&h.id, WAIT).unwrap().exit_code,
+        0,
+        "{:?}",
+        log_text(&h.stderr_path)
+    );
+    assert_eq!(log_text(&h.stdout_path), ["3"]);
+    env.rt.kill(&first.id, 9).unwrap();
+    env.rt.wait(&first.id, WAIT).unwrap();
+}
