@@ -37,14 +37,27 @@ async fn create_describe_update_delete_through_the_sdk() {
     assert_eq!(c.settings()[0].value(), Some("enabled"));
 
     // CreateCluster of an existing name answers with the existing cluster.
-    let again = ecs.create_cluster().cluster_name("web").send().await.unwrap();
+    let again = ecs
+        .create_cluster()
+        .cluster_name("web")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.cluster().unwrap().tags().len(), 1);
 
     // Describe: by name and by ARN; tags and settings only when included.
-    let plain = ecs.describe_clusters().clusters("web").send().await.unwrap();
+    let plain = ecs
+        .describe_clusters()
+        .clusters("web")
+        .send()
+        .await
+        .unwrap();
     let c = &plain.clusters()[0];
     assert!(c.tags().is_empty(), "tags need include TAGS: {c:?}");
-    assert!(c.settings().is_empty(), "settings need include SETTINGS: {c:?}");
+    assert!(
+        c.settings().is_empty(),
+        "settings need include SETTINGS: {c:?}"
+    );
     assert!(c.statistics().is_empty());
     let full = ecs
         .describe_clusters()
@@ -92,7 +105,10 @@ async fn create_describe_update_delete_through_the_sdk() {
         .send()
         .await
         .unwrap();
-    assert_eq!(updated.cluster().unwrap().settings()[0].value(), Some("disabled"));
+    assert_eq!(
+        updated.cluster().unwrap().settings()[0].value(),
+        Some("disabled")
+    );
     let bad = ecs
         .update_cluster()
         .cluster("web")
@@ -155,7 +171,12 @@ async fn create_describe_update_delete_through_the_sdk() {
     assert_eq!(deleted.cluster().unwrap().status(), Some("INACTIVE"));
     let listed = ecs.list_clusters().send().await.unwrap();
     assert!(listed.cluster_arns().is_empty(), "{listed:?}");
-    let described = ecs.describe_clusters().clusters("web").send().await.unwrap();
+    let described = ecs
+        .describe_clusters()
+        .clusters("web")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(described.clusters()[0].status(), Some("INACTIVE"));
     assert_sdk_error(
         ecs.delete_cluster().cluster("web").send().await,
@@ -175,7 +196,12 @@ async fn create_describe_update_delete_through_the_sdk() {
         "ClusterNotFoundException",
     );
     // Re-creating the name gives a fresh ACTIVE cluster.
-    let recreated = ecs.create_cluster().cluster_name("web").send().await.unwrap();
+    let recreated = ecs
+        .create_cluster()
+        .cluster_name("web")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(recreated.cluster().unwrap().status(), Some("ACTIVE"));
     assert!(recreated.cluster().unwrap().tags().is_empty());
 }
@@ -190,7 +216,10 @@ async fn bad_names_and_limits_are_refused() {
     );
     assert!(msg.to_lowercase().contains("cluster name"), "{msg}");
     assert_sdk_error(
-        ecs.create_cluster().cluster_name("x".repeat(256)).send().await,
+        ecs.create_cluster()
+            .cluster_name("x".repeat(256))
+            .send()
+            .await,
         "InvalidParameterException",
     );
     assert_sdk_error(
@@ -218,11 +247,19 @@ async fn list_clusters_paginates() {
     let mut want: Vec<String> = Vec::new();
     for i in 0..7 {
         let name = format!("c{i:02}");
-        ecs.create_cluster().cluster_name(&name).send().await.unwrap();
+        ecs.create_cluster()
+            .cluster_name(&name)
+            .send()
+            .await
+            .unwrap();
         want.push(arn(&name));
     }
     // A deleted cluster is skipped by the listing.
-    ecs.create_cluster().cluster_name("c03x").send().await.unwrap();
+    ecs.create_cluster()
+        .cluster_name("c03x")
+        .send()
+        .await
+        .unwrap();
     ecs.delete_cluster().cluster("c03x").send().await.unwrap();
 
     let mut got = Vec::new();
@@ -273,9 +310,25 @@ async fn clusters_are_regional() {
     let berth = BerthServer::start();
     let east = berth.ecs_client("us-east-1");
     let west = berth.ecs_client("eu-west-1");
-    east.create_cluster().cluster_name("here").send().await.unwrap();
-    assert!(west.list_clusters().send().await.unwrap().cluster_arns().is_empty());
-    let d = west.describe_clusters().clusters("here").send().await.unwrap();
+    east.create_cluster()
+        .cluster_name("here")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        west.list_clusters()
+            .send()
+            .await
+            .unwrap()
+            .cluster_arns()
+            .is_empty()
+    );
+    let d = west
+        .describe_clusters()
+        .clusters("here")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(d.failures()[0].reason(), Some("MISSING"));
     assert_eq!(
         d.failures()[0].arn(),
@@ -286,7 +339,12 @@ async fn clusters_are_regional() {
         west.delete_cluster().cluster(arn("here")).send().await,
         "ClusterNotFoundException",
     );
-    let made = west.create_cluster().cluster_name("here").send().await.unwrap();
+    let made = west
+        .create_cluster()
+        .cluster_name("here")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         made.cluster().unwrap().cluster_arn(),
         Some(format!("arn:aws:ecs:eu-west-1:{ACCOUNT_ID}:cluster/here").as_str())
@@ -313,7 +371,14 @@ fn clusters_through_the_cli() {
     assert_eq!(out["cluster"]["settings"][0]["value"], "enhanced");
     let d = berth.aws_cli_json(
         REGION,
-        &["ecs", "describe-clusters", "--clusters", "cli", "--include", "TAGS"],
+        &[
+            "ecs",
+            "describe-clusters",
+            "--clusters",
+            "cli",
+            "--include",
+            "TAGS",
+        ],
     );
     assert_eq!(d["clusters"][0]["tags"][0]["key"], "env");
     assert_eq!(d["failures"], serde_json::json!([]));
@@ -339,17 +404,32 @@ async fn reset_wipes_the_account_and_keeps_the_key() {
     let berth = BerthServer::start();
     let ecs = berth.ecs_client(REGION);
     ecs.create_cluster().cluster_name("a").send().await.unwrap();
-    berth.ecs_client("eu-west-1").create_cluster().cluster_name("b").send().await.unwrap();
-    berth.reset();
-    assert!(ecs.list_clusters().send().await.unwrap().cluster_arns().is_empty());
-    assert!(berth
+    berth
         .ecs_client("eu-west-1")
-        .list_clusters()
+        .create_cluster()
+        .cluster_name("b")
         .send()
         .await
-        .unwrap()
-        .cluster_arns()
-        .is_empty());
+        .unwrap();
+    berth.reset();
+    assert!(
+        ecs.list_clusters()
+            .send()
+            .await
+            .unwrap()
+            .cluster_arns()
+            .is_empty()
+    );
+    assert!(
+        berth
+            .ecs_client("eu-west-1")
+            .list_clusters()
+            .send()
+            .await
+            .unwrap()
+            .cluster_arns()
+            .is_empty()
+    );
     // The same key still works.
     ecs.create_cluster().cluster_name("a").send().await.unwrap();
 }

@@ -6,7 +6,12 @@ use berth_e2e::{BerthServer, REGION, RawRequest};
 
 fn assert_error(resp: &berth_e2e::RawResponse, status: u16, code: &str) -> String {
     assert_eq!(resp.status, status, "body: {}", resp.text());
-    assert_eq!(resp.error_code().as_deref(), Some(code), "body: {}", resp.text());
+    assert_eq!(
+        resp.error_code().as_deref(),
+        Some(code),
+        "body: {}",
+        resp.text()
+    );
     assert!(
         resp.header("x-amzn-requestid").is_some(),
         "every reply carries x-amzn-RequestId"
@@ -36,7 +41,10 @@ fn missing_required_member_and_bad_enum_name_the_field() {
         r#"{"clusters": ["a"], "include": ["EVERYTHING"]}"#,
     );
     let msg = assert_error(&resp, 400, "InvalidParameterException");
-    assert!(msg.contains("EVERYTHING") && msg.contains("STATISTICS"), "{msg}");
+    assert!(
+        msg.contains("EVERYTHING") && msg.contains("STATISTICS"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! validation rules AWS applies to them.
 
 pub mod arn;
+pub mod lifecycle;
 pub mod names;
 
 pub use arn::Arn;

@@ -341,7 +341,7 @@ fn canonical_request(req: &SignedRequest<'_>, parts: &SignatureParts) -> String 
     };
     let canonical_uri: String = path
         .split('/')
-        .map(|seg| uri_encode(seg))
+        .map(uri_encode)
         .collect::<Vec<_>>()
         .join("/");
     let mut query: Vec<(String, String)> = query_pairs(req.raw_query)
@@ -384,52 +384,55 @@ fn canonical_request(req: &SignedRequest<'_>, parts: &SignatureParts) -> String 
     )
 }
 
-/// Signs a request the way an AWS SDK does: returns the headers to add (`x-amz-date`,
-/// `authorization`). Used by Berth's own commands that call its API (`berth reset`,
-/// `berth bench`) and by tests.
+/// Who signs, and for which region and service.
+#[derive(Debug, Clone, Copy)]
+pub struct SigningKey<'a> {
+    pub access_key_id: &'a str,
+    pub secret: &'a str,
+    pub region: &'a str,
+    pub service: &'a str,
+}
+
+/// Signs `req` the way an AWS SDK does: returns the headers to add (`x-amz-date`,
+/// `authorization`; every header of `req` is signed). Used by Berth's own clients (`berth
+/// reset`, the agent) and by tests.
 pub fn sign_headers(
-    method: &str,
-    raw_path: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-    access_key_id: &str,
-    secret: &str,
-    region: &str,
-    service: &str,
+    req: &SignedRequest<'_>,
+    key: &SigningKey<'_>,
     now_unix: i64,
 ) -> Vec<(String, String)> {
     let amz_date = format_amz_date(now_unix);
-    let mut all: Vec<(String, String)> = headers.to_vec();
+    let mut all: Vec<(String, String)> = req.headers.to_vec();
     all.push(("x-amz-date".into(), amz_date.clone()));
     let mut signed: Vec<String> = all.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
     signed.sort();
     signed.dedup();
     let parts = SignatureParts {
-        access_key_id: access_key_id.into(),
-        date: amz_date[..8].to_string(),
-        region: region.into(),
-        service: service.into(),
+        access_key_id: key.access_key_id.into(),
+        date: amz_date.get(..8).unwrap_or_default().to_string(),
+        region: key.region.into(),
+        service: key.service.into(),
         signed_headers: signed.clone(),
         signature: String::new(),
         amz_date: amz_date.clone(),
         session_token: None,
         presigned: false,
     };
-    let req = SignedRequest {
-        method,
-        raw_path,
-        raw_query: "",
+    let full = SignedRequest {
         headers: &all,
-        body,
+        ..*req
     };
-    let sig = signature(&req, &parts, secret);
+    let sig = signature(&full, &parts, key.secret);
     vec![
         ("x-amz-date".into(), amz_date),
         (
             "authorization".into(),
             format!(
-                "AWS4-HMAC-SHA256 Credential={access_key_id}/{}/{region}/{service}/aws4_request, SignedHeaders={}, Signature={sig}",
-                &parts.date,
+                "AWS4-HMAC-SHA256 Credential={}/{}/{}/{}/aws4_request, SignedHeaders={}, Signature={sig}",
+                key.access_key_id,
+                parts.date,
+                key.region,
+                key.service,
                 signed.join(";")
             ),
         ),
@@ -484,17 +487,20 @@ mod tests {
         let body = b"{}";
         let now = 1_700_000_000;
         let mut headers = base.clone();
-        headers.extend(sign_headers(
-            "POST",
-            "/",
-            &base,
+        let unsigned = SignedRequest {
+            method: "POST",
+            raw_path: "/",
+            raw_query: "",
+            headers: &base,
             body,
-            "AKID",
-            "SECRET",
-            "eu-west-1",
-            "ecs",
-            now,
-        ));
+        };
+        let key = SigningKey {
+            access_key_id: "AKID",
+            secret: "SECRET",
+            region: "eu-west-1",
+            service: "ecs",
+        };
+        headers.extend(sign_headers(&unsigned, &key, now));
         let req = SignedRequest {
             method: "POST",
             raw_path: "/",

@@ -49,17 +49,20 @@ impl Client {
             ("x-amz-target".to_string(), format!("{prefix}.{operation}")),
         ];
         let now = berth_wire::Timestamp::now().seconds();
-        let signed = berth_wire::sigv4::sign_headers(
-            "POST",
-            "/",
-            &base,
+        let unsigned = berth_wire::sigv4::SignedRequest {
+            method: "POST",
+            raw_path: "/",
+            raw_query: "",
+            headers: &base,
             body,
-            &self.access_key_id,
-            &self.secret,
-            &self.region,
-            signing_name,
-            now,
-        );
+        };
+        let key = berth_wire::sigv4::SigningKey {
+            access_key_id: &self.access_key_id,
+            secret: &self.secret,
+            region: &self.region,
+            service: signing_name,
+        };
+        let signed = berth_wire::sigv4::sign_headers(&unsigned, &key, now);
         let mut req = String::from("POST / HTTP/1.1\r\n");
         for (k, v) in base.iter().chain(signed.iter()) {
             req.push_str(&format!("{k}: {v}\r\n"));

@@ -90,7 +90,7 @@ pub fn arn_resource<'a>(
 pub fn cluster_name(ctx: &RequestContext, ident: Option<&str>) -> Result<String, AwsError> {
     let ident = match ident {
         None => return Ok("default".into()),
-        Some(i) if i.is_empty() => return Ok("default".into()),
+        Some("") => return Ok("default".into()),
         Some(i) => i,
     };
     match arn_resource(ctx, ident, "cluster") {
