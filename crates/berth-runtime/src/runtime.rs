@@ -361,10 +361,10 @@ impl Runtime {
             let _ = self.wait(id, Duration::from_secs(10));
         }
         let shim: Option<ShimConfig> = read_json(&dir.join("shim.json"));
-        if let Some(shim) = &shim {
-            if self.runc_root.join(id).exists() {
-                crate::shim::cleanup_runc(shim);
-            }
+        if let Some(shim) = &shim
+            && self.runc_root.join(id).exists()
+        {
+            crate::shim::cleanup_runc(shim);
         }
         if let Some(spec) = &spec {
             cgroup::remove(&spec.effective_cgroup_path());

@@ -307,12 +307,13 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<ResolvedUser> {
     let mut additional_gids = Vec::new();
     if let (Some(name), None) = (&name, g) {
         for e in &group {
-            if e.len() >= 4 && e[3].split(',').any(|m| m == name) {
-                if let Ok(id) = e[2].parse::<u32>() {
-                    if id != gid && !additional_gids.contains(&id) {
-                        additional_gids.push(id);
-                    }
-                }
+            if e.len() >= 4
+                && e[3].split(',').any(|m| m == name)
+                && let Ok(id) = e[2].parse::<u32>()
+                && id != gid
+                && !additional_gids.contains(&id)
+            {
+                additional_gids.push(id);
             }
         }
     }
@@ -486,12 +487,12 @@ pub fn oci_config(spec: &ContainerSpec, user: &ResolvedUser, files: &Path) -> Re
     if let Some(m) = r.memory_reservation_mib {
         memory.insert("reservation".into(), json!(mib_to_bytes(m)));
     }
-    if let (Some(hard), Some(soft)) = (r.memory_mib, r.memory_reservation_mib) {
-        if soft > hard {
-            return Err(Error::InvalidSpec(format!(
-                "memory reservation ({soft} MiB) is greater than the memory limit ({hard} MiB)"
-            )));
-        }
+    if let (Some(hard), Some(soft)) = (r.memory_mib, r.memory_reservation_mib)
+        && soft > hard
+    {
+        return Err(Error::InvalidSpec(format!(
+            "memory reservation ({soft} MiB) is greater than the memory limit ({hard} MiB)"
+        )));
     }
     if !memory.is_empty() {
         resources["memory"] = Value::Object(memory);

@@ -117,7 +117,7 @@ pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<String> {
     };
     let mut archive = tar::Archive::new(hashing);
     archive.set_preserve_permissions(true);
-    archive.set_preserve_ownerships(true);
+    archive.set_preserve_ownerships(sys::geteuid() == 0);
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(true);
     archive.set_overwrite(true);
@@ -132,10 +132,10 @@ pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<String> {
         if rel.as_os_str().is_empty() {
             continue;
         }
-        if let Ok(Some(link)) = entry.link_name() {
-            if entry.header().entry_type().is_hard_link() {
-                normalize_entry_path(&link)?;
-            }
+        if let Ok(Some(link)) = entry.link_name()
+            && entry.header().entry_type().is_hard_link()
+        {
+            normalize_entry_path(&link)?;
         }
         match classify_whiteout(&rel) {
             Whiteout::Opaque(dir) => {

@@ -141,13 +141,13 @@ impl ImageStore {
                 f.write_all(&buf[..n]).ctx("writing", &tmp)?;
             }
             let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
-            if let Some(exp) = expected {
-                if exp != digest {
-                    return Err(Error::InvalidImage {
-                        what: format!("blob {exp}"),
-                        reason: format!("digest mismatch: content is {digest}"),
-                    });
-                }
+            if let Some(exp) = expected
+                && exp != digest
+            {
+                return Err(Error::InvalidImage {
+                    what: format!("blob {exp}"),
+                    reason: format!("digest mismatch: content is {digest}"),
+                });
             }
             let dst = self.blob_path(&digest)?;
             fs::rename(&tmp, &dst).ctx("renaming into", &dst)?;

@@ -160,12 +160,12 @@ impl<'a> Client<'a> {
             .read_to_vec()
             .map_err(|e| self.fail(format!("reading manifest {object}: {e}")))?;
         let actual = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
-        if let Some(d) = digest {
-            if d != actual {
-                return Err(self.fail(format!(
-                    "manifest digest mismatch: expected {d}, got {actual}"
-                )));
-            }
+        if let Some(d) = digest
+            && d != actual
+        {
+            return Err(self.fail(format!(
+                "manifest digest mismatch: expected {d}, got {actual}"
+            )));
         }
         Ok((body, actual))
     }
