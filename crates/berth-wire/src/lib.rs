@@ -4,6 +4,7 @@
 //! operation name and body, gets typed input decoded from the generated shapes, and encodes
 //! the typed reply or [`AwsError`] back to bytes exactly as AWS does.
 
+pub mod agent;
 pub mod error;
 pub mod json;
 pub mod sigv4;

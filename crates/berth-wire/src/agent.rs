@@ -1,0 +1,85 @@
+//! The agent channel: how a container instance's agent and the control plane talk.
+//!
+//! Designed after ECS's own (ACS for assignments down, state-change calls up):
+//! - **Down**: the agent long-polls `BerthAgent_20261126.Poll` (AWS JSON 1.1, SigV4 signing
+//!   name `ecs`) with the last assignment sequence number it has applied (`ackedSeq`). The
+//!   control plane answers at once when the host's sequence is newer, else holds the request
+//!   until an assignment changes or `waitSeconds` pass. Each answer is the host's whole
+//!   current set of tasks (not a diff), so a lost answer or a restarted agent needs nothing but
+//!   the next poll: applying the same set twice is a no-op. Every poll is also the heartbeat:
+//!   an instance that has not polled for [`DISCONNECT_AFTER_SECONDS`] shows
+//!   `agentConnected: false`.
+//! - **Up**: task and container state changes go through ECS's own operations
+//!   `SubmitTaskStateChange` and `SubmitContainerStateChange`. The control plane applies a
+//!   reported status only if it moves the task forward (PENDING → RUNNING → STOPPED); late
+//!   or repeated reports change nothing.
+//! - Desired status only moves forward too: once a task's desired status is STOPPED, no
+//!   answer ever says RUNNING again.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ecs::shapes as s;
+
+/// The `X-Amz-Target` prefix of the agent channel.
+pub const TARGET_PREFIX: &str = "BerthAgent_20261126";
+
+/// The longest a poll is held.
+pub const MAX_WAIT_SECONDS: u32 = 20;
+
+/// An agent that has not polled for this long is disconnected.
+pub const DISCONNECT_AFTER_SECONDS: i64 = 45;
+
+/// Which host is polling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollRequest {
+    /// The cluster the container instance belongs to (name or ARN).
+    pub cluster: String,
+    /// The polling container instance's ARN.
+    pub container_instance_arn: String,
+    /// The last sequence number the agent has applied (0 at first).
+    #[serde(default)]
+    pub acked_seq: i64,
+    /// How long the control plane may hold the poll (at most [`MAX_WAIT_SECONDS`]).
+    #[serde(default)]
+    pub wait_seconds: Option<u32>,
+}
+
+/// The host's tasks as the control plane wants them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollResponse {
+    /// The host's assignment sequence number; send it back as `ackedSeq` once applied.
+    pub seq: i64,
+    /// Every task on the host that is not STOPPED yet.
+    pub tasks: Vec<TaskAssignment>,
+}
+
+/// One task as its host's agent needs it to run or stop it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskAssignment {
+    pub task_arn: String,
+    pub cluster_arn: String,
+    /// `RUNNING` or `STOPPED`.
+    pub desired_status: String,
+    /// The task's status as the control plane last recorded it.
+    pub last_status: String,
+    /// The task definition revision the task runs, as registered.
+    pub task_definition: s::TaskDefinition,
+    /// RunTask's overrides (command, environment, cpu, memory per container; task cpu/memory).
+    #[serde(default)]
+    pub overrides: Option<s::TaskOverride>,
+    /// Task-level cpu units and memory MiB in effect (after overrides), as ECS shows them.
+    #[serde(default)]
+    pub cpu: Option<String>,
+    #[serde(default)]
+    pub memory: Option<String>,
+    #[serde(default)]
+    pub launch_type: Option<s::LaunchType>,
+    /// The task's containers with their ARNs, in task-definition order.
+    pub containers: Vec<s::Container>,
+    /// Why the task is to stop, when its desired status is STOPPED.
+    #[serde(default)]
+    pub stopped_reason: Option<String>,
+}
