@@ -370,3 +370,31 @@ fn host_network_and_an_existing_network_namespace() {
     env.rt.kill(&first.id, 9).unwrap();
     env.rt.wait(&first.id, WAIT).unwrap();
 }
+
+/// Not a timed assertion: prints how long `create_and_start` takes (overlay mount excluded)
+/// and the whole prepare + start + exit round trip, over sequential starts.
+#[test]
+fn start_latency_is_printed() {
+    if !root_or_skip("start_latency_is_printed") {
+        return;
+    }
+    let env = Env::new();
+    let mut start = Vec::new();
+    let mut total = Vec::new();
+    for i in 0..10 {
+        let t0 = Instant::now();
+        let spec = env.spec(&id(&format!("lat{i}")), &["true"]);
+        let t1 = Instant::now();
+        let h = env.run(&spec);
+        start.push(t1.elapsed());
+        env.rt.wait(&h.id, WAIT).unwrap();
+        total.push(t0.elapsed());
+        env.rt.remove(&h.id).unwrap();
+    }
+    start.sort();
+    total.sort();
+    eprintln!(
+        "create_and_start: p50 {:?} max {:?}; prepare_rootfs + start + exit: p50 {:?} max {:?}",
+        start[5], start[9], total[5], total[9]
+    );
+}

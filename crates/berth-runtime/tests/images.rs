@@ -424,3 +424,34 @@ fn pull_with_bearer_token_auth_and_digest_verification() {
             .is_err()
     );
 }
+
+#[test]
+fn the_scripted_test_image_loads_and_runs() {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/images/make-busybox-image.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("bb.tar");
+    let status = Command::new("sh")
+        .arg(&script)
+        .arg(&tar)
+        .arg("scripted:1")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let store = ImageStore::open(dir.path().join("images")).unwrap();
+    assert_eq!(store.load(&tar).unwrap(), ["docker.io/library/scripted:1"]);
+    if !root_or_skip("the_scripted_test_image_loads_and_runs (running part)") {
+        return;
+    }
+    let rt = Runtime::new(common::runtime_config(&dir.path().join("containers"))).unwrap();
+    let image = store.resolve("scripted:1").unwrap();
+    let cid = id("scripted");
+    let rootfs = rt.prepare_rootfs(&cid, &store, &image).unwrap();
+    let mut spec = ContainerSpec::from_image(&cid, rootfs, &image.config).unwrap();
+    spec.args = vec!["sh".into(), "-c".into(), "id -un; ls /bin/busybox".into()];
+    let h = rt.create_and_start(&spec).unwrap();
+    assert_eq!(rt.wait(&cid, common::WAIT).unwrap().exit_code, 0);
+    assert_eq!(log_text(&h.stdout_path), ["root", "/bin/busybox"]);
+    rt.remove(&cid).unwrap();
+}
