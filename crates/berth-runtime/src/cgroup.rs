@@ -136,6 +136,77 @@ pub fn oom_killed(path: &str) -> bool {
     }
 }
 
+fn write(dir: &Path, file: &str, value: &str) -> crate::Result<()> {
+    use crate::error::IoContext;
+    let p = dir.join(file);
+    fs::write(&p, value).ctx("writing", p)
+}
+
+/// Creates the cgroup of a task (the parent of its containers' cgroups, e.g.
+/// `/berth/<task>` for containers at `/berth/<task>/<container>`) and applies ECS's
+/// task-level limits to it: cpu units as shares (and as a hard quota when `cpu_limit_units`
+/// is set), memory as a hard limit, memory reservation as a soft one, pids.
+pub fn apply_task_limits(path: &str, r: &crate::spec::Resources) -> crate::Result<()> {
+    use crate::error::IoContext;
+    use crate::spec::{CPU_PERIOD_US, cpu_quota, cpu_shares, mib_to_bytes};
+    for d in dirs(path) {
+        fs::create_dir_all(&d).ctx("creating cgroup", &d)?;
+    }
+    let root = Path::new(ROOT);
+    match detect() {
+        CgroupVersion::V1 => {
+            let cpu = root.join("cpu").join(rel(path));
+            if r.cpu_units.is_some() {
+                write(&cpu, "cpu.shares", &cpu_shares(r.cpu_units).to_string())?;
+            }
+            if let Some(l) = r.cpu_limit_units {
+                write(&cpu, "cpu.cfs_period_us", &CPU_PERIOD_US.to_string())?;
+                write(&cpu, "cpu.cfs_quota_us", &cpu_quota(l).to_string())?;
+            }
+            let mem = root.join("memory").join(rel(path));
+            if let Some(m) = r.memory_mib {
+                write(&mem, "memory.limit_in_bytes", &mib_to_bytes(m).to_string())?;
+            }
+            if let Some(m) = r.memory_reservation_mib {
+                write(
+                    &mem,
+                    "memory.soft_limit_in_bytes",
+                    &mib_to_bytes(m).to_string(),
+                )?;
+            }
+            if let Some(p) = r.pids_limit {
+                write(
+                    &root.join("pids").join(rel(path)),
+                    "pids.max",
+                    &p.to_string(),
+                )?;
+            }
+        }
+        CgroupVersion::V2 => {
+            let d = root.join(rel(path));
+            if r.cpu_units.is_some() {
+                // runc's conversion of shares [2, 262144] to weight [1, 10000].
+                let shares = cpu_shares(r.cpu_units);
+                let weight = 1 + ((shares.saturating_sub(2)) * 9999) / 262142;
+                write(&d, "cpu.weight", &weight.to_string())?;
+            }
+            if let Some(l) = r.cpu_limit_units {
+                write(&d, "cpu.max", &format!("{} {CPU_PERIOD_US}", cpu_quota(l)))?;
+            }
+            if let Some(m) = r.memory_mib {
+                write(&d, "memory.max", &mib_to_bytes(m).to_string())?;
+            }
+            if let Some(m) = r.memory_reservation_mib {
+                write(&d, "memory.low", &mib_to_bytes(m).to_string())?;
+            }
+            if let Some(p) = r.pids_limit {
+                write(&d, "pids.max", &p.to_string())?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Removes a cgroup's (empty) directories; missing ones are fine.
 pub fn remove(path: &str) {
     if rel(path).is_empty() {

@@ -398,3 +398,35 @@ fn start_latency_is_printed() {
         start[5], start[9], total[5], total[9]
     );
 }
+
+#[test]
+fn task_level_limits_bound_the_containers_under_them() {
+    if !root_or_skip("task_level_limits_bound_the_containers_under_them") {
+        return;
+    }
+    let env = Env::new();
+    let task = format!("/berth/{}", id("task"));
+    let limits = berth_runtime::Resources {
+        memory_mib: Some(24),
+        cpu_units: Some(256),
+        ..Default::default()
+    };
+    berth_runtime::cgroup::apply_task_limits(&task, &limits).unwrap();
+    // The container itself has no memory limit: the task's applies.
+    let mut spec = env.spec(
+        &id("intask"),
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
+    );
+    spec.cgroup_path = format!("{task}/c1");
+    let h = env.run(&spec);
+    let exit = env.rt.wait(&h.id, WAIT).unwrap();
+    assert_eq!(exit.signal, Some(9), "{exit:?}");
+    assert!(exit.oom_killed, "{exit:?}");
+    env.rt.remove(&h.id).unwrap();
+    berth_runtime::cgroup::remove(&task);
+    assert!(
+        berth_runtime::cgroup::dirs(&task)
+            .iter()
+            .all(|d| !d.exists())
+    );
+}
