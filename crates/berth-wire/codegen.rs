@@ -432,6 +432,11 @@ fn field_ident(member: &str) -> String {
 }
 
 fn variant_ident(value: &str) -> String {
+    // ALL_CAPS values become UpperCamel word by word (FARGATE_SPOT → FargateSpot); values
+    // already in camel case keep their inner capitals (UserInitiated, containerInsights →
+    // ContainerInsights).
+    let mixed = value.chars().any(|c| c.is_ascii_lowercase())
+        && value.chars().any(|c| c.is_ascii_uppercase());
     let mut out = String::new();
     let mut upper = true;
     for c in value.chars() {
@@ -439,6 +444,8 @@ fn variant_ident(value: &str) -> String {
             if upper {
                 out.push(c.to_ascii_uppercase());
                 upper = false;
+            } else if mixed {
+                out.push(c);
             } else {
                 out.push(c.to_ascii_lowercase());
             }

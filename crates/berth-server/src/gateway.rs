@@ -37,6 +37,11 @@ const JSON_SERVICES: &[JsonService] = &[
         content_type: "application/x-amz-json-1.1",
     },
     JsonService {
+        target_prefix: berth_wire::agent::TARGET_PREFIX,
+        signing_name: berth_wire::ecs::SIGNING_NAME,
+        content_type: "application/x-amz-json-1.1",
+    },
+    JsonService {
         target_prefix: crate::admin::TARGET_PREFIX,
         signing_name: crate::admin::SIGNING_NAME,
         content_type: "application/x-amz-json-1.1",
@@ -168,7 +173,7 @@ async fn handle(
     let signing_name = service.signing_name;
     let prefix = prefix.to_string();
     // Authentication and the handler touch the store (blocking SQLite): off the async threads.
-    let result = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, AwsError> {
+    let outcome = tokio::task::spawn_blocking(move || -> Result<Outcome, AwsError> {
         let signed = SignedRequest {
             method: &method,
             raw_path: &raw_path,
@@ -190,10 +195,14 @@ async fn handle(
         };
         match prefix.as_str() {
             p if p == berth_wire::ecs::TARGET_PREFIX => {
-                berth_wire::ecs::dispatch(&app2.ecs, &ctx, &operation, &body)
+                berth_wire::ecs::dispatch(&app2.ecs, &ctx, &operation, &body).map(Outcome::Reply)
             }
             p if p == crate::admin::TARGET_PREFIX => {
-                crate::admin::dispatch(&app2, &ctx, &operation, &body)
+                crate::admin::dispatch(&app2, &ctx, &operation, &body).map(Outcome::Reply)
+            }
+            // The agent channel holds requests open: it continues on the async side.
+            p if p == berth_wire::agent::TARGET_PREFIX => {
+                Ok(Outcome::Agent(Box::new((ctx, operation, body))))
             }
             _ => Err(AwsError::unknown_operation(&operation)),
         }
@@ -204,6 +213,14 @@ async fn handle(
             "the request handler failed: {e}"
         )))
     });
+    let result = match outcome {
+        Ok(Outcome::Reply(bytes)) => Ok(bytes),
+        Ok(Outcome::Agent(call)) => {
+            let (ctx, operation, body) = *call;
+            crate::agent_channel::dispatch(app.clone(), ctx, &operation, &body).await
+        }
+        Err(e) => Err(e),
+    };
     let resp = match &result {
         Ok(bytes) => reply(200, service.content_type, &rid, bytes.clone()),
         Err(e) => json_error(e, service.content_type, &rid),
@@ -218,6 +235,14 @@ async fn handle(
         request_id = %rid,
     );
     resp
+}
+
+/// What the blocking part of a request produced.
+enum Outcome {
+    /// The reply body.
+    Reply(Vec<u8>),
+    /// An agent-channel call, authenticated, to run on the async side.
+    Agent(Box<(RequestContext, String, Bytes)>),
 }
 
 /// Who signed a request, once the signature is verified.

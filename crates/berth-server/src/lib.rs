@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod agent_channel;
 pub mod ecs;
 pub mod failure;
 pub mod gateway;

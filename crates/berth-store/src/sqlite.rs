@@ -358,6 +358,48 @@ impl Tx<'_> {
             .query_row(params![scope.account, scope.region, name], |r| r.get(0))?)
     }
 
+    /// The named counter's current value (0 if it never counted).
+    pub fn sequence(&self, scope: Scope<'_>, name: &str) -> Result<i64, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT value FROM sequences WHERE account = ?1 AND region = ?2 AND name = ?3",
+            )?
+            .query_row(params![scope.account, scope.region, name], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// Records of `kind` in every account and region, in (account, region, id) order, at most
+    /// `limit` after the position `after` (exclusive): for sweeps over the whole store.
+    pub fn list_everywhere(
+        &self,
+        kind: &str,
+        after: Option<(&str, &str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, Record)>, StoreError> {
+        let (a, r, i) = after.unwrap_or(("", "", ""));
+        let strict = after.is_some();
+        let sql = format!(
+            "SELECT account, region, id, version, body FROM records WHERE kind = ?1 AND (account, region, id) {} (?2, ?3, ?4) ORDER BY account, region, id LIMIT ?5",
+            if strict { ">" } else { ">=" }
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![kind, a, r, i, limit], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                Record {
+                    id: row.get(2)?,
+                    version: row.get(3)?,
+                    body: row.get(4)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Removes every record and counter of `account` in every region; access keys stay.
     pub fn wipe_account(&mut self, account: &str) -> Result<(), StoreError> {
         self.tx
@@ -532,6 +574,8 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         let next = || store.write(|tx| tx.next_sequence(S, "family/web")).unwrap();
         assert_eq!((next(), next(), next()), (1, 2, 3));
+        assert_eq!(store.read(|tx| tx.sequence(S, "family/web")).unwrap(), 3);
+        assert_eq!(store.read(|tx| tx.sequence(S, "other")).unwrap(), 0);
         store.write(|tx| tx.wipe_account(S.account)).unwrap();
         assert_eq!(next(), 1);
     }

@@ -59,10 +59,10 @@ pub fn validate_principal(ctx: &RequestContext, arn: &str) -> Result<(), AwsErro
 pub fn allowed_values(name: s::SettingName) -> &'static [&'static str] {
     use s::SettingName as N;
     match name {
-        N::Containerinsights => &["enhanced", "enabled", "disabled"],
-        N::Tagresourceauthorization => &["on", "off"],
-        N::Fargatetaskretirementwaitperiod => &["0", "7", "14"],
-        N::Defaultlogdrivermode => &["blocking", "non-blocking"],
+        N::ContainerInsights => &["enhanced", "enabled", "disabled"],
+        N::TagResourceAuthorization => &["on", "off"],
+        N::FargateTaskRetirementWaitPeriod => &["0", "7", "14"],
+        N::DefaultLogDriverMode => &["blocking", "non-blocking"],
         _ => &["enabled", "disabled"],
     }
 }
@@ -71,12 +71,12 @@ pub fn allowed_values(name: s::SettingName) -> &'static [&'static str] {
 pub fn builtin_default(name: s::SettingName) -> &'static str {
     use s::SettingName as N;
     match name {
-        N::Servicelongarnformat | N::Tasklongarnformat | N::Containerinstancelongarnformat => {
+        N::ServiceLongArnFormat | N::TaskLongArnFormat | N::ContainerInstanceLongArnFormat => {
             "enabled"
         }
-        N::Tagresourceauthorization => "on",
-        N::Fargatetaskretirementwaitperiod => "7",
-        N::Defaultlogdrivermode => "non-blocking",
+        N::TagResourceAuthorization => "on",
+        N::FargateTaskRetirementWaitPeriod => "7",
+        N::DefaultLogDriverMode => "non-blocking",
         _ => "disabled",
     }
 }
@@ -91,7 +91,7 @@ pub fn validate_value(name: s::SettingName, value: &str) -> Result<(), AwsError>
 }
 
 fn setting_type(name: s::SettingName) -> s::SettingType {
-    if name == s::SettingName::Guarddutyactivate {
+    if name == s::SettingName::GuardDutyActivate {
         s::SettingType::AwsManaged
     } else {
         s::SettingType::User
@@ -170,13 +170,13 @@ fn store(
     name: s::SettingName,
     value: String,
 ) -> Result<s::Setting, AwsError> {
-    if name == s::SettingName::Guarddutyactivate {
+    if name == s::SettingName::GuardDutyActivate {
         return Err(invalid(
             "The guardDutyActivate account setting is read-only: Amazon GuardDuty manages it.",
         ));
     }
     validate_value(name, &value)?;
-    if name == s::SettingName::Fargatetaskretirementwaitperiod && principal != root_arn(ctx) {
+    if name == s::SettingName::FargateTaskRetirementWaitPeriod && principal != root_arn(ctx) {
         return Err(invalid(
             "The fargateTaskRetirementWaitPeriod account setting can only be set for the root user.",
         ));
@@ -243,7 +243,7 @@ pub fn delete(
         _ => caller_principal(ctx),
     };
     let name = input.name;
-    if name == s::SettingName::Guarddutyactivate {
+    if name == s::SettingName::GuardDutyActivate {
         return Err(invalid(
             "The guardDutyActivate account setting is read-only: Amazon GuardDuty manages it.",
         ));
@@ -354,17 +354,17 @@ mod tests {
     #[test]
     fn value_rules() {
         use s::SettingName as N;
-        assert!(validate_value(N::Servicelongarnformat, "enabled").is_ok());
-        assert!(validate_value(N::Servicelongarnformat, "ENABLED").is_err());
-        assert!(validate_value(N::Containerinsights, "enhanced").is_ok());
-        assert!(validate_value(N::Awsvpctrunking, "enhanced").is_err());
-        assert!(validate_value(N::Tagresourceauthorization, "on").is_ok());
-        assert!(validate_value(N::Tagresourceauthorization, "enabled").is_err());
-        assert!(validate_value(N::Fargatetaskretirementwaitperiod, "14").is_ok());
-        assert!(validate_value(N::Fargatetaskretirementwaitperiod, "3").is_err());
-        assert!(validate_value(N::Defaultlogdrivermode, "non-blocking").is_ok());
+        assert!(validate_value(N::ServiceLongArnFormat, "enabled").is_ok());
+        assert!(validate_value(N::ServiceLongArnFormat, "ENABLED").is_err());
+        assert!(validate_value(N::ContainerInsights, "enhanced").is_ok());
+        assert!(validate_value(N::AwsvpcTrunking, "enhanced").is_err());
+        assert!(validate_value(N::TagResourceAuthorization, "on").is_ok());
+        assert!(validate_value(N::TagResourceAuthorization, "enabled").is_err());
+        assert!(validate_value(N::FargateTaskRetirementWaitPeriod, "14").is_ok());
+        assert!(validate_value(N::FargateTaskRetirementWaitPeriod, "3").is_err());
+        assert!(validate_value(N::DefaultLogDriverMode, "non-blocking").is_ok());
         assert_eq!(
-            validate_value(N::Defaultlogdrivermode, "x")
+            validate_value(N::DefaultLogDriverMode, "x")
                 .unwrap_err()
                 .message,
             "Invalid setting 'value'"
@@ -403,7 +403,7 @@ mod tests {
             &ecs,
             &root,
             s::PutAccountSettingDefaultRequest {
-                name: s::SettingName::Containerinsights,
+                name: s::SettingName::ContainerInsights,
                 value: "enabled".into(),
             },
         )
@@ -413,7 +413,7 @@ mod tests {
             &ecs,
             &alice,
             s::PutAccountSettingRequest {
-                name: s::SettingName::Containerinsights,
+                name: s::SettingName::ContainerInsights,
                 value: "enhanced".into(),
                 principal_arn: None,
             },
@@ -443,7 +443,7 @@ mod tests {
         assert_eq!(eff.len(), 10);
         let tag_auth = eff
             .iter()
-            .find(|s| s.name == Some(s::SettingName::Tagresourceauthorization))
+            .find(|s| s.name == Some(s::SettingName::TagResourceAuthorization))
             .unwrap();
         assert_eq!(tag_auth.value.as_deref(), Some("on"));
         // Paging through the effective settings three at a time sees them all once.
@@ -472,7 +472,7 @@ mod tests {
             &ecs,
             &alice,
             s::DeleteAccountSettingRequest {
-                name: s::SettingName::Containerinsights,
+                name: s::SettingName::ContainerInsights,
                 principal_arn: None,
             },
         )
@@ -483,7 +483,7 @@ mod tests {
             &ecs,
             &alice,
             s::PutAccountSettingRequest {
-                name: s::SettingName::Fargatetaskretirementwaitperiod,
+                name: s::SettingName::FargateTaskRetirementWaitPeriod,
                 value: "7".into(),
                 principal_arn: None,
             },

@@ -209,8 +209,13 @@ fn present(
         0
     };
     c.registered_container_instances_count = Some(instances);
-    c.running_tasks_count = Some(0);
-    c.pending_tasks_count = Some(0);
+    let (running, pending) = if c.status.as_deref() == Some("ACTIVE") {
+        super::tasks::counts(tx, ctx, &name)?
+    } else {
+        (0, 0)
+    };
+    c.running_tasks_count = Some(running);
+    c.pending_tasks_count = Some(pending);
     c.active_services_count = Some(0);
     c.capacity_providers.get_or_insert_with(Vec::new);
     c.default_capacity_provider_strategy
@@ -305,7 +310,7 @@ pub fn create(
                 .unwrap_or_default();
             validate_capacity_providers(tx, ctx, &name, &providers, &strategy)?;
             let mut all_settings = vec![s::ClusterSetting {
-                name: Some(s::ClusterSettingName::Containerinsights),
+                name: Some(s::ClusterSettingName::ContainerInsights),
                 value: Some(default_container_insights(tx, ctx)?),
             }];
             merge_settings(&mut all_settings, &settings);
@@ -508,6 +513,12 @@ pub fn delete(
             if super::container_instances::count_registered(tx, ctx, &name)? > 0 {
                 return Err(ErrorCode::ClusterContainsContainerInstancesException
                     .with("The Cluster cannot be deleted while Container Instances are active or draining.")
+                    .into());
+            }
+            let (running, pending) = super::tasks::counts(tx, ctx, &name)?;
+            if running + pending > 0 {
+                return Err(ErrorCode::ClusterContainsTasksException
+                    .with("The Cluster cannot be deleted while Tasks are active.")
                     .into());
             }
             cluster.status = Some("INACTIVE".into());

@@ -316,15 +316,21 @@ pub fn describe(
                 let mut failures = Vec::new();
                 for ident in &input.container_instances {
                     let found = match store_id(ctx, &cluster_name, ident) {
-                        Some(id) => tx.get_json::<s::ContainerInstance>(
-                            scope(ctx),
-                            kind::CONTAINER_INSTANCE,
-                            &id,
-                        )?,
+                        Some(id) => tx
+                            .get_json::<s::ContainerInstance>(
+                                scope(ctx),
+                                kind::CONTAINER_INSTANCE,
+                                &id,
+                            )?
+                            .map(|(ci, v)| (ci, v, id)),
                         None => None,
                     };
                     match found {
-                        Some((ci, _)) => instances.push(present(&ci, &include)),
+                        Some((mut ci, _, id)) => {
+                            ci.agent_connected =
+                                Some(super::tasks::agent_connected(tx, scope(ctx), &id, ctx.now)?);
+                            instances.push(present(&ci, &include))
+                        }
                         None => failures.push(s::Failure {
                             arn: Some(if ident.starts_with("arn:") {
                                 ident.clone()

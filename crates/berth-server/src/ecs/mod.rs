@@ -8,8 +8,10 @@ pub mod capacity_providers;
 pub mod clusters;
 pub mod common;
 pub mod container_instances;
+pub mod placement;
 pub mod tags;
 pub mod task_definitions;
+pub mod tasks;
 
 use std::sync::Arc;
 
@@ -20,11 +22,16 @@ use berth_wire::{AwsError, RequestContext};
 /// The ECS service over the store.
 pub struct Ecs {
     pub store: Arc<Store>,
+    /// Wakes the agents whose tasks changed.
+    pub notifier: Arc<crate::agent_channel::Notifier>,
 }
 
 impl Ecs {
     pub fn new(store: Arc<Store>) -> Ecs {
-        Ecs { store }
+        Ecs {
+            store,
+            notifier: Arc::default(),
+        }
     }
 }
 
@@ -260,5 +267,48 @@ impl Api for Ecs {
         input: s::DeregisterContainerInstanceRequest,
     ) -> R<s::DeregisterContainerInstanceResponse> {
         container_instances::deregister(self, ctx, input)
+    }
+
+    // Tasks.
+    fn run_task(&self, ctx: &RequestContext, input: s::RunTaskRequest) -> R<s::RunTaskResponse> {
+        tasks::run(self, ctx, input)
+    }
+    fn start_task(
+        &self,
+        ctx: &RequestContext,
+        input: s::StartTaskRequest,
+    ) -> R<s::StartTaskResponse> {
+        tasks::start(self, ctx, input)
+    }
+    fn stop_task(&self, ctx: &RequestContext, input: s::StopTaskRequest) -> R<s::StopTaskResponse> {
+        tasks::stop(self, ctx, input)
+    }
+    fn describe_tasks(
+        &self,
+        ctx: &RequestContext,
+        input: s::DescribeTasksRequest,
+    ) -> R<s::DescribeTasksResponse> {
+        tasks::describe(self, ctx, input)
+    }
+    fn list_tasks(
+        &self,
+        ctx: &RequestContext,
+        input: s::ListTasksRequest,
+    ) -> R<s::ListTasksResponse> {
+        tasks::list(self, ctx, input)
+    }
+    fn submit_task_state_change(
+        &self,
+        ctx: &RequestContext,
+        input: s::SubmitTaskStateChangeRequest,
+    ) -> R<s::SubmitTaskStateChangeResponse> {
+        tasks::submit_task_state_change(self, ctx, input)
+    }
+    fn submit_container_state_change(
+        &self,
+        ctx: &RequestContext,
+        input: s::SubmitContainerStateChangeRequest,
+    ) -> R<s::SubmitContainerStateChangeResponse> {
+        tasks::submit_container_state_change(self, ctx, input)
     }
 }

@@ -1,0 +1,130 @@
+//! The control plane's end of the agent channel (protocol in `berth_wire::agent`): the
+//! long poll that hands each host its tasks, and the wake-ups that end a poll early when an
+//! assignment changes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_store::Scope;
+use berth_wire::agent::{MAX_WAIT_SECONDS, PollRequest, PollResponse};
+use berth_wire::{AwsError, RequestContext, Timestamp};
+use tokio::sync::Notify;
+
+use crate::App;
+use crate::ecs::common::{self, aws, invalid};
+use crate::ecs::tasks;
+use crate::failure::Failure;
+
+/// One wake-up per host with a poll waiting (or about to).
+#[derive(Default)]
+pub struct Notifier {
+    hosts: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Notifier {
+    /// The wake-up of `host`.
+    pub fn waiter(&self, host: &str) -> Arc<Notify> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        hosts.entry(host.to_string()).or_default().clone()
+    }
+
+    /// Wakes `host`'s poll, if one waits; else the next poll returns at once anyway, because
+    /// the host's sequence moved.
+    pub fn notify(&self, host: &str) {
+        self.waiter(host).notify_waiters();
+    }
+}
+
+/// The host a poll speaks for: a container instance of the caller's account and region.
+fn host_of(app: &App, ctx: &RequestContext, req: &PollRequest) -> Result<String, AwsError> {
+    let cluster = common::cluster_name(ctx, Some(&req.cluster))?;
+    let id = crate::ecs::container_instances::store_id(ctx, &cluster, &req.container_instance_arn)
+        .ok_or_else(|| invalid("The referenced container instance was not found."))?;
+    let active = app
+        .store
+        .read(|tx| -> Result<bool, Failure> {
+            Ok(tx
+                .get_json::<berth_wire::ecs::shapes::ContainerInstance>(
+                    common::scope(ctx),
+                    common::kind::CONTAINER_INSTANCE,
+                    &id,
+                )?
+                .is_some_and(|(ci, _)| {
+                    ci.status.as_deref() == Some("ACTIVE")
+                        || ci.status.as_deref() == Some("DRAINING")
+                }))
+        })
+        .map_err(aws)?;
+    if !active {
+        return Err(invalid("The referenced container instance is not active."));
+    }
+    Ok(tasks::instance_host(
+        Scope::new(&ctx.account_id, &ctx.region),
+        &id,
+    ))
+}
+
+/// Answers `host`'s poll: at once when its sequence is past `acked_seq`, else when woken or
+/// after `wait`. Every poll records the host's heartbeat.
+pub async fn poll_host(
+    app: Arc<App>,
+    host: String,
+    acked_seq: i64,
+    wait: Duration,
+) -> Result<PollResponse, AwsError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let notify = app.ecs.notifier.waiter(&host);
+    loop {
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let app2 = app.clone();
+        let h = host.clone();
+        let (seq, tasks) = tokio::task::spawn_blocking(move || {
+            app2.store.write(|tx| -> Result<_, Failure> {
+                tasks::record_poll(tx, &h, Timestamp::now().millis())?;
+                tasks::assignments(tx, &h)
+            })
+        })
+        .await
+        .map_err(|e| AwsError::internal(format!("the poll failed: {e}")))?
+        .map_err(aws)?;
+        if seq > acked_seq || tokio::time::Instant::now() >= deadline {
+            return Ok(PollResponse { seq, tasks });
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            // Timed out: answer with the current state (it also serves as the heartbeat).
+            continue;
+        }
+    }
+}
+
+/// `BerthAgent_20261126.<operation>` for a remote agent.
+pub async fn dispatch(
+    app: Arc<App>,
+    ctx: RequestContext,
+    operation: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, AwsError> {
+    match operation {
+        "Poll" => {
+            let req: PollRequest =
+                berth_wire::json::decode_with(body, ("InvalidParameterException", 400))?;
+            let app2 = app.clone();
+            let ctx2 = ctx.clone();
+            let req2 = req.clone();
+            let host = tokio::task::spawn_blocking(move || host_of(&app2, &ctx2, &req2))
+                .await
+                .map_err(|e| AwsError::internal(format!("the poll failed: {e}")))??;
+            let wait = Duration::from_secs(u64::from(
+                req.wait_seconds
+                    .unwrap_or(MAX_WAIT_SECONDS)
+                    .min(MAX_WAIT_SECONDS),
+            ));
+            let resp = poll_host(app, host, req.acked_seq, wait).await?;
+            berth_wire::json::encode(&resp)
+        }
+        other => Err(AwsError::unknown_operation(other)),
+    }
+}

@@ -1,0 +1,1652 @@
+//! Tasks: RunTask, StartTask, StopTask, DescribeTasks, ListTasks, and the agents' state
+//! reports (SubmitTaskStateChange, SubmitContainerStateChange).
+//!
+//! A task is stored as its wire shape plus what its host's agent needs (the task definition
+//! revision it runs) under `<cluster>/<task id>`. Where it runs is a *host*: a container
+//! instance (EC2 launch type) or Berth's own managed capacity (Fargate). Each host has an
+//! assignment sequence number and an index of its tasks (account-wide, so the managed host
+//! sees every account and region); every change an agent must act on bumps the sequence and
+//! wakes the host's pending poll (see `crate::agent_channel`).
+
+use berth_model::lifecycle::{TaskStatus, advance_desired};
+use berth_store::{Scope, Tx};
+use berth_wire::agent::TaskAssignment;
+use berth_wire::ecs::shapes as s;
+use berth_wire::ecs::shapes::TaskField;
+use berth_wire::{AwsError, RequestContext, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use super::Ecs;
+use super::common::{self, Page, aws, invalid, kind, scope};
+use super::placement::{self, Candidate};
+use super::task_definitions::{self, Ident};
+use crate::failure::Failure;
+
+/// Store kinds of the task machinery.
+pub mod task_kind {
+    pub const TASK: &str = "ecs/task";
+    /// Account-wide index `<host>#<account>|<region>|<cluster>/<task id>` of a host's tasks.
+    pub const HOST_TASK: &str = "ecs/host-task";
+    /// Account-wide record of a host: its last poll.
+    pub const HOST: &str = "ecs/host";
+    /// RunTask clientToken → the tasks it made.
+    pub const RUN_TOKEN: &str = "ecs/run-task-token";
+}
+
+/// The host of Berth-managed (Fargate) capacity.
+pub const MANAGED_HOST: &str = "managed";
+
+/// How long a STOPPED task stays visible before it is pruned (ECS: at least an hour).
+pub const STOPPED_RETENTION_MS: i64 = 60 * 60 * 1000;
+
+/// One stored task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredTask {
+    pub task: s::Task,
+    /// Where it runs (see [`instance_host`], [`MANAGED_HOST`]).
+    pub host: String,
+    /// The store id of its container instance (`<cluster>/<id>`), for EC2 tasks.
+    #[serde(default)]
+    pub container_instance: Option<String>,
+    /// The revision it runs, as registered.
+    pub task_definition: s::TaskDefinition,
+    /// What it reserved on its container instance.
+    #[serde(default)]
+    pub reserved_cpu: i32,
+    #[serde(default)]
+    pub reserved_memory: i32,
+    #[serde(default)]
+    pub reserved_ports: Vec<i32>,
+    #[serde(default)]
+    pub reserved_ports_udp: Vec<i32>,
+}
+
+impl StoredTask {
+    pub fn last_status(&self) -> TaskStatus {
+        self.task
+            .last_status
+            .as_deref()
+            .and_then(TaskStatus::parse)
+            .unwrap_or(TaskStatus::Provisioning)
+    }
+    pub fn desired_status(&self) -> TaskStatus {
+        self.task
+            .desired_status
+            .as_deref()
+            .and_then(TaskStatus::parse)
+            .unwrap_or(TaskStatus::Running)
+    }
+    fn id(&self) -> String {
+        let arn = self.task.task_arn.as_deref().unwrap_or("");
+        arn.rsplit('/').next().unwrap_or("").to_string()
+    }
+    fn cluster(&self) -> String {
+        let arn = self.task.cluster_arn.as_deref().unwrap_or("");
+        arn.rsplit('/').next().unwrap_or("").to_string()
+    }
+}
+
+/// The host name of a container instance (stored as `<cluster>/<id>` in `scope`).
+pub fn instance_host(scope: Scope<'_>, instance_store_id: &str) -> String {
+    format!(
+        "instance|{}|{}|{}",
+        scope.account, scope.region, instance_store_id
+    )
+}
+
+fn host_task_id(host: &str, scope: Scope<'_>, task_store_id: &str) -> String {
+    format!(
+        "{host}#{}|{}|{}",
+        scope.account, scope.region, task_store_id
+    )
+}
+
+fn host_sequence(host: &str) -> String {
+    format!("host-seq/{host}")
+}
+
+const GLOBAL: Scope<'static> = Scope {
+    account: "",
+    region: "",
+};
+
+/// Bumps `host`'s assignment sequence (an agent must look again).
+pub fn bump_host(tx: &mut Tx<'_>, host: &str) -> Result<i64, Failure> {
+    Ok(tx.next_sequence(GLOBAL, &host_sequence(host))?)
+}
+
+/// `host`'s current sequence and the assignments of its tasks that are not STOPPED.
+pub fn assignments(tx: &Tx<'_>, host: &str) -> Result<(i64, Vec<TaskAssignment>), Failure> {
+    let seq = tx.sequence(GLOBAL, &host_sequence(host))?;
+    let mut out = Vec::new();
+    for r in tx.list(
+        GLOBAL,
+        task_kind::HOST_TASK,
+        &format!("{host}#"),
+        None,
+        usize::MAX,
+    )? {
+        let Some((_, rest)) = r.id.split_once('#') else {
+            continue;
+        };
+        let mut parts = rest.splitn(3, '|');
+        let (Some(account), Some(region), Some(id)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Some((t, _)) =
+            tx.get_json::<StoredTask>(Scope::new(account, region), task_kind::TASK, id)?
+        else {
+            continue;
+        };
+        out.push(TaskAssignment {
+            task_arn: t.task.task_arn.clone().unwrap_or_default(),
+            cluster_arn: t.task.cluster_arn.clone().unwrap_or_default(),
+            desired_status: t.desired_status().as_str().to_string(),
+            last_status: t.last_status().as_str().to_string(),
+            task_definition: t.task_definition.clone(),
+            overrides: t.task.overrides.clone(),
+            cpu: t.task.cpu.clone(),
+            memory: t.task.memory.clone(),
+            launch_type: t.task.launch_type,
+            containers: t.task.containers.clone().unwrap_or_default(),
+            stopped_reason: t.task.stopped_reason.clone(),
+        });
+    }
+    Ok((seq, out))
+}
+
+/// Records that `host` polled at `now_ms` (the agent's heartbeat).
+pub fn record_poll(tx: &mut Tx<'_>, host: &str, now_ms: i64) -> Result<(), Failure> {
+    tx.put(GLOBAL, task_kind::HOST, host, None, &now_ms)?;
+    Ok(())
+}
+
+/// When `host` last polled.
+pub fn last_poll(tx: &Tx<'_>, host: &str) -> Result<Option<i64>, Failure> {
+    Ok(tx
+        .get_json::<i64>(GLOBAL, task_kind::HOST, host)?
+        .map(|(v, _)| v))
+}
+
+/// Whether the agent of container instance `instance_store_id` polled recently.
+pub fn agent_connected(
+    tx: &Tx<'_>,
+    scope_: Scope<'_>,
+    instance_store_id: &str,
+    now: Timestamp,
+) -> Result<bool, Failure> {
+    let host = instance_host(scope_, instance_store_id);
+    Ok(last_poll(tx, &host)?
+        .is_some_and(|at| now.millis() - at < berth_wire::agent::DISCONNECT_AFTER_SECONDS * 1000))
+}
+
+fn task_arn(ctx: &RequestContext, cluster: &str, id: &str) -> String {
+    common::arn(ctx, format!("task/{cluster}/{id}"))
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The store id (`<cluster>/<id>`) a `task` parameter (id or ARN) names in `cluster`.
+fn task_store_id(ctx: &RequestContext, cluster: &str, ident: &str) -> Option<String> {
+    let id = match common::arn_resource(ctx, ident, "task") {
+        Some(Ok(rest)) => match rest.split_once('/') {
+            Some((c, id)) if c == cluster => id,
+            Some(_) => return None,
+            None => rest,
+        },
+        Some(Err(())) => return None,
+        None => ident,
+    };
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return None;
+    }
+    Some(format!("{cluster}/{id}"))
+}
+
+/// How a RunTask call chose its capacity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Capacity {
+    Ec2 { provider: Option<String> },
+    Fargate { provider: Option<String> },
+}
+
+fn choose_capacity(
+    cluster: &s::Cluster,
+    launch_type: Option<s::LaunchType>,
+    strategy: Option<&[s::CapacityProviderStrategyItem]>,
+) -> Result<Capacity, AwsError> {
+    if launch_type.is_some() && strategy.is_some_and(|s| !s.is_empty()) {
+        return Err(invalid(
+            "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
+        ));
+    }
+    match launch_type {
+        Some(s::LaunchType::Fargate) => return Ok(Capacity::Fargate { provider: None }),
+        Some(s::LaunchType::Ec2) => return Ok(Capacity::Ec2 { provider: None }),
+        Some(other) => {
+            return Err(invalid(format!(
+                "The launch type {} is not supported by Berth yet.",
+                other.as_str()
+            )));
+        }
+        None => {}
+    }
+    let strategy: Vec<s::CapacityProviderStrategyItem> = match strategy {
+        Some(s) if !s.is_empty() => s.to_vec(),
+        _ => cluster
+            .default_capacity_provider_strategy
+            .clone()
+            .unwrap_or_default(),
+    };
+    super::clusters::validate_strategy(&strategy)?;
+    // The provider with a base first, else the heaviest weight (full weighting arrives with
+    // the scheduler).
+    let first = strategy
+        .iter()
+        .max_by_key(|i| (i.base.unwrap_or(0), i.weight.unwrap_or(0)))
+        .map(|i| i.capacity_provider.clone());
+    match first.as_deref() {
+        None => Ok(Capacity::Ec2 { provider: None }),
+        Some(p @ ("FARGATE" | "FARGATE_SPOT")) => Ok(Capacity::Fargate {
+            provider: Some(p.to_string()),
+        }),
+        Some(p) => Ok(Capacity::Ec2 {
+            provider: Some(p.to_string()),
+        }),
+    }
+}
+
+/// Checks a task's overrides against its task definition.
+fn validate_overrides(td: &s::TaskDefinition, o: Option<&s::TaskOverride>) -> Result<(), AwsError> {
+    let Some(o) = o else { return Ok(()) };
+    let names: Vec<&str> = td
+        .container_definitions
+        .iter()
+        .flatten()
+        .filter_map(|c| c.name.as_deref())
+        .collect();
+    for c in o.container_overrides.iter().flatten() {
+        let name = c.name.as_deref().unwrap_or("");
+        if !names.contains(&name) {
+            return Err(invalid(format!(
+                "Override for container named {name} is not a container in the TaskDefinition."
+            )));
+        }
+        if c.cpu.is_some_and(|v| v < 0)
+            || c.memory.is_some_and(|v| v < 6)
+            || c.memory_reservation.is_some_and(|v| v < 6)
+        {
+            return Err(invalid(format!(
+                "Invalid cpu or memory override for container {name}."
+            )));
+        }
+    }
+    if let Some(cpu) = &o.cpu
+        && task_definitions::parse_task_cpu(cpu).is_none()
+    {
+        return Err(invalid(format!("Invalid 'cpu' setting for task: {cpu}.")));
+    }
+    if let Some(m) = &o.memory
+        && task_definitions::parse_task_memory(m).is_none()
+    {
+        return Err(invalid(format!("Invalid 'memory' setting for task: {m}.")));
+    }
+    Ok(())
+}
+
+/// The container definitions with their overrides applied (cpu/memory only: command and
+/// environment overrides travel to the agent in the task's `overrides`).
+fn effective_td(td: &s::TaskDefinition, o: Option<&s::TaskOverride>) -> s::TaskDefinition {
+    let mut td = td.clone();
+    if let Some(o) = o {
+        for c in td.container_definitions.iter_mut().flatten() {
+            if let Some(co) = o
+                .container_overrides
+                .iter()
+                .flatten()
+                .find(|x| x.name == c.name)
+            {
+                if co.cpu.is_some() {
+                    c.cpu = co.cpu;
+                }
+                if co.memory.is_some() {
+                    c.memory = co.memory;
+                }
+                if co.memory_reservation.is_some() {
+                    c.memory_reservation = co.memory_reservation;
+                }
+            }
+        }
+        if o.cpu.is_some() {
+            td.cpu = o.cpu.clone();
+        }
+        if o.memory.is_some() {
+            td.memory = o.memory.clone();
+        }
+    }
+    td
+}
+
+/// What RunTask and StartTask share once the capacity is known.
+struct Launch<'a> {
+    ctx: &'a RequestContext,
+    cluster: &'a s::Cluster,
+    td: &'a s::TaskDefinition,
+    td_tags: &'a [s::Tag],
+    overrides: Option<&'a s::TaskOverride>,
+    group: Option<String>,
+    started_by: Option<String>,
+    tags: Vec<s::Tag>,
+    propagate_tags: Option<s::PropagateTags>,
+    managed_tags: bool,
+    network_configuration: Option<&'a s::NetworkConfiguration>,
+}
+
+impl Launch<'_> {
+    fn validate_network(&self, fargate: bool) -> Result<(), AwsError> {
+        match self.td.network_mode {
+            Some(s::NetworkMode::Awsvpc) => {
+                let conf = self.network_configuration.and_then(|n| n.awsvpc_configuration.as_ref()).ok_or_else(|| {
+                    invalid("Network Configuration must be provided when networkMode 'awsvpc' is specified.")
+                })?;
+                if conf.subnets.is_empty() {
+                    return Err(invalid("subnets can not be empty."));
+                }
+                if conf.subnets.len() > 16 {
+                    return Err(invalid("subnets can have at most 16 items."));
+                }
+                if conf.security_groups.as_ref().is_some_and(|g| g.len() > 5) {
+                    return Err(invalid("securityGroups can have at most 5 items."));
+                }
+                if !fargate && conf.assign_public_ip == Some(s::AssignPublicIp::Enabled) {
+                    return Err(invalid(
+                        "Assign public IP is not supported for this launch type.",
+                    ));
+                }
+            }
+            _ if self
+                .network_configuration
+                .is_some_and(|n| n.awsvpc_configuration.is_some()) =>
+            {
+                return Err(invalid(
+                    "Network Configuration is not valid for the given networkMode of this task definition.",
+                ));
+            }
+            Some(s::NetworkMode::Bridge) | None if !fargate => {
+                return Err(invalid(
+                    "The bridge network mode is not served by Berth yet; use host, none or awsvpc.",
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A new task record, PROVISIONING (awsvpc) or PENDING, desired RUNNING.
+    fn task(
+        &self,
+        host: String,
+        instance: Option<(&str, &s::ContainerInstance)>,
+        fargate: Option<&str>,
+    ) -> StoredTask {
+        let ctx = self.ctx;
+        let cluster_name = self.cluster.cluster_name.clone().unwrap_or_default();
+        let id = new_id();
+        let arn = task_arn(ctx, &cluster_name, &id);
+        let td = effective_td(self.td, self.overrides);
+        let task_cpu = td.cpu.as_deref().and_then(task_definitions::parse_task_cpu);
+        let task_mem = td
+            .memory
+            .as_deref()
+            .and_then(task_definitions::parse_task_memory);
+        let needs = placement::needs(&td, task_cpu, task_mem);
+        let containers = td
+            .container_definitions
+            .iter()
+            .flatten()
+            .map(|c| s::Container {
+                container_arn: Some(common::arn(
+                    ctx,
+                    format!("container/{cluster_name}/{id}/{}", uuid::Uuid::new_v4()),
+                )),
+                task_arn: Some(arn.clone()),
+                name: c.name.clone(),
+                image: c.image.clone(),
+                last_status: Some("PENDING".into()),
+                network_interfaces: Some(Vec::new()),
+                cpu: Some(c.cpu.unwrap_or(0).to_string()),
+                memory: c.memory.map(|m| m.to_string()),
+                memory_reservation: c.memory_reservation.map(|m| m.to_string()),
+                health_status: c.health_check.as_ref().map(|_| s::HealthStatus::Unknown),
+                ..Default::default()
+            })
+            .collect();
+        let awsvpc = td.network_mode == Some(s::NetworkMode::Awsvpc);
+        let mut tags = Vec::new();
+        if self.propagate_tags == Some(s::PropagateTags::TaskDefinition) {
+            common::merge_tags(&mut tags, self.td_tags);
+        }
+        common::merge_tags(&mut tags, &self.tags);
+        if self.managed_tags {
+            common::merge_tags(
+                &mut tags,
+                &[s::Tag {
+                    key: Some("aws:ecs:clusterName".into()),
+                    value: Some(cluster_name.clone()),
+                }],
+            );
+        }
+        let az = instance
+            .and_then(|(_, i)| {
+                i.attributes
+                    .iter()
+                    .flatten()
+                    .find(|a| a.name == "ecs.availability-zone")
+                    .and_then(|a| a.value.clone())
+            })
+            .unwrap_or_else(|| format!("{}a", ctx.region));
+        let attachments = if awsvpc {
+            let subnet = self
+                .network_configuration
+                .and_then(|n| n.awsvpc_configuration.as_ref())
+                .and_then(|a| a.subnets.first().cloned())
+                .unwrap_or_default();
+            vec![s::Attachment {
+                id: Some(uuid::Uuid::new_v4().to_string()),
+                r#type: Some("ElasticNetworkInterface".into()),
+                status: Some("PRECREATED".into()),
+                details: Some(vec![s::KeyValuePair {
+                    name: Some("subnetId".into()),
+                    value: Some(subnet),
+                }]),
+            }]
+        } else {
+            Vec::new()
+        };
+        let task = s::Task {
+            task_arn: Some(arn),
+            cluster_arn: self.cluster.cluster_arn.clone(),
+            task_definition_arn: td.task_definition_arn.clone(),
+            container_instance_arn: instance.and_then(|(_, i)| i.container_instance_arn.clone()),
+            overrides: Some(self.overrides.cloned().unwrap_or(s::TaskOverride {
+                container_overrides: Some(Vec::new()),
+                inference_accelerator_overrides: Some(Vec::new()),
+                ..Default::default()
+            })),
+            last_status: Some(if awsvpc { "PROVISIONING" } else { "PENDING" }.into()),
+            desired_status: Some("RUNNING".into()),
+            cpu: Some(needs.cpu.to_string()),
+            memory: Some(needs.memory.to_string()),
+            containers: Some(containers),
+            started_by: self.started_by.clone(),
+            version: Some(1),
+            created_at: Some(ctx.now),
+            group: Some(
+                self.group
+                    .clone()
+                    .unwrap_or_else(|| format!("family:{}", td.family.clone().unwrap_or_default())),
+            ),
+            launch_type: Some(if fargate.is_some() {
+                s::LaunchType::Fargate
+            } else {
+                s::LaunchType::Ec2
+            }),
+            capacity_provider_name: fargate.map(String::from),
+            platform_version: fargate.map(|_| "1.4.0".to_string()),
+            platform_family: fargate.map(|_| "Linux".to_string()),
+            attachments: Some(attachments),
+            attributes: Some(vec![s::Attribute {
+                name: "ecs.cpu-architecture".into(),
+                value: Some(
+                    if std::env::consts::ARCH == "aarch64" {
+                        "arm64"
+                    } else {
+                        "x86_64"
+                    }
+                    .into(),
+                ),
+                ..Default::default()
+            }]),
+            availability_zone: Some(az),
+            connectivity: Some(s::Connectivity::Connected),
+            connectivity_at: Some(ctx.now),
+            health_status: Some(s::HealthStatus::Unknown),
+            enable_execute_command: Some(false),
+            tags: Some(tags),
+            ephemeral_storage: fargate.map(|_| s::EphemeralStorage { size_in_gi_b: 20 }),
+            ..Default::default()
+        };
+        StoredTask {
+            task,
+            host,
+            container_instance: instance.map(|(id, _)| id.to_string()),
+            task_definition: td,
+            reserved_cpu: if fargate.is_some() { 0 } else { needs.cpu },
+            reserved_memory: if fargate.is_some() { 0 } else { needs.memory },
+            reserved_ports: if fargate.is_some() {
+                Vec::new()
+            } else {
+                needs.ports
+            },
+            reserved_ports_udp: if fargate.is_some() {
+                Vec::new()
+            } else {
+                needs.ports_udp
+            },
+        }
+    }
+}
+
+fn resource_int(rs: &[s::Resource], name: &str) -> i32 {
+    rs.iter()
+        .find(|r| r.name.as_deref() == Some(name))
+        .and_then(|r| r.integer_value)
+        .unwrap_or(0)
+}
+
+fn resource_set(rs: &[s::Resource], name: &str) -> Vec<i32> {
+    rs.iter()
+        .find(|r| r.name.as_deref() == Some(name))
+        .and_then(|r| r.string_set_value.as_ref())
+        .map(|v| v.iter().filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Adds (`sign` = -1 reserves, +1 releases) a task's resources to its instance's remaining ones.
+fn adjust_remaining(ci: &mut s::ContainerInstance, t: &StoredTask, sign: i32) {
+    let rs = ci.remaining_resources.get_or_insert_with(Vec::new);
+    for r in rs.iter_mut() {
+        match r.name.as_deref() {
+            Some("CPU") => {
+                r.integer_value = Some(r.integer_value.unwrap_or(0) + sign * t.reserved_cpu)
+            }
+            Some("MEMORY") => {
+                r.integer_value = Some(r.integer_value.unwrap_or(0) + sign * t.reserved_memory)
+            }
+            Some(name @ ("PORTS" | "PORTS_UDP")) => {
+                let ports = if name == "PORTS" {
+                    &t.reserved_ports
+                } else {
+                    &t.reserved_ports_udp
+                };
+                let set = r.string_set_value.get_or_insert_with(Vec::new);
+                for p in ports {
+                    let p = p.to_string();
+                    if sign < 0 {
+                        if !set.contains(&p) {
+                            set.push(p);
+                        }
+                    } else {
+                        set.retain(|x| *x != p);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Stores a new task, indexes it under its host, reserves its resources and wakes the host.
+fn create_task(
+    tx: &mut Tx<'_>,
+    ctx: &RequestContext,
+    t: &StoredTask,
+    hosts: &mut Vec<String>,
+) -> Result<(), Failure> {
+    let id = format!("{}/{}", t.cluster(), t.id());
+    tx.insert(scope(ctx), task_kind::TASK, &id, t)?;
+    tx.put(
+        GLOBAL,
+        task_kind::HOST_TASK,
+        &host_task_id(&t.host, scope(ctx), &id),
+        None,
+        &true,
+    )?;
+    if let Some(ci_id) = &t.container_instance
+        && let Some((mut ci, v)) =
+            tx.get_json::<s::ContainerInstance>(scope(ctx), kind::CONTAINER_INSTANCE, ci_id)?
+    {
+        adjust_remaining(&mut ci, t, -1);
+        ci.pending_tasks_count = Some(ci.pending_tasks_count.unwrap_or(0) + 1);
+        tx.put(scope(ctx), kind::CONTAINER_INSTANCE, ci_id, Some(v), &ci)?;
+    }
+    bump_host(tx, &t.host)?;
+    if !hosts.contains(&t.host) {
+        hosts.push(t.host.clone());
+    }
+    Ok(())
+}
+
+fn present(t: &StoredTask, include: &[TaskField]) -> s::Task {
+    let mut task = t.task.clone();
+    if !include.contains(&TaskField::Tags) {
+        task.tags = None;
+    }
+    task
+}
+
+/// The ACTIVE container instances of `cluster` that placement may use.
+fn candidates(
+    tx: &Tx<'_>,
+    ctx: &RequestContext,
+    cluster: &str,
+    now: Timestamp,
+) -> Result<Vec<(Candidate, s::ContainerInstance)>, Failure> {
+    let mut out = Vec::new();
+    for (id, ci) in tx.list_json::<s::ContainerInstance>(
+        scope(ctx),
+        kind::CONTAINER_INSTANCE,
+        &format!("{cluster}/"),
+    )? {
+        if ci.status.as_deref() != Some("ACTIVE") {
+            continue;
+        }
+        let rs = ci.remaining_resources.clone().unwrap_or_default();
+        let connected = agent_connected(tx, scope(ctx), &id, now)?;
+        out.push((
+            Candidate {
+                id,
+                remaining_cpu: resource_int(&rs, "CPU"),
+                remaining_memory: resource_int(&rs, "MEMORY"),
+                used_ports: resource_set(&rs, "PORTS"),
+                used_ports_udp: resource_set(&rs, "PORTS_UDP"),
+                connected,
+            },
+            ci,
+        ));
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RunToken {
+    task_ids: Vec<String>,
+    failures: Vec<s::Failure>,
+}
+
+pub fn run(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: s::RunTaskRequest,
+) -> Result<s::RunTaskResponse, AwsError> {
+    let count = input.count.unwrap_or(1);
+    if !(1..=10).contains(&count) {
+        return Err(invalid("count must be between 1 and 10."));
+    }
+    if input
+        .started_by
+        .as_ref()
+        .is_some_and(|s| s.chars().count() > 128)
+    {
+        return Err(invalid("startedBy may not be longer than 128 characters."));
+    }
+    if input
+        .group
+        .as_ref()
+        .is_some_and(|g| g.chars().count() > 255)
+    {
+        return Err(invalid("group may not be longer than 255 characters."));
+    }
+    if input
+        .client_token
+        .as_ref()
+        .is_some_and(|t| t.is_empty() || t.len() > 64)
+    {
+        return Err(invalid("clientToken must be between 1 and 64 characters."));
+    }
+    let tags = input.tags.clone().unwrap_or_default();
+    common::validate_tags(&tags)?;
+    let (resp, hosts) = ecs
+        .store
+        .write(|tx| -> Result<(s::RunTaskResponse, Vec<String>), Failure> {
+            let (cluster, _) = common::active_cluster(tx, ctx, input.cluster.as_deref())?;
+            let cluster_name = cluster.cluster_name.clone().unwrap_or_default();
+            let token_id = input
+                .client_token
+                .as_ref()
+                .map(|t| format!("{cluster_name}/{t}"));
+            if let Some(tid) = &token_id
+                && let Some((done, _)) =
+                    tx.get_json::<RunToken>(scope(ctx), task_kind::RUN_TOKEN, tid)?
+            {
+                let mut tasks = Vec::new();
+                for id in &done.task_ids {
+                    if let Some((t, _)) =
+                        tx.get_json::<StoredTask>(scope(ctx), task_kind::TASK, id)?
+                    {
+                        tasks.push(present(&t, &[TaskField::Tags]));
+                    }
+                }
+                return Ok((
+                    s::RunTaskResponse {
+                        tasks: Some(tasks),
+                        failures: Some(done.failures),
+                    },
+                    Vec::new(),
+                ));
+            }
+            let ident = task_definitions::parse_ident(ctx, &input.task_definition)?
+                .ok_or_else(|| invalid("TaskDefinition not found."))?;
+            let (td, _) = task_definitions::resolve(tx, ctx, &ident)?
+                .ok_or_else(|| invalid("TaskDefinition not found."))?;
+            if td.task_definition.status == Some(s::TaskDefinitionStatus::Inactive)
+                && matches!(ident, Ident::Revision(..))
+            {
+                return Err(invalid("TaskDefinition is inactive").into());
+            }
+            if td.task_definition.status == Some(s::TaskDefinitionStatus::DeleteInProgress) {
+                return Err(invalid("TaskDefinition not found.").into());
+            }
+            validate_overrides(&td.task_definition, input.overrides.as_ref())?;
+            let capacity = choose_capacity(
+                &cluster,
+                input.launch_type,
+                input.capacity_provider_strategy.as_deref(),
+            )?;
+            let launch = Launch {
+                ctx,
+                cluster: &cluster,
+                td: &td.task_definition,
+                td_tags: &td.tags,
+                overrides: input.overrides.as_ref(),
+                group: input.group.clone(),
+                started_by: input.started_by.clone(),
+                tags: tags.clone(),
+                propagate_tags: input.propagate_tags,
+                managed_tags: input.enable_ecs_managed_tags.unwrap_or(false),
+                network_configuration: input.network_configuration.as_ref(),
+            };
+            let mut hosts = Vec::new();
+            let mut tasks = Vec::new();
+            let mut failures = Vec::new();
+            let mut ids = Vec::new();
+            match capacity {
+                Capacity::Fargate { provider } => {
+                    let compatible = td
+                        .task_definition
+                        .compatibilities
+                        .iter()
+                        .flatten()
+                        .any(|c| *c == s::Compatibility::Fargate);
+                    if !compatible {
+                        return Err(invalid(
+                            "Task definition does not support launch_type FARGATE.",
+                        )
+                        .into());
+                    }
+                    launch.validate_network(true)?;
+                    let provider = provider.unwrap_or_else(|| "FARGATE".into());
+                    for _ in 0..count {
+                        let t = launch.task(MANAGED_HOST.to_string(), None, Some(&provider));
+                        create_task(tx, ctx, &t, &mut hosts)?;
+                        ids.push(format!("{}/{}", t.cluster(), t.id()));
+                        tasks.push(present(&t, &[TaskField::Tags]));
+                    }
+                }
+                Capacity::Ec2 { provider } => {
+                    let compatible = td
+                        .task_definition
+                        .compatibilities
+                        .iter()
+                        .flatten()
+                        .any(|c| *c == s::Compatibility::Ec2);
+                    if !compatible {
+                        return Err(
+                            invalid("Task definition does not support launch_type EC2.").into()
+                        );
+                    }
+                    launch.validate_network(false)?;
+                    let mut cands = candidates(tx, ctx, &cluster_name, ctx.now)?;
+                    if cands.is_empty() {
+                        return Err(
+                            invalid("No Container Instances were found in your cluster.").into(),
+                        );
+                    }
+                    let eff = effective_td(&td.task_definition, input.overrides.as_ref());
+                    let needs = placement::needs(
+                        &eff,
+                        eff.cpu
+                            .as_deref()
+                            .and_then(task_definitions::parse_task_cpu),
+                        eff.memory
+                            .as_deref()
+                            .and_then(task_definitions::parse_task_memory),
+                    );
+                    let mut snapshot: Vec<Candidate> =
+                        cands.iter().map(|(c, _)| c.clone()).collect();
+                    let placed = placement::place(&mut snapshot, &needs, count as usize, |n| {
+                        rand::random_range(0..n.max(1))
+                    });
+                    for p in placed {
+                        match p {
+                            Ok(id) => {
+                                let Some((_, ci)) = cands.iter_mut().find(|(c, _)| c.id == id)
+                                else {
+                                    continue;
+                                };
+                                let host = instance_host(scope(ctx), &id);
+                                let mut t = launch.task(host, Some((&id, ci)), None);
+                                t.task.capacity_provider_name = provider.clone();
+                                create_task(tx, ctx, &t, &mut hosts)?;
+                                ids.push(format!("{}/{}", t.cluster(), t.id()));
+                                tasks.push(present(&t, &[TaskField::Tags]));
+                            }
+                            Err(why) => {
+                                let arn = cands
+                                    .first()
+                                    .and_then(|(_, ci)| ci.container_instance_arn.clone());
+                                failures.push(s::Failure {
+                                    arn,
+                                    reason: Some(why.reason().into()),
+                                    detail: None,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(tid) = &token_id {
+                tx.put(
+                    scope(ctx),
+                    task_kind::RUN_TOKEN,
+                    tid,
+                    None,
+                    &RunToken {
+                        task_ids: ids,
+                        failures: failures.clone(),
+                    },
+                )?;
+            }
+            Ok((
+                s::RunTaskResponse {
+                    tasks: Some(tasks),
+                    failures: Some(failures),
+                },
+                hosts,
+            ))
+        })
+        .map_err(aws)?;
+    for h in hosts {
+        ecs.notifier.notify(&h);
+    }
+    Ok(resp)
+}
+
+pub fn start(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: s::StartTaskRequest,
+) -> Result<s::StartTaskResponse, AwsError> {
+    if input.container_instances.is_empty() || input.container_instances.len() > 10 {
+        return Err(invalid(
+            "containerInstances must have between 1 and 10 items.",
+        ));
+    }
+    let tags = input.tags.clone().unwrap_or_default();
+    common::validate_tags(&tags)?;
+    let (resp, hosts) = ecs
+        .store
+        .write(
+            |tx| -> Result<(s::StartTaskResponse, Vec<String>), Failure> {
+                let (cluster, _) = common::active_cluster(tx, ctx, input.cluster.as_deref())?;
+                let cluster_name = cluster.cluster_name.clone().unwrap_or_default();
+                let ident = task_definitions::parse_ident(ctx, &input.task_definition)?
+                    .ok_or_else(|| invalid("TaskDefinition not found."))?;
+                let (td, _) = task_definitions::resolve(tx, ctx, &ident)?
+                    .ok_or_else(|| invalid("TaskDefinition not found."))?;
+                validate_overrides(&td.task_definition, input.overrides.as_ref())?;
+                let launch = Launch {
+                    ctx,
+                    cluster: &cluster,
+                    td: &td.task_definition,
+                    td_tags: &td.tags,
+                    overrides: input.overrides.as_ref(),
+                    group: input.group.clone(),
+                    started_by: input.started_by.clone(),
+                    tags: tags.clone(),
+                    propagate_tags: input.propagate_tags,
+                    managed_tags: input.enable_ecs_managed_tags.unwrap_or(false),
+                    network_configuration: input.network_configuration.as_ref(),
+                };
+                launch.validate_network(false)?;
+                let cands = candidates(tx, ctx, &cluster_name, ctx.now)?;
+                let eff = effective_td(&td.task_definition, input.overrides.as_ref());
+                let needs = placement::needs(
+                    &eff,
+                    eff.cpu
+                        .as_deref()
+                        .and_then(task_definitions::parse_task_cpu),
+                    eff.memory
+                        .as_deref()
+                        .and_then(task_definitions::parse_task_memory),
+                );
+                let mut hosts = Vec::new();
+                let mut tasks = Vec::new();
+                let mut failures = Vec::new();
+                for ident in &input.container_instances {
+                    let found = super::container_instances::store_id(ctx, &cluster_name, ident)
+                        .and_then(|id| cands.iter().find(|(c, _)| c.id == id));
+                    let Some((c, ci)) = found else {
+                        failures.push(s::Failure {
+                            arn: Some(ident.clone()),
+                            reason: Some("MISSING".into()),
+                            detail: None,
+                        });
+                        continue;
+                    };
+                    // Reserve against the latest record (earlier tasks of this call count).
+                    let fresh = candidates(tx, ctx, &cluster_name, ctx.now)?
+                        .into_iter()
+                        .find(|(x, _)| x.id == c.id)
+                        .map(|(x, _)| x)
+                        .unwrap_or_else(|| c.clone());
+                    if let Some(why) = placement::refusal(&fresh, &needs) {
+                        failures.push(s::Failure {
+                            arn: ci.container_instance_arn.clone(),
+                            reason: Some(why.reason().into()),
+                            detail: None,
+                        });
+                        continue;
+                    }
+                    let t = launch.task(instance_host(scope(ctx), &c.id), Some((&c.id, ci)), None);
+                    create_task(tx, ctx, &t, &mut hosts)?;
+                    tasks.push(present(&t, &[TaskField::Tags]));
+                }
+                Ok((
+                    s::StartTaskResponse {
+                        tasks: Some(tasks),
+                        failures: Some(failures),
+                    },
+                    hosts,
+                ))
+            },
+        )
+        .map_err(aws)?;
+    for h in hosts {
+        ecs.notifier.notify(&h);
+    }
+    Ok(resp)
+}
+
+pub fn stop(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: s::StopTaskRequest,
+) -> Result<s::StopTaskResponse, AwsError> {
+    if input
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > 255)
+    {
+        return Err(invalid("reason may not be longer than 255 characters."));
+    }
+    let (task, host) = ecs
+        .store
+        .write(|tx| -> Result<(s::Task, String), Failure> {
+            let (cluster, _) = common::active_cluster(tx, ctx, input.cluster.as_deref())?;
+            let cluster_name = cluster.cluster_name.clone().unwrap_or_default();
+            let id = task_store_id(ctx, &cluster_name, &input.task)
+                .ok_or_else(|| invalid("The referenced task was not found."))?;
+            let (mut t, v) = tx
+                .get_json::<StoredTask>(scope(ctx), task_kind::TASK, &id)?
+                .ok_or_else(|| invalid("The referenced task was not found."))?;
+            if t.desired_status() != TaskStatus::Stopped {
+                t.task.desired_status = Some(
+                    advance_desired(t.desired_status(), TaskStatus::Stopped)
+                        .as_str()
+                        .into(),
+                );
+                t.task.stopped_reason = Some(
+                    input
+                        .reason
+                        .clone()
+                        .filter(|r| !r.is_empty())
+                        .unwrap_or_else(|| "Task stopped by user".into()),
+                );
+                t.task.stop_code = Some(s::TaskStopCode::UserInitiated);
+                t.task.stopping_at = Some(ctx.now);
+                t.task.version = Some(t.task.version.unwrap_or(1) + 1);
+                tx.put(scope(ctx), task_kind::TASK, &id, Some(v), &t)?;
+                bump_host(tx, &t.host)?;
+            }
+            Ok((present(&t, &[TaskField::Tags]), t.host.clone()))
+        })
+        .map_err(aws)?;
+    ecs.notifier.notify(&host);
+    Ok(s::StopTaskResponse { task: Some(task) })
+}
+
+pub fn describe(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: s::DescribeTasksRequest,
+) -> Result<s::DescribeTasksResponse, AwsError> {
+    if input.tasks.is_empty() {
+        return Err(invalid("Tasks cannot be empty."));
+    }
+    if input.tasks.len() > 100 {
+        return Err(invalid("Tasks can have at most 100 items."));
+    }
+    let include = input.include.clone().unwrap_or_default();
+    ecs.store
+        .read(|tx| -> Result<s::DescribeTasksResponse, Failure> {
+            let (cluster, _) = common::active_cluster(tx, ctx, input.cluster.as_deref())?;
+            let cluster_name = cluster.cluster_name.clone().unwrap_or_default();
+            let mut tasks = Vec::new();
+            let mut failures = Vec::new();
+            for ident in &input.tasks {
+                let found = match task_store_id(ctx, &cluster_name, ident) {
+                    Some(id) => tx.get_json::<StoredTask>(scope(ctx), task_kind::TASK, &id)?,
+                    None => None,
+                };
+                match found {
+                    Some((t, _)) => tasks.push(present(&t, &include)),
+                    None => failures.push(s::Failure {
+                        arn: Some(if ident.starts_with("arn:") {
+                            ident.clone()
+                        } else {
+                            task_arn(ctx, &cluster_name, ident)
+                        }),
+                        reason: Some("MISSING".into()),
+                        detail: None,
+                    }),
+                }
+            }
+            Ok(s::DescribeTasksResponse {
+                tasks: Some(tasks),
+                failures: Some(failures),
+            })
+        })
+        .map_err(aws)
+}
+
+pub fn list(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: s::ListTasksRequest,
+) -> Result<s::ListTasksResponse, AwsError> {
+    let page = Page::parse(input.next_token.as_deref(), input.max_results, 100)?;
+    ecs.store
+        .read(|tx| -> Result<s::ListTasksResponse, Failure> {
+            let (cluster, _) = common::active_cluster(tx, ctx, input.cluster.as_deref())?;
+            let cluster_name = cluster.cluster_name.clone().unwrap_or_default();
+            let instance = match &input.container_instance {
+                Some(ci) => Some(
+                    super::container_instances::store_id(ctx, &cluster_name, ci)
+                        .ok_or_else(|| invalid("Invalid containerInstance."))?,
+                ),
+                None => None,
+            };
+            let family = input.family.clone();
+            let want_desired = match input.desired_status {
+                Some(s::DesiredStatus::Stopped) => Some(TaskStatus::Stopped),
+                Some(s::DesiredStatus::Pending) => Some(TaskStatus::Pending),
+                _ => Some(TaskStatus::Running),
+            };
+            let mut rows: Vec<(String, String)> = Vec::new();
+            let mut after = page.after.clone().map(|a| format!("{cluster_name}/{a}"));
+            let prefix = format!("{cluster_name}/");
+            loop {
+                let chunk = tx.list(scope(ctx), task_kind::TASK, &prefix, after.as_deref(), 256)?;
+                let done = chunk.len() < 256;
+                for r in &chunk {
+                    let t: StoredTask = r.decode(task_kind::TASK)?;
+                    let desired = t.desired_status();
+                    let desired_ok = match want_desired {
+                        Some(TaskStatus::Pending) => false,
+                        Some(w) => desired == w,
+                        None => true,
+                    };
+                    let ok = desired_ok
+                        && instance
+                            .as_ref()
+                            .is_none_or(|i| t.container_instance.as_ref() == Some(i))
+                        && family
+                            .as_ref()
+                            .is_none_or(|f| t.task_definition.family.as_ref() == Some(f))
+                        && input
+                            .started_by
+                            .as_ref()
+                            .is_none_or(|s| t.task.started_by.as_ref() == Some(s))
+                        && input
+                            .launch_type
+                            .is_none_or(|l| t.task.launch_type == Some(l))
+                        && input.service_name.as_ref().is_none_or(|s| {
+                            t.task.group.as_deref() == Some(&format!("service:{s}"))
+                        });
+                    if ok {
+                        rows.push((
+                            r.id.trim_start_matches(&prefix).to_string(),
+                            t.task.task_arn.clone().unwrap_or_default(),
+                        ));
+                    }
+                }
+                after = chunk.last().map(|r| r.id.clone());
+                if done || rows.len() > page.limit {
+                    break;
+                }
+            }
+            let next_token = page.next_token(&mut rows, |(id, _)| id.clone());
+            Ok(s::ListTasksResponse {
+                task_arns: Some(rows.into_iter().map(|(_, a)| a).collect()),
+                next_token,
+            })
+        })
+        .map_err(aws)
+}
+
+/// Applies a container's reported state to `t` (forward only).
+fn apply_container_change(t: &mut StoredTask, c: &s::ContainerStateChange) {
+    let Some(name) = c.container_name.as_deref() else {
+        return;
+    };
+    let Some(container) = t
+        .task
+        .containers
+        .iter_mut()
+        .flatten()
+        .find(|x| x.name.as_deref() == Some(name))
+    else {
+        return;
+    };
+    let current = container
+        .last_status
+        .as_deref()
+        .and_then(TaskStatus::parse)
+        .unwrap_or(TaskStatus::Pending);
+    if let Some(reported) = c.status.as_deref().and_then(TaskStatus::parse) {
+        container.last_status = Some(current.advance(reported).as_str().into());
+    }
+    if c.exit_code.is_some() {
+        container.exit_code = c.exit_code;
+    }
+    if c.reason.is_some() {
+        container.reason = c.reason.clone();
+    }
+    if c.runtime_id.is_some() {
+        container.runtime_id = c.runtime_id.clone();
+    }
+    if c.image_digest.is_some() {
+        container.image_digest = c.image_digest.clone();
+    }
+    if c.network_bindings.is_some() {
+        container.network_bindings = c.network_bindings.clone();
+    }
+}
+
+/// The state an agent reports for a task, applied forward-only, with ECS's timestamps and
+/// stop code; releases the instance's resources once the task is STOPPED.
+pub fn apply_task_change(
+    tx: &mut Tx<'_>,
+    scope_: Scope<'_>,
+    id: &str,
+    change: &s::SubmitTaskStateChangeRequest,
+    health: Option<s::HealthStatus>,
+    container_health: &[(String, s::HealthStatus)],
+    now: Timestamp,
+) -> Result<Option<String>, Failure> {
+    let Some((mut t, v)) = tx.get_json::<StoredTask>(scope_, task_kind::TASK, id)? else {
+        return Ok(None);
+    };
+    let before = t.last_status();
+    for c in change.containers.iter().flatten() {
+        apply_container_change(&mut t, c);
+    }
+    for (name, h) in container_health {
+        if let Some(c) = t
+            .task
+            .containers
+            .iter_mut()
+            .flatten()
+            .find(|c| c.name.as_deref() == Some(name))
+        {
+            c.health_status = Some(*h);
+        }
+    }
+    if let Some(h) = health {
+        t.task.health_status = Some(h);
+    }
+    if change.pull_started_at.is_some() && t.task.pull_started_at.is_none() {
+        t.task.pull_started_at = change.pull_started_at;
+    }
+    if change.pull_stopped_at.is_some() && t.task.pull_stopped_at.is_none() {
+        t.task.pull_stopped_at = change.pull_stopped_at;
+    }
+    let reported = change.status.as_deref().and_then(TaskStatus::parse);
+    let after = reported.map_or(before, |r| before.advance(r));
+    if after != before {
+        t.task.last_status = Some(after.as_str().into());
+        if after >= TaskStatus::Running
+            && t.task.started_at.is_none()
+            && reported == Some(TaskStatus::Running)
+        {
+            t.task.started_at = Some(now);
+        }
+        if after >= TaskStatus::Deactivating && t.task.stopping_at.is_none() {
+            t.task.stopping_at = Some(now);
+        }
+        if after == TaskStatus::Stopped {
+            t.task.stopped_at = Some(now);
+            t.task.execution_stopped_at = Some(change.execution_stopped_at.unwrap_or(now));
+            t.task.desired_status = Some("STOPPED".into());
+            if t.task.stop_code.is_none() {
+                let failed_to_start = t.task.started_at.is_none();
+                let (code, reason) = if failed_to_start {
+                    (
+                        s::TaskStopCode::TaskFailedToStart,
+                        change
+                            .reason
+                            .clone()
+                            .unwrap_or_else(|| "Task failed to start".into()),
+                    )
+                } else {
+                    (
+                        s::TaskStopCode::EssentialContainerExited,
+                        change
+                            .reason
+                            .clone()
+                            .unwrap_or_else(|| "Essential container in task exited".into()),
+                    )
+                };
+                t.task.stop_code = Some(code);
+                t.task.stopped_reason = Some(reason);
+            }
+            for c in t.task.containers.iter_mut().flatten() {
+                c.last_status = Some("STOPPED".into());
+            }
+            release(tx, scope_, &t, before)?;
+            let cluster_task = format!("{}/{}", t.cluster(), t.id());
+            tx.delete(
+                GLOBAL,
+                task_kind::HOST_TASK,
+                &host_task_id(&t.host, scope_, &cluster_task),
+            )?;
+        } else if after >= TaskStatus::Running && before < TaskStatus::Running {
+            move_counts(tx, scope_, &t, -1, 1)?;
+        }
+    }
+    t.task.version = Some(t.task.version.unwrap_or(1) + 1);
+    tx.put(scope_, task_kind::TASK, id, Some(v), &t)?;
+    Ok(Some(t.host.clone()))
+}
+
+/// Moves a task between its instance's pending and running counts.
+fn move_counts(
+    tx: &mut Tx<'_>,
+    scope_: Scope<'_>,
+    t: &StoredTask,
+    pending: i32,
+    running: i32,
+) -> Result<(), Failure> {
+    let Some(ci_id) = &t.container_instance else {
+        return Ok(());
+    };
+    if let Some((mut ci, v)) =
+        tx.get_json::<s::ContainerInstance>(scope_, kind::CONTAINER_INSTANCE, ci_id)?
+    {
+        ci.pending_tasks_count = Some((ci.pending_tasks_count.unwrap_or(0) + pending).max(0));
+        ci.running_tasks_count = Some((ci.running_tasks_count.unwrap_or(0) + running).max(0));
+        tx.put(scope_, kind::CONTAINER_INSTANCE, ci_id, Some(v), &ci)?;
+    }
+    Ok(())
+}
+
+/// Gives a stopped task's resources back to its instance.
+fn release(
+    tx: &mut Tx<'_>,
+    scope_: Scope<'_>,
+    t: &StoredTask,
+    before: TaskStatus,
+) -> Result<(), Failure> {
+    let Some(ci_id) = &t.container_instance else {
+        return Ok(());
+    };
+    if let Some((mut ci, v)) =
+        tx.get_json::<s::ContainerInstance>(scope_, kind::CONTAINER_INSTANCE, ci_id)?
+    {
+        adjust_remaining(&mut ci, t, 1);
+        if before < TaskStatus::Running {
+            ci.pending_tasks_count = Some((ci.pending_tasks_count.unwrap_or(0) - 1).max(0));
+        } else {
+            ci.running_tasks_count = Some((ci.running_tasks_count.unwrap_or(0) - 1).max(0));
+        }
+        tx.put(scope_, kind::CONTAINER_INSTANCE, ci_id, Some(v), &ci)?;
+    }
+    Ok(())
+}
+
+fn submitted_task_id(
+    ctx: &RequestContext,
+    cluster: Option<&str>,
+    task: Option<&str>,
+) -> Result<String, AwsError> {
+    let cluster = common::cluster_name(ctx, cluster)?;
+    let task = task.ok_or_else(|| invalid("task must be specified."))?;
+    task_store_id(ctx, &cluster, task).ok_or_else(|| invalid("The referenced task was not found."))
+}
+
+pub fn submit_task_state_change(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: s::SubmitTaskStateChangeRequest,
+) -> Result<s::SubmitTaskStateChangeResponse, AwsError> {
+    let id = submitted_task_id(ctx, input.cluster.as_deref(), input.task.as_deref())?;
+    let host = ecs
+        .store
+        .write(|tx| apply_task_change(tx, scope(ctx), &id, &input, None, &[], ctx.now))
+        .map_err(aws)?
+        .ok_or_else(|| invalid("The referenced task was not found."))?;
+    ecs.notifier.notify(&host);
+    Ok(s::SubmitTaskStateChangeResponse {
+        acknowledgment: Some("ACK".into()),
+    })
+}
+
+pub fn submit_container_state_change(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: s::SubmitContainerStateChangeRequest,
+) -> Result<s::SubmitContainerStateChangeResponse, AwsError> {
+    let id = submitted_task_id(ctx, input.cluster.as_deref(), input.task.as_deref())?;
+    let change = s::SubmitTaskStateChangeRequest {
+        cluster: input.cluster.clone(),
+        task: input.task.clone(),
+        containers: Some(vec![s::ContainerStateChange {
+            container_name: input.container_name.clone(),
+            exit_code: input.exit_code,
+            network_bindings: input.network_bindings.clone(),
+            reason: input.reason.clone(),
+            runtime_id: input.runtime_id.clone(),
+            status: input.status.clone(),
+            image_digest: None,
+        }]),
+        ..Default::default()
+    };
+    ecs.store
+        .write(|tx| apply_task_change(tx, scope(ctx), &id, &change, None, &[], ctx.now))
+        .map_err(aws)?
+        .ok_or_else(|| invalid("The referenced task was not found."))?;
+    Ok(s::SubmitContainerStateChangeResponse {
+        acknowledgment: Some("ACK".into()),
+    })
+}
+
+/// How many tasks of `cluster` are running and pending (for DescribeClusters).
+pub fn counts(tx: &Tx<'_>, ctx: &RequestContext, cluster: &str) -> Result<(i32, i32), Failure> {
+    let mut running = 0;
+    let mut pending = 0;
+    for (_, t) in tx.list_json::<StoredTask>(scope(ctx), task_kind::TASK, &format!("{cluster}/"))? {
+        match t.last_status() {
+            TaskStatus::Running => running += 1,
+            s if s.is_pending() => pending += 1,
+            _ => {}
+        }
+    }
+    Ok((running, pending))
+}
+
+/// Deletes STOPPED tasks older than the retention (ECS keeps them at least an hour).
+pub fn prune(store: &berth_store::Store, now: Timestamp) -> Result<usize, berth_store::StoreError> {
+    store.write(|tx| {
+        let mut pruned = 0;
+        let mut after: Option<(String, String, String)> = None;
+        loop {
+            let chunk = tx.list_everywhere(
+                task_kind::TASK,
+                after
+                    .as_ref()
+                    .map(|(a, r, i)| (a.as_str(), r.as_str(), i.as_str())),
+                512,
+            )?;
+            let done = chunk.len() < 512;
+            for (account, region, rec) in &chunk {
+                let t: StoredTask = rec.decode(task_kind::TASK)?;
+                if t.last_status() == TaskStatus::Stopped
+                    && t.task
+                        .stopped_at
+                        .is_some_and(|at| now.millis() - at.millis() > STOPPED_RETENTION_MS)
+                {
+                    tx.delete(Scope::new(account, region), task_kind::TASK, &rec.id)?;
+                    pruned += 1;
+                }
+            }
+            after = chunk
+                .last()
+                .map(|(a, r, rec)| (a.clone(), r.clone(), rec.id.clone()));
+            if done {
+                break;
+            }
+        }
+        Ok(pruned)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_wire::ecs::Api;
+    use std::sync::Arc;
+
+    fn ctx() -> RequestContext {
+        RequestContext {
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            principal_arn: "arn:aws:iam::123456789012:root".into(),
+            access_key_id: "AKIA".into(),
+            request_id: "r".into(),
+            source_ip: "127.0.0.1".into(),
+            user_agent: "test".into(),
+            now: Timestamp(1_700_000_000_000),
+        }
+    }
+
+    fn setup() -> (Ecs, RequestContext) {
+        let ecs = Ecs::new(Arc::new(berth_store::Store::open_in_memory().unwrap()));
+        let c = ctx();
+        ecs.create_cluster(
+            &c,
+            s::CreateClusterRequest {
+                cluster_name: Some("c".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let td: s::RegisterTaskDefinitionRequest = serde_json::from_value(serde_json::json!({
+            "family": "web",
+            "networkMode": "awsvpc",
+            "requiresCompatibilities": ["FARGATE"],
+            "cpu": "256", "memory": "512",
+            "containerDefinitions": [{"name": "app", "image": "busybox", "essential": true}]
+        }))
+        .unwrap();
+        ecs.register_task_definition(&c, td).unwrap();
+        (ecs, c)
+    }
+
+    fn run_fargate(
+        ecs: &Ecs,
+        c: &RequestContext,
+        count: i32,
+        token: Option<&str>,
+    ) -> s::RunTaskResponse {
+        let req: s::RunTaskRequest = serde_json::from_value(serde_json::json!({
+            "cluster": "c", "taskDefinition": "web", "launchType": "FARGATE", "count": count,
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}},
+            "clientToken": token,
+        }))
+        .unwrap();
+        ecs.run_task(c, req).unwrap()
+    }
+
+    #[test]
+    fn fargate_task_lifecycle_moves_forward_only() {
+        let (ecs, c) = setup();
+        let out = run_fargate(&ecs, &c, 2, None);
+        let tasks = out.tasks.unwrap();
+        assert_eq!(tasks.len(), 2);
+        let t = &tasks[0];
+        assert_eq!(t.last_status.as_deref(), Some("PROVISIONING"));
+        assert_eq!(t.desired_status.as_deref(), Some("RUNNING"));
+        assert_eq!(t.launch_type, Some(s::LaunchType::Fargate));
+        assert_eq!(t.cpu.as_deref(), Some("256"));
+        assert!(t.container_instance_arn.is_none());
+        let (seq, assigned) = ecs.store.read(|tx| assignments(tx, MANAGED_HOST)).unwrap();
+        assert_eq!((seq, assigned.len()), (2, 2));
+
+        let arn = t.task_arn.clone().unwrap();
+        let report = |status: &str, containers: serde_json::Value| {
+            let req: s::SubmitTaskStateChangeRequest = serde_json::from_value(serde_json::json!({
+                "cluster": "c", "task": arn, "status": status, "containers": containers
+            }))
+            .unwrap();
+            ecs.submit_task_state_change(&c, req).unwrap();
+        };
+        report(
+            "RUNNING",
+            serde_json::json!([{"containerName": "app", "status": "RUNNING", "runtimeId": "x"}]),
+        );
+        // A late PENDING changes nothing.
+        report("PENDING", serde_json::json!([]));
+        let d = ecs
+            .describe_tasks(
+                &c,
+                s::DescribeTasksRequest {
+                    cluster: Some("c".into()),
+                    tasks: vec![arn.clone()],
+                    include: None,
+                },
+            )
+            .unwrap();
+        let t = &d.tasks.unwrap()[0];
+        assert_eq!(t.last_status.as_deref(), Some("RUNNING"));
+        assert!(t.started_at.is_some());
+        assert_eq!(
+            t.containers.as_ref().unwrap()[0].runtime_id.as_deref(),
+            Some("x")
+        );
+
+        let stopped = ecs
+            .stop_task(
+                &c,
+                s::StopTaskRequest {
+                    cluster: Some("c".into()),
+                    task: arn.clone(),
+                    reason: Some("bye".into()),
+                },
+            )
+            .unwrap()
+            .task
+            .unwrap();
+        assert_eq!(stopped.desired_status.as_deref(), Some("STOPPED"));
+        assert_eq!(stopped.stop_code, Some(s::TaskStopCode::UserInitiated));
+        let (seq2, assigned) = ecs.store.read(|tx| assignments(tx, MANAGED_HOST)).unwrap();
+        assert!(seq2 > seq);
+        assert!(
+            assigned
+                .iter()
+                .any(|a| a.task_arn == arn && a.desired_status == "STOPPED")
+        );
+        report(
+            "STOPPED",
+            serde_json::json!([{"containerName": "app", "status": "STOPPED", "exitCode": 0}]),
+        );
+        let d = ecs
+            .describe_tasks(
+                &c,
+                s::DescribeTasksRequest {
+                    cluster: Some("c".into()),
+                    tasks: vec![arn.clone()],
+                    include: None,
+                },
+            )
+            .unwrap();
+        let t = &d.tasks.unwrap()[0];
+        assert_eq!(t.last_status.as_deref(), Some("STOPPED"));
+        assert_eq!(t.stopped_reason.as_deref(), Some("bye"));
+        assert!(t.stopped_at.is_some() && t.execution_stopped_at.is_some());
+        // Stopped tasks leave the host's assignments and the default listing.
+        let (_, assigned) = ecs.store.read(|tx| assignments(tx, MANAGED_HOST)).unwrap();
+        assert_eq!(assigned.len(), 1);
+        let listed = ecs
+            .list_tasks(
+                &c,
+                s::ListTasksRequest {
+                    cluster: Some("c".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(listed.task_arns.unwrap().len(), 1);
+        let listed = ecs
+            .list_tasks(
+                &c,
+                s::ListTasksRequest {
+                    cluster: Some("c".into()),
+                    desired_status: Some(s::DesiredStatus::Stopped),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(listed.task_arns.unwrap(), vec![arn]);
+        // Pruned after the retention.
+        let later = Timestamp(c.now.millis() + STOPPED_RETENTION_MS + 1);
+        assert_eq!(prune(&ecs.store, later).unwrap(), 1);
+    }
+
+    #[test]
+    fn client_token_makes_run_task_idempotent() {
+        let (ecs, c) = setup();
+        let a = run_fargate(&ecs, &c, 1, Some("tok"));
+        let b = run_fargate(&ecs, &c, 1, Some("tok"));
+        assert_eq!(a.tasks.unwrap()[0].task_arn, b.tasks.unwrap()[0].task_arn);
+    }
+
+    #[test]
+    fn ec2_without_instances_and_bad_requests_are_refused() {
+        let (ecs, c) = setup();
+        let req: s::RunTaskRequest = serde_json::from_value(serde_json::json!({
+            "cluster": "c", "taskDefinition": "web", "launchType": "EC2",
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}}
+        }))
+        .unwrap();
+        let e = ecs.run_task(&c, req).unwrap_err();
+        assert_eq!(
+            e.message,
+            "No Container Instances were found in your cluster."
+        );
+        let req: s::RunTaskRequest = serde_json::from_value(serde_json::json!({
+            "cluster": "c", "taskDefinition": "web", "launchType": "FARGATE"
+        }))
+        .unwrap();
+        let e = ecs.run_task(&c, req).unwrap_err();
+        assert!(
+            e.message.contains("Network Configuration must be provided"),
+            "{}",
+            e.message
+        );
+        let req: s::RunTaskRequest = serde_json::from_value(serde_json::json!({
+            "cluster": "c", "taskDefinition": "web", "launchType": "FARGATE", "count": 11
+        }))
+        .unwrap();
+        assert_eq!(
+            ecs.run_task(&c, req).unwrap_err().code,
+            "InvalidParameterException"
+        );
+        let e = ecs
+            .stop_task(
+                &c,
+                s::StopTaskRequest {
+                    cluster: Some("c".into()),
+                    task: "0123".into(),
+                    reason: None,
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.message, "The referenced task was not found.");
+    }
+}
