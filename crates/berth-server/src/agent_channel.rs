@@ -125,6 +125,14 @@ pub async fn dispatch(
             let resp = poll_host(app, host, req.acked_seq, wait).await?;
             berth_wire::json::encode(&resp)
         }
+        berth_wire::agent::SUBMIT_TASK_HEALTH => {
+            let report: berth_wire::agent::TaskHealthReport =
+                berth_wire::json::decode_with(body, ("InvalidParameterException", 400))?;
+            tokio::task::spawn_blocking(move || tasks::submit_health(&app.ecs, &ctx, &report))
+                .await
+                .map_err(|e| AwsError::internal(format!("the health report failed: {e}")))??;
+            Ok(br#"{"acknowledgment":"ACK"}"#.to_vec())
+        }
         other => Err(AwsError::unknown_operation(other)),
     }
 }

@@ -83,3 +83,32 @@ pub struct TaskAssignment {
     #[serde(default)]
     pub stopped_reason: Option<String>,
 }
+
+/// The `BerthAgent_20261126` operation that reports health. ECS carries health on its
+/// telemetry channel, not in `SubmitTaskStateChange`, so the agent channel has its own.
+pub const SUBMIT_TASK_HEALTH: &str = "SubmitTaskHealth";
+
+/// Health of a task and its containers, as the agent observed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskHealthReport {
+    /// Cluster name or ARN.
+    pub cluster: String,
+    /// Task ARN.
+    pub task: String,
+    /// UNHEALTHY when an essential container is, HEALTHY when every essential container with
+    /// a health check is, else UNKNOWN.
+    pub health_status: s::HealthStatus,
+    /// Each container with a health check.
+    pub containers: Vec<ContainerHealth>,
+}
+
+/// One container's health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerHealth {
+    /// The container's name in the task definition.
+    pub container_name: String,
+    /// HEALTHY, UNHEALTHY or UNKNOWN.
+    pub health_status: s::HealthStatus,
+}

@@ -1235,23 +1235,21 @@ pub fn apply_task_change(
             t.task.execution_stopped_at = Some(change.execution_stopped_at.unwrap_or(now));
             t.task.desired_status = Some("STOPPED".into());
             if t.task.stop_code.is_none() {
-                let failed_to_start = t.task.started_at.is_none();
-                let (code, reason) = if failed_to_start {
-                    (
-                        s::TaskStopCode::TaskFailedToStart,
-                        change
-                            .reason
-                            .clone()
-                            .unwrap_or_else(|| "Task failed to start".into()),
-                    )
-                } else {
-                    (
+                // SubmitTaskStateChange has no stopCode: the agent's reason tells it.
+                let started = t.task.started_at.is_some();
+                let (code, reason) = match change.reason.clone() {
+                    Some(r) if r.starts_with("Essential container in task exited") => {
+                        (s::TaskStopCode::EssentialContainerExited, r)
+                    }
+                    Some(r) => (s::TaskStopCode::TaskFailedToStart, r),
+                    None if started => (
                         s::TaskStopCode::EssentialContainerExited,
-                        change
-                            .reason
-                            .clone()
-                            .unwrap_or_else(|| "Essential container in task exited".into()),
-                    )
+                        "Essential container in task exited".to_string(),
+                    ),
+                    None => (
+                        s::TaskStopCode::TaskFailedToStart,
+                        "Task failed to start".to_string(),
+                    ),
                 };
                 t.task.stop_code = Some(code);
                 t.task.stopped_reason = Some(reason);
@@ -1374,6 +1372,36 @@ pub fn submit_container_state_change(
     Ok(s::SubmitContainerStateChangeResponse {
         acknowledgment: Some("ACK".into()),
     })
+}
+
+/// Applies an agent's health report of a task.
+pub fn submit_health(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    report: &berth_wire::agent::TaskHealthReport,
+) -> Result<(), AwsError> {
+    let id = submitted_task_id(ctx, Some(&report.cluster), Some(&report.task))?;
+    let containers: Vec<(String, s::HealthStatus)> = report
+        .containers
+        .iter()
+        .map(|c| (c.container_name.clone(), c.health_status))
+        .collect();
+    let change = s::SubmitTaskStateChangeRequest::default();
+    ecs.store
+        .write(|tx| {
+            apply_task_change(
+                tx,
+                scope(ctx),
+                &id,
+                &change,
+                Some(report.health_status),
+                &containers,
+                ctx.now,
+            )
+        })
+        .map_err(aws)?
+        .ok_or_else(|| invalid("The referenced task was not found."))?;
+    Ok(())
 }
 
 /// How many tasks of `cluster` are running and pending (for DescribeClusters).
