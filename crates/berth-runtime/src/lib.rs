@@ -10,6 +10,7 @@
 
 pub mod cgroup;
 pub mod error;
+pub mod exec;
 pub mod image;
 pub mod rootfs;
 pub mod runtime;

@@ -1,0 +1,449 @@
+//! The agent's view of the control plane: [`ControlPlane`] (free of HTTP, so that the binary
+//! can plug an in-process implementation for Berth-managed Fargate capacity) and
+//! [`HttpControlPlane`], which speaks AWS JSON 1.1 with SigV4 to a `berth server`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use berth_wire::agent::{PollRequest, PollResponse};
+use berth_wire::ecs::shapes as s;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::error::ControlPlaneError;
+
+/// A boxed future, so that [`ControlPlane`] stays object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The `X-Amz-Target` operation of [`ControlPlane::submit_task_health`] on the agent channel.
+pub const SUBMIT_TASK_HEALTH: &str = "SubmitTaskHealth";
+
+/// Health of a task and its containers, as the agent observed it. ECS carries health on its
+/// telemetry channel, not in `SubmitTaskStateChange`, so Berth's agent channel has its own
+/// operation for it (`BerthAgent_20261126.SubmitTaskHealth`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskHealthReport {
+    /// Cluster name or ARN.
+    pub cluster: String,
+    /// Task ARN.
+    pub task: String,
+    /// The task's health: UNHEALTHY when an essential container is, HEALTHY when every
+    /// essential container with a health check is, else UNKNOWN.
+    pub health_status: s::HealthStatus,
+    /// Each container with a health check.
+    pub containers: Vec<ContainerHealth>,
+}
+
+/// One container's health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerHealth {
+    /// The container's name in the task definition.
+    pub container_name: String,
+    /// HEALTHY, UNHEALTHY or UNKNOWN.
+    pub health_status: s::HealthStatus,
+}
+
+/// What the agent needs from the control plane.
+///
+/// Stop codes: ECS's `SubmitTaskStateChange` has no `stopCode` member, so the agent says why
+/// a task stopped in `reason` and the control plane derives the code
+/// ([`crate::stop_code_for_reason`]): `Essential container in task exited` →
+/// `EssentialContainerExited`, any other agent-side reason (`CannotPullContainerError: …`,
+/// `CannotStartContainerError: …`) → `TaskFailedToStart`; a task the control plane asked to
+/// stop keeps the code it set (UserInitiated, ServiceSchedulerInitiated).
+pub trait ControlPlane: Send + Sync {
+    /// `RegisterContainerInstance`.
+    fn register(
+        &self,
+        req: s::RegisterContainerInstanceRequest,
+    ) -> BoxFuture<'_, Result<s::RegisterContainerInstanceResponse, ControlPlaneError>>;
+    /// `BerthAgent_20261126.Poll`: the host's whole task set, held until it changes.
+    fn poll(&self, req: PollRequest) -> BoxFuture<'_, Result<PollResponse, ControlPlaneError>>;
+    /// `SubmitTaskStateChange`.
+    fn submit_task_state(
+        &self,
+        req: s::SubmitTaskStateChangeRequest,
+    ) -> BoxFuture<'_, Result<(), ControlPlaneError>>;
+    /// `SubmitContainerStateChange`.
+    fn submit_container_state(
+        &self,
+        req: s::SubmitContainerStateChangeRequest,
+    ) -> BoxFuture<'_, Result<(), ControlPlaneError>>;
+    /// Health of a task's containers. The default drops it.
+    fn submit_task_health(
+        &self,
+        report: TaskHealthReport,
+    ) -> BoxFuture<'_, Result<(), ControlPlaneError>> {
+        let _ = report;
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Credentials and endpoint of an [`HttpControlPlane`].
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `http://host:port` of the Berth endpoint.
+    pub endpoint: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Region to sign for.
+    pub region: String,
+    /// How many times a call is retried on connection errors (with backoff) before failing.
+    pub retries: u32,
+}
+
+/// [`ControlPlane`] over HTTP/1.1 (no TLS): AWS JSON 1.1 POSTs, SigV4-signed with signing
+/// name `ecs`, retried with backoff on connection errors.
+#[derive(Debug, Clone)]
+pub struct HttpControlPlane {
+    config: HttpConfig,
+    host: String,
+}
+
+/// A decoded HTTP response.
+struct Response {
+    status: u16,
+    body: Vec<u8>,
+}
+
+fn unreachable(endpoint: &str, reason: impl std::fmt::Display) -> ControlPlaneError {
+    ControlPlaneError::Unreachable {
+        endpoint: endpoint.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Splits an HTTP/1.1 response into status and body (handles `Transfer-Encoding: chunked`).
+fn parse_response(raw: &[u8]) -> Result<Response, String> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("response has no header end")?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let mut chunked = false;
+    let mut length = None;
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            let k = k.trim().to_ascii_lowercase();
+            let v = v.trim();
+            if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
+                chunked = true;
+            } else if k == "content-length" {
+                length = v.parse::<usize>().ok();
+            }
+        }
+    }
+    if chunked {
+        body = dechunk(&body)?;
+    } else if let Some(n) = length {
+        if body.len() < n {
+            return Err(format!("body cut short: {} of {n} bytes", body.len()));
+        }
+        body.truncate(n);
+    }
+    Ok(Response { status, body })
+}
+
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let eol = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("bad chunk header")?;
+        let size_text = String::from_utf8_lossy(&data[..eol]);
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| "bad chunk size")?;
+        data = &data[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if data.len() < size {
+            return Err("chunk cut short".into());
+        }
+        out.extend_from_slice(&data[..size]);
+        data = data.get(size + 2..).unwrap_or_default();
+    }
+}
+
+impl HttpControlPlane {
+    /// A client of the endpoint `config.endpoint` (`http://host:port`).
+    pub fn new(config: HttpConfig) -> Result<HttpControlPlane, ControlPlaneError> {
+        let host = config
+            .endpoint
+            .strip_prefix("http://")
+            .map(|h| h.trim_end_matches('/').to_string())
+            .filter(|h| !h.is_empty() && !h.contains('/'))
+            .ok_or_else(|| {
+                unreachable(
+                    &config.endpoint,
+                    "the endpoint must be an http://host:port url",
+                )
+            })?;
+        Ok(HttpControlPlane { config, host })
+    }
+
+    async fn send_once(
+        &self,
+        target: &str,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Response, ControlPlaneError> {
+        let ep = &self.config.endpoint;
+        let base = vec![
+            (
+                "content-type".to_string(),
+                "application/x-amz-json-1.1".to_string(),
+            ),
+            ("host".to_string(), self.host.clone()),
+            ("x-amz-target".to_string(), target.to_string()),
+        ];
+        let unsigned = berth_wire::sigv4::SignedRequest {
+            method: "POST",
+            raw_path: "/",
+            raw_query: "",
+            headers: &base,
+            body,
+        };
+        let key = berth_wire::sigv4::SigningKey {
+            access_key_id: &self.config.access_key_id,
+            secret: &self.config.secret_access_key,
+            region: &self.config.region,
+            service: berth_wire::ecs::SIGNING_NAME,
+        };
+        let signed = berth_wire::sigv4::sign_headers(
+            &unsigned,
+            &key,
+            berth_wire::Timestamp::now().seconds(),
+        );
+        let mut req = String::from("POST / HTTP/1.1\r\n");
+        for (k, v) in base.iter().chain(signed.iter()) {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str(&format!(
+            "content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        ));
+        let exchange = async {
+            let mut stream = tokio::net::TcpStream::connect(&self.host)
+                .await
+                .map_err(|e| unreachable(ep, e))?;
+            stream
+                .write_all(req.as_bytes())
+                .await
+                .map_err(|e| unreachable(ep, e))?;
+            stream
+                .write_all(body)
+                .await
+                .map_err(|e| unreachable(ep, e))?;
+            let mut raw = Vec::new();
+            stream
+                .read_to_end(&mut raw)
+                .await
+                .map_err(|e| unreachable(ep, e))?;
+            parse_response(&raw).map_err(|e| unreachable(ep, e))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| unreachable(ep, format!("no answer within {timeout:?}")))?
+    }
+
+    /// Calls `target` (`Prefix.Operation`) with `input`, retrying connection errors.
+    async fn call<I: Serialize, O: for<'de> Deserialize<'de>>(
+        &self,
+        target: &str,
+        input: &I,
+        timeout: Duration,
+    ) -> Result<O, ControlPlaneError> {
+        let operation = target.rsplit('.').next().unwrap_or(target).to_string();
+        let body = serde_json::to_vec(input).map_err(|e| ControlPlaneError::Decode {
+            operation: operation.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut attempt = 0u32;
+        let resp = loop {
+            match self.send_once(target, &body, timeout).await {
+                Ok(r) => break r,
+                Err(e) if e.is_retryable() && attempt < self.config.retries => {
+                    attempt += 1;
+                    let backoff = Duration::from_millis(200u64 << attempt.min(5));
+                    tracing::debug!(%e, ?backoff, "retrying {operation}");
+                    tokio::time::sleep(backoff).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if resp.status != 200 {
+            let err: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+            let code = err["__type"].as_str().unwrap_or_default();
+            let code = code.rsplit('#').next().unwrap_or(code).to_string();
+            let message = err["message"]
+                .as_str()
+                .or_else(|| err["Message"].as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).into_owned());
+            return Err(ControlPlaneError::Aws {
+                operation,
+                status: resp.status,
+                code,
+                message,
+            });
+        }
+        let body = if resp.body.is_empty() {
+            b"{}".to_vec()
+        } else {
+            resp.body
+        };
+        serde_json::from_slice(&body).map_err(|e| ControlPlaneError::Decode {
+            operation,
+            reason: e.to_string(),
+        })
+    }
+
+    fn ecs_target(op: &str) -> String {
+        format!("{}.{op}", berth_wire::ecs::TARGET_PREFIX)
+    }
+}
+
+/// Timeout of ordinary calls.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Deserialize)]
+struct Ignored {}
+
+impl ControlPlane for HttpControlPlane {
+    fn register(
+        &self,
+        req: s::RegisterContainerInstanceRequest,
+    ) -> BoxFuture<'_, Result<s::RegisterContainerInstanceResponse, ControlPlaneError>> {
+        Box::pin(async move {
+            self.call(
+                &Self::ecs_target("RegisterContainerInstance"),
+                &req,
+                CALL_TIMEOUT,
+            )
+            .await
+        })
+    }
+
+    fn poll(&self, req: PollRequest) -> BoxFuture<'_, Result<PollResponse, ControlPlaneError>> {
+        Box::pin(async move {
+            let wait = req
+                .wait_seconds
+                .unwrap_or(berth_wire::agent::MAX_WAIT_SECONDS);
+            let timeout = Duration::from_secs(u64::from(wait) + 15);
+            // A poll is not retried here: the agent's loop polls again anyway.
+            let target = format!("{}.Poll", berth_wire::agent::TARGET_PREFIX);
+            let this = HttpControlPlane {
+                config: HttpConfig {
+                    retries: 0,
+                    ..self.config.clone()
+                },
+                host: self.host.clone(),
+            };
+            this.call(&target, &req, timeout).await
+        })
+    }
+
+    fn submit_task_state(
+        &self,
+        req: s::SubmitTaskStateChangeRequest,
+    ) -> BoxFuture<'_, Result<(), ControlPlaneError>> {
+        Box::pin(async move {
+            self.call::<_, Ignored>(
+                &Self::ecs_target("SubmitTaskStateChange"),
+                &req,
+                CALL_TIMEOUT,
+            )
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn submit_container_state(
+        &self,
+        req: s::SubmitContainerStateChangeRequest,
+    ) -> BoxFuture<'_, Result<(), ControlPlaneError>> {
+        Box::pin(async move {
+            self.call::<_, Ignored>(
+                &Self::ecs_target("SubmitContainerStateChange"),
+                &req,
+                CALL_TIMEOUT,
+            )
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn submit_task_health(
+        &self,
+        report: TaskHealthReport,
+    ) -> BoxFuture<'_, Result<(), ControlPlaneError>> {
+        Box::pin(async move {
+            let target = format!("{}.{SUBMIT_TASK_HEALTH}", berth_wire::agent::TARGET_PREFIX);
+            self.call::<_, Ignored>(&target, &report, CALL_TIMEOUT)
+                .await
+                .map(|_| ())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn responses_parse_with_length_and_chunks() {
+        let r = parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"{}"[..]));
+        let r = parse_response(
+            b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n2\r\n\":\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (400, &b"{\"a\":"[..]));
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n{}").is_err());
+        assert!(parse_response(b"garbage").is_err());
+    }
+
+    #[test]
+    fn endpoints_must_be_plain_http() {
+        let cfg = |e: &str| HttpConfig {
+            endpoint: e.into(),
+            access_key_id: "a".into(),
+            secret_access_key: "b".into(),
+            region: "us-east-1".into(),
+            retries: 0,
+        };
+        assert!(HttpControlPlane::new(cfg("http://127.0.0.1:4566/")).is_ok());
+        assert!(HttpControlPlane::new(cfg("https://x")).is_err());
+        assert!(HttpControlPlane::new(cfg("http://")).is_err());
+    }
+
+    #[test]
+    fn retryable_errors() {
+        let aws = |status, code: &str| ControlPlaneError::Aws {
+            operation: "X".into(),
+            status,
+            code: code.into(),
+            message: String::new(),
+        };
+        assert!(aws(500, "ServerException").is_retryable());
+        assert!(aws(400, "ThrottlingException").is_retryable());
+        assert!(!aws(400, "InvalidParameterException").is_retryable());
+        assert!(unreachable("e", "refused").is_retryable());
+    }
+}
