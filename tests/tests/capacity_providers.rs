@@ -827,7 +827,6 @@ fn capacity_providers_through_the_cli() {
 }
 
 #[tokio::test]
-#[ignore = "server bug: a provider associated by ARN is stored as the ARN, so DeleteCapacityProvider does not see the association and deletes it"]
 async fn provider_associated_by_arn_is_still_refused_deletion() {
     let berth = BerthServer::start();
     let ecs = berth.ecs_client(REGION);

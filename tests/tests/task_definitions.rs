@@ -881,7 +881,6 @@ async fn list_task_definitions_filters_sorts_and_paginates() {
 }
 
 #[tokio::test]
-#[ignore = "server bug: ListTaskDefinitions treats familyPrefix as a string prefix (web also lists web-api); ECS takes it as the full family name"]
 async fn list_task_definitions_family_prefix_is_the_full_family_name() {
     let berth = BerthServer::start();
     let ecs = berth.ecs_client(REGION);

@@ -124,8 +124,10 @@ fn validate_capacity_providers(
         }
     }
     validate_strategy(strategy)?;
+    let names = short_names(ctx, providers);
     for item in strategy {
-        if !providers.contains(&item.capacity_provider) {
+        let item_name = short_names(ctx, std::slice::from_ref(&item.capacity_provider));
+        if !item_name.iter().all(|n| names.contains(n)) {
             return Err(invalid(
                 "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster. Associate the capacity provider with the cluster or specify a valid capacity provider and try again.",
             )
@@ -133,6 +135,19 @@ fn validate_capacity_providers(
         }
     }
     Ok(())
+}
+
+/// Capacity provider names as a cluster shows them: an ARN becomes its name.
+fn short_names(ctx: &RequestContext, providers: &[String]) -> Vec<String> {
+    providers
+        .iter()
+        .map(|p| {
+            common::arn_resource(ctx, p, "capacity-provider")
+                .and_then(Result::ok)
+                .unwrap_or(p)
+                .to_string()
+        })
+        .collect()
 }
 
 /// The rules of a capacity provider strategy on its own: base 0–100000 on at most one item,
@@ -309,6 +324,7 @@ pub fn create(
                 .clone()
                 .unwrap_or_default();
             validate_capacity_providers(tx, ctx, &name, &providers, &strategy)?;
+            let providers = short_names(ctx, &providers);
             let mut all_settings = vec![s::ClusterSetting {
                 name: Some(s::ClusterSettingName::ContainerInsights),
                 value: Some(default_container_insights(tx, ctx)?),
@@ -491,7 +507,7 @@ pub fn put_capacity_providers(
             &input.capacity_providers,
             &input.default_capacity_provider_strategy,
         )?;
-        c.capacity_providers = Some(input.capacity_providers.clone());
+        c.capacity_providers = Some(short_names(ctx, &input.capacity_providers));
         c.default_capacity_provider_strategy =
             Some(input.default_capacity_provider_strategy.clone());
         Ok(())

@@ -1046,13 +1046,19 @@ pub fn list(
     let page = Page::parse(input.next_token.as_deref(), input.max_results, 100)?;
     let status = input.status.unwrap_or(s::TaskDefinitionStatus::Active);
     let descending = input.sort == Some(s::SortOrder::Desc);
-    let prefix = input.family_prefix.clone().unwrap_or_default();
-    if prefix.contains(SEP) {
+    // familyPrefix is, despite its name, the full family name (ECS's API reference).
+    let family = input.family_prefix.clone().unwrap_or_default();
+    if family.contains(SEP) {
         return Ok(s::ListTaskDefinitionsResponse {
             task_definition_arns: Some(Vec::new()),
             next_token: None,
         });
     }
+    let prefix = if family.is_empty() {
+        String::new()
+    } else {
+        format!("{family}{SEP}")
+    };
     ecs.store
         .read(|tx| -> Result<s::ListTaskDefinitionsResponse, Failure> {
             let mut found: Vec<(String, String)> = Vec::new();
@@ -1998,7 +2004,8 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(prefixed.task_definition_arns.unwrap().len(), 3);
+        // familyPrefix is the full family name: web-api:1 is not listed.
+        assert_eq!(prefixed.task_definition_arns.unwrap().len(), 2);
 
         // Deregister: a family alone is refused; a revision becomes INACTIVE.
         let refused = deregister(
