@@ -1,6 +1,7 @@
 //! `berth`: Amazon ECS, self-hosted. One binary: `berth up` (the whole product on one
 //! machine), `berth server` (the control plane), and friendly commands.
 
+mod agent;
 mod client;
 mod control_plane;
 
@@ -27,6 +28,9 @@ enum Command {
     /// Wipe every resource of the account whose root key is in the environment
     /// (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); keeps the key.
     Reset,
+    /// Turn this host into a container instance of a cluster (credentials from
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).
+    Agent(agent::AgentArgs),
 }
 
 /// Settings shared by `up` and `server`.
@@ -62,6 +66,8 @@ pub struct ServerArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The hidden `berth shim`: before any thread or async runtime exists (it forks).
+    agent::shim_if_requested();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -81,6 +87,7 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(control_plane::run(args, control_plane::Mode::Server))
         }
         Command::Reset => runtime.block_on(reset()),
+        Command::Agent(args) => runtime.block_on(agent::run(args)),
     }
 }
 
