@@ -657,3 +657,360 @@ pub fn exit_report(exit: &berth_runtime::ExitStatus) -> (Option<i32>, Option<Str
     }
     (Some(exit.exit_code), None)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn assignment(td: serde_json::Value, overrides: serde_json::Value) -> TaskAssignment {
+        serde_json::from_value(json!({
+            "taskArn": "arn:aws:ecs:us-east-1:000000000000:task/c/0123abcd",
+            "clusterArn": "arn:aws:ecs:us-east-1:000000000000:cluster/c",
+            "desiredStatus": "RUNNING",
+            "lastStatus": "PROVISIONING",
+            "taskDefinition": td,
+            "overrides": overrides,
+            "containers": [],
+        }))
+        .unwrap()
+    }
+
+    fn defs(v: serde_json::Value) -> Vec<s::ContainerDefinition> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn ids_are_runtime_safe() {
+        assert_eq!(task_id("arn:aws:ecs:us-east-1:1:task/c/abc123"), "abc123");
+        assert_eq!(container_id("abc", "web app"), "abc-web_app");
+        assert_eq!(container_id("abc", &"x".repeat(300)).len(), 128);
+        assert_eq!(task_cgroup("abc"), "/berth/abc");
+    }
+
+    #[test]
+    fn network_modes() {
+        assert_eq!(
+            network_plan(Some(s::NetworkMode::Host), "t"),
+            Ok(NetworkPlan::Host)
+        );
+        assert_eq!(
+            network_plan(Some(s::NetworkMode::None), "t")
+                .unwrap()
+                .container_mode(),
+            NetworkMode::New
+        );
+        assert_eq!(
+            network_plan(Some(s::NetworkMode::Awsvpc), "t")
+                .unwrap()
+                .container_mode(),
+            NetworkMode::Join("/var/run/netns/berth-t".into())
+        );
+        let err = network_plan(Some(s::NetworkMode::Bridge), "t").unwrap_err();
+        assert!(err.contains("bridge"));
+        assert!(network_plan(None, "t").is_err());
+    }
+
+    #[test]
+    fn depends_on_orders_and_detects_cycles() {
+        let d = defs(json!([
+            {"name": "app", "dependsOn": [{"containerName": "db", "condition": "HEALTHY"}, {"containerName": "init", "condition": "SUCCESS"}]},
+            {"name": "db"},
+            {"name": "init", "dependsOn": [{"containerName": "db", "condition": "START"}]},
+        ]));
+        assert_eq!(start_order(&d).unwrap(), [1, 2, 0]);
+        // Stopping: app first, then init, then db.
+        assert_eq!(
+            stop_waves(&d, &[true, true, true]),
+            [vec![0], vec![2], vec![1]]
+        );
+        assert_eq!(stop_waves(&d, &[false, true, false]), [vec![1]]);
+        let cyc = defs(json!([
+            {"name": "a", "dependsOn": [{"containerName": "b", "condition": "START"}]},
+            {"name": "b", "dependsOn": [{"containerName": "a", "condition": "START"}]},
+        ]));
+        assert!(start_order(&cyc).unwrap_err().to_string().contains("cycle"));
+        let unknown = defs(
+            json!([{"name": "a", "dependsOn": [{"containerName": "zz", "condition": "START"}]}]),
+        );
+        assert!(start_order(&unknown).is_err());
+    }
+
+    #[test]
+    fn dependency_conditions() {
+        use s::ContainerCondition as C;
+        assert_eq!(
+            check_dependency(C::Start, "d", Progress::NotStarted),
+            DepCheck::Wait
+        );
+        assert_eq!(
+            check_dependency(C::Start, "d", Progress::Running(None)),
+            DepCheck::Met
+        );
+        assert_eq!(
+            check_dependency(C::Start, "d", Progress::Exited(Some(1))),
+            DepCheck::Met
+        );
+        assert_eq!(
+            check_dependency(C::Complete, "d", Progress::Running(None)),
+            DepCheck::Wait
+        );
+        assert_eq!(
+            check_dependency(C::Complete, "d", Progress::Exited(Some(1))),
+            DepCheck::Met
+        );
+        assert_eq!(
+            check_dependency(C::Success, "d", Progress::Exited(Some(0))),
+            DepCheck::Met
+        );
+        assert!(matches!(
+            check_dependency(C::Success, "d", Progress::Exited(Some(2))),
+            DepCheck::Never(_)
+        ));
+        assert_eq!(
+            check_dependency(
+                C::Healthy,
+                "d",
+                Progress::Running(Some(s::HealthStatus::Unknown))
+            ),
+            DepCheck::Wait
+        );
+        assert_eq!(
+            check_dependency(
+                C::Healthy,
+                "d",
+                Progress::Running(Some(s::HealthStatus::Healthy))
+            ),
+            DepCheck::Met
+        );
+        assert!(matches!(
+            check_dependency(C::Healthy, "d", Progress::Exited(Some(0))),
+            DepCheck::Never(_)
+        ));
+    }
+
+    #[test]
+    fn specs_come_from_definition_overrides_and_image() {
+        let a = assignment(
+            json!({
+                "family": "web", "revision": 3, "networkMode": "awsvpc", "cpu": "512", "memory": "1 GB",
+                "volumes": [{"name": "scratch"}, {"name": "hostdata", "host": {"sourcePath": "/srv/data"}},
+                            {"name": "cache", "dockerVolumeConfiguration": {"scope": "shared"}}],
+                "containerDefinitions": [{
+                    "name": "app", "image": "busybox", "cpu": 256, "memory": 128, "memoryReservation": 64,
+                    "command": ["echo", "def"], "entryPoint": ["/bin/sh", "-c"],
+                    "environment": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+                    "environmentFiles": [{"type": "s3", "value": "/etc/app.env"}],
+                    "workingDirectory": "/srv", "user": "app", "readonlyRootFilesystem": true,
+                    "hostname": "h1", "dockerLabels": {"team": "x"},
+                    "ulimits": [{"name": "nofile", "softLimit": 100, "hardLimit": 200}],
+                    "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/tmp/s"},
+                                    {"sourceVolume": "hostdata", "containerPath": "/data", "readOnly": true},
+                                    {"sourceVolume": "cache", "containerPath": "/cache"}],
+                }],
+            }),
+            json!({"containerOverrides": [{"name": "app", "command": ["echo", "over"], "cpu": 300,
+                   "environment": [{"name": "B", "value": "3"}]}]}),
+        );
+        let tid = task_id(&a.task_arn);
+        let net = network_plan(a.task_definition.network_mode, &tid).unwrap();
+        let vols = volume_sources(
+            &a.task_definition,
+            Path::new("/v/t"),
+            Path::new("/v/shared"),
+        );
+        assert_eq!(vols["scratch"], PathBuf::from("/v/t/scratch"));
+        assert_eq!(vols["hostdata"], PathBuf::from("/srv/data"));
+        assert_eq!(vols["cache"], PathBuf::from("/v/shared/cache"));
+        let def = &definitions(&a)[0];
+        let env = environment(def, container_override(&a, "app"), &|p| {
+            assert_eq!(p, Path::new("/etc/app.env"));
+            Ok("# comment\nA=from-file\nC=file\n\n".into())
+        })
+        .unwrap();
+        let image = ImageConfig {
+            env: Some(vec!["PATH=/bin".into(), "C=image".into()]),
+            cmd: Some(vec!["image-cmd".into()]),
+            ..ImageConfig::default()
+        };
+        let ctx = TaskContext {
+            assignment: &a,
+            task_id: &tid,
+            network: &net,
+            volumes: &vols,
+        };
+        let spec = container_spec(&ctx, def, &image, PathBuf::from("/r"), &env).unwrap();
+        assert_eq!(spec.id, "0123abcd-app");
+        assert_eq!(spec.args, ["/bin/sh", "-c", "echo", "over"]);
+        assert_eq!(spec.env, ["PATH=/bin", "C=file", "A=1", "B=3"]);
+        assert_eq!(spec.working_dir, "/srv");
+        assert_eq!(spec.user, "app");
+        assert_eq!(spec.hostname, "h1");
+        assert!(spec.readonly_rootfs);
+        assert_eq!(spec.cgroup_path, "/berth/0123abcd/0123abcd-app");
+        assert_eq!(
+            spec.network,
+            NetworkMode::Join("/var/run/netns/berth-0123abcd".into())
+        );
+        assert_eq!(spec.resources.cpu_units, Some(300));
+        assert_eq!(spec.resources.memory_mib, Some(128));
+        assert_eq!(spec.resources.memory_reservation_mib, Some(64));
+        assert_eq!(
+            spec.ulimits,
+            [Ulimit {
+                name: "nofile".into(),
+                soft: 100,
+                hard: 200
+            }]
+        );
+        assert_eq!(spec.mounts.len(), 3);
+        assert!(spec.mounts[1].read_only && spec.mounts[1].source == Path::new("/srv/data"));
+        assert_eq!(spec.labels["team"], "x");
+        assert_eq!(spec.labels["com.amazonaws.ecs.task-arn"], a.task_arn);
+        assert_eq!(spec.labels["com.amazonaws.ecs.container-name"], "app");
+        assert_eq!(
+            spec.labels["com.amazonaws.ecs.task-definition-version"],
+            "3"
+        );
+        let r = task_resources(&a).unwrap();
+        assert_eq!(
+            (r.cpu_units, r.cpu_limit_units, r.memory_mib),
+            (Some(512), Some(512), Some(1024))
+        );
+    }
+
+    #[test]
+    fn specs_fall_back_to_the_image_and_reject_unknown_volumes() {
+        let a = assignment(
+            json!({"networkMode": "host", "containerDefinitions": [{"name": "c", "image": "i",
+                   "mountPoints": [{"sourceVolume": "nope", "containerPath": "/x"}]}]}),
+            json!(null),
+        );
+        let net = NetworkPlan::Host;
+        let vols = BTreeMap::new();
+        let ctx = TaskContext {
+            assignment: &a,
+            task_id: "t",
+            network: &net,
+            volumes: &vols,
+        };
+        let image = ImageConfig {
+            entrypoint: Some(vec!["/entry".into()]),
+            cmd: Some(vec!["x".into()]),
+            working_dir: Some("/w".into()),
+            user: Some("1000".into()),
+            ..ImageConfig::default()
+        };
+        let def = &definitions(&a)[0];
+        assert!(container_spec(&ctx, def, &image, "/r".into(), &[]).is_err());
+        let mut def = def.clone();
+        def.mount_points = None;
+        let spec = container_spec(&ctx, &def, &image, "/r".into(), &[]).unwrap();
+        assert_eq!(spec.args, ["/entry", "x"]);
+        assert_eq!(
+            (spec.working_dir.as_str(), spec.user.as_str()),
+            ("/w", "1000")
+        );
+        assert_eq!(spec.network, NetworkMode::Host);
+        assert!(task_resources(&a).is_none());
+        assert!(env_file_path("arn:aws:s3:::bucket/key.env").is_err());
+        assert_eq!(
+            env_file_path("file:///etc/x.env").unwrap(),
+            PathBuf::from("/etc/x.env")
+        );
+    }
+
+    #[test]
+    fn task_units_parse() {
+        assert_eq!(parse_units("256", 1024), Some(256));
+        assert_eq!(parse_units("1 vCPU", 1024), Some(1024));
+        assert_eq!(parse_units("0.5 vcpu", 1024), Some(512));
+        assert_eq!(parse_units("2 GB", 1024), Some(2048));
+        assert_eq!(parse_units("0", 1024), None);
+        assert_eq!(parse_units("lots", 1024), None);
+    }
+
+    #[test]
+    fn health_checks_follow_docker() {
+        let hc: s::HealthCheck = serde_json::from_value(json!({
+            "command": ["CMD-SHELL", "test -f /ok"], "interval": 5, "retries": 2, "startPeriod": 10
+        }))
+        .unwrap();
+        let p = health_check_plan(&hc).unwrap();
+        assert_eq!(p.args, ["/bin/sh", "-c", "test -f /ok"]);
+        assert_eq!(
+            (p.interval, p.timeout, p.retries),
+            (Duration::from_secs(5), Duration::from_secs(5), 2)
+        );
+        let cmd: s::HealthCheck =
+            serde_json::from_value(json!({"command": ["CMD", "true"]})).unwrap();
+        let c = health_check_plan(&cmd).unwrap();
+        assert_eq!(c.args, ["true"]);
+        assert_eq!(
+            (c.interval, c.retries, c.start_period),
+            (Duration::from_secs(30), 3, Duration::ZERO)
+        );
+        let mut t = HealthTracker::default();
+        let s5 = Duration::from_secs(5);
+        // Failures in the start period do not count.
+        assert_eq!(t.record(&p, false, s5), s::HealthStatus::Unknown);
+        assert_eq!(t.record(&p, false, s5), s::HealthStatus::Unknown);
+        assert_eq!(t.record(&p, true, s5), s::HealthStatus::Healthy);
+        let s20 = Duration::from_secs(20);
+        assert_eq!(t.record(&p, false, s20), s::HealthStatus::Healthy);
+        assert_eq!(t.record(&p, false, s20), s::HealthStatus::Unhealthy);
+        assert_eq!(t.record(&p, true, s20), s::HealthStatus::Healthy);
+        use s::HealthStatus::*;
+        assert_eq!(task_health(&[]), Unknown);
+        assert_eq!(task_health(&[Healthy, Healthy]), Healthy);
+        assert_eq!(task_health(&[Healthy, Unknown]), Unknown);
+        assert_eq!(task_health(&[Healthy, Unhealthy]), Unhealthy);
+    }
+
+    #[test]
+    fn reports_only_move_forward_and_stop_codes() {
+        assert!(should_report(None, TaskStatus::Pending));
+        assert!(should_report(
+            Some(TaskStatus::Pending),
+            TaskStatus::Running
+        ));
+        assert!(!should_report(
+            Some(TaskStatus::Running),
+            TaskStatus::Running
+        ));
+        assert!(!should_report(
+            Some(TaskStatus::Running),
+            TaskStatus::Pending
+        ));
+        assert!(!should_report(
+            Some(TaskStatus::Stopped),
+            TaskStatus::Running
+        ));
+        assert_eq!(
+            stop_code_for_reason(ESSENTIAL_EXITED_REASON),
+            "EssentialContainerExited"
+        );
+        assert_eq!(
+            stop_code_for_reason("CannotPullContainerError: x"),
+            "TaskFailedToStart"
+        );
+        let exit = |code, oom| berth_runtime::ExitStatus {
+            exit_code: code,
+            signal: None,
+            oom_killed: oom,
+            started_at_ms: 0,
+            finished_at_ms: 0,
+            error: None,
+        };
+        assert_eq!(exit_report(&exit(3, false)), (Some(3), None));
+        assert_eq!(
+            exit_report(&exit(9, true)),
+            (Some(137), Some(OOM_REASON.into()))
+        );
+        assert_eq!(
+            parse_env_file("A=1\n # c\nB==x\nbad\n"),
+            [("A".into(), "1".into()), ("B".into(), "=x".into())]
+        );
+    }
+}
