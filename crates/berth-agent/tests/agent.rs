@@ -563,3 +563,44 @@ async fn restarted_agent_reattaches_and_stops() {
     let _ = stop.send(());
     h.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn healthy_dependency_gates_start_and_health_is_reported() {
+    if !ready("healthy_dependency_gates_start_and_health_is_reported") {
+        return;
+    }
+    let env = Env::new();
+    let cp = Arc::new(Fake::default());
+    let (stop, h) = start(&env, &cp);
+    let t = task(
+        "awsvpc",
+        json!([
+            {"name": "db", "image": "busybox", "essential": true, "stopTimeout": 1,
+             "healthCheck": {"command": ["CMD-SHELL", "test -f /tmp/ok"], "interval": 1, "timeout": 2, "retries": 2},
+             "command": ["sh", "-c", "sleep 1; touch /tmp/ok; sleep 1000"]},
+            {"name": "app", "image": "busybox", "essential": false,
+             "dependsOn": [{"containerName": "db", "condition": "HEALTHY"}],
+             "command": ["true"]},
+        ]),
+    );
+    let arn = t.task_arn.clone();
+    cp.assign(t);
+    wait_for("app exit", Duration::from_secs(60), || {
+        cp.stopped(&arn, "app").is_some()
+    })
+    .await;
+    assert_eq!(cp.stopped(&arn, "app"), Some((Some(0), None)));
+    let health = cp.state.lock().unwrap().health.clone();
+    let last = health.last().unwrap();
+    assert_eq!(last.health_status, s::HealthStatus::Healthy);
+    assert_eq!(last.containers[0].container_name, "db");
+    // A non-essential exit does not stop the task.
+    assert!(cp.last_report(&arn, "STOPPED").is_none());
+    cp.stop(&arn);
+    wait_for("STOPPED", Duration::from_secs(30), || {
+        cp.last_report(&arn, "STOPPED").is_some()
+    })
+    .await;
+    let _ = stop.send(());
+    h.await.unwrap();
+}
