@@ -194,7 +194,6 @@ impl Agent {
             rt: self.rt.clone(),
             images: self.images.clone(),
             state_dir: self.config.state_dir.clone(),
-            cluster: self.config.cluster.clone(),
             shutdown: stop_rx,
         });
         let mut managers: HashMap<String, Managed> = HashMap::new();

@@ -16,35 +16,7 @@ use crate::error::ControlPlaneError;
 /// A boxed future, so that [`ControlPlane`] stays object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The `X-Amz-Target` operation of [`ControlPlane::submit_task_health`] on the agent channel.
-pub const SUBMIT_TASK_HEALTH: &str = "SubmitTaskHealth";
-
-/// Health of a task and its containers, as the agent observed it. ECS carries health on its
-/// telemetry channel, not in `SubmitTaskStateChange`, so Berth's agent channel has its own
-/// operation for it (`BerthAgent_20261126.SubmitTaskHealth`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TaskHealthReport {
-    /// Cluster name or ARN.
-    pub cluster: String,
-    /// Task ARN.
-    pub task: String,
-    /// The task's health: UNHEALTHY when an essential container is, HEALTHY when every
-    /// essential container with a health check is, else UNKNOWN.
-    pub health_status: s::HealthStatus,
-    /// Each container with a health check.
-    pub containers: Vec<ContainerHealth>,
-}
-
-/// One container's health.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ContainerHealth {
-    /// The container's name in the task definition.
-    pub container_name: String,
-    /// HEALTHY, UNHEALTHY or UNKNOWN.
-    pub health_status: s::HealthStatus,
-}
+pub use berth_wire::agent::{ContainerHealth, SUBMIT_TASK_HEALTH, TaskHealthReport};
 
 /// What the agent needs from the control plane.
 ///

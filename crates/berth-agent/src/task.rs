@@ -143,7 +143,6 @@ pub(crate) struct Shared {
     pub rt: Arc<Runtime>,
     pub images: Arc<ImageStore>,
     pub state_dir: PathBuf,
-    pub cluster: String,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -608,7 +607,7 @@ impl TaskManager {
             .map(|(_, c)| c.health.unwrap_or(s::HealthStatus::Unknown))
             .collect();
         let report = TaskHealthReport {
-            cluster: self.shared.cluster.clone(),
+            cluster: self.rec.assignment.cluster_arn.clone(),
             task: self.rec.assignment.task_arn.clone(),
             health_status: plan::task_health(&essential),
             containers: self

@@ -22,7 +22,7 @@ pub enum Mode {
 /// tools written for a local AWS work unchanged).
 const DEFAULT_ACCOUNT_ID: &str = "000000000000";
 
-fn default_data_dir() -> PathBuf {
+pub fn default_data_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("berth");
     }
@@ -85,11 +85,83 @@ pub async fn run(args: ServerArgs, mode: Mode) -> anyhow::Result<()> {
     println!("berth: to use it from a shell: . {}", env_file.display());
 
     let app = Arc::new(App::new(Arc::new(store)));
-    gateway::serve(listener, app, shutdown_signal())
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(housekeeping(app.clone(), stop_rx.clone()));
+    let managed = match mode {
+        Mode::Up => Some(tokio::spawn(run_managed_capacity(
+            app.clone(),
+            data_dir.clone(),
+            stopped(stop_rx.clone()),
+        ))),
+        Mode::Server => None,
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    gateway::serve(listener, app, stopped(stop_rx))
         .await
         .context("the HTTP server failed")?;
+    if let Some(m) = managed {
+        // The agent stops at once; its containers keep running and are found again at the
+        // next start (each is held by its own shim).
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), m).await;
+    }
     println!("berth: stopped");
     Ok(())
+}
+
+/// Berth-managed (Fargate) capacity: the agent of the managed host, in this process.
+async fn run_managed_capacity(
+    app: Arc<App>,
+    data_dir: PathBuf,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let result = async {
+        let images = berth_runtime::ImageStore::open(data_dir.join("images"))?;
+        let rt = berth_runtime::Runtime::new(berth_runtime::RuntimeConfig::new(
+            data_dir.join("managed/containers"),
+        ))?;
+        let cp: Arc<dyn berth_agent::ControlPlane> =
+            Arc::new(crate::managed::ManagedCapacity::new(app));
+        let config = berth_agent::AgentConfig::new(
+            data_dir.join("managed/agent"),
+            "managed",
+            berth_server::ecs::tasks::MANAGED_HOST,
+        );
+        berth_agent::Agent::new(config, cp, Arc::new(rt), Arc::new(images))
+            .run(shutdown)
+            .await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %format!("{e:#}"), "managed capacity stopped; Fargate tasks cannot run");
+    }
+}
+
+/// Periodic upkeep: prunes STOPPED tasks past ECS's retention.
+async fn housekeeping(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let store = app.store.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            berth_server::ecs::tasks::prune(&store, berth_wire::Timestamp::now())
+        })
+        .await;
+        match pruned {
+            Ok(Ok(n)) if n > 0 => tracing::info!(pruned = n, "pruned stopped tasks"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune stopped tasks"),
+            _ => {}
+        }
+    }
 }
 
 fn write_env_file(

@@ -4,6 +4,7 @@
 mod agent;
 mod client;
 mod control_plane;
+mod managed;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +32,27 @@ enum Command {
     /// Turn this host into a container instance of a cluster (credentials from
     /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).
     Agent(agent::AgentArgs),
+    /// Manage the images of this host's store.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Load an OCI image layout (directory or tar) or a `docker save` tarball into the image
+    /// store of a data directory, so tasks can use it without a registry.
+    Load {
+        /// The image archive or layout directory.
+        path: PathBuf,
+        /// The data directory of `berth up` (default as `berth up`'s) or of `berth agent`.
+        #[arg(long, env = "BERTH_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// List the images of a data directory's store.
+    Ls {
+        #[arg(long, env = "BERTH_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 /// Settings shared by `up` and `server`.
@@ -88,7 +110,31 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Reset => runtime.block_on(reset()),
         Command::Agent(args) => runtime.block_on(agent::run(args)),
+        Command::Image(cmd) => image(cmd),
     }
+}
+
+fn image(cmd: ImageCommand) -> anyhow::Result<()> {
+    match cmd {
+        ImageCommand::Load { path, data_dir } => {
+            let dir = data_dir.unwrap_or_else(control_plane::default_data_dir);
+            let store = berth_runtime::ImageStore::open(dir.join("images"))?;
+            let refs = store
+                .load(&path)
+                .with_context(|| format!("cannot load {}", path.display()))?;
+            for r in refs {
+                println!("Loaded image: {r}");
+            }
+        }
+        ImageCommand::Ls { data_dir } => {
+            let dir = data_dir.unwrap_or_else(control_plane::default_data_dir);
+            let store = berth_runtime::ImageStore::open(dir.join("images"))?;
+            for (reference, digest) in store.list()? {
+                println!("{reference}\t{digest}");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn reset() -> anyhow::Result<()> {
