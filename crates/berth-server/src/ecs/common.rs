@@ -84,6 +84,31 @@ pub fn arn_resource<'a>(
     Some(Ok(&ident[prefix_len.min(ident.len())..]))
 }
 
+/// The store id (`<cluster>/<id>`) of a cluster-scoped resource (`task`,
+/// `container-instance`) named by `ident`, its id or its ARN (long form
+/// `<type>/<cluster>/<id>` or short form `<type>/<id>`); `None` when it names one of another
+/// cluster, account or region, or is not an id.
+pub fn cluster_scoped_id(
+    ctx: &RequestContext,
+    cluster: &str,
+    ident: &str,
+    resource_type: &str,
+) -> Option<String> {
+    let id = match arn_resource(ctx, ident, resource_type) {
+        Some(Ok(rest)) => match rest.split_once('/') {
+            Some((c, id)) if c == cluster => id,
+            Some(_) => return None,
+            None => rest,
+        },
+        Some(Err(())) => return None,
+        None => ident,
+    };
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    valid.then(|| format!("{cluster}/{id}"))
+}
+
 /// The cluster name a `cluster` parameter (name or ARN; `default` when absent) names.
 /// A malformed value is InvalidParameterException; an ARN of another region or account
 /// names a cluster that does not exist here.

@@ -192,20 +192,7 @@ fn new_id() -> String {
 
 /// The store id (`<cluster>/<id>`) a `task` parameter (id or ARN) names in `cluster`.
 fn task_store_id(ctx: &RequestContext, cluster: &str, ident: &str) -> Option<String> {
-    let id = match common::arn_resource(ctx, ident, "task") {
-        Some(Ok(rest)) => match rest.split_once('/') {
-            Some((c, id)) if c == cluster => id,
-            Some(_) => return None,
-            None => rest,
-        },
-        Some(Err(())) => return None,
-        None => ident,
-    };
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return None;
-    }
-    Some(format!("{cluster}/{id}"))
+    common::cluster_scoped_id(ctx, cluster, ident, "task")
 }
 
 /// How a RunTask call chose its capacity.
@@ -332,6 +319,24 @@ fn effective_td(td: &s::TaskDefinition, o: Option<&s::TaskOverride>) -> s::TaskD
     td
 }
 
+/// What a task reserves on its instance, from its effective task definition.
+fn needs_of(td: &s::TaskDefinition) -> placement::Needs {
+    placement::needs(
+        td,
+        td.cpu.as_deref().and_then(task_definitions::parse_task_cpu),
+        td.memory
+            .as_deref()
+            .and_then(task_definitions::parse_task_memory),
+    )
+}
+
+/// Wakes the agents of `hosts` (after the transaction that changed their tasks committed).
+fn notify_all(ecs: &Ecs, hosts: &[String]) {
+    for h in hosts {
+        ecs.notifier.notify(h);
+    }
+}
+
 /// What RunTask and StartTask share once the capacity is known.
 struct Launch<'a> {
     ctx: &'a RequestContext,
@@ -399,12 +404,7 @@ impl Launch<'_> {
         let id = new_id();
         let arn = task_arn(ctx, &cluster_name, &id);
         let td = effective_td(self.td, self.overrides);
-        let task_cpu = td.cpu.as_deref().and_then(task_definitions::parse_task_cpu);
-        let task_mem = td
-            .memory
-            .as_deref()
-            .and_then(task_definitions::parse_task_memory);
-        let needs = placement::needs(&td, task_cpu, task_mem);
+        let needs = needs_of(&td);
         let containers = td
             .container_definitions
             .iter()
@@ -807,16 +807,8 @@ pub fn run(
                             invalid("No Container Instances were found in your cluster.").into(),
                         );
                     }
-                    let eff = effective_td(&td.task_definition, input.overrides.as_ref());
-                    let needs = placement::needs(
-                        &eff,
-                        eff.cpu
-                            .as_deref()
-                            .and_then(task_definitions::parse_task_cpu),
-                        eff.memory
-                            .as_deref()
-                            .and_then(task_definitions::parse_task_memory),
-                    );
+                    let needs =
+                        needs_of(&effective_td(&td.task_definition, input.overrides.as_ref()));
                     let mut snapshot: Vec<Candidate> =
                         cands.iter().map(|(c, _)| c.clone()).collect();
                     let placed = placement::place(&mut snapshot, &needs, count as usize, |n| {
@@ -871,9 +863,7 @@ pub fn run(
             ))
         })
         .map_err(aws)?;
-    for h in hosts {
-        ecs.notifier.notify(&h);
-    }
+    notify_all(ecs, &hosts);
     Ok(resp)
 }
 
@@ -915,16 +905,7 @@ pub fn start(
                 };
                 launch.validate_network(false)?;
                 let cands = candidates(tx, ctx, &cluster_name, ctx.now)?;
-                let eff = effective_td(&td.task_definition, input.overrides.as_ref());
-                let needs = placement::needs(
-                    &eff,
-                    eff.cpu
-                        .as_deref()
-                        .and_then(task_definitions::parse_task_cpu),
-                    eff.memory
-                        .as_deref()
-                        .and_then(task_definitions::parse_task_memory),
-                );
+                let needs = needs_of(&effective_td(&td.task_definition, input.overrides.as_ref()));
                 let mut hosts = Vec::new();
                 let mut tasks = Vec::new();
                 let mut failures = Vec::new();
@@ -967,9 +948,7 @@ pub fn start(
             },
         )
         .map_err(aws)?;
-    for h in hosts {
-        ecs.notifier.notify(&h);
-    }
+    notify_all(ecs, &hosts);
     Ok(resp)
 }
 
