@@ -171,6 +171,7 @@ impl HttpControlPlane {
     async fn send_once(
         &self,
         target: &str,
+        service: &str,
         body: &[u8],
         timeout: Duration,
     ) -> Result<Response, ControlPlaneError> {
@@ -194,7 +195,7 @@ impl HttpControlPlane {
             access_key_id: &self.config.access_key_id,
             secret: &self.config.secret_access_key,
             region: &self.config.region,
-            service: berth_wire::ecs::SIGNING_NAME,
+            service,
         };
         let signed = berth_wire::sigv4::sign_headers(
             &unsigned,
@@ -233,10 +234,32 @@ impl HttpControlPlane {
             .map_err(|_| unreachable(ep, format!("no answer within {timeout:?}")))?
     }
 
+    /// Calls `target` (`Prefix.Operation`) of a service other than ECS (SigV4 signing name
+    /// `service`), e.g. Berth's admin API; retries connection errors.
+    pub async fn call_service<I: Serialize, O: for<'de> Deserialize<'de>>(
+        &self,
+        target: &str,
+        service: &str,
+        input: &I,
+    ) -> Result<O, ControlPlaneError> {
+        self.call_signed(target, service, input, CALL_TIMEOUT).await
+    }
+
     /// Calls `target` (`Prefix.Operation`) with `input`, retrying connection errors.
     async fn call<I: Serialize, O: for<'de> Deserialize<'de>>(
         &self,
         target: &str,
+        input: &I,
+        timeout: Duration,
+    ) -> Result<O, ControlPlaneError> {
+        self.call_signed(target, berth_wire::ecs::SIGNING_NAME, input, timeout)
+            .await
+    }
+
+    async fn call_signed<I: Serialize, O: for<'de> Deserialize<'de>>(
+        &self,
+        target: &str,
+        service: &str,
         input: &I,
         timeout: Duration,
     ) -> Result<O, ControlPlaneError> {
@@ -247,7 +270,7 @@ impl HttpControlPlane {
         })?;
         let mut attempt = 0u32;
         let resp = loop {
-            match self.send_once(target, &body, timeout).await {
+            match self.send_once(target, service, &body, timeout).await {
                 Ok(r) => break r,
                 Err(e) if e.is_retryable() && attempt < self.config.retries => {
                     attempt += 1;

@@ -78,21 +78,34 @@ async fn signalled() {
     }
 }
 
-/// `berth agent`: registers (once; re-registers with the kept ARN after a restart), then
-/// runs the agent until SIGINT/SIGTERM. Containers keep running when it stops.
-pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let env = |n: &str| std::env::var(n).with_context(|| format!("{n} is not set"));
+/// A signed client of the endpoint (`endpoint`, else AWS_ENDPOINT_URL) with the credentials
+/// and region of the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).
+pub fn client_from_env(endpoint: Option<&str>) -> anyhow::Result<berth_agent::HttpControlPlane> {
+    let env = |n: &str| {
+        std::env::var(n).with_context(|| format!("{n} is not set (source <data-dir>/env first)"))
+    };
+    let endpoint = match endpoint {
+        Some(e) => e.to_string(),
+        None => env("AWS_ENDPOINT_URL")?,
+    };
     let region = std::env::var("AWS_REGION")
         .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
         .unwrap_or_else(|_| "us-east-1".into());
-    let cp = berth_agent::HttpControlPlane::new(berth_agent::HttpConfig {
-        endpoint: args.endpoint.clone(),
-        access_key_id: env("AWS_ACCESS_KEY_ID")?,
-        secret_access_key: env("AWS_SECRET_ACCESS_KEY")?,
-        region,
-        retries: 5,
-    })?;
-    let cp: Arc<dyn berth_agent::ControlPlane> = Arc::new(cp);
+    Ok(berth_agent::HttpControlPlane::new(
+        berth_agent::HttpConfig {
+            endpoint,
+            access_key_id: env("AWS_ACCESS_KEY_ID")?,
+            secret_access_key: env("AWS_SECRET_ACCESS_KEY")?,
+            region,
+            retries: 5,
+        },
+    )?)
+}
+
+/// `berth agent`: registers (once; re-registers with the kept ARN after a restart), then
+/// runs the agent until SIGINT/SIGTERM. Containers keep running when it stops.
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let cp: Arc<dyn berth_agent::ControlPlane> = Arc::new(client_from_env(Some(&args.endpoint))?);
     let data_dir = match args.data_dir {
         Some(d) => d,
         None => default_data_dir()?,

@@ -2,7 +2,6 @@
 //! machine), `berth server` (the control plane), and friendly commands.
 
 mod agent;
-mod client;
 mod control_plane;
 mod managed;
 
@@ -138,9 +137,13 @@ fn image(cmd: ImageCommand) -> anyhow::Result<()> {
 }
 
 async fn reset() -> anyhow::Result<()> {
-    let client = client::Client::from_env()?;
-    client
-        .call("BerthAdmin_20261126", "berth", "ResetAccount", b"{}")
+    let client = agent::client_from_env(None)?;
+    let _: serde_json::Value = client
+        .call_service(
+            "BerthAdmin_20261126.ResetAccount",
+            "berth",
+            &serde_json::json!({}),
+        )
         .await?;
     println!("berth: every resource of the account is gone; the root key is kept");
     Ok(())
