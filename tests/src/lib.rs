@@ -670,9 +670,448 @@ impl BerthServer {
     }
 }
 
+/// Everything the tests that run real containers need: root, runc and busybox-static.
+///
+/// Returns `false` (after printing why) when the process is not root, so such a test can
+/// return early on a developer's machine; CI runs as root and never skips. A missing `runc` or
+/// `/bin/busybox` (Debian's busybox-static) is a broken setup, not a reason to skip: it panics.
+pub fn containers_or_skip(test: &str) -> bool {
+    if !is_root() {
+        eprintln!("skipping {test}: running real containers needs root (run the suite as root)");
+        return false;
+    }
+    let runc = Command::new("runc")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    assert!(
+        runc.is_ok_and(|s| s.success()),
+        "{test}: runc is missing (apt-get install -y runc)"
+    );
+    assert!(
+        Path::new("/bin/busybox").is_file(),
+        "{test}: /bin/busybox is missing (apt-get install -y busybox-static)"
+    );
+    true
+}
+
+/// Whether this process runs as root (effective uid 0), from `/proc/self/status`.
+pub fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The busybox-static test image (`tests/images/make-busybox-image.sh`) as a `docker save`
+/// tarball tagged `busybox:latest`, built once per test process into the profile directory.
+pub fn busybox_image_tar() -> PathBuf {
+    static TAR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    TAR.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/make-busybox-image.sh");
+        let dir = profile_dir().unwrap_or_else(|e| panic!("{e}"));
+        let tmp = dir.join(format!("berth-e2e-busybox.{}.tar", std::process::id()));
+        let out = Command::new("sh")
+            .arg(&script)
+            .arg(&tmp)
+            .arg("busybox:latest")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = dir.join("berth-e2e-busybox.tar");
+        fs::rename(&tmp, &path).expect("move the test image into place");
+        path
+    })
+    .clone()
+}
+
+/// `berth image load --data-dir <data_dir> <tar>`; panics if it fails.
+pub fn load_image_into(bin: &Path, data_dir: &Path, tar: &Path) {
+    let out = Command::new(bin)
+        .arg("image")
+        .arg("load")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg(tar)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {} image load: {e}", bin.display()));
+    assert!(
+        out.status.success(),
+        "berth image load {} failed with {}:\nstdout: {}\nstderr: {}",
+        tar.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// SIGKILLs every process whose command line mentions `dir` (the shims of containers whose
+/// state lives there) and every container process recorded under it (`container.pid`), by
+/// PID; then unmounts the container root filesystems under `dir` and removes the task cgroups
+/// named by those containers. Leaves nothing running after a test.
+pub fn kill_processes_under(dir: &Path) {
+    let needle = dir.to_string_lossy().into_owned();
+    if needle.len() < 8 {
+        return;
+    }
+    let kill = |pid: u32| {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(pid.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    };
+    let me = std::process::id();
+    if let Ok(entries) = fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(cmdline) = fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            if String::from_utf8_lossy(&cmdline)
+                .replace('\0', " ")
+                .contains(&needle)
+            {
+                kill(pid);
+            }
+        }
+    }
+    // Container directories: `<...>/containers/<task id>-<container name>/container.pid`.
+    let mut task_ids = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), 0)];
+    while let Some((d, depth)) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if path.join("container.pid").is_file() || path.join("shim.json").is_file() {
+                if let Some(pid) = fs::read_to_string(path.join("container.pid"))
+                    .ok()
+                    .and_then(|p| p.trim().parse::<u32>().ok())
+                {
+                    kill(pid);
+                }
+                if let Some(task) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.split('-').next())
+                    .filter(|t| t.len() == 32)
+                {
+                    task_ids.push(task.to_owned());
+                }
+            } else if depth < 4 && !path.ends_with("rootfs") && !path.ends_with("images") {
+                stack.push((path, depth + 1));
+            }
+        }
+    }
+    if let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") {
+        let mut points: Vec<&str> = mountinfo
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(needle.as_str()))
+            .collect();
+        points.sort_unstable_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(p)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    task_ids.sort();
+    task_ids.dedup();
+    std::thread::sleep(Duration::from_millis(100));
+    if let Ok(controllers) = fs::read_dir("/sys/fs/cgroup") {
+        for c in controllers.flatten() {
+            for id in &task_ids {
+                remove_cgroup_tree(&c.path().join("berth").join(id));
+            }
+        }
+    }
+}
+
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
+/// PIDs of the processes whose command line contains `marker` (for a unique marker argument
+/// a test gave its container).
+pub fn pids_with_marker(marker: &str) -> Vec<u32> {
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return pids;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline)
+            .split('\0')
+            .any(|a| a.contains(marker))
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+impl BerthServer {
+    /// `berth image load` of `tar` into this server's data directory (its image store is
+    /// `<data-dir>/images`, shared with the running server).
+    pub fn load_image(&self, tar: &Path) {
+        load_image_into(&self.bin, &self.data_dir, tar);
+    }
+
+    /// Starts `berth agent` for `cluster` against this server (see [`BerthAgent`]).
+    pub fn start_agent(&self, cluster: &str, availability_zone: &str) -> BerthAgent {
+        BerthAgent::start(self, cluster, availability_zone)
+    }
+}
+
+/// A `berth agent` process bound to a harness server, with its own data directory. Killed
+/// (SIGKILL) on drop, together with the shims and containers it left running.
+pub struct BerthAgent {
+    bin: PathBuf,
+    dir: Option<TempDir>,
+    data_dir: PathBuf,
+    args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl BerthAgent {
+    /// Spawns `berth agent --endpoint … --cluster … --data-dir … --availability-zone …` with
+    /// the server's root key in the environment. Does not wait for registration.
+    pub fn start(server: &BerthServer, cluster: &str, availability_zone: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-agent-")
+            .tempdir()
+            .expect("create a temporary directory");
+        let data_dir = dir.path().join("data");
+        fs::create_dir_all(&data_dir).expect("create the agent data directory");
+        let args: Vec<OsString> = vec![
+            "agent".into(),
+            "--endpoint".into(),
+            server.endpoint().into(),
+            "--cluster".into(),
+            cluster.into(),
+            "--data-dir".into(),
+            data_dir.clone().into(),
+            "--availability-zone".into(),
+            availability_zone.into(),
+        ];
+        let envs: Vec<(OsString, OsString)> = vec![
+            ("AWS_ACCESS_KEY_ID".into(), server.access_key_id().into()),
+            (
+                "AWS_SECRET_ACCESS_KEY".into(),
+                server.secret_access_key().into(),
+            ),
+            ("AWS_REGION".into(), REGION.into()),
+        ];
+        let mut agent = BerthAgent {
+            bin: server.bin().to_path_buf(),
+            dir: Some(dir),
+            data_dir,
+            args,
+            envs,
+            child: None,
+            starts: 0,
+        };
+        agent.spawn();
+        agent
+    }
+
+    fn root_dir(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .map(TempDir::path)
+            .expect("the temporary directory lives until drop")
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let path = self.root_dir().join("agent.log");
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        writeln!(log, "----- berth-e2e: agent start #{} -----", self.starts)
+            .expect("write a log marker");
+        let err = log.try_clone().expect("clone the log file");
+        let child = Command::new(&self.bin)
+            .args(&self.args)
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("BERTH_CLUSTER")
+            .env_remove("BERTH_AGENT_DATA_DIR")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {} agent: {e}", self.bin.display()));
+        self.child = Some(child);
+    }
+
+    /// The agent's data directory (its image store is `<data-dir>/images`).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// `berth image load` into this agent's image store.
+    pub fn load_image(&self, tar: &Path) {
+        load_image_into(&self.bin, &self.data_dir, tar);
+    }
+
+    /// The agent's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Everything the agent logged so far (all starts).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.root_dir().join("agent.log")).unwrap_or_default()
+    }
+
+    /// Kills the agent with SIGKILL and reaps it; its containers keep running.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the agent again with the same data directory and arguments.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the agent is still running");
+        self.spawn();
+    }
+
+    /// Whether the process is still alive.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => child.try_wait().expect("poll the agent process").is_none(),
+            None => false,
+        }
+    }
+}
+
+impl Drop for BerthAgent {
+    fn drop(&mut self) {
+        self.kill9();
+        kill_processes_under(&self.data_dir);
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines.len().saturating_sub(60);
+            eprintln!(
+                "----- berth agent log (last {} lines, {}) -----\n{}",
+                lines.len() - tail,
+                self.data_dir.display(),
+                lines[tail..].join("\n")
+            );
+        }
+        if std::env::var_os("BERTH_E2E_KEEP").is_some()
+            && let Some(dir) = self.dir.take()
+        {
+            let kept = dir.keep();
+            eprintln!("berth-e2e: kept {}", kept.display());
+        }
+    }
+}
+
+/// Polls DescribeTasks until the task's lastStatus is `status` (or, when waiting for
+/// anything but STOPPED, until it stopped instead: then it panics showing the task). Returns
+/// the task as last described.
+pub async fn wait_task_status(
+    client: &aws_sdk_ecs::Client,
+    cluster: &str,
+    task_arn: &str,
+    status: &str,
+    timeout: Duration,
+) -> aws_sdk_ecs::types::Task {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = client
+            .describe_tasks()
+            .cluster(cluster)
+            .tasks(task_arn)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "DescribeTasks {task_arn}: {}",
+                    aws_sdk_ecs::error::DisplayErrorContext(&e)
+                )
+            });
+        let task = out.tasks().first().cloned();
+        if let Some(task) = task {
+            let last = task.last_status().unwrap_or_default();
+            if last == status {
+                return task;
+            }
+            assert!(
+                !(last == "STOPPED" && status != "STOPPED"),
+                "task {task_arn} stopped while waiting for {status}: {task:#?}"
+            );
+            if Instant::now() > deadline {
+                panic!("task {task_arn} did not reach {status} within {timeout:?}: {task:#?}");
+            }
+        } else if Instant::now() > deadline {
+            panic!(
+                "task {task_arn} is not described within {timeout:?}: failures {:?}",
+                out.failures()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 impl Drop for BerthServer {
     fn drop(&mut self) {
         self.kill9();
+        // Managed (Fargate) containers outlive `berth up` by design; a test leaves none behind.
+        kill_processes_under(&self.data_dir);
         if std::thread::panicking() {
             // The test failed: show what the server said (cargo test prints a failed test's
             // captured output).
