@@ -34,6 +34,10 @@ pub struct AgentConfig {
     pub container_instance_arn: String,
     /// How long a poll may be held by the control plane, seconds.
     pub poll_wait_seconds: u32,
+    /// Serve the task metadata endpoint (169.254.170.2) to containers.
+    pub metadata_endpoint: bool,
+    /// The availability zone the metadata endpoint shows, when known.
+    pub availability_zone: Option<String>,
 }
 
 impl AgentConfig {
@@ -48,6 +52,8 @@ impl AgentConfig {
             cluster: cluster.into(),
             container_instance_arn: container_instance_arn.into(),
             poll_wait_seconds: berth_wire::agent::MAX_WAIT_SECONDS,
+            metadata_endpoint: true,
+            availability_zone: None,
         }
     }
 }
@@ -189,7 +195,14 @@ impl Agent {
         std::fs::create_dir_all(self.config.state_dir.join("tasks"))
             .map_err(io_err("creating directory", &self.config.state_dir))?;
         let (stop_tx, stop_rx) = watch::channel(false);
+        let metadata = crate::metadata::Endpoint::new(
+            self.config.metadata_endpoint,
+            self.rt.clone(),
+            &self.config.state_dir,
+            self.config.availability_zone.clone(),
+        );
         let shared = Arc::new(Shared {
+            metadata: metadata.clone(),
             cp: self.cp.clone(),
             rt: self.rt.clone(),
             images: self.images.clone(),
@@ -218,6 +231,11 @@ impl Agent {
             }
         }
         self.log_orphans(&managers);
+        let keep: std::collections::HashSet<String> = managers
+            .keys()
+            .map(|arn| crate::plan::task_id(arn))
+            .collect();
+        metadata.remove_stale(&keep);
 
         tokio::pin!(shutdown);
         let mut acked = 0i64;

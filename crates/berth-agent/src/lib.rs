@@ -5,12 +5,14 @@
 //!   [`HttpControlPlane`] for a remote `berth server`;
 //! - [`plan`]: the pure parts of running a task (specs from task definitions and overrides,
 //!   dependsOn, health checks, what is reported);
-//! - [`Agent`]: the poll loop and one task manager per task over `berth-runtime`.
+//! - [`Agent`]: the poll loop and one task manager per task over `berth-runtime`;
+//! - [`metadata`]: the task metadata endpoint (v3/v4) for containers.
 
 pub mod agent;
 pub mod control_plane;
 pub mod error;
 pub mod host;
+pub mod metadata;
 pub mod plan;
 pub mod task;
 

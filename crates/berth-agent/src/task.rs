@@ -79,6 +79,16 @@ pub struct ContainerRecord {
     pub stop_signal: Option<String>,
     #[serde(default)]
     pub health: Option<s::HealthStatus>,
+    /// The id of its task metadata endpoint (`/v4/<id>`), unguessable.
+    #[serde(default)]
+    pub metadata_id: Option<String>,
+    /// When it was created, started and finished, ms since the epoch (for the metadata).
+    #[serde(default)]
+    pub created_at: Option<i64>,
+    #[serde(default)]
+    pub started_at: Option<i64>,
+    #[serde(default)]
+    pub finished_at: Option<i64>,
 }
 
 impl TaskRecord {
@@ -100,6 +110,10 @@ impl TaskRecord {
                     image_digest: None,
                     stop_signal: None,
                     health: None,
+                    metadata_id: Some(crate::metadata::new_endpoint_id()),
+                    created_at: None,
+                    started_at: None,
+                    finished_at: None,
                 }
             })
             .collect();
@@ -144,6 +158,7 @@ pub(crate) struct Shared {
     pub images: Arc<ImageStore>,
     pub state_dir: PathBuf,
     pub shutdown: watch::Receiver<bool>,
+    pub metadata: crate::metadata::Endpoint,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -172,6 +187,8 @@ pub(crate) struct TaskManager {
     images: BTreeMap<usize, Image>,
     pulled: bool,
     network: Option<NetworkPlan>,
+    /// The task side's address on its metadata link (awsvpc).
+    metadata_ip: Option<std::net::Ipv4Addr>,
     volumes: BTreeMap<String, PathBuf>,
     pending_reports: Vec<usize>,
     health_tx: mpsc::UnboundedSender<HealthResult>,
@@ -205,6 +222,7 @@ impl TaskManager {
             images: BTreeMap::new(),
             pulled: false,
             network: None,
+            metadata_ip: None,
             volumes,
             pending_reports: Vec::new(),
             health_tx,
@@ -222,11 +240,41 @@ impl TaskManager {
         if self.saved.as_ref() == Some(&data) {
             return;
         }
+        if self.rec.done_at_ms.is_none() {
+            let plan = self.network.clone().or_else(|| {
+                plan::network_plan(
+                    self.rec.assignment.task_definition.network_mode,
+                    &self.task_id,
+                )
+                .ok()
+            });
+            self.shared
+                .metadata
+                .publish(&self.rec, plan.as_ref(), self.metadata_ip);
+        }
         let path = record_path(&self.shared.state_dir, &self.rec.assignment.task_arn);
         match crate::write_atomic(&path, &data) {
             Ok(()) => self.saved = Some(data),
             Err(e) => {
                 tracing::warn!(task = %self.rec.assignment.task_arn, %e, "cannot save task record")
+            }
+        }
+    }
+
+    /// Links the task's namespace to the metadata endpoint; without it the containers still
+    /// run (their metadata requests fail).
+    async fn link_metadata(&mut self, netns: &str) {
+        if !self
+            .shared
+            .metadata
+            .serves(&NetworkPlan::TaskNamespace(netns.into()))
+        {
+            return;
+        }
+        match self.shared.metadata.attach(netns, &self.task_id).await {
+            Ok(ip) => self.metadata_ip = Some(ip),
+            Err(e) => {
+                tracing::warn!(task = %self.rec.assignment.task_arn, %e, "task metadata link not set up")
             }
         }
     }
@@ -312,6 +360,16 @@ impl TaskManager {
                 c.started = true;
             }
         }
+        // A re-attached awsvpc task gets its metadata link back (or keeps it).
+        if self.rec.containers.iter().any(|c| c.started && !c.exited)
+            && let Ok(NetworkPlan::TaskNamespace(name)) = plan::network_plan(
+                self.rec.assignment.task_definition.network_mode,
+                &self.task_id,
+            )
+            && Path::new("/var/run/netns").join(&name).exists()
+        {
+            self.link_metadata(&name).await;
+        }
         // Health checks of running containers start again.
         for i in 0..self.rec.containers.len() {
             if self.rec.containers[i].started && !self.rec.containers[i].exited {
@@ -342,6 +400,9 @@ impl TaskManager {
         {
             self.fail_unstarted(&format!("CannotStartContainerError: {e}"));
             return Ok(());
+        }
+        if let NetworkPlan::TaskNamespace(name) = &network {
+            self.link_metadata(name).await;
         }
         self.network = Some(network);
         if let Some(r) = plan::task_resources(&a) {
@@ -486,6 +547,12 @@ impl TaskManager {
             Ok(e) => e,
             Err(e) => return self.container_failed(i, format!("CannotStartContainerError: {e}")),
         };
+        let mut env = env;
+        if self.shared.metadata.serves(&network)
+            && let Some(mid) = self.rec.containers[i].metadata_id.clone()
+        {
+            env.extend(crate::metadata::env_for(&mid));
+        }
         let ctx = plan::TaskContext {
             assignment: &self.rec.assignment,
             task_id: &self.task_id,
@@ -504,6 +571,7 @@ impl TaskManager {
             Ok(s) => s,
             Err(e) => return self.container_failed(i, format!("CannotStartContainerError: {e}")),
         };
+        self.rec.containers[i].created_at = Some(now_ms());
         let started = blocking(move || {
             rt.prepare_rootfs(&spec.id, &images, &image)?;
             rt.create_and_start(&spec)
@@ -513,6 +581,7 @@ impl TaskManager {
             Ok(h) => {
                 tracing::info!(task = %self.rec.assignment.task_arn, container = %self.rec.containers[i].name, pid = h.pid, "container started");
                 self.rec.containers[i].started = true;
+                self.rec.containers[i].started_at = Some(now_ms());
                 self.pending_reports.push(i);
                 self.start_health(i);
             }
@@ -659,6 +728,7 @@ impl TaskManager {
         c.exited = true;
         c.exit_code = code;
         c.reason = reason;
+        c.finished_at = Some(now_ms());
         self.rec.execution_stopped_at = Some(now_ms());
         if let Some((_, _, _, h)) = self.health.remove(&i) {
             h.abort();
@@ -755,6 +825,10 @@ impl TaskManager {
             }
         }
         berth_runtime::cgroup::remove(&plan::task_cgroup(&self.task_id));
+        self.shared
+            .metadata
+            .detach(&self.rec.assignment.task_arn, &self.task_id)
+            .await;
         if let Ok(NetworkPlan::TaskNamespace(name)) = plan::network_plan(
             self.rec.assignment.task_definition.network_mode,
             &self.task_id,
