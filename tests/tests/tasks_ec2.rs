@@ -268,7 +268,7 @@ async fn agents_register_and_run_host_and_none_tasks_with_resource_accounting() 
         .send()
         .await
         .expect("ListTasks");
-    assert_eq!(listed.task_arns(), [arn.clone()]);
+    assert_eq!(listed.task_arns(), std::slice::from_ref(&arn));
 
     env.stop(&arn).await;
     let t = env.stopped(&arn).await;
