@@ -572,6 +572,8 @@ impl TaskManager {
             Err(e) => return self.container_failed(i, format!("CannotStartContainerError: {e}")),
         };
         self.rec.containers[i].created_at = Some(now_ms());
+        // Published before the process starts, so that it finds itself in the metadata.
+        self.save();
         let started = blocking(move || {
             rt.prepare_rootfs(&spec.id, &images, &image)?;
             rt.create_and_start(&spec)

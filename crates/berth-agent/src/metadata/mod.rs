@@ -216,7 +216,7 @@ static GLOBAL: OnceLock<Result<Arc<Registry>, String>> = OnceLock::new();
 pub fn global() -> Result<Arc<Registry>, String> {
     GLOBAL
         .get_or_init(|| {
-            net::ensure_dummy()?;
+            let dev = net::ensure_dummy()?;
             let listener = std::net::TcpListener::bind((net::ENDPOINT_IP, 80))
                 .map_err(|e| format!("binding {}:80: {e}", net::ENDPOINT_IP))?;
             listener
@@ -224,7 +224,7 @@ pub fn global() -> Result<Arc<Registry>, String> {
                 .map_err(|e| format!("listener: {e}"))?;
             let registry = Arc::new(Registry::default());
             server::spawn(listener, registry.clone())?;
-            tracing::info!("task metadata endpoint on http://169.254.170.2/v4/");
+            tracing::info!(dev, "task metadata endpoint on http://169.254.170.2/v4/");
             Ok(registry)
         })
         .clone()

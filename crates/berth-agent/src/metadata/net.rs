@@ -1,5 +1,6 @@
-//! The endpoint's plumbing with iproute2: a dummy interface `berth-meta0` holding
-//! 169.254.170.2/32 in the host namespace (reachable as a local address from `host`-mode
+//! The endpoint's plumbing with iproute2: a dummy interface `berth-meta0` (or, where the
+//! kernel has no dummy links, the loopback interface) holding 169.254.170.2/32 in the host
+//! namespace (reachable as a local address from `host`-mode
 //! containers), and per `awsvpc` task a veth pair: `bm<hash>` on the host, `meta0` in the
 //! task's namespace with 169.254.170.N/32, a route to 169.254.170.2 over it (with a static
 //! neighbour entry) and, on the host, 169.254.170.N/32 routed back over the veth.
@@ -63,14 +64,17 @@ fn is_host_veth(name: &str) -> bool {
     name.len() == 14 && name.starts_with("bm") && name[2..].chars().all(|c| c.is_ascii_hexdigit())
 }
 
-/// The dummy interface with 169.254.170.2/32, up (idempotent).
-pub fn ensure_dummy() -> Result<(), String> {
-    if !link_exists(DUMMY) {
-        ip(&["link", "add", DUMMY, "type", "dummy"])?;
-    }
-    ip(&["addr", "replace", "169.254.170.2/32", "dev", DUMMY])?;
-    ip(&["link", "set", DUMMY, "up"])?;
-    Ok(())
+/// 169.254.170.2/32 on the dummy interface, up (idempotent); on kernels without dummy
+/// links, an alias of the loopback interface. Returns the interface used.
+pub fn ensure_dummy() -> Result<&'static str, String> {
+    let dev = if link_exists(DUMMY) || ip(&["link", "add", DUMMY, "type", "dummy"]).is_ok() {
+        ip(&["link", "set", DUMMY, "up"])?;
+        DUMMY
+    } else {
+        "lo"
+    };
+    ip(&["addr", "replace", "169.254.170.2/32", "dev", dev])?;
+    Ok(dev)
 }
 
 /// Host addresses already routed to task veths.

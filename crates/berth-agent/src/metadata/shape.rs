@@ -75,7 +75,8 @@ fn container_known_status(rec: &TaskRecord, i: usize) -> &'static str {
     let c = &rec.containers[i];
     if c.exited {
         "STOPPED"
-    } else if c.started {
+    } else if c.started || c.created_at.is_some() {
+        // Created and being started: its process can only ask once it runs.
         "RUNNING"
     } else if rec.pull_stopped_at.is_some() {
         "PULLED"
