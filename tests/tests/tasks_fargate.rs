@@ -910,6 +910,14 @@ async fn run_task_count_client_token_list_filters_and_validation() {
         "{stderr}"
     );
 
+    // A running task keeps its cluster from being deleted.
+    let res = env.ecs.delete_cluster().cluster(&env.cluster).send().await;
+    assert_sdk_error(res, "ClusterContainsTasksException");
+
     env.stop(&long, "cleanup").await;
     env.stopped(&long).await;
+    env.berth.aws_cli_json(
+        REGION,
+        &["ecs", "delete-cluster", "--cluster", &env.cluster],
+    );
 }
