@@ -255,6 +255,20 @@ impl Drop for Env {
                 let _ = self.rt.remove(&spec.id);
             }
         }
+        // A failed test leaves its task namespaces (and so their metadata links) behind.
+        let mine = format!("berth-m{}x", std::process::id());
+        for e in std::fs::read_dir("/var/run/netns")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&mine) {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "delete", &name])
+                    .output();
+            }
+        }
     }
 }
 
