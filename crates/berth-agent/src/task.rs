@@ -750,6 +750,12 @@ impl TaskManager {
         self.stopping = self.desired.borrow().desired_status == "STOPPED";
         self.observe().await;
         self.stopping = true;
+        // Tell the control plane at once which containers already exited (an essential
+        // exit is why the task stops: its desired status turns STOPPED while the others are
+        // still being stopped, as on ECS).
+        if let Err(e) = self.flush_container_reports().await {
+            tracing::warn!(task = %self.rec.assignment.task_arn, %e, "reporting exited containers");
+        }
         let running: Vec<bool> = self
             .rec
             .containers

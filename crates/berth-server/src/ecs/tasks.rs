@@ -1173,8 +1173,28 @@ pub fn apply_task_change(
         return Ok(None);
     };
     let before = t.last_status();
+    let mut host_changed = false;
     for c in change.containers.iter().flatten() {
         apply_container_change(&mut t, c);
+        // An essential container that stopped stops its task: desired STOPPED at once, as
+        // ECS does, while the agent stops the other containers.
+        let essential = t
+            .task_definition
+            .container_definitions
+            .iter()
+            .flatten()
+            .find(|d| d.name == c.container_name)
+            .is_some_and(|d| d.essential.unwrap_or(true));
+        if essential
+            && c.status.as_deref() == Some("STOPPED")
+            && t.desired_status() != TaskStatus::Stopped
+        {
+            t.task.desired_status = Some("STOPPED".into());
+            t.task.stop_code = Some(s::TaskStopCode::EssentialContainerExited);
+            t.task.stopped_reason = Some("Essential container in task exited".into());
+            t.task.stopping_at = Some(now);
+            host_changed = true;
+        }
     }
     for (name, h) in container_health {
         if let Some(c) = t
@@ -1249,6 +1269,9 @@ pub fn apply_task_change(
     }
     t.task.version = Some(t.task.version.unwrap_or(1) + 1);
     tx.put(scope_, task_kind::TASK, id, Some(v), &t)?;
+    if host_changed && after != TaskStatus::Stopped {
+        bump_host(tx, &t.host)?;
+    }
     Ok(Some(t.host.clone()))
 }
 
@@ -1344,10 +1367,12 @@ pub fn submit_container_state_change(
         }]),
         ..Default::default()
     };
-    ecs.store
+    let host = ecs
+        .store
         .write(|tx| apply_task_change(tx, scope(ctx), &id, &change, None, &[], ctx.now))
         .map_err(aws)?
         .ok_or_else(|| invalid("The referenced task was not found."))?;
+    ecs.notifier.notify(&host);
     Ok(s::SubmitContainerStateChangeResponse {
         acknowledgment: Some("ACK".into()),
     })
@@ -1603,6 +1628,53 @@ mod tests {
         // Pruned after the retention.
         let later = Timestamp(c.now.millis() + STOPPED_RETENTION_MS + 1);
         assert_eq!(prune(&ecs.store, later).unwrap(), 1);
+    }
+
+    #[test]
+    fn an_essential_container_stopping_stops_its_task() {
+        let (ecs, c) = setup();
+        let arn = run_fargate(&ecs, &c, 1, None).tasks.unwrap()[0]
+            .task_arn
+            .clone()
+            .unwrap();
+        let running: s::SubmitTaskStateChangeRequest = serde_json::from_value(serde_json::json!({
+            "cluster": "c", "task": arn, "status": "RUNNING",
+            "containers": [{"containerName": "app", "status": "RUNNING"}]
+        }))
+        .unwrap();
+        ecs.submit_task_state_change(&c, running).unwrap();
+        let (seq, _) = ecs.store.read(|tx| assignments(tx, MANAGED_HOST)).unwrap();
+        ecs.submit_container_state_change(
+            &c,
+            s::SubmitContainerStateChangeRequest {
+                cluster: Some("c".into()),
+                task: Some(arn.clone()),
+                container_name: Some("app".into()),
+                status: Some("STOPPED".into()),
+                exit_code: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let t = ecs
+            .describe_tasks(
+                &c,
+                s::DescribeTasksRequest {
+                    cluster: Some("c".into()),
+                    tasks: vec![arn],
+                    include: None,
+                },
+            )
+            .unwrap()
+            .tasks
+            .unwrap()
+            .remove(0);
+        assert_eq!(t.last_status.as_deref(), Some("RUNNING"));
+        assert_eq!(t.desired_status.as_deref(), Some("STOPPED"));
+        assert_eq!(t.stop_code, Some(s::TaskStopCode::EssentialContainerExited));
+        assert!(t.stopping_at.is_some());
+        let (seq2, _) = ecs.store.read(|tx| assignments(tx, MANAGED_HOST)).unwrap();
+        assert!(seq2 > seq, "the host must see the new desired status");
     }
 
     #[test]
