@@ -1,10 +1,13 @@
 //! Container instances: RegisterContainerInstance, DescribeContainerInstances,
-//! ListContainerInstances, DeregisterContainerInstance.
+//! ListContainerInstances, UpdateContainerInstancesState, DeregisterContainerInstance.
 //!
-//! These are the control-plane records an agent registers; no agent talks to them yet. A
-//! container instance is stored as its wire shape (tags and attributes included) under
-//! `<cluster>/<id>`. A deregistered instance stays as INACTIVE: DescribeContainerInstances
-//! still shows it, ListContainerInstances does not, and it cannot register again.
+//! These are the control-plane records an agent registers. A container instance is stored as
+//! its wire shape (tags and attributes included) under `<cluster>/<id>`; the task machinery
+//! (`super::tasks`) keeps its remaining resources and running/pending task counts, and
+//! `agentConnected` is computed from the agent's last poll whenever an instance is shown.
+//! A DRAINING instance keeps its tasks but takes no new ones (placement only uses ACTIVE
+//! instances). A deregistered instance stays as INACTIVE: DescribeContainerInstances still
+//! shows it, ListContainerInstances does not, and it cannot register again.
 
 use berth_store::Tx;
 use berth_wire::ecs::shapes as s;
@@ -12,7 +15,16 @@ use berth_wire::{AwsError, RequestContext};
 
 use super::Ecs;
 use super::common::{self, Page, aws, client, invalid, kind, scope};
+use super::tasks::{self, StoredTask, task_kind};
 use crate::failure::Failure;
+
+/// At most this many instances per UpdateContainerInstancesState call (as ECS).
+const MAX_STATE_UPDATES: usize = 10;
+
+/// The `stopCode` and `stoppedReason` of the tasks of an instance deregistered with `force`.
+/// ECS's documentation only says such tasks are no longer accounted for; the user asked for
+/// it, so the code is `UserInitiated`.
+const FORCED_DEREGISTRATION_REASON: &str = "Container instance deregistration forced by user";
 
 /// `arn:aws:ecs:<region>:<account>:container-instance/<cluster>/<id>`.
 pub fn instance_arn(ctx: &RequestContext, cluster: &str, id: &str) -> String {
@@ -135,6 +147,22 @@ fn present(
         ci.health_status = None;
     }
     ci
+}
+
+/// An instance as shown, with `agentConnected` from its agent's last poll.
+fn shown(
+    tx: &Tx<'_>,
+    ctx: &RequestContext,
+    id: &str,
+    ci: &s::ContainerInstance,
+    include: &[s::ContainerInstanceField],
+) -> Result<s::ContainerInstance, Failure> {
+    let mut ci = present(ci, include);
+    ci.agent_connected = Some(
+        ci.status.as_deref() != Some("INACTIVE")
+            && tasks::agent_connected(tx, scope(ctx), id, ctx.now)?,
+    );
+    Ok(ci)
 }
 
 fn validate_resources(resources: &[s::Resource]) -> Result<(), AwsError> {
@@ -283,10 +311,13 @@ pub fn register(
                     &instance,
                 )?;
                 Ok(s::RegisterContainerInstanceResponse {
-                    container_instance: Some(present(
+                    container_instance: Some(shown(
+                        tx,
+                        ctx,
+                        &id,
                         &instance,
                         &[s::ContainerInstanceField::Tags],
-                    )),
+                    )?),
                 })
             },
         )
@@ -326,11 +357,7 @@ pub fn describe(
                         None => None,
                     };
                     match found {
-                        Some((mut ci, _, id)) => {
-                            ci.agent_connected =
-                                Some(super::tasks::agent_connected(tx, scope(ctx), &id, ctx.now)?);
-                            instances.push(present(&ci, &include))
-                        }
+                        Some((ci, _, id)) => instances.push(shown(tx, ctx, &id, &ci, &include)?),
                         None => failures.push(s::Failure {
                             arn: Some(if ident.starts_with("arn:") {
                                 ident.clone()
@@ -356,15 +383,10 @@ pub fn list(
     ctx: &RequestContext,
     input: s::ListContainerInstancesRequest,
 ) -> Result<s::ListContainerInstancesResponse, AwsError> {
-    if input
-        .filter
-        .as_deref()
-        .is_some_and(|f| !f.trim().is_empty())
-    {
-        return Err(invalid(
-            "The filter parameter (cluster query language) is not supported yet.",
-        ));
-    }
+    let filter = match input.filter.as_deref() {
+        Some(f) if !f.trim().is_empty() => parse_filter(f)?,
+        _ => Vec::new(),
+    };
     let page = Page::parse(input.next_token.as_deref(), input.max_results, 100)?;
     ecs.store
         .read(|tx| -> Result<s::ListContainerInstancesResponse, Failure> {
@@ -389,7 +411,9 @@ pub fn list(
                 let done = chunk.len() < 256;
                 for r in &chunk {
                     let ci: s::ContainerInstance = r.decode(kind::CONTAINER_INSTANCE)?;
-                    if wanted(ci.status.as_deref().unwrap_or_default()) {
+                    if wanted(ci.status.as_deref().unwrap_or_default())
+                        && filter.iter().all(|c| c.matches(&ci))
+                    {
                         ids.push(r.id[prefix.len()..].to_string());
                     }
                 }
@@ -411,13 +435,222 @@ pub fn list(
         .map_err(aws)
 }
 
+/// One condition of a ListContainerInstances `filter` (cluster query language), on an
+/// attribute of the instance.
+#[derive(Debug, Clone, PartialEq)]
+enum Cond {
+    Eq(String, String),
+    Ne(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+impl Cond {
+    fn matches(&self, ci: &s::ContainerInstance) -> bool {
+        let attr = |name: &str| {
+            ci.attributes
+                .iter()
+                .flatten()
+                .find(|a| a.name == name)
+                .map(|a| a.value.as_deref())
+        };
+        match self {
+            Cond::Eq(n, v) => attr(n) == Some(Some(v.as_str())),
+            Cond::Ne(n, v) => attr(n) != Some(Some(v.as_str())),
+            Cond::In(n, vs) => attr(n).flatten().is_some_and(|a| vs.iter().any(|v| v == a)),
+            Cond::NotIn(n, vs) => !attr(n).flatten().is_some_and(|a| vs.iter().any(|v| v == a)),
+            Cond::Exists(n) => attr(n).is_some(),
+            Cond::NotExists(n) => attr(n).is_none(),
+        }
+    }
+}
+
+/// Splits a query into words, `==`, `!=`, `[`, `]` and `,`.
+fn tokens(q: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut chars = q.chars().peekable();
+    let flush = |word: &mut String, out: &mut Vec<String>| {
+        if !word.is_empty() {
+            out.push(std::mem::take(word));
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => flush(&mut word, &mut out),
+            '[' | ']' | ',' => {
+                flush(&mut word, &mut out);
+                out.push(c.to_string());
+            }
+            '=' | '!' if chars.peek() == Some(&'=') => {
+                chars.next();
+                flush(&mut word, &mut out);
+                out.push(format!("{c}="));
+            }
+            c => word.push(c),
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// Parses the simple forms of ECS's cluster query language that Berth evaluates:
+/// `attribute:NAME == VALUE`, `!=`, `exists`, `!exists`, `in [A, B]`, `not_in [A, B]`, joined
+/// by `and` (or `&&`). Anything else (`or`, parentheses, other targets such as
+/// `runningTasksCount` or `task:group`) is refused as not supported yet.
+fn parse_filter(q: &str) -> Result<Vec<Cond>, AwsError> {
+    let unsupported = || {
+        invalid(format!(
+            "The filter expression '{q}' is not supported yet: Berth evaluates `attribute:NAME == VALUE`, `!=`, `exists`, `!exists`, `in [..]` and `not_in [..]` joined by `and`."
+        ))
+    };
+    let toks = tokens(q);
+    let mut out = Vec::new();
+    let mut i = 0;
+    loop {
+        let name = toks
+            .get(i)
+            .and_then(|t| t.strip_prefix("attribute:"))
+            .filter(|n| !n.is_empty())
+            .ok_or_else(unsupported)?
+            .to_string();
+        let op = toks.get(i + 1).ok_or_else(unsupported)?;
+        i += 2;
+        match op.as_str() {
+            "==" | "!=" => {
+                let v = toks
+                    .get(i)
+                    .filter(|v| !matches!(v.as_str(), "[" | "]" | ","))
+                    .ok_or_else(unsupported)?
+                    .clone();
+                i += 1;
+                out.push(if op == "==" {
+                    Cond::Eq(name, v)
+                } else {
+                    Cond::Ne(name, v)
+                });
+            }
+            "exists" => out.push(Cond::Exists(name)),
+            "!exists" => out.push(Cond::NotExists(name)),
+            "in" | "not_in" => {
+                if toks.get(i).map(String::as_str) != Some("[") {
+                    return Err(unsupported());
+                }
+                i += 1;
+                let mut values = Vec::new();
+                loop {
+                    let v = toks.get(i).ok_or_else(unsupported)?;
+                    i += 1;
+                    match v.as_str() {
+                        "]" => break,
+                        "," => {}
+                        "[" => return Err(unsupported()),
+                        v => values.push(v.to_string()),
+                    }
+                }
+                out.push(if op == "in" {
+                    Cond::In(name, values)
+                } else {
+                    Cond::NotIn(name, values)
+                });
+            }
+            _ => return Err(unsupported()),
+        }
+        match toks.get(i).map(String::as_str) {
+            None => return Ok(out),
+            Some("and" | "&&") => i += 1,
+            Some(_) => return Err(unsupported()),
+        }
+    }
+}
+
+pub fn update_state(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: s::UpdateContainerInstancesStateRequest,
+) -> Result<s::UpdateContainerInstancesStateResponse, AwsError> {
+    if input.container_instances.is_empty() {
+        return Err(invalid("Container instances cannot be empty."));
+    }
+    if input.container_instances.len() > MAX_STATE_UPDATES {
+        return Err(invalid(format!(
+            "UpdateContainerInstancesState can update at most {MAX_STATE_UPDATES} container instances in one call."
+        )));
+    }
+    let status = match input.status {
+        s::ContainerInstanceStatus::Active => "ACTIVE",
+        s::ContainerInstanceStatus::Draining => "DRAINING",
+        _ => {
+            return Err(invalid(
+                "Container instances status can only be updated to ACTIVE or DRAINING.",
+            ));
+        }
+    };
+    ecs.store
+        .write(
+            |tx| -> Result<s::UpdateContainerInstancesStateResponse, Failure> {
+                let (cluster, _) = common::active_cluster(tx, ctx, input.cluster.as_deref())?;
+                let cluster_name = cluster.cluster_name.unwrap_or_default();
+                let mut instances = Vec::new();
+                let mut failures = Vec::new();
+                for ident in &input.container_instances {
+                    let found = match store_id(ctx, &cluster_name, ident) {
+                        Some(id) => tx
+                            .get_json::<s::ContainerInstance>(
+                                scope(ctx),
+                                kind::CONTAINER_INSTANCE,
+                                &id,
+                            )?
+                            .filter(|(ci, _)| {
+                                matches!(ci.status.as_deref(), Some("ACTIVE" | "DRAINING"))
+                            })
+                            .map(|(ci, v)| (ci, v, id)),
+                        None => None,
+                    };
+                    let Some((mut ci, version, id)) = found else {
+                        failures.push(s::Failure {
+                            arn: Some(if ident.starts_with("arn:") {
+                                ident.clone()
+                            } else {
+                                instance_arn(ctx, &cluster_name, ident)
+                            }),
+                            reason: Some("MISSING".into()),
+                            detail: None,
+                        });
+                        continue;
+                    };
+                    if ci.status.as_deref() != Some(status) {
+                        ci.status = Some(status.into());
+                        ci.version = Some(ci.version.unwrap_or(1) + 1);
+                        tx.put(
+                            scope(ctx),
+                            kind::CONTAINER_INSTANCE,
+                            &id,
+                            Some(version),
+                            &ci,
+                        )?;
+                    }
+                    instances.push(shown(tx, ctx, &id, &ci, &[])?);
+                }
+                Ok(s::UpdateContainerInstancesStateResponse {
+                    container_instances: Some(instances),
+                    failures: Some(failures),
+                })
+            },
+        )
+        .map_err(aws)
+}
+
 pub fn deregister(
     ecs: &Ecs,
     ctx: &RequestContext,
     input: s::DeregisterContainerInstanceRequest,
 ) -> Result<s::DeregisterContainerInstanceResponse, AwsError> {
-    ecs.store
-        .write(|tx| -> Result<s::DeregisterContainerInstanceResponse, Failure> {
+    let (resp, host) = ecs
+        .store
+        .write(|tx| -> Result<(s::DeregisterContainerInstanceResponse, Option<String>), Failure> {
             let (cluster, _) = common::active_cluster(tx, ctx, input.cluster.as_deref())?;
             let cluster_name = cluster.cluster_name.unwrap_or_default();
             let ident = &input.container_instance;
@@ -437,13 +670,44 @@ pub fn deregister(
                 )
                 .into());
             }
+            // Forced: the instance's tasks that still run are told to stop.
+            let mut stopped_any = false;
+            for (task_id, t) in tx.list_json::<StoredTask>(scope(ctx), task_kind::TASK, &format!("{cluster_name}/"))? {
+                if t.container_instance.as_deref() != Some(id.as_str())
+                    || t.desired_status() == berth_model::lifecycle::TaskStatus::Stopped
+                    || t.last_status() == berth_model::lifecycle::TaskStatus::Stopped
+                {
+                    continue;
+                }
+                let Some((mut t, v)) = tx.get_json::<StoredTask>(scope(ctx), task_kind::TASK, &task_id)? else {
+                    continue;
+                };
+                t.task.desired_status = Some("STOPPED".into());
+                t.task.stop_code = Some(s::TaskStopCode::UserInitiated);
+                t.task.stopped_reason = Some(FORCED_DEREGISTRATION_REASON.into());
+                t.task.stopping_at = Some(ctx.now);
+                t.task.version = Some(t.task.version.unwrap_or(1) + 1);
+                tx.put(scope(ctx), task_kind::TASK, &task_id, Some(v), &t)?;
+                stopped_any = true;
+            }
+            let host = tasks::instance_host(scope(ctx), &id);
+            if stopped_any {
+                tasks::bump_host(tx, &host)?;
+            }
             ci.status = Some("INACTIVE".into());
             ci.agent_connected = Some(false);
             ci.version = Some(ci.version.unwrap_or(1) + 1);
             tx.put(scope(ctx), kind::CONTAINER_INSTANCE, &id, Some(version), &ci)?;
-            Ok(s::DeregisterContainerInstanceResponse { container_instance: Some(present(&ci, &[])) })
+            Ok((
+                s::DeregisterContainerInstanceResponse { container_instance: Some(present(&ci, &[])) },
+                stopped_any.then_some(host),
+            ))
         })
-        .map_err(aws)
+        .map_err(aws)?;
+    if let Some(host) = host {
+        ecs.notifier.notify(&host);
+    }
+    Ok(resp)
 }
 
 /// How many container instances of `cluster` are ACTIVE or DRAINING.
@@ -628,20 +892,46 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert!(draining.container_instance_arns.unwrap().is_empty());
-        assert_eq!(
+        let filtered = |f: &str| {
             list(
                 &e,
                 &c,
                 s::ListContainerInstancesRequest {
                     cluster: Some("web".into()),
-                    filter: Some("attribute:ecs.os-type == linux".into()),
+                    filter: Some(f.into()),
                     ..Default::default()
-                }
+                },
             )
-            .unwrap_err()
-            .code,
-            "InvalidParameterException"
+            .map(|r| r.container_instance_arns.unwrap())
+        };
+        assert_eq!(filtered("attribute:ecs.os-type == linux").unwrap().len(), 3);
+        assert_eq!(
+            filtered("attribute:stack == prod").unwrap(),
+            vec![arn.clone()]
         );
+        assert_eq!(
+            filtered("attribute:stack exists").unwrap(),
+            vec![arn.clone()]
+        );
+        assert_eq!(filtered("attribute:stack !exists").unwrap().len(), 2);
+        assert_eq!(filtered("attribute:stack != prod").unwrap().len(), 2);
+        assert_eq!(
+            filtered("attribute:ecs.os-type==linux and attribute:stack in [dev, prod]").unwrap(),
+            vec![arn.clone()]
+        );
+        assert!(
+            filtered("attribute:stack exists && attribute:stack == dev")
+                .unwrap()
+                .is_empty()
+        );
+        for bad in [
+            "attribute:stack == prod or attribute:stack == dev",
+            "runningTasksCount == 1",
+            "attribute:stack ==",
+            "attribute:stack in [prod",
+        ] {
+            assert_eq!(filtered(bad).unwrap_err().code, "InvalidParameterException");
+        }
 
         let gone = deregister(
             &e,
@@ -749,5 +1039,363 @@ pub(crate) mod tests {
                     && a.value.as_deref() == Some("us-east-1b"))
         );
         assert_eq!(again.version, Some(2));
+    }
+
+    fn update(
+        e: &Ecs,
+        ids: Vec<String>,
+        status: s::ContainerInstanceStatus,
+    ) -> Result<s::UpdateContainerInstancesStateResponse, AwsError> {
+        update_state(
+            e,
+            &ctx(),
+            s::UpdateContainerInstancesStateRequest {
+                cluster: Some("web".into()),
+                container_instances: ids,
+                status,
+            },
+        )
+    }
+
+    fn describe_one(e: &Ecs, arn: &str) -> s::ContainerInstance {
+        describe(
+            e,
+            &ctx(),
+            s::DescribeContainerInstancesRequest {
+                cluster: Some("web".into()),
+                container_instances: vec![arn.into()],
+                include: None,
+            },
+        )
+        .unwrap()
+        .container_instances
+        .unwrap()
+        .remove(0)
+    }
+
+    #[test]
+    fn draining_and_back_to_active() {
+        let e = ecs_with_cluster();
+        let c = ctx();
+        let arn = register_one(&e, vec![]).container_instance_arn.unwrap();
+        let out = update(
+            &e,
+            vec![arn.clone(), "ffffffffffffffffffffffffffffffff".into()],
+            s::ContainerInstanceStatus::Draining,
+        )
+        .unwrap();
+        let shown = &out.container_instances.unwrap()[0];
+        assert_eq!(shown.status.as_deref(), Some("DRAINING"));
+        assert_eq!(shown.agent_connected, Some(false));
+        assert!(shown.tags.is_none());
+        let failures = out.failures.unwrap();
+        assert_eq!(failures[0].reason.as_deref(), Some("MISSING"));
+        assert!(
+            failures[0]
+                .arn
+                .as_deref()
+                .unwrap()
+                .ends_with("/web/ffffffffffffffffffffffffffffffff")
+        );
+        assert_eq!(describe_one(&e, &arn).status.as_deref(), Some("DRAINING"));
+        // DRAINING instances are listed with the default filter and with status DRAINING.
+        let listed = |status| {
+            list(
+                &e,
+                &c,
+                s::ListContainerInstancesRequest {
+                    cluster: Some("web".into()),
+                    status,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .container_instance_arns
+            .unwrap()
+        };
+        assert_eq!(listed(None), vec![arn.clone()]);
+        assert_eq!(
+            listed(Some(s::ContainerInstanceStatus::Draining)),
+            vec![arn.clone()]
+        );
+        assert!(listed(Some(s::ContainerInstanceStatus::Active)).is_empty());
+        // agentConnected follows the last poll, in every answer.
+        e.store
+            .write(|tx| {
+                let id = store_id(&c, "web", &arn).unwrap();
+                tasks::record_poll(tx, &tasks::instance_host(scope(&c), &id), c.now.millis())
+            })
+            .unwrap();
+        let back = update(&e, vec![arn.clone()], s::ContainerInstanceStatus::Active).unwrap();
+        let back = &back.container_instances.unwrap()[0];
+        assert_eq!(back.status.as_deref(), Some("ACTIVE"));
+        assert_eq!(back.agent_connected, Some(true));
+        assert_eq!(back.version, Some(3));
+        assert_eq!(describe_one(&e, &arn).agent_connected, Some(true));
+
+        assert_eq!(
+            update(
+                &e,
+                vec![arn.clone()],
+                s::ContainerInstanceStatus::Registering
+            )
+            .unwrap_err()
+            .code,
+            "InvalidParameterException"
+        );
+        assert_eq!(
+            update(&e, vec![], s::ContainerInstanceStatus::Active)
+                .unwrap_err()
+                .code,
+            "InvalidParameterException"
+        );
+        assert_eq!(
+            update(
+                &e,
+                vec![arn.clone(); 11],
+                s::ContainerInstanceStatus::Active
+            )
+            .unwrap_err()
+            .code,
+            "InvalidParameterException"
+        );
+        // An INACTIVE instance cannot change state.
+        deregister(
+            &e,
+            &c,
+            s::DeregisterContainerInstanceRequest {
+                cluster: Some("web".into()),
+                container_instance: arn.clone(),
+                force: None,
+            },
+        )
+        .unwrap();
+        let out = update(&e, vec![arn.clone()], s::ContainerInstanceStatus::Active).unwrap();
+        assert!(out.container_instances.unwrap().is_empty());
+        assert_eq!(out.failures.unwrap()[0].reason.as_deref(), Some("MISSING"));
+        assert_eq!(describe_one(&e, &arn).agent_connected, Some(false));
+    }
+
+    /// An EC2 instance with 2048 CPU units and 1024 MiB, a task definition `sleep` (256/128)
+    /// and `n` tasks started on it; the agent has polled, so placement may use it.
+    fn instance_with_tasks(e: &Ecs, n: usize) -> (String, Vec<String>) {
+        use berth_wire::ecs::Api;
+        let c = ctx();
+        let ci = register(
+            e,
+            &c,
+            s::RegisterContainerInstanceRequest {
+                cluster: Some("web".into()),
+                total_resources: Some(vec![
+                    s::Resource {
+                        name: Some("CPU".into()),
+                        r#type: Some("INTEGER".into()),
+                        integer_value: Some(2048),
+                        ..Default::default()
+                    },
+                    s::Resource {
+                        name: Some("MEMORY".into()),
+                        r#type: Some("INTEGER".into()),
+                        integer_value: Some(1024),
+                        ..Default::default()
+                    },
+                ]),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .container_instance
+        .unwrap();
+        let arn = ci.container_instance_arn.unwrap();
+        e.store
+            .write(|tx| {
+                let id = store_id(&c, "web", &arn).unwrap();
+                tasks::record_poll(tx, &tasks::instance_host(scope(&c), &id), c.now.millis())
+            })
+            .unwrap();
+        let td: s::RegisterTaskDefinitionRequest = serde_json::from_value(serde_json::json!({
+            "family": "sleep", "networkMode": "host",
+            "containerDefinitions": [{"name": "app", "image": "busybox", "cpu": 256, "memory": 128, "essential": true}]
+        }))
+        .unwrap();
+        e.register_task_definition(&c, td).unwrap();
+        let mut task_arns = Vec::new();
+        for _ in 0..n {
+            let out = e
+                .start_task(
+                    &c,
+                    s::StartTaskRequest {
+                        cluster: Some("web".into()),
+                        task_definition: "sleep".into(),
+                        container_instances: vec![arn.clone()],
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            assert_eq!(out.failures.unwrap(), vec![]);
+            task_arns.push(out.tasks.unwrap()[0].task_arn.clone().unwrap());
+        }
+        (arn, task_arns)
+    }
+
+    fn remaining(ci: &s::ContainerInstance, name: &str) -> i32 {
+        ci.remaining_resources
+            .iter()
+            .flatten()
+            .find(|r| r.name.as_deref() == Some(name))
+            .and_then(|r| r.integer_value)
+            .unwrap()
+    }
+
+    #[test]
+    fn counts_and_remaining_resources_follow_tasks() {
+        use berth_wire::ecs::Api;
+        let e = ecs_with_cluster();
+        let c = ctx();
+        let (arn, task_arns) = instance_with_tasks(&e, 2);
+        let ci = describe_one(&e, &arn);
+        assert_eq!(ci.pending_tasks_count, Some(2));
+        assert_eq!(ci.running_tasks_count, Some(0));
+        assert_eq!(remaining(&ci, "CPU"), 2048 - 512);
+        assert_eq!(remaining(&ci, "MEMORY"), 1024 - 256);
+        assert_eq!(ci.agent_connected, Some(true));
+        let req: s::SubmitTaskStateChangeRequest = serde_json::from_value(serde_json::json!({
+            "cluster": "web", "task": task_arns[0], "status": "RUNNING",
+            "containers": [{"containerName": "app", "status": "RUNNING"}]
+        }))
+        .unwrap();
+        e.submit_task_state_change(&c, req).unwrap();
+        let ci = describe_one(&e, &arn);
+        assert_eq!(
+            (ci.pending_tasks_count, ci.running_tasks_count),
+            (Some(1), Some(1))
+        );
+
+        // A DRAINING instance keeps its tasks but takes no new ones.
+        update(&e, vec![arn.clone()], s::ContainerInstanceStatus::Draining).unwrap();
+        let ci = describe_one(&e, &arn);
+        assert_eq!(
+            (ci.pending_tasks_count, ci.running_tasks_count),
+            (Some(1), Some(1))
+        );
+        let out = e
+            .start_task(
+                &c,
+                s::StartTaskRequest {
+                    cluster: Some("web".into()),
+                    task_definition: "sleep".into(),
+                    container_instances: vec![arn.clone()],
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert!(out.tasks.unwrap().is_empty());
+        let req: s::RunTaskRequest = serde_json::from_value(serde_json::json!({
+            "cluster": "web", "taskDefinition": "sleep", "launchType": "EC2"
+        }))
+        .unwrap();
+        let run = e.run_task(&c, req);
+        assert!(
+            run.as_ref()
+                .map_or(true, |r| r.tasks.as_ref().is_none_or(Vec::is_empty)),
+            "{run:?}"
+        );
+        let d = e
+            .describe_tasks(
+                &c,
+                s::DescribeTasksRequest {
+                    cluster: Some("web".into()),
+                    tasks: task_arns.clone(),
+                    include: None,
+                },
+            )
+            .unwrap();
+        assert!(
+            d.tasks
+                .unwrap()
+                .iter()
+                .all(|t| t.desired_status.as_deref() == Some("RUNNING"))
+        );
+    }
+
+    #[test]
+    fn forced_deregistration_stops_the_tasks() {
+        use berth_wire::ecs::Api;
+        let e = ecs_with_cluster();
+        let c = ctx();
+        let (arn, task_arns) = instance_with_tasks(&e, 2);
+        let id = store_id(&c, "web", &arn).unwrap();
+        let host = tasks::instance_host(scope(&c), &id);
+        let (seq, _) = e.store.read(|tx| tasks::assignments(tx, &host)).unwrap();
+        let dereg = |force| {
+            deregister(
+                &e,
+                &c,
+                s::DeregisterContainerInstanceRequest {
+                    cluster: Some("web".into()),
+                    container_instance: arn.clone(),
+                    force,
+                },
+            )
+        };
+        let refused = dereg(None).unwrap_err();
+        assert_eq!(refused.code, "InvalidParameterException");
+        assert_eq!(describe_one(&e, &arn).status.as_deref(), Some("ACTIVE"));
+
+        let gone = dereg(Some(true)).unwrap().container_instance.unwrap();
+        assert_eq!(gone.status.as_deref(), Some("INACTIVE"));
+        assert_eq!(gone.agent_connected, Some(false));
+        // The agent is woken with its tasks' desired status STOPPED.
+        let (seq2, assigned) = e.store.read(|tx| tasks::assignments(tx, &host)).unwrap();
+        assert!(seq2 > seq);
+        assert_eq!(assigned.len(), 2);
+        assert!(assigned.iter().all(|a| a.desired_status == "STOPPED"));
+        let d = e
+            .describe_tasks(
+                &c,
+                s::DescribeTasksRequest {
+                    cluster: Some("web".into()),
+                    tasks: task_arns.clone(),
+                    include: None,
+                },
+            )
+            .unwrap();
+        for t in d.tasks.unwrap() {
+            assert_eq!(t.desired_status.as_deref(), Some("STOPPED"));
+            assert_eq!(t.stop_code, Some(s::TaskStopCode::UserInitiated));
+            assert_eq!(
+                t.stopped_reason.as_deref(),
+                Some(FORCED_DEREGISTRATION_REASON)
+            );
+            assert_eq!(t.stopping_at, Some(c.now));
+        }
+        // When the agent reports them STOPPED, the (INACTIVE) instance gives the resources back.
+        for t in &task_arns {
+            let req: s::SubmitTaskStateChangeRequest = serde_json::from_value(serde_json::json!({
+                "cluster": "web", "task": t, "status": "STOPPED"
+            }))
+            .unwrap();
+            e.submit_task_state_change(&c, req).unwrap();
+        }
+        let ci = describe_one(&e, &arn);
+        assert_eq!(
+            (ci.pending_tasks_count, ci.running_tasks_count),
+            (Some(0), Some(0))
+        );
+        assert_eq!(remaining(&ci, "CPU"), 2048);
+        let d = e
+            .describe_tasks(
+                &c,
+                s::DescribeTasksRequest {
+                    cluster: Some("web".into()),
+                    tasks: task_arns,
+                    include: None,
+                },
+            )
+            .unwrap();
+        assert!(d.tasks.unwrap().iter().all(|t| {
+            t.last_status.as_deref() == Some("STOPPED")
+                && t.stopped_reason.as_deref() == Some(FORCED_DEREGISTRATION_REASON)
+        }));
     }
 }

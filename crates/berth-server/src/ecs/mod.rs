@@ -268,6 +268,13 @@ impl Api for Ecs {
     ) -> R<s::DeregisterContainerInstanceResponse> {
         container_instances::deregister(self, ctx, input)
     }
+    fn update_container_instances_state(
+        &self,
+        ctx: &RequestContext,
+        input: s::UpdateContainerInstancesStateRequest,
+    ) -> R<s::UpdateContainerInstancesStateResponse> {
+        container_instances::update_state(self, ctx, input)
+    }
 
     // Tasks.
     fn run_task(&self, ctx: &RequestContext, input: s::RunTaskRequest) -> R<s::RunTaskResponse> {
