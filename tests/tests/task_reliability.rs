@@ -80,9 +80,6 @@ async fn a_killed_agent_leaves_its_container_running_and_picks_it_up_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: RegisterContainerInstance with the kept ARN (agent restart) resets \
-            runningTasksCount to 0 and remainingResources to registeredResources although \
-            the instance still runs its tasks (berth-server ecs/container_instances.rs register)"]
 async fn a_restarted_agent_keeps_its_instance_accounting() {
     agent_restart("a_restarted_agent_keeps_its_instance_accounting", true).await;
 }

@@ -362,7 +362,7 @@ async fn health_checks_reach_healthy_and_unhealthy() {
     let Some(env) = setup("health_checks_reach_healthy_and_unhealthy").await else {
         return;
     };
-    let check = |cmd: Value| json!({"command": cmd, "interval": 5, "timeout": 2, "retries": 1});
+    let check = |cmd: Value| json!({"command": cmd, "interval": 5, "timeout": 4, "retries": 1});
     let mut good = sleeper("good");
     good["healthCheck"] = check(json!(["CMD-SHELL", "test -f /etc/passwd"]));
     let mut bad = sleeper("bad");

@@ -37,11 +37,13 @@ impl Notifier {
 }
 
 /// The host a poll speaks for: a container instance of the caller's account and region.
+/// A deregistered (INACTIVE) instance may still poll, so that the stops of a forced
+/// deregistration reach its agent.
 fn host_of(app: &App, ctx: &RequestContext, req: &PollRequest) -> Result<String, AwsError> {
     let cluster = common::cluster_name(ctx, Some(&req.cluster))?;
     let id = crate::ecs::container_instances::store_id(ctx, &cluster, &req.container_instance_arn)
         .ok_or_else(|| invalid("The referenced container instance was not found."))?;
-    let active = app
+    let exists = app
         .store
         .read(|tx| -> Result<bool, Failure> {
             Ok(tx
@@ -50,14 +52,11 @@ fn host_of(app: &App, ctx: &RequestContext, req: &PollRequest) -> Result<String,
                     common::kind::CONTAINER_INSTANCE,
                     &id,
                 )?
-                .is_some_and(|(ci, _)| {
-                    ci.status.as_deref() == Some("ACTIVE")
-                        || ci.status.as_deref() == Some("DRAINING")
-                }))
+                .is_some())
         })
         .map_err(aws)?;
-    if !active {
-        return Err(invalid("The referenced container instance is not active."));
+    if !exists {
+        return Err(invalid("The referenced container instance was not found."));
     }
     Ok(tasks::instance_host(
         Scope::new(&ctx.account_id, &ctx.region),

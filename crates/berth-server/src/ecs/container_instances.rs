@@ -298,11 +298,15 @@ pub fn register(
                 instance.agent_connected = Some(false);
                 instance.running_tasks_count = Some(0);
                 instance.pending_tasks_count = Some(0);
-                instance.registered_at = Some(ctx.now);
+                if expected.is_none() || instance.registered_at.is_none() {
+                    instance.registered_at = Some(ctx.now);
+                }
                 instance.attachments = Some(Vec::new());
                 instance.health_status = None;
                 let arn = instance.container_instance_arn.clone().unwrap_or_default();
                 let id = store_id(ctx, &cluster_name, &arn).unwrap_or_default();
+                // A re-registering agent still runs its tasks: they keep their reservations.
+                super::tasks::reserve_current_tasks(tx, scope(ctx), &id, &mut instance)?;
                 tx.put(
                     scope(ctx),
                     kind::CONTAINER_INSTANCE,

@@ -591,6 +591,40 @@ fn adjust_remaining(ci: &mut s::ContainerInstance, t: &StoredTask, sign: i32) {
     }
 }
 
+/// Re-applies the reservations and counts of the tasks container instance
+/// `instance_store_id` still holds to `ci` (whose remaining resources were reset to its
+/// registered ones), e.g. when its agent registers again after a restart.
+pub fn reserve_current_tasks(
+    tx: &Tx<'_>,
+    scope_: Scope<'_>,
+    instance_store_id: &str,
+    ci: &mut s::ContainerInstance,
+) -> Result<(), Failure> {
+    let host = instance_host(scope_, instance_store_id);
+    let prefix = format!("{host}#{}|{}|", scope_.account, scope_.region);
+    let (mut running, mut pending) = (0, 0);
+    for r in tx.list(GLOBAL, task_kind::HOST_TASK, &prefix, None, usize::MAX)? {
+        let Some(id) = r.id.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((t, _)) = tx.get_json::<StoredTask>(scope_, task_kind::TASK, id)? else {
+            continue;
+        };
+        if t.last_status() == TaskStatus::Stopped {
+            continue;
+        }
+        adjust_remaining(ci, &t, -1);
+        if t.last_status() < TaskStatus::Running {
+            pending += 1;
+        } else {
+            running += 1;
+        }
+    }
+    ci.running_tasks_count = Some(running);
+    ci.pending_tasks_count = Some(pending);
+    Ok(())
+}
+
 /// Stores a new task, indexes it under its host, reserves its resources and wakes the host.
 fn create_task(
     tx: &mut Tx<'_>,
@@ -1185,7 +1219,9 @@ pub fn apply_task_change(
             .flatten()
             .find(|d| d.name == c.container_name)
             .is_some_and(|d| d.essential.unwrap_or(true));
+        // (Before the task ran, the task's own report says why it failed to start.)
         if essential
+            && before == TaskStatus::Running
             && c.status.as_deref() == Some("STOPPED")
             && t.desired_status() != TaskStatus::Stopped
         {
