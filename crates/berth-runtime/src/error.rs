@@ -64,6 +64,9 @@ pub enum Error {
         source: io::Error,
     },
     /// No container with this id is known in the state directory.
+    /// `BERTH_OCI_RUNTIME` names no OCI runtime backend Berth has.
+    #[error("unknown OCI runtime {0:?} in BERTH_OCI_RUNTIME (expected libcontainer or runc)")]
+    UnknownBackend(String),
     #[error("no such container {0}")]
     NotFound(String),
     /// A container with this id already exists.

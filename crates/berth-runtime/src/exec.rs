@@ -1,4 +1,6 @@
-//! Running a command inside a running container (`runc exec`), e.g. for health checks.
+//! Running a command inside a running container, e.g. for health checks: `runc exec`, or, for
+//! a container libcontainer made, the shim program's `--exec` mode (libcontainer must not run
+//! in this multi-threaded process).
 //! The process joins the container's namespaces and cgroup and inherits its environment,
 //! user and working directory. Blocking, like the rest of [`Runtime`].
 
@@ -7,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::runtime::{ContainerState, Runtime};
-use crate::shim::ShimConfig;
+use crate::runtime::{Backend, ContainerState, Runtime};
+use crate::shim::{EXEC_FLAG, ShimConfig};
 
 /// How an exec'd command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,11 +36,22 @@ impl Runtime {
             .ok()
             .and_then(|d| serde_json::from_slice(&d).ok())
             .ok_or_else(|| Error::NotFound(id.to_string()))?;
-        let mut child = Command::new(&shim.runc)
-            .arg("--root")
-            .arg(&shim.runc_root)
-            .arg("exec")
-            .arg(&shim.id)
+        let mut command = match shim.backend {
+            Backend::Runc => {
+                let mut c = Command::new(&shim.runc);
+                c.arg("--root")
+                    .arg(&shim.runc_root)
+                    .arg("exec")
+                    .arg(&shim.id);
+                c
+            }
+            Backend::Libcontainer => {
+                let mut c = Command::new(self.shim_program());
+                c.args(self.shim_args()).arg(EXEC_FLAG).arg(&dir);
+                c
+            }
+        };
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -46,7 +59,7 @@ impl Runtime {
             .spawn()
             .map_err(|e| Error::Start {
                 id: id.to_string(),
-                reason: format!("exec: spawning {}: {e}", shim.runc.display()),
+                reason: format!("exec: spawning {:?}: {e}", command.get_program()),
             })?;
         let deadline = Instant::now() + timeout;
         loop {
@@ -61,7 +74,7 @@ impl Runtime {
                 Err(e) => {
                     return Err(Error::Start {
                         id: id.to_string(),
-                        reason: format!("exec: waiting for runc: {e}"),
+                        reason: format!("exec: waiting for {:?}: {e}", command.get_program()),
                     });
                 }
             }

@@ -21,7 +21,7 @@ mod sys;
 pub use error::{Error, Result};
 pub use image::{Image, ImageConfig, ImageStore, Reference};
 pub use runtime::{
-    ContainerHandle, ContainerState, ContainerStats, ExitStatus, Runtime, RuntimeConfig,
+    Backend, ContainerHandle, ContainerState, ContainerStats, ExitStatus, Runtime, RuntimeConfig,
 };
 pub use shim::shim_main;
 pub use spec::{ContainerSpec, Mount, NetworkMode, Resources, Ulimit};

@@ -88,6 +88,57 @@ pub struct ContainerHandle {
 /// Usage of a container, from its cgroup.
 pub type ContainerStats = CgroupStats;
 
+/// Which OCI runtime the shim starts containers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// youki's `libcontainer` crate, in the shim's own process (no runtime binary to exec).
+    #[default]
+    Libcontainer,
+    /// The `runc` binary: the reference runtime.
+    Runc,
+}
+
+impl Backend {
+    /// The environment variable that chooses the backend: `libcontainer` or `runc`.
+    pub const ENV: &'static str = "BERTH_OCI_RUNTIME";
+
+    /// The backend named by [`Backend::ENV`], the default when it is unset or empty.
+    pub fn from_env() -> Result<Backend> {
+        match std::env::var(Backend::ENV) {
+            Ok(v) if v.trim().is_empty() => Ok(Backend::default()),
+            Ok(v) => v.parse(),
+            Err(_) => Ok(Backend::default()),
+        }
+    }
+
+    /// Its name, as [`Backend::ENV`] spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Libcontainer => "libcontainer",
+            Backend::Runc => "runc",
+        }
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Backend> {
+        match s.trim() {
+            "libcontainer" | "youki" => Ok(Backend::Libcontainer),
+            "runc" => Ok(Backend::Runc),
+            other => Err(Error::UnknownBackend(other.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Where the runtime keeps things and which programs it runs.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -101,6 +152,9 @@ pub struct RuntimeConfig {
     pub runc: PathBuf,
     /// runc's `--root`; `<state root>/.runc` by default.
     pub runc_root: Option<PathBuf>,
+    /// The OCI runtime the shims use for new containers; from `BERTH_OCI_RUNTIME` by default
+    /// ([`Runtime::new`] rejects an unknown name there).
+    pub backend: Backend,
 }
 
 impl RuntimeConfig {
@@ -112,6 +166,7 @@ impl RuntimeConfig {
             shim_args: vec![OsString::from("shim")],
             runc: PathBuf::from("runc"),
             runc_root: None,
+            backend: Backend::from_env().unwrap_or_default(),
         }
     }
 }
@@ -121,6 +176,7 @@ impl RuntimeConfig {
 pub struct Runtime {
     config: RuntimeConfig,
     runc_root: PathBuf,
+    libcontainer_root: PathBuf,
 }
 
 /// How long the agent waits for a shim to say whether the container started.
@@ -148,7 +204,28 @@ impl Runtime {
             .clone()
             .unwrap_or_else(|| config.state_root.join(".runc"));
         fs::create_dir_all(&runc_root).ctx("creating directory", &runc_root)?;
-        Ok(Runtime { config, runc_root })
+        // An unknown name in the environment is a configuration error, not a silent default.
+        Backend::from_env()?;
+        let libcontainer_root = config.state_root.join(".libcontainer");
+        fs::create_dir_all(&libcontainer_root).ctx("creating directory", &libcontainer_root)?;
+        Ok(Runtime {
+            config,
+            runc_root,
+            libcontainer_root,
+        })
+    }
+
+    pub(crate) fn shim_program(&self) -> &Path {
+        &self.config.shim_program
+    }
+
+    pub(crate) fn shim_args(&self) -> &[OsString] {
+        &self.config.shim_args
+    }
+
+    /// The OCI runtime new containers are started with.
+    pub fn backend(&self) -> Backend {
+        self.config.backend
     }
 
     /// The state directory of a container.
@@ -187,6 +264,8 @@ impl Runtime {
             runc: self.config.runc.clone(),
             runc_root: self.runc_root.clone(),
             cgroup_path: spec.effective_cgroup_path(),
+            backend: self.config.backend,
+            libcontainer_root: self.libcontainer_root.clone(),
         };
         write_atomic(
             &dir.join("shim.json"),
@@ -362,9 +441,9 @@ impl Runtime {
         }
         let shim: Option<ShimConfig> = read_json(&dir.join("shim.json"));
         if let Some(shim) = &shim
-            && self.runc_root.join(id).exists()
+            && crate::shim::has_runtime_state(shim)
         {
-            crate::shim::cleanup_runc(shim);
+            crate::shim::cleanup(shim);
         }
         if let Some(spec) = &spec {
             cgroup::remove(&spec.effective_cgroup_path());

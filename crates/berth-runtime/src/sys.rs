@@ -232,6 +232,29 @@ pub(crate) fn reap_any() -> Option<(i32, Reaped)> {
     }
 }
 
+/// Blocking `waitpid(pid)`.
+pub(crate) fn wait_pid(pid: i32) -> io::Result<Reaped> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: `status` is a valid int for waitpid to fill.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+    Ok(if libc::WIFEXITED(status) {
+        Reaped::Exited(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        Reaped::Signaled(libc::WTERMSIG(status))
+    } else {
+        Reaped::Exited(-1)
+    })
+}
+
 /// Sets O_NONBLOCK on a descriptor.
 pub(crate) fn set_nonblocking(fd: i32) -> io::Result<()> {
     // SAFETY: fcntl on a descriptor with integer arguments.
