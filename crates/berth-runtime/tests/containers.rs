@@ -9,15 +9,28 @@ use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_runtime::{ContainerState, Error, Mount, Runtime};
-use common::{Env, WAIT, id, log_text, root_or_skip};
+use berth_runtime::{Backend, ContainerState, Error, Mount, Runtime};
+use common::{BACKENDS, Env, WAIT, id, log_text, root_or_skip};
 
-#[test]
-fn exit_code_and_output_are_captured() {
+for_each_backend!(
+    exit_code_and_output_are_captured,
+    image_defaults_env_args_cwd_and_user_are_honoured,
+    readonly_root_bind_mounts_and_ulimits,
+    a_missing_executable_fails_the_start,
+    stop_sends_sigterm_then_sigkill_after_the_timeout,
+    exceeding_the_memory_limit_is_reported_as_oom_killed,
+    stats_read_the_cgroup,
+    the_container_survives_its_starter_and_is_found_again,
+    host_network_and_an_existing_network_namespace,
+    task_level_limits_bound_the_containers_under_them,
+    exec_runs_in_the_container_as_its_user,
+);
+
+fn exit_code_and_output_are_captured(backend: Backend) {
     if !root_or_skip("exit_code_and_output_are_captured") {
         return;
     }
-    let env = Env::new();
+    let env = Env::new(backend);
     let spec = env.spec(
         &id("exit"),
         &[
@@ -42,12 +55,11 @@ fn exit_code_and_output_are_captured() {
     assert!(!h.state_dir.exists());
 }
 
-#[test]
-fn image_defaults_env_args_cwd_and_user_are_honoured() {
+fn image_defaults_env_args_cwd_and_user_are_honoured(backend: Backend) {
     if !root_or_skip("image_defaults_env_args_cwd_and_user_are_honoured") {
         return;
     }
-    let env = Env::new();
+    let env = Env::new(backend);
     // The image's own Cmd.
     let spec = env.spec(&id("default"), &[]);
     let h = env.run(&spec);
@@ -83,12 +95,11 @@ fn image_defaults_env_args_cwd_and_user_are_honoured() {
     );
 }
 
-#[test]
-fn readonly_root_bind_mounts_and_ulimits() {
+fn readonly_root_bind_mounts_and_ulimits(backend: Backend) {
     if !root_or_skip("readonly_root_bind_mounts_and_ulimits") {
         return;
     }
-    let env = Env::new();
+    let env = Env::new(backend);
     let data = env.dir.path().join("data");
     fs::create_dir(&data).unwrap();
     fs::write(data.join("f"), "from host\n").unwrap();
@@ -128,12 +139,11 @@ fn readonly_root_bind_mounts_and_ulimits() {
     assert_eq!(fs::read_to_string(vol.join("z")).unwrap(), "hi\n");
 }
 
-#[test]
-fn a_missing_executable_fails_the_start() {
+fn a_missing_executable_fails_the_start(backend: Backend) {
     if !root_or_skip("a_missing_executable_fails_the_start") {
         return;
     }
-    let env = Env::new();
+    let env = Env::new(backend);
     let spec = env.spec(&id("noexec"), &["/no/such/binary"]);
     let err = env.rt.create_and_start(&spec).unwrap_err();
     assert!(matches!(err, Error::Start { .. }), "{err}");
@@ -144,12 +154,11 @@ fn a_missing_executable_fails_the_start() {
     assert!(exit.error.is_some());
 }
 
-#[test]
-fn stop_sends_sigterm_then_sigkill_after_the_timeout() {
+fn stop_sends_sigterm_then_sigkill_after_the_timeout(backend: Backend) {
     if !root_or_skip("stop_sends_sigterm_then_sigkill_after_the_timeout") {
         return;
     }
-    let env = Env::new();
+    let env = Env::new(backend);
     // PID 1 without a handler ignores SIGTERM: only SIGKILL after the timeout stops it.
     let stubborn = env.run(&env.spec(&id("stubborn"), &["sleep", "1000"]));
     // A shell that traps SIGTERM exits at once with its own code.
@@ -170,6 +179,20 @@ fn stop_sends_sigterm_then_sigkill_after_the_timeout() {
         env.rt.state(&stubborn.id).unwrap(),
         ContainerState::Running { .. }
     ));
+    // The backend asked for made it: its state is where that backend keeps it.
+    let oci_state = |dir: &str| {
+        env.dir
+            .path()
+            .join("containers")
+            .join(dir)
+            .join(&stubborn.id)
+    };
+    let (made, other) = match backend {
+        Backend::Runc => (".runc", ".libcontainer"),
+        Backend::Libcontainer => (".libcontainer", ".runc"),
+    };
+    assert!(oci_state(made).exists(), "no {made} state");
+    assert!(!oci_state(other).exists(), "{other} state");
 
     let t = Instant::now();
     let exit = env
@@ -195,12 +218,11 @@ fn stop_sends_sigterm_then_sigkill_after_the_timeout() {
     );
 }
 
-#[test]
-fn exceeding_the_memory_limit_is_reported_as_oom_killed() {
+fn exceeding_the_memory_limit_is_reported_as_oom_killed(backend: Backend) {
     if !root_or_skip("exceeding_the_memory_limit_is_reported_as_oom_killed") {
         return;
     }
-    let env = Env::new();
+    let env = Env::new(backend);
     let mut spec = env.spec(
         &id("oom"),
         &["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
@@ -214,12 +236,11 @@ fn exceeding_the_memory_limit_is_reported_as_oom_killed() {
     assert_eq!(exit.exit_code, 137);
 }
 
-#[test]
-fn stats_read_the_cgroup() {
+fn stats_read_the_cgroup(backend: Backend) {
     if !root_or_skip("stats_read_the_cgroup") {
         return;
     }
-    let env = Env::new();
+    let env = Env::new(backend);
     let mut spec = env.spec(
         &id("stats"),
         &[
@@ -256,7 +277,8 @@ fn helper_start_container_and_hang() {
     let Ok(root) = std::env::var("BERTH_RT_HELPER_ROOT") else {
         return;
     };
-    let rt = Runtime::new(common::runtime_config(std::path::Path::new(&root))).unwrap();
+    let backend = Backend::from_env().unwrap();
+    let rt = Runtime::new(common::runtime_config(std::path::Path::new(&root), backend)).unwrap();
     let spec: berth_runtime::ContainerSpec =
         serde_json::from_str(&std::env::var("BERTH_RT_HELPER_SPEC").unwrap()).unwrap();
     let h = rt.create_and_start(&spec).unwrap();
@@ -264,12 +286,11 @@ fn helper_start_container_and_hang() {
     std::thread::sleep(Duration::from_secs(1000));
 }
 
-#[test]
-fn the_container_survives_its_starter_and_is_found_again() {
+fn the_container_survives_its_starter_and_is_found_again(backend: Backend) {
     if !root_or_skip("the_container_survives_its_starter_and_is_found_again") {
         return;
     }
-    let env = Env::new();
+    let env = Env::new(backend);
     let spec = env.spec(
         &id("survivor"),
         &[
@@ -287,6 +308,7 @@ fn the_container_survives_its_starter_and_is_found_again() {
             "--test-threads=1",
         ])
         .env("BERTH_RT_HELPER_ROOT", &state_root)
+        .env(Backend::ENV, backend.name())
         .env(
             "BERTH_RT_HELPER_SPEC",
             serde_json::to_string(&spec).unwrap(),
@@ -308,7 +330,7 @@ fn the_container_survives_its_starter_and_is_found_again() {
     std::thread::sleep(Duration::from_millis(300));
 
     // A new runtime over the same state root (an agent restart) finds it running.
-    let rt = Runtime::new(common::runtime_config(&state_root)).unwrap();
+    let rt = Runtime::new(common::runtime_config(&state_root, backend)).unwrap();
     let list = rt.list().unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].0, spec);
@@ -331,12 +353,11 @@ fn the_container_survives_its_starter_and_is_found_again() {
     );
 }
 
-#[test]
-fn host_network_and_an_existing_network_namespace() {
+fn host_network_and_an_existing_network_namespace(backend: Backend) {
     if !root_or_skip("host_network_and_an_existing_network_namespace") {
         return;
     }
-    let env = Env::new();
+    let env = Env::new(backend);
     let mut spec = env.spec(&id("hostnet"), &["sh", "-c", "cat /proc/net/dev | wc -l"]);
     spec.network = berth_runtime::NetworkMode::Host;
     let h = env.run(&spec);
@@ -371,40 +392,46 @@ fn host_network_and_an_existing_network_namespace() {
     env.rt.wait(&first.id, WAIT).unwrap();
 }
 
-/// Not a timed assertion: prints how long `create_and_start` takes (overlay mount excluded)
-/// and the whole prepare + start + exit round trip, over sequential starts.
+/// Not a timed assertion: prints, for each backend, how long `create_and_start` takes
+/// (overlay mount excluded) and the whole prepare + start + exit round trip, over sequential
+/// starts. Run it alone (`--test-threads=1`) for figures not skewed by the other tests.
 #[test]
 fn start_latency_is_printed() {
     if !root_or_skip("start_latency_is_printed") {
         return;
     }
-    let env = Env::new();
-    let mut start = Vec::new();
-    let mut total = Vec::new();
-    for i in 0..10 {
-        let t0 = Instant::now();
-        let spec = env.spec(&id(&format!("lat{i}")), &["true"]);
-        let t1 = Instant::now();
-        let h = env.run(&spec);
-        start.push(t1.elapsed());
-        env.rt.wait(&h.id, WAIT).unwrap();
-        total.push(t0.elapsed());
-        env.rt.remove(&h.id).unwrap();
+    for backend in BACKENDS {
+        let env = Env::new(backend);
+        // One start first, so that page cache and cgroup parents are warm for both.
+        let warm = env.run(&env.spec(&id("latwarm"), &["true"]));
+        env.rt.wait(&warm.id, WAIT).unwrap();
+        env.rt.remove(&warm.id).unwrap();
+        let mut start = Vec::new();
+        let mut total = Vec::new();
+        for i in 0..20 {
+            let t0 = Instant::now();
+            let spec = env.spec(&id(&format!("lat{i}")), &["true"]);
+            let t1 = Instant::now();
+            let h = env.run(&spec);
+            start.push(t1.elapsed());
+            env.rt.wait(&h.id, WAIT).unwrap();
+            total.push(t0.elapsed());
+            env.rt.remove(&h.id).unwrap();
+        }
+        start.sort();
+        total.sort();
+        eprintln!(
+            "{backend:>12}: create_and_start p50 {:?} max {:?}; prepare_rootfs + start + exit p50 {:?} max {:?}",
+            start[10], start[19], total[10], total[19]
+        );
     }
-    start.sort();
-    total.sort();
-    eprintln!(
-        "create_and_start: p50 {:?} max {:?}; prepare_rootfs + start + exit: p50 {:?} max {:?}",
-        start[5], start[9], total[5], total[9]
-    );
 }
 
-#[test]
-fn task_level_limits_bound_the_containers_under_them() {
+fn task_level_limits_bound_the_containers_under_them(backend: Backend) {
     if !root_or_skip("task_level_limits_bound_the_containers_under_them") {
         return;
     }
-    let env = Env::new();
+    let env = Env::new(backend);
     let task = format!("/berth/{}", id("task"));
     let limits = berth_runtime::Resources {
         memory_mib: Some(24),
@@ -429,4 +456,51 @@ fn task_level_limits_bound_the_containers_under_them() {
             .iter()
             .all(|d| !d.exists())
     );
+}
+
+fn exec_runs_in_the_container_as_its_user(backend: Backend) {
+    use berth_runtime::exec::ExecOutcome;
+    if !root_or_skip("exec_runs_in_the_container_as_its_user") {
+        return;
+    }
+    let env = Env::new(backend);
+    let mut spec = env.spec(
+        &id("exec"),
+        &["sh", "-c", "echo x > /tmp/marker; sleep 1000"],
+    );
+    spec.env.push("FOO=bar".into());
+    spec.working_dir = "/tmp".into();
+    spec.user = "app".into();
+    let h = env.run(&spec);
+    let deadline = Instant::now() + WAIT;
+    let check = |script: &str| -> Vec<String> { vec!["sh".into(), "-c".into(), script.into()] };
+    // Its environment, user, working directory, mount and network namespaces.
+    let inside = check(
+        "test -f marker && test \"$FOO\" = bar && test \"$(id -u)\" = 1000 && test \"$(cat /proc/net/dev | wc -l)\" = 3",
+    );
+    loop {
+        let out = env.rt.exec(&h.id, &inside, WAIT).unwrap();
+        if out == ExecOutcome::Exited(0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{out:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        env.rt.exec(&h.id, &check("exit 4"), WAIT).unwrap(),
+        ExecOutcome::Exited(4)
+    );
+    assert_eq!(
+        env.rt
+            .exec(&h.id, &check("sleep 5"), Duration::from_millis(300))
+            .unwrap(),
+        ExecOutcome::TimedOut
+    );
+    assert!(matches!(
+        env.rt.exec(&h.id, &["/no/such".into()], WAIT).unwrap(),
+        ExecOutcome::Exited(c) if c != 0
+    ));
+    env.rt
+        .stop(&h.id, Duration::from_millis(100), None)
+        .unwrap();
 }

@@ -18,18 +18,24 @@ use berth_runtime::{ContainerSpec, Error, ImageStore, Runtime};
 use common::{TestImage, busybox_image, digest, id, log_text, root_or_skip};
 use serde_json::json;
 
+/// Runs the image's default command under every backend; its output (the same for each).
 fn run_echo(store: &ImageStore, dir: &Path, reference: &str) -> Vec<String> {
-    let rt = Runtime::new(common::runtime_config(&dir.join("containers"))).unwrap();
-    let image = store.resolve(reference).unwrap();
-    let cid = id(&format!("img{}", fs::read_dir(dir).unwrap().count()));
-    let rootfs = rt.prepare_rootfs(&cid, store, &image).unwrap();
-    let spec = ContainerSpec::from_image(&cid, rootfs, &image.config).unwrap();
-    let h = rt.create_and_start(&spec).unwrap();
-    let exit = rt.wait(&cid, common::WAIT).unwrap();
-    let out = log_text(&h.stdout_path);
-    rt.remove(&cid).unwrap();
-    assert_eq!(exit.exit_code, 0);
-    out
+    let mut outputs = Vec::new();
+    for backend in common::BACKENDS {
+        let rt = Runtime::new(common::runtime_config(&dir.join("containers"), backend)).unwrap();
+        let image = store.resolve(reference).unwrap();
+        let cid = id(&format!("img-{backend}"));
+        let rootfs = rt.prepare_rootfs(&cid, store, &image).unwrap();
+        let spec = ContainerSpec::from_image(&cid, rootfs, &image.config).unwrap();
+        let h = rt.create_and_start(&spec).unwrap();
+        let exit = rt.wait(&cid, common::WAIT).unwrap();
+        let out = log_text(&h.stdout_path);
+        rt.remove(&cid).unwrap();
+        assert_eq!(exit.exit_code, 0, "{backend}");
+        outputs.push(out);
+    }
+    assert_eq!(outputs[0], outputs[1], "runc and libcontainer disagree");
+    outputs.swap_remove(0)
 }
 
 #[test]
@@ -444,14 +450,28 @@ fn the_scripted_test_image_loads_and_runs() {
     if !root_or_skip("the_scripted_test_image_loads_and_runs (running part)") {
         return;
     }
-    let rt = Runtime::new(common::runtime_config(&dir.path().join("containers"))).unwrap();
-    let image = store.resolve("scripted:1").unwrap();
-    let cid = id("scripted");
-    let rootfs = rt.prepare_rootfs(&cid, &store, &image).unwrap();
-    let mut spec = ContainerSpec::from_image(&cid, rootfs, &image.config).unwrap();
-    spec.args = vec!["sh".into(), "-c".into(), "id -un; ls /bin/busybox".into()];
-    let h = rt.create_and_start(&spec).unwrap();
-    assert_eq!(rt.wait(&cid, common::WAIT).unwrap().exit_code, 0);
-    assert_eq!(log_text(&h.stdout_path), ["root", "/bin/busybox"]);
-    rt.remove(&cid).unwrap();
+    for backend in common::BACKENDS {
+        let rt = Runtime::new(common::runtime_config(
+            &dir.path().join("containers"),
+            backend,
+        ))
+        .unwrap();
+        let image = store.resolve("scripted:1").unwrap();
+        let cid = id("scripted");
+        let rootfs = rt.prepare_rootfs(&cid, &store, &image).unwrap();
+        let mut spec = ContainerSpec::from_image(&cid, rootfs, &image.config).unwrap();
+        spec.args = vec!["sh".into(), "-c".into(), "id -un; ls /bin/busybox".into()];
+        let h = rt.create_and_start(&spec).unwrap();
+        assert_eq!(
+            rt.wait(&cid, common::WAIT).unwrap().exit_code,
+            0,
+            "{backend}"
+        );
+        assert_eq!(
+            log_text(&h.stdout_path),
+            ["root", "/bin/busybox"],
+            "{backend}"
+        );
+        rt.remove(&cid).unwrap();
+    }
 }

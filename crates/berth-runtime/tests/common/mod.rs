@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_runtime::{ContainerHandle, ContainerSpec, ImageStore, Runtime, RuntimeConfig};
+use berth_runtime::{Backend, ContainerHandle, ContainerSpec, ImageStore, Runtime, RuntimeConfig};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -181,20 +181,41 @@ pub struct Env {
     pub store: ImageStore,
 }
 
-pub fn runtime_config(state_root: &Path) -> RuntimeConfig {
+/// Every OCI runtime backend: the container tests run under each.
+pub const BACKENDS: [Backend; 2] = [Backend::Runc, Backend::Libcontainer];
+
+/// Turns `fn name(backend: Backend)` into tests `name::runc` and `name::libcontainer`.
+#[macro_export]
+macro_rules! for_each_backend {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn runc() {
+                super::$name(berth_runtime::Backend::Runc)
+            }
+            #[test]
+            fn libcontainer() {
+                super::$name(berth_runtime::Backend::Libcontainer)
+            }
+        }
+    )*};
+}
+
+pub fn runtime_config(state_root: &Path, backend: Backend) -> RuntimeConfig {
     let mut cfg = RuntimeConfig::new(state_root);
+    cfg.backend = backend;
     cfg.shim_program = PathBuf::from(env!("CARGO_BIN_EXE_berth-runtime-shim"));
     cfg.shim_args = Vec::new();
     cfg
 }
 
 impl Env {
-    pub fn new() -> Env {
+    pub fn new(backend: Backend) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let store = ImageStore::open(dir.path().join("images")).unwrap();
         let layout = write_oci_layout(&dir.path().join("layout"), "busybox:latest");
         store.load(&layout).unwrap();
-        let rt = Runtime::new(runtime_config(&dir.path().join("containers"))).unwrap();
+        let rt = Runtime::new(runtime_config(&dir.path().join("containers"), backend)).unwrap();
         Env { dir, rt, store }
     }
 
@@ -230,9 +251,12 @@ impl Drop for Env {
     }
 }
 
-/// Unique container id for a test.
+/// Unique container id for a test (a counter too: each test runs once per backend, and ids
+/// name cgroups, which the runs share).
 pub fn id(name: &str) -> String {
-    format!("t{}-{name}", std::process::id())
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("t{}-{n}-{name}", std::process::id())
 }
 
 /// The text of a container's log lines.
