@@ -335,6 +335,13 @@ impl TaskManager {
                 && essentials_started
                 && plan::should_report(self.rec.reported_status(), TaskStatus::Running)
             {
+                // awsvpc tasks pass through ACTIVATING (ECS attaches them to their network
+                // and load balancers there), as ECS shows them.
+                if self.is_awsvpc()
+                    && plan::should_report(self.rec.reported_status(), TaskStatus::Activating)
+                {
+                    self.report_task(TaskStatus::Activating, None).await?;
+                }
                 self.report_task(TaskStatus::Running, None).await?;
             }
             self.flush_container_reports().await?;
@@ -750,6 +757,22 @@ impl TaskManager {
         self.stopping = self.desired.borrow().desired_status == "STOPPED";
         self.observe().await;
         self.stopping = true;
+        // The task is on its way down: DEACTIVATING (awsvpc) then STOPPING, as ECS shows it.
+        let mut downs = vec![TaskStatus::Stopping];
+        if self.is_awsvpc() {
+            downs.insert(0, TaskStatus::Deactivating);
+        }
+        for status in downs {
+            if self
+                .rec
+                .reported_status()
+                .is_some_and(|r| r >= TaskStatus::Running)
+                && plan::should_report(self.rec.reported_status(), status)
+                && let Err(e) = self.report_task(status, None).await
+            {
+                tracing::warn!(task = %self.rec.assignment.task_arn, %e, "reporting {status}");
+            }
+        }
         // Tell the control plane at once which containers already exited (an essential
         // exit is why the task stops: its desired status turns STOPPED while the others are
         // still being stopped, as on ECS).
@@ -809,10 +832,24 @@ impl TaskManager {
         Ok(())
     }
 
+    /// Whether the task has its own network namespace in a VPC (awsvpc mode).
+    fn is_awsvpc(&self) -> bool {
+        self.rec.assignment.task_definition.network_mode == Some(s::NetworkMode::Awsvpc)
+    }
+
     /// Reports STOPPED, then cleans up (containers, cgroup, network namespace, volumes).
     async fn finish(&mut self) -> Result<()> {
         if self.rec.execution_stopped_at.is_none() {
             self.rec.execution_stopped_at = Some(now_ms());
+        }
+        if self.is_awsvpc()
+            && self
+                .rec
+                .reported_status()
+                .is_some_and(|r| r >= TaskStatus::Running)
+            && plan::should_report(self.rec.reported_status(), TaskStatus::Deprovisioning)
+        {
+            self.report_task(TaskStatus::Deprovisioning, None).await?;
         }
         if plan::should_report(self.rec.reported_status(), TaskStatus::Stopped) {
             let reason = self

@@ -357,7 +357,19 @@ async fn dependent_containers_run_in_order_and_exit() {
         cp.last_report(&arn, "STOPPED").is_some()
     })
     .await;
-    assert_eq!(cp.task_statuses(&arn), ["PENDING", "RUNNING", "STOPPED"]);
+    // ECS's whole lifecycle for an awsvpc task.
+    assert_eq!(
+        cp.task_statuses(&arn),
+        [
+            "PENDING",
+            "ACTIVATING",
+            "RUNNING",
+            "DEACTIVATING",
+            "STOPPING",
+            "DEPROVISIONING",
+            "STOPPED"
+        ]
+    );
     let pending = cp.last_report(&arn, "PENDING").unwrap();
     assert!(pending.pull_started_at.is_some());
     let running = cp.last_report(&arn, "RUNNING").unwrap();
@@ -555,7 +567,10 @@ async fn restarted_agent_reattaches_and_stops() {
     })
     .await;
     assert_eq!(cp.stopped(&arn, "web").map(|s| s.0), Some(Some(137)));
-    assert_eq!(cp.task_statuses(&arn), ["PENDING", "RUNNING", "STOPPED"]);
+    assert_eq!(
+        cp.task_statuses(&arn),
+        ["PENDING", "RUNNING", "STOPPING", "STOPPED"]
+    );
     wait_for("cleanup", Duration::from_secs(10), || {
         env.rt.list().unwrap().is_empty()
     })
