@@ -8,7 +8,10 @@ mod codegen;
 use std::path::PathBuf;
 
 /// (module name, model path under models/)
-const SERVICES: &[(&str, &str)] = &[("ecs", "ecs/2014-11-13/service-2.json")];
+const SERVICES: &[(&str, &str)] = &[
+    ("ecs", "ecs/2014-11-13/service-2.json"),
+    ("logs", "logs/2014-03-28/service-2.json"),
+];
 
 fn main() {
     let manifest =

@@ -122,6 +122,29 @@ impl Model {
         }
     }
 
+    /// Whether a member of struct `owner` targeting `target` must be boxed: the target is a
+    /// structure that reaches `owner` again through structure members alone (lists and maps
+    /// already hold their elements on the heap), so the type would have infinite size.
+    fn needs_box(&self, owner: &str, target: &str) -> bool {
+        let mut stack = vec![target.to_string()];
+        let mut seen = BTreeSet::new();
+        while let Some(shape) = stack.pop() {
+            if self.kind(&shape) != "structure" || self.shape(&shape).get("document").is_some() {
+                continue;
+            }
+            if shape == owner {
+                return true;
+            }
+            if !seen.insert(shape.clone()) {
+                continue;
+            }
+            for (_, m) in members(self.shape(&shape)) {
+                stack.push(member_target(&m).to_string());
+            }
+        }
+        false
+    }
+
     pub fn generate(&self, module_doc: &str) -> String {
         let mut out = String::new();
         let _ = writeln!(
@@ -169,7 +192,12 @@ impl Model {
             while !used.insert(field.clone()) {
                 field.push('_');
             }
-            let ty = self.rust_type(member_target(&m));
+            let target = member_target(&m);
+            let ty = if self.needs_box(name, target) {
+                format!("::std::boxed::Box<{}>", self.rust_type(target))
+            } else {
+                self.rust_type(target)
+            };
             let wire = m
                 .get("locationName")
                 .and_then(Value::as_str)

@@ -25,3 +25,16 @@ pub mod ecs {
     pub const VALIDATION_ERROR: ErrorCode = ErrorCode::InvalidParameterException;
     include!(concat!(env!("OUT_DIR"), "/ecs.rs"));
 }
+
+/// Amazon CloudWatch Logs (AWS JSON 1.1, target prefix `Logs_20140328`), generated from
+/// `models/logs/2014-03-28/service-2.json`.
+#[allow(clippy::all, missing_docs, rust_2018_idioms)]
+pub mod logs {
+    /// The `X-Amz-Target` prefix of this service.
+    pub const TARGET_PREFIX: &str = "Logs_20140328";
+    /// The SigV4 signing name of this service.
+    pub const SIGNING_NAME: &str = "logs";
+    /// The error code for a member that fails the model's constraints.
+    pub const VALIDATION_ERROR: ErrorCode = ErrorCode::InvalidParameterException;
+    include!(concat!(env!("OUT_DIR"), "/logs.rs"));
+}
