@@ -68,6 +68,43 @@ pub struct AccessKey {
     pub created_at_ms: i64,
 }
 
+/// One stored CloudWatch Logs event. `seq` orders events of equal timestamp by arrival.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    pub seq: i64,
+    pub stream: String,
+    pub timestamp_ms: i64,
+    pub ingestion_ms: i64,
+    pub message: String,
+}
+
+/// Which log streams of a group a range read covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStreams<'a> {
+    All,
+    One(&'a str),
+    Named(&'a [String]),
+    Prefix(&'a str),
+}
+
+/// A range read of log events, in (timestamp, seq) order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRange<'a> {
+    pub group: &'a str,
+    pub streams: LogStreams<'a>,
+    /// Events at or after this time.
+    pub start_ms: Option<i64>,
+    /// Events before this time.
+    pub end_ms: Option<i64>,
+    /// Events after this (timestamp, seq) position, exclusive.
+    pub after: Option<(i64, i64)>,
+    /// Events before this (timestamp, seq) position, exclusive.
+    pub before: Option<(i64, i64)>,
+    /// The newest events first (the result is then in descending order).
+    pub descending: bool,
+    pub limit: usize,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("sqlite failed: {0}")]

@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::migrations::MIGRATIONS;
-use crate::{AccessKey, Record, Scope, StoreError};
+use crate::{AccessKey, LogEvent, LogRange, LogStreams, Record, Scope, StoreError};
 
 /// Readers kept open beside the writer.
 const READERS: usize = 4;
@@ -406,7 +406,162 @@ impl Tx<'_> {
             .execute("DELETE FROM records WHERE account = ?1", params![account])?;
         self.tx
             .execute("DELETE FROM sequences WHERE account = ?1", params![account])?;
+        self.tx.execute(
+            "DELETE FROM log_events WHERE account = ?1",
+            params![account],
+        )?;
         Ok(())
+    }
+
+    /// Appends log events `(timestamp_ms, message)` to `group`/`stream`, in the given order,
+    /// all ingested at `ingestion_ms`. Returns the seq of the last one (0 for none).
+    pub fn append_log_events(
+        &mut self,
+        scope: Scope<'_>,
+        group: &str,
+        stream: &str,
+        ingestion_ms: i64,
+        events: &[(i64, &str)],
+    ) -> Result<i64, StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO log_events (account, region, log_group, log_stream, timestamp_ms, ingestion_ms, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        let mut last = 0;
+        for (timestamp_ms, message) in events {
+            stmt.execute(params![
+                scope.account,
+                scope.region,
+                group,
+                stream,
+                timestamp_ms,
+                ingestion_ms,
+                message
+            ])?;
+            last = self.tx.last_insert_rowid();
+        }
+        Ok(last)
+    }
+
+    /// The log events `range` selects, at most `range.limit`, in (timestamp, seq) order
+    /// (descending when `range.descending`).
+    pub fn log_events(
+        &self,
+        scope: Scope<'_>,
+        range: &LogRange<'_>,
+    ) -> Result<Vec<LogEvent>, StoreError> {
+        use rusqlite::types::Value;
+        let mut sql = String::from(
+            "SELECT seq, log_stream, timestamp_ms, ingestion_ms, message FROM log_events
+             WHERE account = ?1 AND region = ?2 AND log_group = ?3",
+        );
+        let mut args: Vec<Value> = vec![
+            Value::Text(scope.account.to_string()),
+            Value::Text(scope.region.to_string()),
+            Value::Text(range.group.to_string()),
+        ];
+        let mut arg = |sql: &mut String, clause: &str, values: Vec<Value>| {
+            // Each `?` of the clause becomes the numbered parameter of its value.
+            sql.push_str(" AND ");
+            let mut values = values.into_iter();
+            for (i, part) in clause.split('?').enumerate() {
+                if i > 0
+                    && let Some(v) = values.next()
+                {
+                    args.push(v);
+                    sql.push_str(&format!("?{}", args.len()));
+                }
+                sql.push_str(part);
+            }
+        };
+        match range.streams {
+            LogStreams::All => {}
+            LogStreams::One(name) => {
+                arg(&mut sql, "log_stream = ?", vec![Value::Text(name.into())])
+            }
+            LogStreams::Named(names) => {
+                let marks = vec!["?"; names.len()].join(", ");
+                arg(
+                    &mut sql,
+                    &format!("log_stream IN ({marks})"),
+                    names.iter().map(|n| Value::Text(n.clone())).collect(),
+                );
+            }
+            LogStreams::Prefix(prefix) => {
+                arg(
+                    &mut sql,
+                    "log_stream >= ?",
+                    vec![Value::Text(prefix.into())],
+                );
+                if let Some(end) = prefix_end(prefix) {
+                    arg(&mut sql, "log_stream < ?", vec![Value::Text(end)]);
+                }
+            }
+        }
+        if let Some(start) = range.start_ms {
+            arg(&mut sql, "timestamp_ms >= ?", vec![Value::Integer(start)]);
+        }
+        if let Some(end) = range.end_ms {
+            arg(&mut sql, "timestamp_ms < ?", vec![Value::Integer(end)]);
+        }
+        if let Some((t, q)) = range.after {
+            arg(
+                &mut sql,
+                "(timestamp_ms, seq) > (?, ?)",
+                vec![Value::Integer(t), Value::Integer(q)],
+            );
+        }
+        if let Some((t, q)) = range.before {
+            arg(
+                &mut sql,
+                "(timestamp_ms, seq) < (?, ?)",
+                vec![Value::Integer(t), Value::Integer(q)],
+            );
+        }
+        let dir = if range.descending { "DESC" } else { "ASC" };
+        let limit = i64::try_from(range.limit).unwrap_or(i64::MAX);
+        args.push(Value::Integer(limit));
+        sql.push_str(&format!(
+            " ORDER BY timestamp_ms {dir}, seq {dir} LIMIT ?{}",
+            args.len()
+        ));
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+            Ok(LogEvent {
+                seq: r.get(0)?,
+                stream: r.get(1)?,
+                timestamp_ms: r.get(2)?,
+                ingestion_ms: r.get(3)?,
+                message: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes the events of `group` (of one `stream` of it when given); how many went.
+    pub fn delete_log_events(
+        &mut self,
+        scope: Scope<'_>,
+        group: &str,
+        stream: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        Ok(self.tx.prepare_cached(
+            "DELETE FROM log_events WHERE account = ?1 AND region = ?2 AND log_group = ?3 AND (?4 IS NULL OR log_stream = ?4)",
+        )?
+        .execute(params![scope.account, scope.region, group, stream])?)
+    }
+
+    /// Deletes the events of `group` older than `before_ms` (retention); how many went.
+    pub fn prune_log_events(
+        &mut self,
+        scope: Scope<'_>,
+        group: &str,
+        before_ms: i64,
+    ) -> Result<usize, StoreError> {
+        Ok(self.tx.prepare_cached(
+            "DELETE FROM log_events WHERE account = ?1 AND region = ?2 AND log_group = ?3 AND timestamp_ms < ?4",
+        )?
+        .execute(params![scope.account, scope.region, group, before_ms])?)
     }
 
     pub fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError> {
@@ -578,6 +733,105 @@ mod tests {
         assert_eq!(store.read(|tx| tx.sequence(S, "other")).unwrap(), 0);
         store.write(|tx| tx.wipe_account(S.account)).unwrap();
         assert_eq!(next(), 1);
+    }
+
+    #[test]
+    fn log_events_append_and_range_read() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .write(|tx| -> Result<(), StoreError> {
+                tx.append_log_events(S, "g", "a", 100, &[(10, "a1"), (20, "a2"), (20, "a3")])?;
+                tx.append_log_events(S, "g", "b", 100, &[(15, "b1"), (30, "b2")])?;
+                tx.append_log_events(S, "h", "a", 100, &[(10, "other group")])?;
+                Ok(())
+            })
+            .unwrap();
+        let read = |range: LogRange<'_>| -> Vec<String> {
+            store
+                .read(|tx| tx.log_events(S, &range))
+                .unwrap()
+                .into_iter()
+                .map(|e| e.message)
+                .collect()
+        };
+        let all = LogRange {
+            group: "g",
+            streams: LogStreams::All,
+            start_ms: None,
+            end_ms: None,
+            after: None,
+            before: None,
+            descending: false,
+            limit: 100,
+        };
+        assert_eq!(read(all), vec!["a1", "b1", "a2", "a3", "b2"]);
+        assert_eq!(
+            read(LogRange {
+                streams: LogStreams::One("a"),
+                ..all
+            }),
+            vec!["a1", "a2", "a3"]
+        );
+        let names = vec!["b".to_string()];
+        assert_eq!(
+            read(LogRange {
+                streams: LogStreams::Named(&names),
+                ..all
+            }),
+            vec!["b1", "b2"]
+        );
+        assert_eq!(
+            read(LogRange {
+                start_ms: Some(15),
+                end_ms: Some(30),
+                ..all
+            }),
+            vec!["b1", "a2", "a3"]
+        );
+        assert_eq!(
+            read(LogRange {
+                descending: true,
+                limit: 2,
+                ..all
+            }),
+            vec!["b2", "a3"]
+        );
+        let a2 = store
+            .read(|tx| tx.log_events(S, &LogRange { limit: 3, ..all }))
+            .unwrap()[2]
+            .clone();
+        assert_eq!(a2.message, "a2");
+        assert_eq!(
+            read(LogRange {
+                after: Some((a2.timestamp_ms, a2.seq)),
+                ..all
+            }),
+            vec!["a3", "b2"]
+        );
+        assert_eq!(
+            read(LogRange {
+                before: Some((a2.timestamp_ms, a2.seq)),
+                ..all
+            }),
+            vec!["a1", "b1"]
+        );
+        assert_eq!(
+            read(LogRange {
+                streams: LogStreams::Prefix("b"),
+                ..all
+            }),
+            vec!["b1", "b2"]
+        );
+        store
+            .write(|tx| -> Result<(), StoreError> {
+                assert_eq!(tx.prune_log_events(S, "g", 20)?, 2);
+                assert_eq!(tx.delete_log_events(S, "g", Some("b"))?, 1);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(read(all), vec!["a2", "a3"]);
+        store.write(|tx| tx.wipe_account(S.account)).unwrap();
+        assert!(read(LogRange { group: "h", ..all }).is_empty());
     }
 
     #[test]
