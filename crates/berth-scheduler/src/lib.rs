@@ -1,0 +1,20 @@
+//! Berth's placement engine, pure: a [`Snapshot`] of a cluster's container instances and a
+//! [`Request`] in, a [`Plan`] out (one placement or refusal per task), with randomness as an
+//! input. Strategies (binpack, spread, random) combine as ECS combines them; constraints
+//! (distinctInstance, memberOf with the cluster query language of [`query`]) and the task
+//! definition's `requiresAttributes` filter instances; resources (CPU, MEMORY, GPU, PORTS,
+//! PORTS_UDP) are reserved as the plan goes, so two tasks never share the last of anything.
+//! No I/O, no store, no clock.
+
+pub mod place;
+pub mod query;
+pub mod snapshot;
+pub mod spec;
+
+pub use place::{Placement, Plan, Reason, Refusal, check, place};
+pub use query::{Expr, QueryError, parse};
+pub use snapshot::{
+    BinpackField, Constraint, DYNAMIC_PORTS, Instance, InstanceStatus, Needs, Request,
+    RequiredAttribute, Resources, RunningTask, Snapshot, SpreadField, Strategy,
+};
+pub use spec::{InvalidPlacement, check_counts, constraint, strategy};

@@ -1,0 +1,470 @@
+//! The placement function: a snapshot and a request in, one outcome per task out.
+
+use std::collections::BTreeMap;
+
+use crate::snapshot::{
+    BinpackField, Constraint, Instance, InstanceStatus, Request, RunningTask, Snapshot,
+    SpreadField, Strategy,
+};
+
+/// Why an instance cannot take a task, as ECS names it in `failures`. The order is the order
+/// of the checks: an instance refused by a later check came closer to taking the task.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reason {
+    /// The instance's agent is not connected.
+    Agent,
+    /// It lacks an attribute the task definition requires (`requiresAttributes`).
+    Attribute(String),
+    MemberOf,
+    DistinctInstance,
+    Cpu,
+    Memory,
+    Ports,
+    PortsUdp,
+    Gpu,
+}
+
+impl Reason {
+    /// ECS's `reason`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Reason::Agent => "AGENT",
+            Reason::Attribute(_) => "ATTRIBUTE",
+            Reason::MemberOf => "MemberOf placement constraint unsatisfied.",
+            Reason::DistinctInstance => "DistinctInstance placement constraint unsatisfied.",
+            Reason::Cpu => "RESOURCE:CPU",
+            Reason::Memory => "RESOURCE:MEMORY",
+            Reason::Ports => "RESOURCE:PORTS",
+            Reason::PortsUdp => "RESOURCE:PORTS_UDP",
+            Reason::Gpu => "RESOURCE:GPU",
+        }
+    }
+    /// A `detail` for the failure, where there is more to say than the reason.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            Reason::Attribute(name) => Some(format!("missing attribute {name}")),
+            _ => None,
+        }
+    }
+}
+
+/// Why a task was not placed: the reason of the instance that came closest (the first of
+/// them in snapshot order), or no instance at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No ACTIVE container instance in the snapshot.
+    NoInstances,
+    Instance {
+        id: String,
+        arn: String,
+        reason: Reason,
+    },
+}
+
+/// Where one task goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The instance's id (as in the snapshot).
+    pub instance: String,
+    pub arn: String,
+    /// The host ports picked for its dynamic mappings, in order.
+    pub dynamic_ports: Vec<i32>,
+}
+
+/// One outcome per requested task, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub tasks: Vec<Result<Placement, Refusal>>,
+}
+
+impl Plan {
+    pub fn placed(&self) -> impl Iterator<Item = &Placement> {
+        self.tasks.iter().filter_map(|t| t.as_ref().ok())
+    }
+}
+
+fn free_dynamic_ports(i: &Instance) -> usize {
+    let (lo, hi) = i.dynamic_ports;
+    let size = usize::try_from(i64::from(hi) - i64::from(lo) + 1).unwrap_or(0);
+    let mut used: Vec<i32> = i
+        .used_ports
+        .iter()
+        .copied()
+        .filter(|p| (lo..=hi).contains(p))
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    size.saturating_sub(used.len())
+}
+
+/// Why `i` cannot take one more task of `r`, if it cannot.
+pub fn check(i: &Instance, r: &Request) -> Option<Reason> {
+    if !i.agent_connected {
+        return Some(Reason::Agent);
+    }
+    for a in &r.required_attributes {
+        let ok = match (i.attributes.get(&a.name), &a.value) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(have), Some(want)) => have.as_deref() == Some(want.as_str()),
+        };
+        if !ok {
+            return Some(Reason::Attribute(a.name.clone()));
+        }
+    }
+    for c in &r.constraints {
+        match c {
+            Constraint::MemberOf(e) if !e.matches(i, &[]) => return Some(Reason::MemberOf),
+            Constraint::DistinctInstance
+                if i.tasks.iter().any(|t| t.group.as_deref() == Some(&r.group)) =>
+            {
+                return Some(Reason::DistinctInstance);
+            }
+            _ => {}
+        }
+    }
+    let n = &r.needs;
+    if i.remaining.cpu < n.cpu {
+        return Some(Reason::Cpu);
+    }
+    if i.remaining.memory < n.memory {
+        return Some(Reason::Memory);
+    }
+    if n.ports.iter().any(|p| i.used_ports.contains(p)) || free_dynamic_ports(i) < n.dynamic_ports {
+        return Some(Reason::Ports);
+    }
+    if n.ports_udp.iter().any(|p| i.used_ports_udp.contains(p)) {
+        return Some(Reason::PortsUdp);
+    }
+    if i.remaining.gpu < n.gpu {
+        return Some(Reason::Gpu);
+    }
+    None
+}
+
+fn spread_value(i: &Instance, f: &SpreadField) -> Option<String> {
+    match f {
+        SpreadField::Instance => Some(i.id.clone()),
+        SpreadField::Attribute(name) => i
+            .attributes
+            .get(name)
+            .map(|v| v.clone().unwrap_or_default()),
+    }
+}
+
+/// Narrows `fits` (indices into `insts`) by each strategy in turn.
+fn narrow(insts: &[Instance], r: &Request, mut fits: Vec<usize>) -> Vec<usize> {
+    for s in &r.strategies {
+        if fits.len() <= 1 {
+            break;
+        }
+        match s {
+            Strategy::Random => {}
+            Strategy::Binpack(field) => {
+                let left = |i: usize| match field {
+                    BinpackField::Cpu => insts[i].remaining.cpu,
+                    BinpackField::Memory => insts[i].remaining.memory,
+                };
+                let least = fits.iter().map(|i| left(*i)).min().unwrap_or(0);
+                fits.retain(|i| left(*i) == least);
+            }
+            Strategy::Spread(field) => {
+                let mut counts: BTreeMap<Option<String>, usize> = BTreeMap::new();
+                for i in insts.iter().filter(|i| i.status == InstanceStatus::Active) {
+                    let n = i
+                        .tasks
+                        .iter()
+                        .filter(|t| t.group.as_deref() == Some(&r.group))
+                        .count();
+                    *counts.entry(spread_value(i, field)).or_default() += n;
+                }
+                let count = |i: usize| {
+                    counts
+                        .get(&spread_value(&insts[i], field))
+                        .copied()
+                        .unwrap_or(0)
+                };
+                let least = fits.iter().map(|i| count(*i)).min().unwrap_or(0);
+                fits.retain(|i| count(*i) == least);
+            }
+        }
+    }
+    fits
+}
+
+/// Takes one task of `r` on `i`: resources, ports (dynamic ones picked lowest first), and
+/// the task itself (so later tasks of the plan see it in groups and spread).
+fn reserve(i: &mut Instance, r: &Request) -> Vec<i32> {
+    let n = &r.needs;
+    i.remaining.cpu -= n.cpu;
+    i.remaining.memory -= n.memory;
+    i.remaining.gpu -= n.gpu;
+    i.used_ports.extend(&n.ports);
+    i.used_ports_udp.extend(&n.ports_udp);
+    let mut picked = Vec::new();
+    let (lo, hi) = i.dynamic_ports;
+    let mut p = lo;
+    while picked.len() < n.dynamic_ports && p <= hi {
+        if !i.used_ports.contains(&p) {
+            i.used_ports.push(p);
+            picked.push(p);
+        }
+        p += 1;
+    }
+    i.tasks.push(RunningTask {
+        group: Some(r.group.clone()),
+        family: r.family.clone(),
+    });
+    picked
+}
+
+/// Places `r.count` tasks on the snapshot's ACTIVE instances, reserving as it goes (two tasks
+/// never share the last MiB or a port). Each task: the instances that pass every check, then
+/// each strategy in order keeps only its best (binpack: least remaining of its resource;
+/// spread: the value with fewest tasks of the group), ties go to the next strategy and the
+/// last ties to `rng(n)` (an index below `n`: randomness is an input).
+pub fn place(snapshot: &Snapshot, r: &Request, rng: &mut impl FnMut(usize) -> usize) -> Plan {
+    let mut insts = snapshot.instances.clone();
+    let mut plan = Plan::default();
+    for _ in 0..r.count {
+        let mut fits = Vec::new();
+        let mut closest: Option<(usize, Reason)> = None;
+        for (k, i) in insts.iter().enumerate() {
+            if i.status != InstanceStatus::Active {
+                continue;
+            }
+            match check(i, r) {
+                None => fits.push(k),
+                Some(why) => {
+                    if closest.as_ref().is_none_or(|(_, best)| why > *best) {
+                        closest = Some((k, why));
+                    }
+                }
+            }
+        }
+        if fits.is_empty() {
+            plan.tasks.push(Err(match closest {
+                Some((k, reason)) => Refusal::Instance {
+                    id: insts[k].id.clone(),
+                    arn: insts[k].arn.clone(),
+                    reason,
+                },
+                None => Refusal::NoInstances,
+            }));
+            continue;
+        }
+        let best = narrow(&insts, r, fits);
+        let k = best[rng(best.len()) % best.len()];
+        let dynamic_ports = reserve(&mut insts[k], r);
+        plan.tasks.push(Ok(Placement {
+            instance: insts[k].id.clone(),
+            arn: insts[k].arn.clone(),
+            dynamic_ports,
+        }));
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::parse;
+    use crate::snapshot::{Needs, RequiredAttribute, Resources};
+
+    fn inst(id: &str, cpu: i64, mem: i64, az: &str) -> Instance {
+        let mut i = Instance::new(id, format!("arn:{id}"));
+        i.registered = Resources {
+            cpu,
+            memory: mem,
+            gpu: 0,
+        };
+        i.remaining = i.registered;
+        i.attributes
+            .insert("ecs.availability-zone".into(), Some(az.into()));
+        i
+    }
+
+    fn req(count: usize, cpu: i64, mem: i64) -> Request {
+        Request {
+            count,
+            needs: Needs {
+                cpu,
+                memory: mem,
+                ..Needs::default()
+            },
+            group: "family:web".into(),
+            family: "web".into(),
+            ..Request::default()
+        }
+    }
+
+    fn first(_: usize) -> usize {
+        0
+    }
+
+    fn ids(p: &Plan) -> Vec<String> {
+        p.tasks
+            .iter()
+            .map(|t| match t {
+                Ok(p) => p.instance.clone(),
+                Err(Refusal::Instance { reason, .. }) => reason.as_str().to_string(),
+                Err(Refusal::NoInstances) => "none".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn binpack_fills_the_fullest_first() {
+        let snap = Snapshot {
+            instances: vec![inst("a", 1024, 2048, "z1"), inst("b", 512, 2048, "z1")],
+        };
+        let mut r = req(3, 256, 256);
+        r.strategies = vec![Strategy::Binpack(BinpackField::Cpu)];
+        assert_eq!(ids(&place(&snap, &r, &mut first)), ["b", "b", "a"]);
+    }
+
+    #[test]
+    fn spread_by_zone_then_binpack() {
+        let snap = Snapshot {
+            instances: vec![
+                inst("a", 4096, 4096, "z1"),
+                inst("b", 2048, 4096, "z1"),
+                inst("c", 4096, 4096, "z2"),
+            ],
+        };
+        let mut r = req(4, 256, 256);
+        r.strategies = vec![
+            Strategy::Spread(SpreadField::Attribute("ecs.availability-zone".into())),
+            Strategy::Binpack(BinpackField::Cpu),
+        ];
+        assert_eq!(ids(&place(&snap, &r, &mut first)), ["b", "c", "b", "c"]);
+    }
+
+    #[test]
+    fn spread_counts_the_groups_running_tasks() {
+        let mut a = inst("a", 4096, 4096, "z1");
+        a.tasks.push(RunningTask {
+            group: Some("family:web".into()),
+            family: "web".into(),
+        });
+        let snap = Snapshot {
+            instances: vec![a, inst("b", 4096, 4096, "z1")],
+        };
+        let mut r = req(1, 1, 1);
+        r.strategies = vec![Strategy::Spread(SpreadField::Instance)];
+        assert_eq!(ids(&place(&snap, &r, &mut first)), ["b"]);
+    }
+
+    #[test]
+    fn distinct_instance_and_member_of() {
+        let mut a = inst("a", 4096, 4096, "z1");
+        a.tasks.push(RunningTask {
+            group: Some("family:web".into()),
+            family: "web".into(),
+        });
+        let snap = Snapshot {
+            instances: vec![a, inst("b", 4096, 4096, "z1"), inst("c", 4096, 4096, "z2")],
+        };
+        let mut r = req(3, 1, 1);
+        r.constraints = vec![Constraint::DistinctInstance];
+        assert_eq!(
+            ids(&place(&snap, &r, &mut first)),
+            [
+                "b",
+                "c",
+                "DistinctInstance placement constraint unsatisfied."
+            ]
+        );
+        r.constraints = vec![Constraint::MemberOf(
+            parse("attribute:ecs.availability-zone == z2").unwrap(),
+        )];
+        r.count = 1;
+        assert_eq!(ids(&place(&snap, &r, &mut first)), ["c"]);
+        r.constraints = vec![Constraint::MemberOf(
+            parse("attribute:ecs.availability-zone == z3").unwrap(),
+        )];
+        assert_eq!(
+            ids(&place(&snap, &r, &mut first)),
+            ["MemberOf placement constraint unsatisfied."]
+        );
+        // anti-affinity through the query language sees the plan's own tasks
+        r.constraints = vec![Constraint::MemberOf(
+            parse("not(task:group == family:web)").unwrap(),
+        )];
+        r.count = 3;
+        assert_eq!(
+            ids(&place(&snap, &r, &mut first)),
+            ["b", "c", "MemberOf placement constraint unsatisfied."]
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_closest_instance() {
+        let mut off = inst("off", 9999, 9999, "z1");
+        off.agent_connected = false;
+        let mut ported = inst("ported", 4096, 4096, "z1");
+        ported.used_ports.push(80);
+        let snap = Snapshot {
+            instances: vec![off, inst("small", 10, 4096, "z1"), ported],
+        };
+        let mut r = req(1, 100, 100);
+        r.needs.ports = vec![80];
+        match &place(&snap, &r, &mut first).tasks[0] {
+            Err(Refusal::Instance { id, reason, .. }) => {
+                assert_eq!(id, "ported");
+                assert_eq!(reason.as_str(), "RESOURCE:PORTS");
+            }
+            other => panic!("{other:?}"),
+        }
+        r.required_attributes = vec![RequiredAttribute {
+            name: "ecs.capability.secrets.asm.environment-variables".into(),
+            value: None,
+        }];
+        let p = place(&snap, &r, &mut first);
+        let Err(Refusal::Instance { reason, .. }) = &p.tasks[0] else {
+            panic!("{p:?}");
+        };
+        assert_eq!(reason.as_str(), "ATTRIBUTE");
+        assert_eq!(
+            reason.detail().as_deref(),
+            Some("missing attribute ecs.capability.secrets.asm.environment-variables")
+        );
+        assert_eq!(
+            place(&Snapshot::default(), &r, &mut first).tasks,
+            vec![Err(Refusal::NoInstances)]
+        );
+    }
+
+    #[test]
+    fn the_last_port_and_mib_go_once_and_draining_takes_nothing() {
+        let mut d = inst("d", 9999, 9999, "z1");
+        d.status = InstanceStatus::Draining;
+        let mut a = inst("a", 4096, 300, "z1");
+        a.dynamic_ports = (100, 101);
+        a.used_ports.push(100);
+        let snap = Snapshot {
+            instances: vec![d, a],
+        };
+        let mut r = req(3, 1, 100);
+        r.needs.dynamic_ports = 1;
+        r.needs.ports_udp = vec![53];
+        let p = place(&snap, &r, &mut first);
+        assert_eq!(
+            p.tasks[0],
+            Ok(Placement {
+                instance: "a".into(),
+                arn: "arn:a".into(),
+                dynamic_ports: vec![101]
+            })
+        );
+        assert_eq!(ids(&p)[1..], ["RESOURCE:PORTS", "RESOURCE:PORTS"]);
+        r.needs.dynamic_ports = 0;
+        assert_eq!(ids(&place(&snap, &r, &mut first))[1], "RESOURCE:PORTS_UDP");
+        r.needs.ports_udp.clear();
+        assert_eq!(ids(&place(&snap, &r, &mut first)), ["a", "a", "a"]);
+        r.count = 4;
+        assert_eq!(ids(&place(&snap, &r, &mut first))[3], "RESOURCE:MEMORY");
+        r.needs.gpu = 1;
+        assert_eq!(ids(&place(&snap, &r, &mut first))[0], "RESOURCE:GPU");
+    }
+}
