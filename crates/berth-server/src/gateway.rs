@@ -37,6 +37,11 @@ const JSON_SERVICES: &[JsonService] = &[
         content_type: "application/x-amz-json-1.1",
     },
     JsonService {
+        target_prefix: berth_wire::logs::TARGET_PREFIX,
+        signing_name: berth_wire::logs::SIGNING_NAME,
+        content_type: "application/x-amz-json-1.1",
+    },
+    JsonService {
         target_prefix: berth_wire::agent::TARGET_PREFIX,
         signing_name: berth_wire::ecs::SIGNING_NAME,
         content_type: "application/x-amz-json-1.1",
@@ -196,6 +201,9 @@ async fn handle(
         match prefix.as_str() {
             p if p == berth_wire::ecs::TARGET_PREFIX => {
                 berth_wire::ecs::dispatch(&app2.ecs, &ctx, &operation, &body).map(Outcome::Reply)
+            }
+            p if p == berth_wire::logs::TARGET_PREFIX => {
+                berth_wire::logs::dispatch(&app2.logs, &ctx, &operation, &body).map(Outcome::Reply)
             }
             p if p == crate::admin::TARGET_PREFIX => {
                 crate::admin::dispatch(&app2, &ctx, &operation, &body).map(Outcome::Reply)

@@ -7,6 +7,7 @@ pub mod agent_channel;
 pub mod ecs;
 pub mod failure;
 pub mod gateway;
+pub mod logs;
 
 use std::sync::Arc;
 
@@ -16,12 +17,14 @@ use berth_store::Store;
 pub struct App {
     pub store: Arc<Store>,
     pub ecs: ecs::Ecs,
+    pub logs: logs::Logs,
 }
 
 impl App {
     pub fn new(store: Arc<Store>) -> App {
         App {
             ecs: ecs::Ecs::new(store.clone()),
+            logs: logs::Logs::new(store.clone()),
             store,
         }
     }
