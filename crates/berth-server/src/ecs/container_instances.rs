@@ -388,8 +388,11 @@ pub fn list(
     input: s::ListContainerInstancesRequest,
 ) -> Result<s::ListContainerInstancesResponse, AwsError> {
     let filter = match input.filter.as_deref() {
-        Some(f) if !f.trim().is_empty() => parse_filter(f)?,
-        _ => Vec::new(),
+        Some(f) if !f.trim().is_empty() => Some(
+            berth_scheduler::parse(f)
+                .map_err(|e| invalid(format!("Invalid filter expression '{f}': {e}.")))?,
+        ),
+        _ => None,
     };
     let page = Page::parse(input.next_token.as_deref(), input.max_results, 100)?;
     ecs.store
@@ -404,6 +407,10 @@ pub fn list(
             // Skipped statuses mean scanning in chunks until the page is full.
             let mut ids: Vec<String> = Vec::new();
             let mut after = page.after.clone().map(|a| format!("{prefix}{a}"));
+            let held = match &filter {
+                Some(_) => tasks::held_tasks(tx, ctx, &cluster_name)?,
+                None => Default::default(),
+            };
             loop {
                 let chunk = tx.list(
                     scope(ctx),
@@ -415,9 +422,21 @@ pub fn list(
                 let done = chunk.len() < 256;
                 for r in &chunk {
                     let ci: s::ContainerInstance = r.decode(kind::CONTAINER_INSTANCE)?;
-                    if wanted(ci.status.as_deref().unwrap_or_default())
-                        && filter.iter().all(|c| c.matches(&ci))
-                    {
+                    if !wanted(ci.status.as_deref().unwrap_or_default()) {
+                        continue;
+                    }
+                    let selected = match &filter {
+                        None => true,
+                        Some(e) => {
+                            let connected = tasks::agent_connected(tx, scope(ctx), &r.id, ctx.now)?;
+                            let held = held.get(&r.id).cloned().unwrap_or_default();
+                            e.matches(
+                                &super::placement::instance(&r.id, &ci, connected, held),
+                                &[],
+                            )
+                        }
+                    };
+                    if selected {
                         ids.push(r.id[prefix.len()..].to_string());
                     }
                 }
@@ -437,137 +456,6 @@ pub fn list(
             })
         })
         .map_err(aws)
-}
-
-/// One condition of a ListContainerInstances `filter` (cluster query language), on an
-/// attribute of the instance.
-#[derive(Debug, Clone, PartialEq)]
-enum Cond {
-    Eq(String, String),
-    Ne(String, String),
-    In(String, Vec<String>),
-    NotIn(String, Vec<String>),
-    Exists(String),
-    NotExists(String),
-}
-
-impl Cond {
-    fn matches(&self, ci: &s::ContainerInstance) -> bool {
-        let attr = |name: &str| {
-            ci.attributes
-                .iter()
-                .flatten()
-                .find(|a| a.name == name)
-                .map(|a| a.value.as_deref())
-        };
-        match self {
-            Cond::Eq(n, v) => attr(n) == Some(Some(v.as_str())),
-            Cond::Ne(n, v) => attr(n) != Some(Some(v.as_str())),
-            Cond::In(n, vs) => attr(n).flatten().is_some_and(|a| vs.iter().any(|v| v == a)),
-            Cond::NotIn(n, vs) => !attr(n).flatten().is_some_and(|a| vs.iter().any(|v| v == a)),
-            Cond::Exists(n) => attr(n).is_some(),
-            Cond::NotExists(n) => attr(n).is_none(),
-        }
-    }
-}
-
-/// Splits a query into words, `==`, `!=`, `[`, `]` and `,`.
-fn tokens(q: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut word = String::new();
-    let mut chars = q.chars().peekable();
-    let flush = |word: &mut String, out: &mut Vec<String>| {
-        if !word.is_empty() {
-            out.push(std::mem::take(word));
-        }
-    };
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => flush(&mut word, &mut out),
-            '[' | ']' | ',' => {
-                flush(&mut word, &mut out);
-                out.push(c.to_string());
-            }
-            '=' | '!' if chars.peek() == Some(&'=') => {
-                chars.next();
-                flush(&mut word, &mut out);
-                out.push(format!("{c}="));
-            }
-            c => word.push(c),
-        }
-    }
-    flush(&mut word, &mut out);
-    out
-}
-
-/// Parses the simple forms of ECS's cluster query language that Berth evaluates:
-/// `attribute:NAME == VALUE`, `!=`, `exists`, `!exists`, `in [A, B]`, `not_in [A, B]`, joined
-/// by `and` (or `&&`). Anything else (`or`, parentheses, other targets such as
-/// `runningTasksCount` or `task:group`) is refused as not supported yet.
-fn parse_filter(q: &str) -> Result<Vec<Cond>, AwsError> {
-    let unsupported = || {
-        invalid(format!(
-            "The filter expression '{q}' is not supported yet: Berth evaluates `attribute:NAME == VALUE`, `!=`, `exists`, `!exists`, `in [..]` and `not_in [..]` joined by `and`."
-        ))
-    };
-    let toks = tokens(q);
-    let mut out = Vec::new();
-    let mut i = 0;
-    loop {
-        let name = toks
-            .get(i)
-            .and_then(|t| t.strip_prefix("attribute:"))
-            .filter(|n| !n.is_empty())
-            .ok_or_else(unsupported)?
-            .to_string();
-        let op = toks.get(i + 1).ok_or_else(unsupported)?;
-        i += 2;
-        match op.as_str() {
-            "==" | "!=" => {
-                let v = toks
-                    .get(i)
-                    .filter(|v| !matches!(v.as_str(), "[" | "]" | ","))
-                    .ok_or_else(unsupported)?
-                    .clone();
-                i += 1;
-                out.push(if op == "==" {
-                    Cond::Eq(name, v)
-                } else {
-                    Cond::Ne(name, v)
-                });
-            }
-            "exists" => out.push(Cond::Exists(name)),
-            "!exists" => out.push(Cond::NotExists(name)),
-            "in" | "not_in" => {
-                if toks.get(i).map(String::as_str) != Some("[") {
-                    return Err(unsupported());
-                }
-                i += 1;
-                let mut values = Vec::new();
-                loop {
-                    let v = toks.get(i).ok_or_else(unsupported)?;
-                    i += 1;
-                    match v.as_str() {
-                        "]" => break,
-                        "," => {}
-                        "[" => return Err(unsupported()),
-                        v => values.push(v.to_string()),
-                    }
-                }
-                out.push(if op == "in" {
-                    Cond::In(name, values)
-                } else {
-                    Cond::NotIn(name, values)
-                });
-            }
-            _ => return Err(unsupported()),
-        }
-        match toks.get(i).map(String::as_str) {
-            None => return Ok(out),
-            Some("and" | "&&") => i += 1,
-            Some(_) => return Err(unsupported()),
-        }
-    }
 }
 
 pub fn update_state(
@@ -928,9 +816,23 @@ pub(crate) mod tests {
                 .unwrap()
                 .is_empty()
         );
+        assert_eq!(
+            filtered("attribute:stack == prod or attribute:stack == dev").unwrap(),
+            vec![arn.clone()]
+        );
+        assert_eq!(
+            filtered("not (attribute:stack exists) and runningTasksCount == 0")
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            filtered("attribute:stack =~ pr*").unwrap(),
+            vec![arn.clone()]
+        );
         for bad in [
-            "attribute:stack == prod or attribute:stack == dev",
-            "runningTasksCount == 1",
+            "runningTasksCount == many",
+            "attribute:stack = prod",
             "attribute:stack ==",
             "attribute:stack in [prod",
         ] {

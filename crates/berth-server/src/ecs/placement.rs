@@ -1,8 +1,13 @@
-//! Where a task may run: what it needs (CPU units, MiB, host ports) and a simple choice among
-//! container instances that have it. A pure function of a snapshot; the full scheduler
-//! (strategies, constraints, capacity providers) is its own issue.
+//! Where a task may run, between the store's shapes and the pure engine of `berth_scheduler`:
+//! what a task needs (CPU units, MiB, GPUs, host ports), a container instance as the engine
+//! sees it, the constraints and strategies of a task definition and a request (validated as
+//! ECS validates them), and a refusal as ECS phrases it in `failures`.
 
+use berth_scheduler as sched;
+use berth_wire::AwsError;
 use berth_wire::ecs::shapes as s;
+
+use super::common::invalid;
 
 /// What one task reserves on its container instance.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -13,39 +18,6 @@ pub struct Needs {
     pub ports: Vec<i32>,
     /// Static host ports (UDP).
     pub ports_udp: Vec<i32>,
-}
-
-/// An instance as placement sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    pub id: String,
-    pub remaining_cpu: i32,
-    pub remaining_memory: i32,
-    pub used_ports: Vec<i32>,
-    pub used_ports_udp: Vec<i32>,
-    pub connected: bool,
-}
-
-/// Why a task could not be placed, as ECS names it in `failures`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    Cpu,
-    Memory,
-    Ports,
-    PortsUdp,
-    Agent,
-}
-
-impl Refusal {
-    pub fn reason(self) -> &'static str {
-        match self {
-            Refusal::Cpu => "RESOURCE:CPU",
-            Refusal::Memory => "RESOURCE:MEMORY",
-            Refusal::Ports => "RESOURCE:PORTS",
-            Refusal::PortsUdp => "RESOURCE:PORTS_UDP",
-            Refusal::Agent => "AGENT",
-        }
-    }
 }
 
 /// The needs of a task: task-level cpu/memory when set, else the sum of its containers'
@@ -88,125 +60,232 @@ pub fn needs(td: &s::TaskDefinition, task_cpu: Option<i32>, task_memory: Option<
     n
 }
 
-/// Why `c` cannot take `n`, if it cannot.
-pub fn refusal(c: &Candidate, n: &Needs) -> Option<Refusal> {
-    if !c.connected {
-        return Some(Refusal::Agent);
+/// The engine's needs for `n`, with the GPUs the definition's containers ask for.
+pub fn engine_needs(n: &Needs, td: &s::TaskDefinition) -> sched::Needs {
+    let gpu = td
+        .container_definitions
+        .iter()
+        .flatten()
+        .flat_map(|c| c.resource_requirements.iter().flatten())
+        .filter(|r| r.r#type == s::ResourceType::Gpu)
+        .filter_map(|r| r.value.as_deref()?.parse::<i64>().ok())
+        .sum();
+    sched::Needs {
+        cpu: i64::from(n.cpu),
+        memory: i64::from(n.memory),
+        gpu,
+        ports: n.ports.clone(),
+        ports_udp: n.ports_udp.clone(),
+        dynamic_ports: 0,
     }
-    if c.remaining_cpu < n.cpu {
-        return Some(Refusal::Cpu);
-    }
-    if c.remaining_memory < n.memory {
-        return Some(Refusal::Memory);
-    }
-    if n.ports.iter().any(|p| c.used_ports.contains(p)) {
-        return Some(Refusal::Ports);
-    }
-    if n.ports_udp.iter().any(|p| c.used_ports_udp.contains(p)) {
-        return Some(Refusal::PortsUdp);
-    }
-    None
 }
 
-/// Places `count` tasks of needs `n` on `candidates`, reserving as it goes (so two tasks never
-/// share the last MiB or a port): each task on a random instance among those that fit
-/// (`pick(k)` returns an index below `k`: the randomness is an input). Returns the chosen
-/// instance per task, or the refusal of the first instance in the snapshot when none fits.
-pub fn place(
-    candidates: &mut [Candidate],
-    n: &Needs,
-    count: usize,
-    mut pick: impl FnMut(usize) -> usize,
-) -> Vec<Result<String, Refusal>> {
-    (0..count)
-        .map(|_| {
-            let fits: Vec<usize> = (0..candidates.len())
-                .filter(|i| refusal(&candidates[*i], n).is_none())
-                .collect();
-            if fits.is_empty() {
-                let why = candidates
-                    .iter()
-                    .filter_map(|c| refusal(c, n))
-                    .max_by_key(|r| *r as u8)
-                    .unwrap_or(Refusal::Agent);
-                return Err(why);
-            }
-            let i = fits[pick(fits.len()) % fits.len()];
-            let c = &mut candidates[i];
-            c.remaining_cpu -= n.cpu;
-            c.remaining_memory -= n.memory;
-            c.used_ports.extend(&n.ports);
-            c.used_ports_udp.extend(&n.ports_udp);
-            Ok(c.id.clone())
-        })
-        .collect()
+fn resources(rs: &[s::Resource]) -> sched::Resources {
+    let int = |name: &str| {
+        rs.iter()
+            .find(|r| r.name.as_deref() == Some(name))
+            .map(|r| {
+                r.integer_value
+                    .map(i64::from)
+                    .or(r.long_value)
+                    .or_else(|| r.string_set_value.as_ref().map(|v| v.len() as i64))
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    };
+    sched::Resources {
+        cpu: int("CPU"),
+        memory: int("MEMORY"),
+        gpu: int("GPU"),
+    }
+}
+
+fn port_set(rs: &[s::Resource], name: &str) -> Vec<i32> {
+    rs.iter()
+        .find(|r| r.name.as_deref() == Some(name))
+        .and_then(|r| r.string_set_value.as_ref())
+        .map(|v| v.iter().filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Container instance `id` (its store id) as the engine sees it, holding `tasks`.
+pub fn instance(
+    id: &str,
+    ci: &s::ContainerInstance,
+    connected: bool,
+    tasks: Vec<sched::RunningTask>,
+) -> sched::Instance {
+    let registered = ci.registered_resources.as_deref().unwrap_or_default();
+    let remaining = ci.remaining_resources.as_deref().unwrap_or_default();
+    let mut i = sched::Instance::new(id, ci.container_instance_arn.clone().unwrap_or_default());
+    i.ec2_instance_id = ci.ec2_instance_id.clone();
+    i.status = if ci.status.as_deref() == Some("ACTIVE") {
+        sched::InstanceStatus::Active
+    } else {
+        sched::InstanceStatus::Draining
+    };
+    i.agent_connected = connected;
+    i.agent_version = ci
+        .version_info
+        .as_ref()
+        .and_then(|v| v.agent_version.clone());
+    i.registered_at_ms = ci.registered_at.map(|t| t.millis());
+    i.registered = resources(registered);
+    i.remaining = resources(remaining);
+    i.used_ports = port_set(remaining, "PORTS");
+    i.used_ports_udp = port_set(remaining, "PORTS_UDP");
+    i.attributes = ci
+        .attributes
+        .iter()
+        .flatten()
+        .map(|a| (a.name.clone(), a.value.clone()))
+        .collect();
+    i.running_tasks_count = ci.running_tasks_count.unwrap_or(0);
+    i.tasks = tasks;
+    i
+}
+
+fn bad(e: sched::InvalidPlacement) -> AwsError {
+    invalid(e)
+}
+
+/// The constraints (the task definition's, then the request's) and strategies of a placement,
+/// checked as ECS checks them (InvalidParameterException).
+pub fn rules(
+    td: &s::TaskDefinition,
+    constraints: Option<&[s::PlacementConstraint]>,
+    strategies: Option<&[s::PlacementStrategy]>,
+) -> Result<(Vec<sched::Constraint>, Vec<sched::Strategy>), AwsError> {
+    let from_td = td.placement_constraints.as_deref().unwrap_or_default();
+    let given = constraints.unwrap_or_default();
+    let strategies = strategies.unwrap_or_default();
+    sched::check_counts(from_td.len() + given.len(), strategies.len()).map_err(bad)?;
+    let mut out = Vec::new();
+    for c in from_td {
+        out.push(
+            sched::constraint(c.r#type.map(|t| t.as_str()), c.expression.as_deref())
+                .map_err(bad)?,
+        );
+    }
+    for c in given {
+        out.push(
+            sched::constraint(c.r#type.map(|t| t.as_str()), c.expression.as_deref())
+                .map_err(bad)?,
+        );
+    }
+    let strategies = strategies
+        .iter()
+        .map(|p| sched::strategy(p.r#type.map(|t| t.as_str()), p.field.as_deref()).map_err(bad))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((out, strategies))
+}
+
+/// A refusal as ECS phrases it in `failures`.
+pub fn failure(r: &sched::Refusal) -> s::Failure {
+    match r {
+        sched::Refusal::Instance { arn, reason, .. } => s::Failure {
+            arn: Some(arn.clone()),
+            reason: Some(reason.as_str().into()),
+            detail: reason.detail(),
+        },
+        sched::Refusal::NoInstances => s::Failure {
+            arn: None,
+            reason: Some("No Container Instances were found in your cluster.".into()),
+            detail: None,
+        },
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
-    fn cand(id: &str, cpu: i32, mem: i32) -> Candidate {
-        Candidate {
-            id: id.into(),
-            remaining_cpu: cpu,
-            remaining_memory: mem,
-            used_ports: vec![22],
-            used_ports_udp: vec![],
-            connected: true,
-        }
+    #[test]
+    fn rules_are_checked_as_ecs_checks_them() {
+        let td = s::TaskDefinition {
+            placement_constraints: Some(vec![s::TaskDefinitionPlacementConstraint {
+                r#type: Some(s::TaskDefinitionPlacementConstraintType::MemberOf),
+                expression: Some("attribute:stack == prod".into()),
+            }]),
+            ..Default::default()
+        };
+        let distinct = s::PlacementConstraint {
+            r#type: Some(s::PlacementConstraintType::DistinctInstance),
+            expression: None,
+        };
+        let spread = s::PlacementStrategy {
+            r#type: Some(s::PlacementStrategyType::Spread),
+            field: Some("attribute:ecs.availability-zone".into()),
+        };
+        let (c, st) = rules(
+            &td,
+            Some(std::slice::from_ref(&distinct)),
+            Some(std::slice::from_ref(&spread)),
+        )
+        .unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(st.len(), 1);
+        let e = rules(&td, Some(&vec![distinct; 10]), None).unwrap_err();
+        assert_eq!(e.code, "InvalidParameterException");
+        let e = rules(&td, None, Some(&vec![spread; 6])).unwrap_err();
+        assert_eq!(e.code, "InvalidParameterException");
+        let e = rules(
+            &td,
+            Some(&[s::PlacementConstraint {
+                r#type: Some(s::PlacementConstraintType::MemberOf),
+                expression: Some("attribute:stack in [prod".into()),
+            }]),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("attribute:stack in [prod"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
-    fn refusals_name_the_resource() {
-        let n = Needs {
-            cpu: 512,
-            memory: 256,
-            ports: vec![80],
-            ports_udp: vec![],
+    fn an_instance_as_the_engine_sees_it() {
+        let ci = s::ContainerInstance {
+            container_instance_arn: Some("arn:ci".into()),
+            status: Some("DRAINING".into()),
+            remaining_resources: Some(vec![
+                s::Resource {
+                    name: Some("CPU".into()),
+                    integer_value: Some(512),
+                    ..Default::default()
+                },
+                s::Resource {
+                    name: Some("PORTS".into()),
+                    string_set_value: Some(vec!["22".into(), "80".into()]),
+                    ..Default::default()
+                },
+                s::Resource {
+                    name: Some("GPU".into()),
+                    string_set_value: Some(vec!["gpu0".into()]),
+                    ..Default::default()
+                },
+            ]),
+            attributes: Some(vec![s::Attribute {
+                name: "stack".into(),
+                value: Some("prod".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
         };
-        assert_eq!(refusal(&cand("a", 100, 1000), &n), Some(Refusal::Cpu));
-        assert_eq!(refusal(&cand("a", 1000, 100), &n), Some(Refusal::Memory));
-        let mut c = cand("a", 1000, 1000);
-        c.used_ports.push(80);
-        assert_eq!(refusal(&c, &n), Some(Refusal::Ports));
-        c.connected = false;
-        assert_eq!(refusal(&c, &n), Some(Refusal::Agent));
-        assert_eq!(Refusal::Memory.reason(), "RESOURCE:MEMORY");
-    }
-
-    #[test]
-    fn the_last_port_is_given_once() {
-        let mut cs = vec![cand("a", 4096, 4096)];
-        let n = Needs {
-            cpu: 10,
-            memory: 10,
-            ports: vec![8080],
-            ports_udp: vec![],
-        };
-        let r = place(&mut cs, &n, 2, |_| 0);
-        assert_eq!(r[0], Ok("a".into()));
-        assert_eq!(r[1], Err(Refusal::Ports));
-    }
-
-    proptest! {
-        /// No instance ever goes below zero CPU or memory, whatever the requests.
-        #[test]
-        fn never_overcommits(
-            caps in proptest::collection::vec((0i32..4096, 0i32..8192), 1..6),
-            cpu in 0i32..2048, mem in 0i32..4096, count in 1usize..10, seed in 0usize..1000,
-        ) {
-            let mut cs: Vec<Candidate> = caps.iter().enumerate().map(|(i, (c, m))| cand(&i.to_string(), *c, *m)).collect();
-            let n = Needs { cpu, memory: mem, ports: vec![], ports_udp: vec![] };
-            let mut k = seed;
-            let placed = place(&mut cs, &n, count, |len| { k = k.wrapping_mul(31).wrapping_add(7); k % len });
-            for c in &cs {
-                prop_assert!(c.remaining_cpu >= 0 && c.remaining_memory >= 0);
-            }
-            let ok = placed.iter().filter(|r| r.is_ok()).count() as i64;
-            let total_cpu: i64 = caps.iter().map(|(c, _)| *c as i64).sum();
-            prop_assert!(ok * cpu as i64 <= total_cpu);
-        }
+        let i = instance("web/1", &ci, true, vec![]);
+        assert_eq!(i.status, sched::InstanceStatus::Draining);
+        assert_eq!(i.remaining.cpu, 512);
+        assert_eq!(i.remaining.gpu, 1);
+        assert_eq!(i.used_ports, vec![22, 80]);
+        assert_eq!(i.attributes.get("stack"), Some(&Some("prod".into())));
+        let f = failure(&sched::Refusal::Instance {
+            id: "web/1".into(),
+            arn: "arn:ci".into(),
+            reason: sched::Reason::Memory,
+        });
+        assert_eq!(f.reason.as_deref(), Some("RESOURCE:MEMORY"));
+        assert_eq!(f.arn.as_deref(), Some("arn:ci"));
     }
 }

@@ -9,6 +9,7 @@
 //! wakes the host's pending poll (see `crate::agent_channel`).
 
 use berth_model::lifecycle::{TaskStatus, advance_desired};
+use berth_scheduler as sched;
 use berth_store::{Scope, Tx};
 use berth_wire::agent::TaskAssignment;
 use berth_wire::ecs::shapes as s;
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Ecs;
 use super::common::{self, Page, aws, invalid, kind, scope};
-use super::placement::{self, Candidate};
+use super::placement;
 use super::task_definitions::{self, Ident};
 use crate::failure::Failure;
 
@@ -542,21 +543,6 @@ impl Launch<'_> {
     }
 }
 
-fn resource_int(rs: &[s::Resource], name: &str) -> i32 {
-    rs.iter()
-        .find(|r| r.name.as_deref() == Some(name))
-        .and_then(|r| r.integer_value)
-        .unwrap_or(0)
-}
-
-fn resource_set(rs: &[s::Resource], name: &str) -> Vec<i32> {
-    rs.iter()
-        .find(|r| r.name.as_deref() == Some(name))
-        .and_then(|r| r.string_set_value.as_ref())
-        .map(|v| v.iter().filter_map(|p| p.parse().ok()).collect())
-        .unwrap_or_default()
-}
-
 /// Adds (`sign` = -1 reserves, +1 releases) a task's resources to its instance's remaining ones.
 fn adjust_remaining(ci: &mut s::ContainerInstance, t: &StoredTask, sign: i32) {
     let rs = ci.remaining_resources.get_or_insert_with(Vec::new);
@@ -664,35 +650,50 @@ fn present(t: &StoredTask, include: &[TaskField]) -> s::Task {
     task
 }
 
-/// The ACTIVE container instances of `cluster` that placement may use.
+/// The tasks (not STOPPED) each container instance of `cluster` holds, by instance store id.
+pub fn held_tasks(
+    tx: &Tx<'_>,
+    ctx: &RequestContext,
+    cluster: &str,
+) -> Result<std::collections::HashMap<String, Vec<sched::RunningTask>>, Failure> {
+    let mut held: std::collections::HashMap<String, Vec<sched::RunningTask>> =
+        std::collections::HashMap::new();
+    for (_, t) in tx.list_json::<StoredTask>(scope(ctx), task_kind::TASK, &format!("{cluster}/"))? {
+        if let Some(ci) = &t.container_instance
+            && t.last_status() != TaskStatus::Stopped
+        {
+            held.entry(ci.clone())
+                .or_default()
+                .push(sched::RunningTask {
+                    group: t.task.group.clone(),
+                    family: t.task_definition.family.clone().unwrap_or_default(),
+                });
+        }
+    }
+    Ok(held)
+}
+
+/// The container instances of `cluster` (ACTIVE and DRAINING) as placement sees them, with
+/// the tasks each holds (not STOPPED).
 fn candidates(
     tx: &Tx<'_>,
     ctx: &RequestContext,
     cluster: &str,
     now: Timestamp,
-) -> Result<Vec<(Candidate, s::ContainerInstance)>, Failure> {
+) -> Result<Vec<(sched::Instance, s::ContainerInstance)>, Failure> {
+    let mut held = held_tasks(tx, ctx, cluster)?;
     let mut out = Vec::new();
     for (id, ci) in tx.list_json::<s::ContainerInstance>(
         scope(ctx),
         kind::CONTAINER_INSTANCE,
         &format!("{cluster}/"),
     )? {
-        if ci.status.as_deref() != Some("ACTIVE") {
+        if !matches!(ci.status.as_deref(), Some("ACTIVE") | Some("DRAINING")) {
             continue;
         }
-        let rs = ci.remaining_resources.clone().unwrap_or_default();
         let connected = agent_connected(tx, scope(ctx), &id, now)?;
-        out.push((
-            Candidate {
-                id,
-                remaining_cpu: resource_int(&rs, "CPU"),
-                remaining_memory: resource_int(&rs, "MEMORY"),
-                used_ports: resource_set(&rs, "PORTS"),
-                used_ports_udp: resource_set(&rs, "PORTS_UDP"),
-                connected,
-            },
-            ci,
-        ));
+        let tasks = held.remove(&id).unwrap_or_default();
+        out.push((placement::instance(&id, &ci, connected, tasks), ci));
     }
     Ok(out)
 }
@@ -835,22 +836,43 @@ pub fn run(
                         );
                     }
                     launch.validate_network(false)?;
+                    let (constraints, strategies) = placement::rules(
+                        &td.task_definition,
+                        input.placement_constraints.as_deref(),
+                        input.placement_strategy.as_deref(),
+                    )?;
                     let mut cands = candidates(tx, ctx, &cluster_name, ctx.now)?;
-                    if cands.is_empty() {
+                    if !cands
+                        .iter()
+                        .any(|(i, _)| i.status == sched::InstanceStatus::Active)
+                    {
                         return Err(
                             invalid("No Container Instances were found in your cluster.").into(),
                         );
                     }
-                    let needs =
-                        needs_of(&effective_td(&td.task_definition, input.overrides.as_ref()));
-                    let mut snapshot: Vec<Candidate> =
-                        cands.iter().map(|(c, _)| c.clone()).collect();
-                    let placed = placement::place(&mut snapshot, &needs, count as usize, |n| {
+                    let etd = effective_td(&td.task_definition, input.overrides.as_ref());
+                    let request = sched::Request {
+                        count: count as usize,
+                        needs: placement::engine_needs(&needs_of(&etd), &etd),
+                        group: input.group.clone().unwrap_or_else(|| {
+                            format!("family:{}", etd.family.clone().unwrap_or_default())
+                        }),
+                        family: etd.family.clone().unwrap_or_default(),
+                        constraints,
+                        strategies,
+                        // Agents do not register ECS's capability attributes yet.
+                        required_attributes: Vec::new(),
+                    };
+                    let snapshot = sched::Snapshot {
+                        instances: cands.iter().map(|(i, _)| i.clone()).collect(),
+                    };
+                    let plan = sched::place(&snapshot, &request, &mut |n| {
                         rand::random_range(0..n.max(1))
                     });
-                    for p in placed {
+                    for p in plan.tasks {
                         match p {
-                            Ok(id) => {
+                            Ok(p) => {
+                                let id = p.instance;
                                 let Some((_, ci)) = cands.iter_mut().find(|(c, _)| c.id == id)
                                 else {
                                     continue;
@@ -862,16 +884,7 @@ pub fn run(
                                 ids.push(format!("{}/{}", t.cluster(), t.id()));
                                 tasks.push(present(&t, &[TaskField::Tags]));
                             }
-                            Err(why) => {
-                                let arn = cands
-                                    .first()
-                                    .and_then(|(_, ci)| ci.container_instance_arn.clone());
-                                failures.push(s::Failure {
-                                    arn,
-                                    reason: Some(why.reason().into()),
-                                    detail: None,
-                                });
-                            }
+                            Err(why) => failures.push(placement::failure(&why)),
                         }
                     }
                 }
@@ -938,8 +951,18 @@ pub fn start(
                     network_configuration: input.network_configuration.as_ref(),
                 };
                 launch.validate_network(false)?;
-                let cands = candidates(tx, ctx, &cluster_name, ctx.now)?;
-                let needs = needs_of(&effective_td(&td.task_definition, input.overrides.as_ref()));
+                let cands: Vec<_> = candidates(tx, ctx, &cluster_name, ctx.now)?
+                    .into_iter()
+                    .filter(|(i, _)| i.status == sched::InstanceStatus::Active)
+                    .collect();
+                let etd = effective_td(&td.task_definition, input.overrides.as_ref());
+                // StartTask places where it is told: resources and the agent are checked,
+                // no constraints or strategies.
+                let request = sched::Request {
+                    count: 1,
+                    needs: placement::engine_needs(&needs_of(&etd), &etd),
+                    ..sched::Request::default()
+                };
                 let mut hosts = Vec::new();
                 let mut tasks = Vec::new();
                 let mut failures = Vec::new();
@@ -954,18 +977,18 @@ pub fn start(
                         });
                         continue;
                     };
-                    // Reserve against the latest record (earlier tasks of this call count).
+                    // Check against the latest record (earlier tasks of this call count).
                     let fresh = candidates(tx, ctx, &cluster_name, ctx.now)?
                         .into_iter()
                         .find(|(x, _)| x.id == c.id)
                         .map(|(x, _)| x)
                         .unwrap_or_else(|| c.clone());
-                    if let Some(why) = placement::refusal(&fresh, &needs) {
-                        failures.push(s::Failure {
-                            arn: ci.container_instance_arn.clone(),
-                            reason: Some(why.reason().into()),
-                            detail: None,
-                        });
+                    if let Some(why) = sched::check(&fresh, &request) {
+                        failures.push(placement::failure(&sched::Refusal::Instance {
+                            id: fresh.id.clone(),
+                            arn: fresh.arn.clone(),
+                            reason: why,
+                        }));
                         continue;
                     }
                     let t = launch.task(instance_host(scope(ctx), &c.id), Some((&c.id, ci)), None);
@@ -1763,5 +1786,100 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(e.message, "The referenced task was not found.");
+    }
+
+    /// RunTask places with the engine: strategies, constraints and ECS's failure reasons.
+    #[test]
+    fn run_task_follows_strategies_and_constraints() {
+        let (ecs, c) = setup();
+        let mut arns = Vec::new();
+        for zone in ["z1", "z2"] {
+            let ci = ecs
+                .register_container_instance(
+                    &c,
+                    serde_json::from_value(serde_json::json!({
+                        "cluster": "c",
+                        "totalResources": [
+                            {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
+                            {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}
+                        ],
+                        "attributes": [{"name": "zone", "value": zone}]
+                    }))
+                    .unwrap(),
+                )
+                .unwrap()
+                .container_instance
+                .unwrap();
+            let arn = ci.container_instance_arn.unwrap();
+            ecs.store
+                .write(|tx| {
+                    let id = super::super::container_instances::store_id(&c, "c", &arn).unwrap();
+                    record_poll(tx, &instance_host(scope(&c), &id), c.now.millis())
+                })
+                .unwrap();
+            arns.push(arn);
+        }
+        let td: s::RegisterTaskDefinitionRequest = serde_json::from_value(serde_json::json!({
+            "family": "svc", "networkMode": "host",
+            "containerDefinitions": [{"name": "app", "image": "busybox", "cpu": 256, "memory": 128}]
+        }))
+        .unwrap();
+        ecs.register_task_definition(&c, td).unwrap();
+        let run = |extra: serde_json::Value| {
+            let mut req =
+                serde_json::json!({"cluster": "c", "taskDefinition": "svc", "launchType": "EC2"});
+            for (k, v) in extra.as_object().unwrap() {
+                req[k] = v.clone();
+            }
+            ecs.run_task(&c, serde_json::from_value(req).unwrap())
+        };
+        let on = |r: &s::RunTaskResponse| -> Vec<String> {
+            r.tasks
+                .iter()
+                .flatten()
+                .map(|t| t.container_instance_arn.clone().unwrap())
+                .collect()
+        };
+        let spread = run(serde_json::json!({
+            "count": 4, "group": "spread",
+            "placementStrategy": [{"type": "spread", "field": "attribute:zone"}]
+        }))
+        .unwrap();
+        let placed = on(&spread);
+        assert_eq!(placed.iter().filter(|a| **a == arns[0]).count(), 2);
+        assert_eq!(placed.iter().filter(|a| **a == arns[1]).count(), 2);
+        let member = run(serde_json::json!({
+            "count": 2,
+            "placementConstraints": [{"type": "memberOf", "expression": "attribute:zone == z2"}]
+        }))
+        .unwrap();
+        assert_eq!(on(&member), vec![arns[1].clone(), arns[1].clone()]);
+        let distinct = run(serde_json::json!({
+            "count": 3, "group": "solo",
+            "placementConstraints": [{"type": "distinctInstance"}]
+        }))
+        .unwrap();
+        assert_eq!(on(&distinct).len(), 2);
+        let f = distinct.failures.unwrap();
+        assert_eq!(
+            f[0].reason.as_deref(),
+            Some("DistinctInstance placement constraint unsatisfied.")
+        );
+        assert!(arns.contains(f[0].arn.as_ref().unwrap()));
+        let none = run(serde_json::json!({
+            "placementConstraints": [{"type": "memberOf", "expression": "attribute:zone == z9"}]
+        }))
+        .unwrap();
+        assert_eq!(
+            none.failures.unwrap()[0].reason.as_deref(),
+            Some("MemberOf placement constraint unsatisfied.")
+        );
+        for bad in [
+            serde_json::json!({"placementStrategy": [{"type": "binpack", "field": "disk"}]}),
+            serde_json::json!({"placementConstraints": [{"type": "memberOf", "expression": "attribute:zone =="}]}),
+            serde_json::json!({"placementConstraints": [{"type": "distinctInstance", "expression": "attribute:zone exists"}]}),
+        ] {
+            assert_eq!(run(bad).unwrap_err().code, "InvalidParameterException");
+        }
     }
 }
