@@ -404,7 +404,9 @@ pub fn filter(
     logs.store
         .read(|tx| -> Result<s::FilterLogEventsResponse, Failure> {
             let (g, _) = get_group(tx, ctx, &group)?;
-            let (start, end) = window(&g, now, input.start_time, input.end_time);
+            // FilterLogEvents' endTime is inclusive (GetLogEvents' is not).
+            let end_time = input.end_time.map(|e| e.saturating_add(1));
+            let (start, end) = window(&g, now, input.start_time, end_time);
             let mut found = Vec::new();
             let mut bytes = 0;
             let mut scanned = 0;
