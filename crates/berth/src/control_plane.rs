@@ -143,7 +143,8 @@ async fn run_managed_capacity(
     }
 }
 
-/// Periodic upkeep: prunes STOPPED tasks past ECS's retention.
+/// Periodic upkeep: prunes STOPPED tasks past ECS's retention and log events past their
+/// group's retention.
 async fn housekeeping(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
@@ -159,6 +160,16 @@ async fn housekeeping(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool
         match pruned {
             Ok(Ok(n)) if n > 0 => tracing::info!(pruned = n, "pruned stopped tasks"),
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune stopped tasks"),
+            _ => {}
+        }
+        let store = app.store.clone();
+        let expired = tokio::task::spawn_blocking(move || {
+            berth_server::logs::events::prune(&store, berth_wire::Timestamp::now().millis())
+        })
+        .await;
+        match expired {
+            Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "deleted log events past retention"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot delete expired log events"),
             _ => {}
         }
     }
