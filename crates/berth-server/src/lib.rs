@@ -8,6 +8,8 @@ pub mod ecs;
 pub mod failure;
 pub mod gateway;
 pub mod logs;
+#[cfg(test)]
+mod test_support;
 
 use std::sync::Arc;
 

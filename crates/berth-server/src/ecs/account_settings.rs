@@ -337,14 +337,8 @@ mod tests {
 
     fn ctx(principal: &str) -> RequestContext {
         RequestContext {
-            account_id: "123456789012".into(),
-            region: "us-east-1".into(),
             principal_arn: principal.into(),
-            access_key_id: String::new(),
-            request_id: String::new(),
-            source_ip: String::new(),
-            user_agent: String::new(),
-            now: berth_wire::Timestamp(0),
+            ..crate::test_support::context(0)
         }
     }
 

@@ -35,20 +35,7 @@ pub fn instance_arn(ctx: &RequestContext, cluster: &str, id: &str) -> String {
 /// short format) names within `cluster`; `None` if it names one of another cluster,
 /// account or region, or is not an id at all.
 pub fn store_id(ctx: &RequestContext, cluster: &str, ident: &str) -> Option<String> {
-    let id = match common::arn_resource(ctx, ident, "container-instance") {
-        Some(Ok(rest)) => match rest.split_once('/') {
-            Some((c, id)) if c == cluster => id,
-            Some(_) => return None,
-            None => rest,
-        },
-        Some(Err(())) => return None,
-        None => ident,
-    };
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return None;
-    }
-    Some(format!("{cluster}/{id}"))
+    common::cluster_scoped_id(ctx, cluster, ident, "container-instance")
 }
 
 /// Attributes ECS itself sets (`ecs.*`, `com.amazonaws.ecs.*`); the others are custom.
@@ -622,16 +609,7 @@ pub(crate) mod tests {
     use std::sync::Arc;
 
     pub(crate) fn ctx() -> RequestContext {
-        RequestContext {
-            account_id: "123456789012".into(),
-            region: "us-east-1".into(),
-            principal_arn: "arn:aws:iam::123456789012:root".into(),
-            access_key_id: String::new(),
-            request_id: String::new(),
-            source_ip: String::new(),
-            user_agent: String::new(),
-            now: berth_wire::Timestamp(1_700_000_000_000),
-        }
+        crate::test_support::context(1_700_000_000_000)
     }
 
     /// A store with cluster `web`.

@@ -1317,16 +1317,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> RequestContext {
-        RequestContext {
-            account_id: "123456789012".into(),
-            region: "us-east-1".into(),
-            principal_arn: "arn:aws:iam::123456789012:root".into(),
-            access_key_id: String::new(),
-            request_id: String::new(),
-            source_ip: String::new(),
-            user_agent: String::new(),
-            now: berth_wire::Timestamp(1_700_000_000_000),
-        }
+        crate::test_support::context(1_700_000_000_000)
     }
 
     fn ecs() -> Ecs {

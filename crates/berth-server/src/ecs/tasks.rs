@@ -1524,16 +1524,7 @@ mod tests {
     use std::sync::Arc;
 
     fn ctx() -> RequestContext {
-        RequestContext {
-            account_id: "123456789012".into(),
-            region: "us-east-1".into(),
-            principal_arn: "arn:aws:iam::123456789012:root".into(),
-            access_key_id: "AKIA".into(),
-            request_id: "r".into(),
-            source_ip: "127.0.0.1".into(),
-            user_agent: "test".into(),
-            now: Timestamp(1_700_000_000_000),
-        }
+        crate::test_support::context(1_700_000_000_000)
     }
 
     fn setup() -> (Ecs, RequestContext) {

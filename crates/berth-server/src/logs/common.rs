@@ -287,16 +287,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> RequestContext {
-        RequestContext {
-            account_id: "123456789012".into(),
-            region: "us-east-1".into(),
-            principal_arn: String::new(),
-            access_key_id: String::new(),
-            request_id: String::new(),
-            source_ip: String::new(),
-            user_agent: String::new(),
-            now: berth_wire::Timestamp(0),
-        }
+        crate::test_support::context(0)
     }
 
     #[test]

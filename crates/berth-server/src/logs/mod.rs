@@ -127,21 +127,11 @@ impl Api for Logs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_wire::Timestamp;
 
     const NOW: i64 = 1_700_000_000_000;
 
     fn ctx() -> RequestContext {
-        RequestContext {
-            account_id: "123456789012".into(),
-            region: "us-east-1".into(),
-            principal_arn: String::new(),
-            access_key_id: String::new(),
-            request_id: String::new(),
-            source_ip: String::new(),
-            user_agent: String::new(),
-            now: Timestamp(NOW),
-        }
+        crate::test_support::context(NOW)
     }
 
     fn logs() -> Logs {
