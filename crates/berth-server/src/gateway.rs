@@ -1,7 +1,11 @@
 //! The gateway: one HTTP endpoint for every service, as AWS's regional endpoints are.
 //!
-//! decode protocol → authenticate (SigV4) → dispatch the typed operation → encode the reply.
-//! The service is known from `X-Amz-Target` (JSON protocols). Service code never sees HTTP.
+//! decode protocol → authenticate (SigV4) → dispatch the typed operation → record the call
+//! (CloudTrail) → encode the reply. The service is known from `X-Amz-Target` (JSON
+//! protocols). Service code never sees HTTP. Recording is generic: every authenticated call
+//! to a service whose entry names an event source is handed, with its operation name,
+//! request body and reply or error, to the CloudTrail recorder, which stores it off the
+//! request's path.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +19,7 @@ use berth_wire::{AwsError, RequestContext, Timestamp};
 use http::{HeaderValue, Method, StatusCode, header};
 
 use crate::App;
+use crate::cloudtrail::ApiCall;
 
 /// The largest request body accepted (AWS's JSON services refuse far smaller bodies for most
 /// operations; this bounds memory).
@@ -28,6 +33,16 @@ struct JsonService {
     target_prefix: &'static str,
     signing_name: &'static str,
     content_type: &'static str,
+    /// How its calls are recorded in CloudTrail (`None`: not at all).
+    trail: Option<Trail>,
+}
+
+/// A service's CloudTrail recording.
+struct Trail {
+    /// The eventSource of its events.
+    event_source: &'static str,
+    /// Data-plane operations, which CloudTrail's event history does not hold.
+    data_events: &'static [&'static str],
 }
 
 const JSON_SERVICES: &[JsonService] = &[
@@ -35,21 +50,51 @@ const JSON_SERVICES: &[JsonService] = &[
         target_prefix: berth_wire::ecs::TARGET_PREFIX,
         signing_name: berth_wire::ecs::SIGNING_NAME,
         content_type: "application/x-amz-json-1.1",
+        trail: Some(Trail {
+            event_source: "ecs.amazonaws.com",
+            data_events: &[],
+        }),
     },
     JsonService {
         target_prefix: berth_wire::logs::TARGET_PREFIX,
         signing_name: berth_wire::logs::SIGNING_NAME,
         content_type: "application/x-amz-json-1.1",
+        trail: Some(Trail {
+            event_source: "logs.amazonaws.com",
+            data_events: &[
+                "PutLogEvents",
+                "GetLogEvents",
+                "FilterLogEvents",
+                "StartLiveTail",
+                "GetLogRecord",
+            ],
+        }),
     },
+    JsonService {
+        target_prefix: berth_wire::cloudtrail::TARGET_PREFIX,
+        signing_name: berth_wire::cloudtrail::SIGNING_NAME,
+        content_type: "application/x-amz-json-1.1",
+        trail: Some(Trail {
+            event_source: "cloudtrail.amazonaws.com",
+            data_events: &[],
+        }),
+    },
+    // The agent channel's long poll is not an API call (ECS's agent communication service
+    // is not recorded either).
     JsonService {
         target_prefix: berth_wire::agent::TARGET_PREFIX,
         signing_name: berth_wire::ecs::SIGNING_NAME,
         content_type: "application/x-amz-json-1.1",
+        trail: None,
     },
     JsonService {
         target_prefix: crate::admin::TARGET_PREFIX,
         signing_name: crate::admin::SIGNING_NAME,
         content_type: "application/x-amz-json-1.1",
+        trail: Some(Trail {
+            event_source: "berth.amazonaws.com",
+            data_events: &[],
+        }),
     },
 ];
 
@@ -76,8 +121,8 @@ fn request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-fn reply(status: u16, content_type: &str, request_id: &str, body: Vec<u8>) -> Response {
-    let mut resp = Response::new(Body::from(body));
+fn reply(status: u16, content_type: &str, request_id: &str, body: impl Into<Body>) -> Response {
+    let mut resp = Response::new(body.into());
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(content_type) {
@@ -198,22 +243,38 @@ async fn handle(
             user_agent,
             now,
         };
-        match prefix.as_str() {
+        let result = match prefix.as_str() {
             p if p == berth_wire::ecs::TARGET_PREFIX => {
-                berth_wire::ecs::dispatch(&app2.ecs, &ctx, &operation, &body).map(Outcome::Reply)
+                berth_wire::ecs::dispatch(&app2.ecs, &ctx, &operation, &body)
             }
             p if p == berth_wire::logs::TARGET_PREFIX => {
-                berth_wire::logs::dispatch(&app2.logs, &ctx, &operation, &body).map(Outcome::Reply)
+                berth_wire::logs::dispatch(&app2.logs, &ctx, &operation, &body)
+            }
+            p if p == berth_wire::cloudtrail::TARGET_PREFIX => {
+                berth_wire::cloudtrail::dispatch(&app2.cloudtrail, &ctx, &operation, &body)
             }
             p if p == crate::admin::TARGET_PREFIX => {
-                crate::admin::dispatch(&app2, &ctx, &operation, &body).map(Outcome::Reply)
+                crate::admin::dispatch(&app2, &ctx, &operation, &body)
             }
             // The agent channel holds requests open: it continues on the async side.
             p if p == berth_wire::agent::TARGET_PREFIX => {
-                Ok(Outcome::Agent(Box::new((ctx, operation, body))))
+                return Ok(Outcome::Agent(Box::new((ctx, operation, body))));
             }
             _ => Err(AwsError::unknown_operation(&operation)),
         }
+        .map(Bytes::from);
+        if let Some(trail) = &service.trail
+            && !trail.data_events.contains(&operation.as_str())
+        {
+            app2.trail.record(ApiCall {
+                event_source: trail.event_source,
+                operation,
+                ctx,
+                request: body,
+                response: result.clone(),
+            });
+        }
+        result.map(Outcome::Reply)
     })
     .await
     .unwrap_or_else(|e| {
@@ -225,7 +286,9 @@ async fn handle(
         Ok(Outcome::Reply(bytes)) => Ok(bytes),
         Ok(Outcome::Agent(call)) => {
             let (ctx, operation, body) = *call;
-            crate::agent_channel::dispatch(app.clone(), ctx, &operation, &body).await
+            crate::agent_channel::dispatch(app.clone(), ctx, &operation, &body)
+                .await
+                .map(Bytes::from)
         }
         Err(e) => Err(e),
     };
@@ -248,7 +311,7 @@ async fn handle(
 /// What the blocking part of a request produced.
 enum Outcome {
     /// The reply body.
-    Reply(Vec<u8>),
+    Reply(Bytes),
     /// An agent-channel call, authenticated, to run on the async side.
     Agent(Box<(RequestContext, String, Bytes)>),
 }
