@@ -183,7 +183,8 @@ async fn handle(
         );
         return json_error(&e, default_ct, &rid);
     };
-    let Some((prefix, operation)) = target.split_once('.') else {
+    // The operation follows the last dot (CloudTrail's prefix has dots of its own).
+    let Some((prefix, operation)) = target.rsplit_once('.') else {
         return json_error(
             &AwsError::new("UnknownOperationException", 400, ""),
             default_ct,

@@ -174,14 +174,19 @@ pub fn build(call: &ApiCall, event_id: String) -> TrailEvent {
         Ok(body) if !read_only => elements(body),
         _ => Value::Null,
     };
+    // The resources a call acts on: those its request names, and for a write those its
+    // reply names (a read's reply, like a lookup's query, merely mentions resources).
     let mut named = resources::from_request(call.event_source, &request);
-    if let Ok(body) = &call.response
+    if !read_only
+        && let Ok(body) = &call.response
         && body.len() <= MAX_ELEMENTS_BYTES
         && let Ok(v) = serde_json::from_slice::<Value>(body)
     {
         resources::add_arns(&v, &mut named);
     }
-    resources::add_arns(&request, &mut named);
+    if call.event_source != "cloudtrail.amazonaws.com" {
+        resources::add_arns(&request, &mut named);
+    }
     named.truncate(resources::MAX_RESOURCES);
     let mut record = json!({
         "eventVersion": EVENT_VERSION,
