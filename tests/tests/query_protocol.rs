@@ -2,6 +2,8 @@
 //! GetCallerIdentity through the aws CLI, and the query services' own error shapes for bad
 //! signatures, unknown and not-yet-served actions and bad members.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use berth_e2e::{BerthServer, REGION, RawRequest};
 
 fn form(body: &str) -> RawRequest {

@@ -204,6 +204,7 @@ async fn handle(
             user_agent,
             now,
         };
+        authorize_json(&app2, &ctx, &prefix, &operation, &body)?;
         match prefix.as_str() {
             p if p == berth_wire::ecs::TARGET_PREFIX => {
                 berth_wire::ecs::dispatch(&app2.ecs, &ctx, &operation, &body).map(Outcome::Reply)
@@ -249,6 +250,40 @@ async fn handle(
         request_id = %rid,
     );
     resp
+}
+
+/// Authorises a JSON-protocol call (ECS, Logs, the agent channel) for its caller.
+fn authorize_json(
+    app: &App,
+    ctx: &RequestContext,
+    prefix: &str,
+    operation: &str,
+    body: &[u8],
+) -> Result<(), AwsError> {
+    if ctx.principal_arn == crate::accounts::root_arn(&ctx.account_id) {
+        return Ok(());
+    }
+    let input: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let call = match prefix {
+        p if p == berth_wire::ecs::TARGET_PREFIX => crate::authz::ecs_call(ctx, operation, &input),
+        p if p == berth_wire::logs::TARGET_PREFIX => {
+            crate::authz::logs_call(ctx, operation, &input)
+        }
+        // The agent channel is ECS's own agent protocol: the actions its managed policy
+        // (AmazonEC2ContainerServiceforEC2Role) grants.
+        p if p == berth_wire::agent::TARGET_PREFIX => crate::authz::Call {
+            action: if operation == "Poll" {
+                "ecs:Poll".into()
+            } else {
+                "ecs:SubmitTaskStateChange".into()
+            },
+            resources: vec!["*".into()],
+            keys: Vec::new(),
+        },
+        // Berth's admin API checks for root itself.
+        _ => return Ok(()),
+    };
+    crate::authz::authorize(&app.store, ctx, &call, crate::authz::Dialect::Json)
 }
 
 /// A query-protocol service the gateway routes to, by the SigV4 credential scope's service.
@@ -407,6 +442,13 @@ async fn handle_query(
             user_agent,
             now,
         };
+        // GetCallerIdentity needs no permission, as on AWS.
+        if !(signing_name == berth_wire::sts::SIGNING_NAME && action_inner == "GetCallerIdentity") {
+            let call = crate::authz::query_call(&ctx, signing_name, &action_inner, |k| {
+                params.get(k).map(str::to_string)
+            });
+            crate::authz::authorize(&app.store, &ctx, &call, crate::authz::Dialect::Query)?;
+        }
         match signing_name {
             n if n == berth_wire::sts::SIGNING_NAME => {
                 berth_wire::sts::dispatch(&app.sts, &ctx, &action_inner, &params)

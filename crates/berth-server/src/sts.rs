@@ -2,12 +2,25 @@
 //!
 //! GetCallerIdentity answers for any valid signature, as STS does (it needs no permission).
 
+use std::sync::Arc;
+
+use berth_store::Store;
 use berth_wire::sts::{Api, shapes as s};
 use berth_wire::{AwsError, RequestContext};
 
+use crate::iam::entities::{StoredUser, kind};
+use crate::iam::{common, users};
+
 /// The STS service.
-#[derive(Debug, Default)]
-pub struct Sts;
+pub struct Sts {
+    pub store: Arc<Store>,
+}
+
+impl Sts {
+    pub fn new(store: Arc<Store>) -> Sts {
+        Sts { store }
+    }
+}
 
 impl Api for Sts {
     fn get_caller_identity(
@@ -16,16 +29,19 @@ impl Api for Sts {
         _input: s::GetCallerIdentityRequest,
     ) -> Result<s::GetCallerIdentityResponse, AwsError> {
         let root = crate::accounts::root_arn(&ctx.account_id);
-        // The root user's id is its account id; other principals carry their unique id in
-        // the stored key's principal (arriving with IAM users and roles).
+        // The root user's id is its account id; an IAM user's is its unique id (AIDA…).
         let user_id = if ctx.principal_arn == root {
             ctx.account_id.clone()
+        } else if let Some(name) = users::user_name_of(&ctx.principal_arn) {
+            self.store
+                .read(|tx| {
+                    tx.get_json::<StoredUser>(common::scope(ctx), kind::USER, &common::key(name))
+                })
+                .map_err(|e| common::aws(e.into()))?
+                .map(|(u, _)| u.user.user_id)
+                .unwrap_or_else(|| name.to_string())
         } else {
-            ctx.principal_arn
-                .rsplit('/')
-                .next()
-                .unwrap_or(&ctx.principal_arn)
-                .to_string()
+            ctx.principal_arn.clone()
         };
         Ok(s::GetCallerIdentityResponse {
             account: Some(ctx.account_id.clone()),
@@ -42,7 +58,8 @@ mod tests {
     #[test]
     fn root_identity() {
         let ctx = crate::test_support::context(1_700_000_000_000);
-        let out = Sts
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let out = Sts::new(store)
             .get_caller_identity(&ctx, s::GetCallerIdentityRequest::default())
             .unwrap();
         assert_eq!(out.account.as_deref(), Some(ctx.account_id.as_str()));
