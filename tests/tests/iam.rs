@@ -499,3 +499,192 @@ fn groups_boundaries_and_key_status_apply() {
     );
     assert!(msg.contains("AccessKeysPerUser: 2"), "{msg}");
 }
+
+/// Credentials of a role session, for the CLI.
+fn session_env(creds: &Value) -> [(&'static str, String); 3] {
+    let get = |k: &str| creds["Credentials"][k].as_str().unwrap().to_string();
+    [
+        ("AWS_ACCESS_KEY_ID", get("AccessKeyId")),
+        ("AWS_SECRET_ACCESS_KEY", get("SecretAccessKey")),
+        ("AWS_SESSION_TOKEN", get("SessionToken")),
+    ]
+}
+
+fn as_session(berth: &BerthServer, env: &[(&'static str, String); 3], args: &[&str]) -> Output {
+    let mut cmd = berth.aws_cli_command(REGION, args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run aws")
+}
+
+#[test]
+fn assumed_roles_act_with_the_roles_rights_until_they_expire() {
+    let mut berth = BerthServer::start();
+    let account = berth.account_id().to_string();
+    let role_arn = format!("arn:aws:iam::{account}:role/reader");
+    let trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{account}:root"}},"Action":"sts:AssumeRole"}}]}}"#
+    );
+    berth.aws_cli_json(
+        REGION,
+        &[
+            "iam",
+            "create-role",
+            "--role-name",
+            "reader",
+            "--assume-role-policy-document",
+            &trust,
+        ],
+    );
+    berth.aws_cli_json(
+        REGION,
+        &[
+            "iam", "put-role-policy", "--role-name", "reader", "--policy-name", "list",
+            "--policy-document",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecs:ListClusters","Resource":"*"}]}"#,
+        ],
+    );
+    let alice = new_user(&berth, "alice");
+    let bob = new_user(&berth, "bob");
+    berth.aws_cli_json(
+        REGION,
+        &[
+            "iam", "put-user-policy", "--user-name", "alice", "--policy-name", "assume",
+            "--policy-document",
+            &format!(r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"{role_arn}"}}]}}"#),
+        ],
+    );
+    let assume = [
+        "sts",
+        "assume-role",
+        "--role-arn",
+        role_arn.as_str(),
+        "--role-session-name",
+        "ci",
+    ];
+    // The root user may not assume roles; bob's policies do not allow it.
+    let msg = berth.aws_cli_error(REGION, &assume, "AccessDenied");
+    assert!(
+        msg.contains("Roles may not be assumed by root accounts."),
+        "{msg}"
+    );
+    let stderr = assert_cli_error(&as_user(&berth, &bob, &assume), "AccessDenied", &[]);
+    assert!(
+        stderr.contains("is not authorized to perform: sts:AssumeRole"),
+        "{stderr}"
+    );
+
+    let creds = ok_json(&as_user(&berth, &alice, &assume), "assume-role");
+    assert!(
+        creds["Credentials"]["AccessKeyId"]
+            .as_str()
+            .unwrap()
+            .starts_with("ASIA")
+    );
+    assert_eq!(
+        creds["AssumedRoleUser"]["Arn"],
+        format!("arn:aws:sts::{account}:assumed-role/reader/ci")
+    );
+    let env = session_env(&creds);
+    let who = ok_json(
+        &as_session(&berth, &env, &["sts", "get-caller-identity"]),
+        "whoami",
+    );
+    assert_eq!(
+        who["Arn"],
+        format!("arn:aws:sts::{account}:assumed-role/reader/ci")
+    );
+    assert!(who["UserId"].as_str().unwrap().ends_with(":ci"));
+    // The role's rights, not alice's.
+    ok_json(
+        &as_session(&berth, &env, &["ecs", "list-clusters"]),
+        "role may list",
+    );
+    let stderr = assert_cli_error(
+        &as_session(
+            &berth,
+            &env,
+            &["ecs", "create-cluster", "--cluster-name", "x"],
+        ),
+        "AccessDeniedException",
+        &[],
+    );
+    assert!(
+        stderr.contains("assumed-role/reader/ci is not authorized to perform: ecs:CreateCluster"),
+        "{stderr}"
+    );
+    // A session policy narrows the session further.
+    let narrowed = ok_json(
+        &as_user(
+            &berth,
+            &alice,
+            &[
+                "sts",
+                "assume-role",
+                "--role-arn",
+                &role_arn,
+                "--role-session-name",
+                "narrow",
+                "--policy",
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecs:Describe*","Resource":"*"}]}"#,
+            ],
+        ),
+        "assume with a session policy",
+    );
+    let stderr = assert_cli_error(
+        &as_session(&berth, &session_env(&narrowed), &["ecs", "list-clusters"]),
+        "AccessDeniedException",
+        &[],
+    );
+    assert!(
+        stderr.contains("because no session policy allows the ecs:ListClusters action"),
+        "{stderr}"
+    );
+    // A wrong session token is refused.
+    let mut forged = env.clone();
+    forged[2].1 = "forged".into();
+    assert_cli_error(
+        &as_session(&berth, &forged, &["ecs", "list-clusters"]),
+        "UnrecognizedClientException",
+        &[],
+    );
+
+    // Expiry: move the session's end into the past in the store, then it is refused.
+    berth.terminate();
+    let db = berth.data_dir().join("berth.db");
+    let key_id = env[0].1.clone();
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3,sys,json\n\
+             c=sqlite3.connect(sys.argv[1])\n\
+             (body,)=c.execute(\"SELECT body FROM records WHERE kind='sts/session' AND id=?\",(sys.argv[2],)).fetchone()\n\
+             b=json.loads(body); b['expires_ms']=1000\n\
+             c.execute(\"UPDATE records SET body=? WHERE kind='sts/session' AND id=?\",(json.dumps(b),sys.argv[2])); c.commit()",
+        )
+        .arg(&db)
+        .arg(&key_id)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    berth.start_again();
+    let stderr = assert_cli_error(
+        &as_session(&berth, &env, &["ecs", "list-clusters"]),
+        "ExpiredTokenException",
+        &[],
+    );
+    assert!(
+        stderr.contains("The security token included in the request is expired"),
+        "{stderr}"
+    );
+    assert_cli_error(
+        &as_session(&berth, &env, &["sts", "get-caller-identity"]),
+        "ExpiredToken",
+        &[],
+    );
+}

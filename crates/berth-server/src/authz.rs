@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 
 use berth_iam::policy::PolicyKind;
 use berth_iam::{Decision, Policy, PolicySet, Principal, RequestContext as Request};
-use berth_store::Store;
+use berth_store::{Store, Tx};
 use berth_wire::{AwsError, RequestContext};
 use serde_json::Value;
 
 use crate::failure::Failure;
-use crate::iam::entities::{StoredGroup, StoredUser, kind};
+use crate::iam::entities::{StoredGroup, StoredRole, StoredUser, kind};
 use crate::iam::{common, policies, users};
 
 /// What one call asks for, before policies are consulted.
@@ -41,6 +41,8 @@ pub struct Caller {
     pub principal: Principal,
     pub identity: Vec<Policy>,
     pub boundary: Option<Policy>,
+    /// Session policies of a role session.
+    pub session: Vec<Policy>,
     pub tags: Vec<(String, String)>,
     pub user_name: Option<String>,
     pub user_id: Option<String>,
@@ -57,76 +59,107 @@ pub fn caller(store: &Store, ctx: &RequestContext) -> Result<Option<Caller>, Fai
     if ctx.principal_arn == crate::accounts::root_arn(&ctx.account_id) {
         return Ok(None);
     }
-    store.read(|tx| -> Result<Option<Caller>, Failure> {
-        let principal = Principal::User {
+    store.read(|tx| caller_in(tx, ctx))
+}
+
+/// The policies of a user, role or group, in evaluation form.
+fn entity_policies(
+    tx: &Tx<'_>,
+    ctx: &RequestContext,
+    p: &crate::iam::entities::Policies,
+    out: &mut Vec<Policy>,
+) -> Result<(), Failure> {
+    out.extend(p.inline.values().filter_map(|d| parse(d)));
+    for arn in &p.attached {
+        if let Some(d) = policies::default_document(tx, ctx, arn)? {
+            out.extend(parse(&d));
+        }
+    }
+    Ok(())
+}
+
+fn boundary_of(
+    tx: &Tx<'_>,
+    ctx: &RequestContext,
+    b: Option<&berth_wire::iam::shapes::AttachedPermissionsBoundary>,
+) -> Result<Option<Policy>, Failure> {
+    match b.and_then(|b| b.permissions_boundary_arn.as_deref()) {
+        Some(arn) => Ok(policies::default_document(tx, ctx, arn)?.and_then(|d| parse(&d))),
+        None => Ok(None),
+    }
+}
+
+/// [`caller`] within a transaction (root included: it then gets a caller with every right
+/// decided by the evaluator's root rule).
+pub fn caller_in(tx: &Tx<'_>, ctx: &RequestContext) -> Result<Option<Caller>, Failure> {
+    let scope = common::scope(ctx);
+    if ctx.principal_arn == crate::accounts::root_arn(&ctx.account_id) {
+        return Ok(None);
+    }
+    let mut caller = Caller {
+        principal: Principal::User {
             arn: ctx.principal_arn.clone(),
             account: ctx.account_id.clone(),
+        },
+        identity: Vec::new(),
+        boundary: None,
+        session: Vec::new(),
+        tags: Vec::new(),
+        user_name: None,
+        user_id: None,
+    };
+    if ctx.access_key_id.starts_with("ASIA") {
+        // A role session: the role's policies, narrowed by the session's.
+        let Some(session) = crate::sts::session(tx, &ctx.account_id, &ctx.access_key_id)? else {
+            return Ok(Some(caller));
         };
-        let Some(name) = users::user_name_of(&ctx.principal_arn) else {
-            // A principal Berth has no policies for (none exists yet besides users): it is
-            // allowed nothing.
-            return Ok(Some(Caller {
-                principal,
-                identity: Vec::new(),
-                boundary: None,
-                tags: Vec::new(),
-                user_name: None,
-                user_id: None,
-            }));
+        caller.principal = Principal::AssumedRole {
+            session_arn: session.session_arn.clone(),
+            role_arn: session.role_arn.clone(),
+            account: ctx.account_id.clone(),
         };
-        let scope = common::scope(ctx);
-        let Some((user, _)) = tx.get_json::<StoredUser>(scope, kind::USER, &common::key(name))?
-        else {
-            return Ok(Some(Caller {
-                principal,
-                identity: Vec::new(),
-                boundary: None,
-                tags: Vec::new(),
-                user_name: Some(name.to_string()),
-                user_id: None,
-            }));
-        };
-        let mut identity = Vec::new();
-        let mut add =
-            |p: &crate::iam::entities::Policies, tx: &berth_store::Tx<'_>| -> Result<(), Failure> {
-                identity.extend(p.inline.values().filter_map(|d| parse(d)));
-                for arn in &p.attached {
-                    if let Some(d) = policies::default_document(tx, ctx, arn)? {
-                        identity.extend(parse(&d));
-                    }
-                }
-                Ok(())
-            };
-        add(&user.policies, tx)?;
-        for g in &user.groups {
-            if let Some((group, _)) = tx.get_json::<StoredGroup>(scope, kind::GROUP, g)? {
-                add(&group.policies, tx)?;
-            }
-        }
-        let boundary = match user
-            .user
-            .permissions_boundary
-            .as_ref()
-            .and_then(|b| b.permissions_boundary_arn.as_deref())
+        caller.user_id = Some(crate::sts::session_user_id(&session));
+        caller.session = session.policies.iter().filter_map(|d| parse(d)).collect();
+        if let Some((role, _)) =
+            tx.get_json::<StoredRole>(scope, kind::ROLE, &common::key(&session.role_name))?
         {
-            Some(arn) => policies::default_document(tx, ctx, arn)?.and_then(|d| parse(&d)),
-            None => None,
-        };
-        Ok(Some(Caller {
-            principal,
-            identity,
-            boundary,
-            tags: user
-                .user
+            entity_policies(tx, ctx, &role.policies, &mut caller.identity)?;
+            caller.boundary = boundary_of(tx, ctx, role.role.permissions_boundary.as_ref())?;
+            caller.tags = role
+                .role
                 .tags
                 .iter()
                 .flatten()
                 .map(|t| (t.key.clone(), t.value.clone()))
-                .collect(),
-            user_name: Some(user.user.user_name.clone()),
-            user_id: Some(user.user.user_id.clone()),
-        }))
-    })
+                .collect();
+        }
+        caller.tags.extend(session.tags.iter().cloned());
+        return Ok(Some(caller));
+    }
+    let Some(name) = users::user_name_of(&ctx.principal_arn) else {
+        // A principal Berth keeps no policies for: it is allowed nothing.
+        return Ok(Some(caller));
+    };
+    caller.user_name = Some(name.to_string());
+    let Some((user, _)) = tx.get_json::<StoredUser>(scope, kind::USER, &common::key(name))? else {
+        return Ok(Some(caller));
+    };
+    entity_policies(tx, ctx, &user.policies, &mut caller.identity)?;
+    for g in &user.groups {
+        if let Some((group, _)) = tx.get_json::<StoredGroup>(scope, kind::GROUP, g)? {
+            entity_policies(tx, ctx, &group.policies, &mut caller.identity)?;
+        }
+    }
+    caller.boundary = boundary_of(tx, ctx, user.user.permissions_boundary.as_ref())?;
+    caller.tags = user
+        .user
+        .tags
+        .iter()
+        .flatten()
+        .map(|t| (t.key.clone(), t.value.clone()))
+        .collect();
+    caller.user_id = Some(user.user.user_id.clone());
+    Ok(Some(caller))
 }
 
 /// `aws:CurrentTime` as IAM writes it.
@@ -149,7 +182,13 @@ pub fn request(ctx: &RequestContext, caller: &Caller, call: &Call, resource: &st
         .set("aws:SecureTransport", "false")
         .set("aws:PrincipalArn", ctx.principal_arn.as_str())
         .set("aws:PrincipalAccount", ctx.account_id.as_str())
-        .set("aws:PrincipalType", "User")
+        .set(
+            "aws:PrincipalType",
+            match caller.principal {
+                Principal::AssumedRole { .. } => "AssumedRole",
+                _ => "User",
+            },
+        )
         .set("aws:RequestedRegion", ctx.region.as_str())
         .set("aws:UserAgent", ctx.user_agent.as_str());
     if let Some(n) = &caller.user_name {
@@ -182,7 +221,7 @@ pub fn decide(
         identity: &caller.identity,
         resource: None,
         boundary: caller.boundary.as_ref(),
-        session: &[],
+        session: &caller.session,
     };
     for resource in &call.resources {
         let req = request(ctx, caller, call, resource);
@@ -455,6 +494,7 @@ mod tests {
             },
             identity: vec![Policy::parse(policy, PolicyKind::Identity).unwrap()],
             boundary: None,
+            session: Vec::new(),
             tags: vec![("team".into(), "web".into())],
             user_name: Some("alice".into()),
             user_id: Some("AIDAEXAMPLE".into()),

@@ -286,6 +286,51 @@ fn authorize_json(
     crate::authz::authorize(&app.store, ctx, &call, crate::authz::Dialect::Json)
 }
 
+/// A temporary key is only good with its session token and until its session expires.
+fn check_session(
+    app: &App,
+    req: &SignedRequest<'_>,
+    key: &berth_store::AccessKey,
+    now: Timestamp,
+) -> Result<(), AwsError> {
+    let token = req
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-security-token"))
+        .map(|(_, v)| v.clone())
+        .or_else(|| {
+            berth_wire::query::Params::from_form(req.raw_query)
+                .get("X-Amz-Security-Token")
+                .map(str::to_string)
+        });
+    let session = app
+        .store
+        .read(|tx| crate::sts::session(tx, &key.account, &key.access_key_id))
+        .map_err(|e| {
+            tracing::error!(error = %e, "session lookup failed");
+            AwsError::internal("An internal error occurred. Try the request again.")
+        })?;
+    let invalid = || {
+        AwsError::new(
+            "UnrecognizedClientException",
+            400,
+            "The security token included in the request is invalid.",
+        )
+    };
+    let session = session.ok_or_else(invalid)?;
+    if token.as_deref() != Some(session.session_token.as_str()) {
+        return Err(invalid());
+    }
+    if now.millis() >= session.expires_ms {
+        return Err(AwsError::new(
+            "ExpiredTokenException",
+            400,
+            "The security token included in the request is expired",
+        ));
+    }
+    Ok(())
+}
+
 /// A query-protocol service the gateway routes to, by the SigV4 credential scope's service.
 struct QueryService {
     signing_name: &'static str,
@@ -347,6 +392,7 @@ fn query_auth_error(e: AwsError) -> AwsError {
         ),
         "InvalidSignatureException" => AwsError::new("SignatureDoesNotMatch", 403, e.message),
         "IncompleteSignatureException" => AwsError::new("IncompleteSignature", 400, e.message),
+        "ExpiredTokenException" => AwsError::new("ExpiredToken", 403, e.message),
         _ => e,
     }
 }
@@ -442,8 +488,9 @@ async fn handle_query(
             user_agent,
             now,
         };
-        // GetCallerIdentity needs no permission, as on AWS.
-        if !(signing_name == berth_wire::sts::SIGNING_NAME && action_inner == "GetCallerIdentity") {
+        // STS decides its own calls: GetCallerIdentity needs no permission, and AssumeRole
+        // weighs the role's trust policy with the caller's policies.
+        if signing_name != berth_wire::sts::SIGNING_NAME {
             let call = crate::authz::query_call(&ctx, signing_name, &action_inner, |k| {
                 params.get(k).map(str::to_string)
             });
@@ -550,6 +597,9 @@ fn authenticate(
         ));
     }
     let verified = sigv4::verify(req, &parts, &key.secret_access_key)?;
+    if key.access_key_id.starts_with("ASIA") {
+        check_session(app, req, &key, now)?;
+    }
     Ok(Authenticated {
         account: key.account,
         region: verified.region,
