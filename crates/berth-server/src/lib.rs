@@ -4,11 +4,14 @@
 pub mod accounts;
 pub mod admin;
 pub mod agent_channel;
+pub mod authz;
 pub mod cloudtrail;
 pub mod ecs;
 pub mod failure;
 pub mod gateway;
+pub mod iam;
 pub mod logs;
+pub mod sts;
 #[cfg(test)]
 mod test_support;
 
@@ -24,6 +27,8 @@ pub struct App {
     pub cloudtrail: cloudtrail::CloudTrail,
     /// Where the gateway records every API call (CloudTrail's event history).
     pub trail: cloudtrail::Recorder,
+    pub sts: sts::Sts,
+    pub iam: iam::Iam,
 }
 
 impl App {
@@ -34,6 +39,8 @@ impl App {
             logs: logs::Logs::new(store.clone()),
             cloudtrail: cloudtrail::CloudTrail::new(store.clone()),
             trail: cloudtrail::Recorder::start(store.clone()),
+            sts: sts::Sts::new(store.clone()),
+            iam: iam::Iam::new(store.clone()),
             store,
         }
     }

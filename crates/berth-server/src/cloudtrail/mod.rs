@@ -3,9 +3,11 @@
 //! the event history, and found again with LookupEvents (`lookup`). Operations not listed
 //! here answer, through the generated trait's defaults, that Berth does not serve them yet.
 //!
-//! What is recorded (the gateway decides per service, see `gateway::JSON_SERVICES`): every
-//! call to ECS, CloudWatch Logs, CloudTrail and Berth's admin API, failed ones included,
-//! once the caller is authenticated, as CloudTrail records management events. Not recorded:
+//! What is recorded (the gateway decides per service, see `gateway::JSON_SERVICES` and
+//! `QUERY_SERVICES`): every call to ECS, CloudWatch Logs, CloudTrail, IAM, STS and Berth's
+//! admin API, failed ones (access denied included) too, once the caller is authenticated, as
+//! CloudTrail records management events. Query services' XML replies are not turned into
+//! responseElements (null). Not recorded:
 //! requests that fail authentication (no identity to record), the agent channel's long poll
 //! (ECS's agent communication service is not an API call either; the agent's
 //! SubmitTaskStateChange and friends are ECS calls and are recorded), and data events, which

@@ -18,6 +18,8 @@ const SECRET_MEMBERS: &[&str] = &[
     "secretaccesskey",
     "sessiontoken",
     "password",
+    "oldpassword",
+    "newpassword",
     "secretstring",
     "secretbinary",
     "plaintext",

@@ -32,6 +32,13 @@ fn named_members(event_source: &str) -> &'static [(&'static str, &'static str)] 
             ("logGroupIdentifier", "AWS::Logs::LogGroup"),
             ("logStreamName", "AWS::Logs::LogStream"),
         ],
+        "iam.amazonaws.com" => &[
+            ("userName", "AWS::IAM::User"),
+            ("roleName", "AWS::IAM::Role"),
+            ("groupName", "AWS::IAM::Group"),
+            ("policyArn", "AWS::IAM::Policy"),
+        ],
+        "sts.amazonaws.com" => &[("roleArn", "AWS::IAM::Role")],
         "cloudtrail.amazonaws.com" => &[
             ("Name", "AWS::CloudTrail::Trail"),
             ("TrailName", "AWS::CloudTrail::Trail"),
