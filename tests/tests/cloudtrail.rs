@@ -1,6 +1,7 @@
 //! CloudTrail's event history through the `aws` CLI against `berth up`: a Fargate RunTask (a
 //! real container) and a failed RunTask are found by event name, by user, by access key and
-//! by resource name; a failed call carries its errorCode and errorMessage; LookupEvents pages
+//! by resource name; an IAM user's denied call is found under its name; a failed call
+//! carries its errorCode and errorMessage; LookupEvents pages
 //! and refuses bad lookups as CloudTrail does; no secret (environment values of a task
 //! definition and of RunTask's overrides, the root key's secret, log event messages) appears
 //! in any event; events survive a clean restart.
@@ -392,6 +393,38 @@ fn api_calls_are_recorded_and_looked_up() {
     // A time range selects: nothing before the server started.
     assert!(lookup(&berth, &["--end-time", "2001-01-01T00:00:00Z"]).is_empty());
 
+    // An IAM user without permissions: its denied call is recorded under its name.
+    let user = unique_name("alice");
+    berth.aws_cli_json(REGION, &["iam", "create-user", "--user-name", &user]);
+    let key = berth.aws_cli_json(REGION, &["iam", "create-access-key", "--user-name", &user]);
+    let user_key = key["AccessKey"]["AccessKeyId"].as_str().unwrap().to_owned();
+    let user_secret = key["AccessKey"]["SecretAccessKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let denied = berth
+        .aws_cli_command(REGION, &["ecs", "list-clusters"])
+        .env("AWS_ACCESS_KEY_ID", &user_key)
+        .env("AWS_SECRET_ACCESS_KEY", &user_secret)
+        .output()
+        .unwrap();
+    berth_e2e::assert_cli_error(&denied, "AccessDeniedException", &["ecs", "list-clusters"]);
+    let by_user = eventually("the IAM user's denied call", || {
+        let found = by(&berth, "Username", &user);
+        (!found.is_empty()).then_some(found)
+    });
+    assert_eq!(by_user[0]["EventName"], "ListClusters");
+    assert_eq!(by_user[0]["AccessKeyId"], user_key.as_str());
+    let denied_record = record(&by_user[0]);
+    assert_eq!(denied_record["errorCode"], "AccessDeniedException");
+    assert_eq!(denied_record["userIdentity"]["type"], "IAMUser");
+    assert_eq!(denied_record["userIdentity"]["userName"], user.as_str());
+    let iam_events: Vec<String> = by(&berth, "EventSource", "iam.amazonaws.com")
+        .iter()
+        .map(|e| e["EventName"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(iam_events, vec!["CreateAccessKey", "CreateUser"]);
+
     // No secret anywhere in any event, before or after a clean restart.
     let assert_no_secret = |berth: &BerthServer| {
         let all = lookup(berth, &[]);
@@ -400,6 +433,7 @@ fn api_calls_are_recorded_and_looked_up() {
             td_secret.as_str(),
             override_secret.as_str(),
             log_secret.as_str(),
+            user_secret.as_str(),
             berth.secret_access_key(),
         ] {
             assert!(!text.contains(secret), "a secret is recorded: {secret}");
