@@ -410,6 +410,33 @@ pub fn ecs_call(ctx: &RequestContext, operation: &str, input: &Value) -> Call {
     }
 }
 
+/// The `iam:PassRole` checks a call implies: registering a task definition that names task
+/// or execution roles, or running a task whose overrides name them, passes those roles to
+/// ECS (`iam:PassedToService` is `ecs-tasks.amazonaws.com`).
+pub fn pass_role_calls(operation: &str, input: &Value) -> Vec<Call> {
+    let holder = match operation {
+        "RegisterTaskDefinition" => Some(input),
+        "RunTask" | "StartTask" => input.get("overrides"),
+        _ => None,
+    };
+    let Some(h) = holder else {
+        return Vec::new();
+    };
+    ["taskRoleArn", "executionRoleArn"]
+        .iter()
+        .filter_map(|k| h.get(*k).and_then(Value::as_str))
+        .filter(|r| !r.is_empty())
+        .map(|role| Call {
+            action: "iam:PassRole".into(),
+            resources: vec![role.to_string()],
+            keys: vec![(
+                "iam:PassedToService".into(),
+                vec!["ecs-tasks.amazonaws.com".into()],
+            )],
+        })
+        .collect()
+}
+
 /// A CloudWatch Logs call: its log group (and stream) ARN where it names one.
 pub fn logs_call(ctx: &RequestContext, operation: &str, input: &Value) -> Call {
     let group = input
