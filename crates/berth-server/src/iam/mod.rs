@@ -39,7 +39,10 @@ impl Iam {
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T, Failure>) -> Result<T, AwsError> {
-        self.store.write(f).map_err(common::aws)
+        let out = self.store.write(f).map_err(common::aws);
+        // Whatever changed, cached authorisations are stale now.
+        crate::authz::iam_changed();
+        out
     }
 }
 
