@@ -183,7 +183,10 @@ fn binary() -> (PathBuf, Option<String>) {
 /// An IAM call (query protocol) signed by the root key; panics unless it answers 200.
 fn iam(berth: &BerthServer, form: &str) -> String {
     let req = RawRequest::new("POST", "/")
-        .header("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+        .header(
+            "Content-Type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )
         .body(format!("{form}&Version=2010-05-08").into_bytes())
         .sign(&berth.host(), &berth.signing_params(REGION).service("iam"));
     let resp = berth.raw(&req);
@@ -194,7 +197,10 @@ fn iam(berth: &BerthServer, form: &str) -> String {
 fn between<'a>(xml: &'a str, tag: &str) -> &'a str {
     let open = format!("<{tag}>");
     let start = xml.find(&open).map(|i| i + open.len()).expect("element");
-    let end = xml[start..].find(&format!("</{tag}>")).expect("end of element") + start;
+    let end = xml[start..]
+        .find(&format!("</{tag}>"))
+        .expect("end of element")
+        + start;
     &xml[start..end]
 }
 
@@ -215,7 +221,10 @@ fn iam_user_with_policies(berth: &BerthServer, n: usize) -> (String, String) {
                 )
             })
             .collect();
-        let doc = format!(r#"{{"Version":"2012-10-17","Statement":[{}]}}"#, statements.join(","));
+        let doc = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{}]}}"#,
+            statements.join(",")
+        );
         let enc: String = doc
             .bytes()
             .map(|b| {
@@ -226,9 +235,15 @@ fn iam_user_with_policies(berth: &BerthServer, n: usize) -> (String, String) {
                 }
             })
             .collect();
-        let out = iam(berth, &format!("Action=CreatePolicy&PolicyName=p{i}&PolicyDocument={enc}"));
+        let out = iam(
+            berth,
+            &format!("Action=CreatePolicy&PolicyName=p{i}&PolicyDocument={enc}"),
+        );
         let arn = between(&out, "Arn").to_string();
-        iam(berth, &format!("Action=AttachUserPolicy&UserName=bench&PolicyArn={arn}"));
+        iam(
+            berth,
+            &format!("Action=AttachUserPolicy&UserName=bench&PolicyArn={arn}"),
+        );
     }
     let key = iam(berth, "Action=CreateAccessKey&UserName=bench");
     (
