@@ -146,7 +146,8 @@ async fn run_managed_capacity(
 }
 
 /// Periodic upkeep: prunes STOPPED tasks past ECS's retention, log events past their
-/// group's retention and CloudTrail events past the event history's 90 days.
+/// group's retention and CloudTrail events past the event history's 90 days; rotates task
+/// role credentials before they expire and revokes those of stopped tasks.
 async fn housekeeping(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
@@ -184,6 +185,21 @@ async fn housekeeping(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool
                 tracing::info!(deleted = n, "deleted CloudTrail events past 90 days")
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot delete expired CloudTrail events"),
+            _ => {}
+        }
+        let store = app.store.clone();
+        let credentials = tokio::task::spawn_blocking(move || {
+            berth_server::ecs::task_credentials::upkeep(
+                &store,
+                berth_wire::Timestamp::now().millis(),
+            )
+        })
+        .await;
+        match credentials {
+            Ok(Ok((rotated, revoked))) if rotated + revoked > 0 => {
+                tracing::info!(rotated, revoked, "task role credentials")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot rotate task role credentials"),
             _ => {}
         }
     }
