@@ -581,6 +581,290 @@ mod tests {
         assert_eq!(parse_line(b"12 \xff", 5), (12, "\u{fffd}".into()));
     }
 
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    use berth_wire::agent::{PollRequest, PollResponse};
+    use berth_wire::ecs::shapes as ecs;
+
+    use crate::control_plane::BoxFuture;
+
+    /// One in-memory stream. `lose` PutLogEvents calls store their batch but answer with a
+    /// connection error; with `hang`, a PutLogEvents stores its batch and never answers (the
+    /// agent dies there).
+    #[derive(Default)]
+    struct FakeLogs {
+        events: Mutex<Vec<logs::InputLogEvent>>,
+        puts: AtomicU32,
+        lose: AtomicU32,
+        hang: AtomicBool,
+        down: AtomicBool,
+    }
+
+    fn gone() -> ControlPlaneError {
+        ControlPlaneError::Unreachable {
+            endpoint: "fake".into(),
+            reason: "connection reset".into(),
+        }
+    }
+
+    impl ControlPlane for FakeLogs {
+        fn register(
+            &self,
+            _: ecs::RegisterContainerInstanceRequest,
+        ) -> BoxFuture<'_, Result<ecs::RegisterContainerInstanceResponse, ControlPlaneError>>
+        {
+            Box::pin(async { Err(gone()) })
+        }
+        fn poll(&self, _: PollRequest) -> BoxFuture<'_, Result<PollResponse, ControlPlaneError>> {
+            Box::pin(async { Err(gone()) })
+        }
+        fn submit_task_state(
+            &self,
+            _: ecs::SubmitTaskStateChangeRequest,
+        ) -> BoxFuture<'_, Result<(), ControlPlaneError>> {
+            Box::pin(async { Err(gone()) })
+        }
+        fn submit_container_state(
+            &self,
+            _: ecs::SubmitContainerStateChangeRequest,
+        ) -> BoxFuture<'_, Result<(), ControlPlaneError>> {
+            Box::pin(async { Err(gone()) })
+        }
+        fn logs(
+            &self,
+            _: LogsScope,
+            call: LogsCall,
+        ) -> BoxFuture<'_, Result<LogsReply, ControlPlaneError>> {
+            Box::pin(async move {
+                if self.down.load(Ordering::SeqCst) {
+                    return Err(gone());
+                }
+                match call {
+                    LogsCall::PutLogEvents(r) => {
+                        self.puts.fetch_add(1, Ordering::SeqCst);
+                        assert!(r.log_events.len() <= batch::MAX_BATCH_EVENTS);
+                        self.events.lock().unwrap().extend(r.log_events);
+                        if self.hang.load(Ordering::SeqCst) {
+                            std::future::pending::<()>().await;
+                        }
+                        if self.lose.load(Ordering::SeqCst) > 0 {
+                            self.lose.fetch_sub(1, Ordering::SeqCst);
+                            return Err(gone());
+                        }
+                        Ok(LogsReply::PutLogEvents(Default::default()))
+                    }
+                    LogsCall::GetLogEvents(r) => {
+                        let from: usize = r.next_token.as_deref().map_or(0, |t| t.parse().unwrap());
+                        let all: Vec<_> = self
+                            .events
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .filter(|e| e.timestamp >= r.start_time.unwrap_or(0))
+                            .cloned()
+                            .collect();
+                        let page: Vec<_> = all.iter().skip(from).take(1000).collect();
+                        Ok(LogsReply::GetLogEvents(logs::GetLogEventsResponse {
+                            next_forward_token: Some((from + page.len()).to_string()),
+                            events: Some(
+                                page.into_iter()
+                                    .map(|e| logs::OutputLogEvent {
+                                        timestamp: Some(e.timestamp),
+                                        message: Some(e.message.clone()),
+                                        ingestion_time: None,
+                                    })
+                                    .collect(),
+                            ),
+                            next_backward_token: None,
+                        }))
+                    }
+                    _ => Ok(LogsReply::Done),
+                }
+            })
+        }
+    }
+
+    struct Files {
+        dir: tempfile::TempDir,
+    }
+
+    impl Files {
+        fn new() -> Files {
+            Files {
+                dir: tempfile::tempdir().unwrap(),
+            }
+        }
+        fn append(&self, name: &str, lines: &[(u64, &str)]) {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join(name))
+                .unwrap();
+            for (ts, text) in lines {
+                writeln!(f, "{ts} {text}").unwrap();
+            }
+        }
+        fn spec(&self, multiline: Option<&str>) -> ShipperSpec {
+            let mut opts: std::collections::BTreeMap<String, String> =
+                [("awslogs-group".to_string(), "g".to_string())].into();
+            if let Some(p) = multiline {
+                opts.insert("awslogs-multiline-pattern".into(), p.into());
+            }
+            ShipperSpec {
+                scope: LogsScope {
+                    task_arn: "arn:aws:ecs:us-east-1:000000000000:task/c/t".into(),
+                    region: "us-east-1".into(),
+                    execution_role_arn: None,
+                },
+                options: super::super::options::parse(&opts, "us-east-1", "web", "t", "t-web")
+                    .unwrap(),
+                files: vec![
+                    self.dir.path().join("stdout.log"),
+                    self.dir.path().join("stderr.log"),
+                ],
+                cursor_path: self.dir.path().join("cursor.json"),
+            }
+        }
+    }
+
+    fn shipper(cp: &Arc<FakeLogs>, spec: ShipperSpec) -> (Shipper, watch::Sender<bool>) {
+        let (tx, rx) = watch::channel(false);
+        let ended: EndedFn = Arc::new(|| true);
+        (Shipper::new(cp.clone(), spec, ended, rx), tx)
+    }
+
+    fn messages(cp: &FakeLogs) -> Vec<String> {
+        cp.events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.message.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn both_streams_ship_in_time_order_with_multiline_events() {
+        let files = Files::new();
+        files.append(
+            "stdout.log",
+            &[
+                (1, "INFO start"),
+                (3, "ERROR boom"),
+                (3, "  at a()"),
+                (4, "  at b()"),
+                (6, "INFO end"),
+            ],
+        );
+        files.append("stderr.log", &[(2, "INFO warn"), (5, ""), (5, "INFO late")]);
+        let cp = Arc::new(FakeLogs::default());
+        let (s, _tx) = shipper(&cp, files.spec(Some("INFO|ERROR")));
+        assert_eq!(s.run().await, Outcome::Drained);
+        assert_eq!(
+            messages(&cp),
+            // With a start pattern an empty line belongs to the event before it.
+            [
+                "INFO start",
+                "INFO warn\n",
+                "ERROR boom\n  at a()\n  at b()",
+                "INFO late",
+                "INFO end"
+            ]
+        );
+        let c = Cursor::load(&files.spec(None).cursor_path, 2);
+        assert!(c.pending.is_none());
+        assert_eq!(c.last_ts, 6);
+    }
+
+    fn burst(n: usize) -> Vec<(u64, String)> {
+        (0..n)
+            .map(|i| (1_000 + i as u64 / 7, format!("line {i:06}")))
+            .collect()
+    }
+
+    fn append_burst(files: &Files, lines: &[(u64, String)]) {
+        let refs: Vec<(u64, &str)> = lines.iter().map(|(t, s)| (*t, s.as_str())).collect();
+        files.append("stdout.log", &refs);
+    }
+
+    #[tokio::test]
+    async fn lost_answers_are_reconciled_not_doubled() {
+        let files = Files::new();
+        let lines = burst(25_000);
+        append_burst(&files, &lines);
+        let cp = Arc::new(FakeLogs::default());
+        cp.lose.store(2, Ordering::SeqCst);
+        let (s, _tx) = shipper(&cp, files.spec(None));
+        assert_eq!(s.run().await, Outcome::Drained);
+        let want: Vec<String> = lines.iter().map(|(_, s)| s.clone()).collect();
+        assert_eq!(messages(&cp), want);
+    }
+
+    #[tokio::test]
+    async fn a_shipper_killed_after_a_store_resumes_exactly_once() {
+        let files = Files::new();
+        let lines = burst(25_000);
+        append_burst(&files, &lines);
+        let cp = Arc::new(FakeLogs::default());
+        // The first PutLogEvents stores its batch and the agent dies before the answer.
+        cp.hang.store(true, Ordering::SeqCst);
+        let (s, _tx) = shipper(&cp, files.spec(None));
+        let h = tokio::spawn(s.run());
+        while cp.puts.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        h.abort();
+        let _ = h.await;
+        assert!(
+            Cursor::load(&files.spec(None).cursor_path, 2)
+                .pending
+                .is_some()
+        );
+        // A control plane outage at restart: the new shipper waits, then reconciles.
+        cp.hang.store(false, Ordering::SeqCst);
+        cp.down.store(true, Ordering::SeqCst);
+        let (s, _tx) = shipper(&cp, files.spec(None));
+        let h = tokio::spawn(s.run());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cp.down.store(false, Ordering::SeqCst);
+        assert_eq!(h.await.unwrap(), Outcome::Drained);
+        let want: Vec<String> = lines.iter().map(|(_, s)| s.clone()).collect();
+        assert_eq!(messages(&cp), want);
+        // A batch that was never stored is sent again after a restart.
+        let files = Files::new();
+        append_burst(&files, &lines);
+        let cp = Arc::new(FakeLogs::default());
+        cp.down.store(true, Ordering::SeqCst);
+        let (s, tx) = shipper(&cp, files.spec(None));
+        let h = tokio::spawn(s.run());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tx.send(true).unwrap();
+        assert_eq!(h.await.unwrap(), Outcome::Shutdown);
+        cp.down.store(false, Ordering::SeqCst);
+        let (s, _tx) = shipper(&cp, files.spec(None));
+        assert_eq!(s.run().await, Outcome::Drained);
+        assert_eq!(messages(&cp), want);
+    }
+
+    #[tokio::test]
+    async fn non_blocking_mode_drops_the_oldest_output_beyond_the_buffer() {
+        let files = Files::new();
+        let lines = burst(10_000);
+        append_burst(&files, &lines);
+        let mut spec = files.spec(None);
+        spec.options.mode = Mode::NonBlocking;
+        spec.options.max_buffer_bytes = 4096;
+        let cp = Arc::new(FakeLogs::default());
+        let (s, _tx) = shipper(&cp, spec);
+        assert_eq!(s.run().await, Outcome::Drained);
+        let got = messages(&cp);
+        assert!(!got.is_empty() && got.len() < 4096 / 10, "{}", got.len());
+        assert_eq!(got.last(), lines.last().map(|(_, s)| s));
+        let c = Cursor::load(&files.spec(None).cursor_path, 2);
+        assert!(c.dropped_bytes > 0);
+    }
+
     #[test]
     fn acknowledged_events_at_the_first_timestamp_count() {
         let c = Cursor {
