@@ -53,7 +53,7 @@ impl Batch {
 /// (ties go to the earlier queue), as long as the batch stays within AWS's limits. A
 /// timestamp older than `floor` (the last one shipped) is raised to it, so that what is
 /// shipped never goes back in time.
-pub fn next_batch(queues: &[VecDeque<Event>], below: u64, floor: u64) -> Batch {
+pub fn next_batch(queues: &[&VecDeque<Event>], below: u64, floor: u64) -> Batch {
     let mut batch = Batch {
         events: Vec::new(),
         taken: vec![0; queues.len()],
@@ -113,7 +113,7 @@ mod tests {
     fn streams_merge_by_time_below_the_watermark() {
         let out: VecDeque<Event> = [ev(1, "o1", 10), ev(3, "o3", 20), ev(9, "o9", 30)].into();
         let err: VecDeque<Event> = [ev(2, "e2", 5), ev(3, "e3", 7)].into();
-        let b = next_batch(&[out, err], 9, 0);
+        let b = next_batch(&[&out, &err], 9, 0);
         let msgs: Vec<&str> = b.events.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(msgs, ["o1", "e2", "o3", "e3"]);
         assert_eq!(b.taken, [2, 2]);
@@ -124,18 +124,18 @@ mod tests {
     #[test]
     fn empty_lines_move_the_cursor_but_are_not_sent() {
         let q: VecDeque<Event> = [ev(1, "", 1), ev(2, "a", 3), ev(3, "", 4)].into();
-        let b = next_batch(&[q], u64::MAX, 0);
+        let b = next_batch(&[&q], u64::MAX, 0);
         assert_eq!(b.events.len(), 1);
         assert_eq!((b.taken[0], b.ends[0]), (3, Some(4)));
         let q: VecDeque<Event> = [ev(1, "", 1)].into();
-        let b = next_batch(&[q], u64::MAX, 0);
+        let b = next_batch(&[&q], u64::MAX, 0);
         assert!(b.events.is_empty() && !b.is_empty());
     }
 
     #[test]
     fn timestamps_never_go_back() {
         let q: VecDeque<Event> = [ev(5, "a", 1), ev(7, "b", 2)].into();
-        let b = next_batch(&[q], u64::MAX, 6);
+        let b = next_batch(&[&q], u64::MAX, 6);
         let ts: Vec<i64> = b.events.iter().map(|e| e.timestamp).collect();
         assert_eq!(ts, [6, 7]);
     }
@@ -144,19 +144,19 @@ mod tests {
     fn limits_cut_batches() {
         let many: VecDeque<Event> = (0..10_005).map(|i| ev(i, "x", i)).collect();
         assert_eq!(
-            next_batch(&[many], u64::MAX, 0).events.len(),
+            next_batch(&[&many], u64::MAX, 0).events.len(),
             MAX_BATCH_EVENTS
         );
         let big = "y".repeat(100_000);
         let large: VecDeque<Event> = (0..20).map(|i| ev(i, &big, i)).collect();
-        assert_eq!(next_batch(&[large], u64::MAX, 0).events.len(), 10);
+        assert_eq!(next_batch(&[&large], u64::MAX, 0).events.len(), 10);
         let spread: VecDeque<Event> = [
             ev(0, "a", 1),
             ev(MAX_SPAN_MS, "b", 2),
             ev(MAX_SPAN_MS + 1, "c", 3),
         ]
         .into();
-        assert_eq!(next_batch(&[spread], u64::MAX, 0).events.len(), 2);
+        assert_eq!(next_batch(&[&spread], u64::MAX, 0).events.len(), 2);
     }
 
     proptest! {
@@ -177,7 +177,7 @@ mod tests {
             let mut shipped = 0;
             let mut floor = 0;
             while queues.iter().any(|q| !q.is_empty()) {
-                let batch = next_batch(&queues, u64::MAX, floor);
+                let batch = next_batch(&[&queues[0], &queues[1]], u64::MAX, floor);
                 prop_assert!(!batch.is_empty());
                 prop_assert!(batch.events.len() <= MAX_BATCH_EVENTS);
                 let bytes: usize = batch.events.iter().map(|e| e.message.len() + EVENT_OVERHEAD_BYTES).sum();

@@ -44,6 +44,9 @@ const IDLE: Duration = Duration::from_millis(200);
 const READ_CHUNK: usize = 4 << 20;
 /// Reading pauses while this many events wait.
 const MAX_QUEUED: usize = 2 * batch::MAX_BATCH_EVENTS;
+/// A pending batch is reconciled no sooner than this after it was sent, so that a request
+/// the service is still storing (its sender was killed) is counted.
+const RECONCILE_GRACE_MS: u64 = 2_000;
 
 /// The batch sent but not (yet) known to be stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +59,9 @@ pub struct PendingBatch {
     /// The cursor's `last_ts`/`last_ts_count` after it.
     pub last_ts: u64,
     pub last_ts_count: u64,
+    /// When it was sent (ms since the epoch).
+    #[serde(default)]
+    pub sent_at_ms: u64,
 }
 
 /// What `<state dir>/awslogs/<container id>.json` holds.
@@ -226,7 +232,8 @@ impl Source {
         f.seek(SeekFrom::Start(self.read_at))?;
         let mut buf = Vec::new();
         (&mut f).take(READ_CHUNK as u64).read_to_end(&mut buf)?;
-        let complete = if ended {
+        // A line without its newline is complete only at the very end of a finished file.
+        let complete = if ended && self.read_at + buf.len() as u64 >= len {
             buf.len()
         } else {
             buf.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1)
@@ -394,10 +401,8 @@ impl Shipper {
                     .filter_map(|s| s.grouper.open_since())
                     .fold(read_time.saturating_sub(WATERMARK_MS), u64::min)
             };
-            let queues: Vec<VecDeque<Event>> =
-                self.sources.iter().map(|s| s.queue.clone()).collect();
+            let queues: Vec<&VecDeque<Event>> = self.sources.iter().map(|s| &s.queue).collect();
             let batch = batch::next_batch(&queues, below, self.cursor.last_ts);
-            drop(queues);
             if batch.is_empty() {
                 let idle = self.sources.iter().all(|s| s.queue.is_empty());
                 if everything_read && idle {
@@ -468,6 +473,7 @@ impl Shipper {
                 .collect(),
             last_ts,
             last_ts_count,
+            sent_at_ms: 0,
         }
     }
 
@@ -477,7 +483,10 @@ impl Shipper {
             init(self.cp.as_ref(), &self.spec.scope, &self.spec.options).await?;
             self.stream_ready = true;
         }
-        self.cursor.pending = Some(pending.clone());
+        self.cursor.pending = Some(PendingBatch {
+            sent_at_ms: now_ms(),
+            ..pending.clone()
+        });
         self.cursor.save(&self.spec.cursor_path);
         let call = LogsCall::PutLogEvents(logs::PutLogEventsRequest {
             log_group_name: self.spec.options.group.clone(),
@@ -527,6 +536,10 @@ impl Shipper {
     /// Whether the pending batch `p` was stored: the stream holds more events from `p`'s first
     /// timestamp on than were acknowledged there.
     async fn reconcile(&mut self, p: &PendingBatch) -> Result<bool, ControlPlaneError> {
+        let wait = (p.sent_at_ms + RECONCILE_GRACE_MS).saturating_sub(now_ms());
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_millis(wait.min(RECONCILE_GRACE_MS))).await;
+        }
         let mut seen = 0u64;
         let mut token: Option<String> = None;
         loop {
