@@ -283,7 +283,13 @@ fn authorize_json(
         // Berth's admin API checks for root itself.
         _ => return Ok(()),
     };
-    crate::authz::authorize(&app.store, ctx, &call, crate::authz::Dialect::Json)
+    crate::authz::authorize(&app.store, ctx, &call, crate::authz::Dialect::Json)?;
+    if prefix == berth_wire::ecs::TARGET_PREFIX {
+        for pass in crate::authz::pass_role_calls(operation, &input) {
+            crate::authz::authorize(&app.store, ctx, &pass, crate::authz::Dialect::Json)?;
+        }
+    }
+    Ok(())
 }
 
 /// A temporary key is only good with its session token and until its session expires.
