@@ -66,7 +66,7 @@ pub fn split(strategy: &[Share], count: usize) -> Result<Vec<usize>, SplitError>
         }
     }
     // Largest remainder first; ties keep the strategy's order (the sort is stable).
-    remainders.sort_by(|a, b| b.0.cmp(&a.0));
+    remainders.sort_by_key(|r| std::cmp::Reverse(r.0));
     for (_, k) in remainders.into_iter().take(rest - given) {
         out[k] += 1;
     }
