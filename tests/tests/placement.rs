@@ -2,7 +2,7 @@
 //! zone, with their own attributes (a custom `stack` from PutAttributes, a capacity provider
 //! each for two of them, GPUs on the third), driven through the aws CLI: spread across zones,
 //! memberOf with a cluster query over a custom attribute, distinctInstance, the failure
-//! reasons (RESOURCE:MEMORY, RESOURCE:CPU, RESOURCE:GPU, MissingAttribute) with the
+//! reasons (RESOURCE:MEMORY, RESOURCE:CPU, RESOURCE:PORTS, RESOURCE:GPU, MissingAttribute) with the
 //! instance's arn, GPU ids, and a capacity provider strategy's base/weight split and the
 //! cluster's default strategy. Tasks are busybox sleeps; the agents kill them on drop.
 
@@ -338,6 +338,31 @@ async fn placement_across_agents_with_their_own_attributes() {
             zone_of.contains_key(failures[0]["arn"].as_str().unwrap()),
             "{out}"
         );
+    }
+
+    // A static host port: one task per instance, then RESOURCE:PORTS; the port shows in
+    // the instances' remainingResources PORTS.
+    let ported = unique_name("ported");
+    env.register(
+        &ported,
+        json!({"portMappings": [{"containerPort": 18080, "hostPort": 18080}]}),
+        json!({}),
+    );
+    let out = env.run(&ported, &["--launch-type", "EC2", "--count", "4"]);
+    let (mut placed, failures) = outcome(&out);
+    placed.sort();
+    placed.dedup();
+    assert_eq!(placed.len(), 3, "{out}");
+    assert_eq!(failures.len(), 1, "{out}");
+    assert_eq!(failures[0]["reason"], "RESOURCE:PORTS", "{out}");
+    for ci in env.instances().await {
+        let ports = ci
+            .remaining_resources()
+            .iter()
+            .find(|r| r.name() == Some("PORTS"))
+            .map(|r| r.string_set_value().to_vec())
+            .unwrap_or_default();
+        assert!(ports.iter().any(|p| p == "18080"), "{ci:#?}");
     }
 
     // GPUs by id: the third instance offers two; a task taking both, then none left.

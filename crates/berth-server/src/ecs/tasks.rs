@@ -2032,6 +2032,42 @@ mod tests {
             "{}",
             e.message
         );
+        // Fargate providers split the same way, on Berth-managed capacity.
+        ecs.put_cluster_capacity_providers(
+            &c,
+            s::PutClusterCapacityProvidersRequest {
+                cluster: "c".into(),
+                capacity_providers: vec!["FARGATE".into(), "FARGATE_SPOT".into()],
+                default_capacity_provider_strategy: vec![],
+            },
+        )
+        .unwrap();
+        let out = run_json(
+            &ecs,
+            &c,
+            serde_json::json!({"cluster": "c", "taskDefinition": "web", "count": 3,
+                "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}},
+                "capacityProviderStrategy": [
+                    {"capacityProvider": "FARGATE", "base": 1, "weight": 1},
+                    {"capacityProvider": "FARGATE_SPOT", "weight": 1}]}),
+        );
+        let names: Vec<Option<String>> = out
+            .tasks
+            .unwrap()
+            .iter()
+            .map(|t| {
+                assert_eq!(t.launch_type, Some(s::LaunchType::Fargate));
+                t.capacity_provider_name.clone()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                Some("FARGATE".to_string()),
+                Some("FARGATE".to_string()),
+                Some("FARGATE_SPOT".to_string())
+            ]
+        );
     }
 
     /// GPUs are reserved by id, never twice, and come back when the task stops; a missing
