@@ -1,8 +1,9 @@
 //! How a capacity provider strategy splits the tasks of one request between its providers,
 //! as ECS documents it: the provider with a `base` takes that many tasks first (at most the
 //! request's count; only one provider may have a base), then the rest are split in
-//! proportion to the `weight`s (a provider with weight 0 takes none of the rest). A lone
-//! provider takes everything whatever its weight.
+//! proportion to the `weight`s (a provider with weight 0 takes none of the rest). A strategy
+//! whose weights are all 0 places nothing, even with one provider (ECS refuses it: "There are
+//! no capacity providers with a weight value greater than zero …").
 //!
 //! The proportional part uses the largest-remainder method: a provider's share of the rest
 //! `r` is `r * weight / total` rounded down, and the tasks left over go one each to the
@@ -35,15 +36,11 @@ pub fn split(strategy: &[Share], count: usize) -> Result<Vec<usize>, SplitError>
     if strategy.iter().filter(|s| s.base > 0).count() > 1 {
         return Err(SplitError::SeveralBases);
     }
-    let mut out = vec![0usize; strategy.len()];
-    if strategy.len() == 1 {
-        out[0] = count;
-        return Ok(out);
-    }
     let total: u64 = strategy.iter().map(|s| u64::from(s.weight)).sum();
     if total == 0 {
         return Err(SplitError::NoWeight);
     }
+    let mut out = vec![0usize; strategy.len()];
     let mut rest = count;
     if let Some(k) = strategy.iter().position(|s| s.base > 0) {
         let base = usize::try_from(strategy[k].base)
@@ -96,8 +93,8 @@ mod tests {
         // Equal weights, odd count: the leftover goes to the first listed.
         assert_eq!(split(&[s(0, 1), s(0, 1)], 3), Ok(vec![2, 1]));
         assert_eq!(split(&[s(0, 2), s(0, 1), s(0, 0)], 3), Ok(vec![2, 1, 0]));
-        // One provider takes everything, whatever its weight.
-        assert_eq!(split(&[s(0, 0)], 4), Ok(vec![4]));
+        // One provider takes everything.
+        assert_eq!(split(&[s(2, 3)], 4), Ok(vec![4]));
         assert_eq!(split(&[s(0, 1), s(0, 4)], 0), Ok(vec![0, 0]));
     }
 
@@ -106,5 +103,6 @@ mod tests {
         assert_eq!(split(&[], 1), Err(SplitError::Empty));
         assert_eq!(split(&[s(1, 1), s(1, 1)], 1), Err(SplitError::SeveralBases));
         assert_eq!(split(&[s(1, 0), s(0, 0)], 1), Err(SplitError::NoWeight));
+        assert_eq!(split(&[s(0, 0)], 1), Err(SplitError::NoWeight));
     }
 }

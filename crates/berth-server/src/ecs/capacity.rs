@@ -24,7 +24,10 @@ pub enum Capacity {
 /// ECS's message for a strategy naming a provider the cluster does not have.
 const NOT_ASSOCIATED: &str = "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster. Associate the capacity provider with the cluster or specify a valid capacity provider and try again.";
 const MIXED: &str = "A capacity provider strategy can contain either Fargate capacity providers or Auto Scaling group capacity providers, not both.";
-const NO_WEIGHT: &str = "The capacity provider strategy must contain at least one capacity provider with a weight greater than 0.";
+/// ECS's message when the cluster's default strategy has no weight above 0 (as reported by
+/// users); the one for a given strategy is the same sentence about that strategy.
+const NO_WEIGHT_DEFAULT: &str = "There are no capacity providers with a weight value greater than zero defined in the default capacity provider strategy. At least one capacity provider must have a weight value greater than zero specified. Update the cluster's default capacity provider strategy or specify a valid capacity provider strategy and try again.";
+const NO_WEIGHT: &str = "There are no capacity providers with a weight value greater than zero defined in the capacity provider strategy. At least one capacity provider must have a weight value greater than zero specified. Specify a valid capacity provider strategy and try again.";
 
 /// The short name of a strategy item's provider (the model says short name; an ARN is
 /// tolerated as elsewhere).
@@ -61,6 +64,7 @@ pub fn shares(
         }
         None => {}
     }
+    let given = strategy.is_some_and(|s| !s.is_empty());
     let strategy: Vec<s::CapacityProviderStrategyItem> = match strategy {
         Some(s) if !s.is_empty() => s.to_vec(),
         _ => cluster
@@ -92,7 +96,8 @@ pub fn shares(
         })
         .collect();
     let counts = sched::split(&items, count).map_err(|e| match e {
-        sched::SplitError::NoWeight => invalid(NO_WEIGHT),
+        sched::SplitError::NoWeight if given => invalid(NO_WEIGHT),
+        sched::SplitError::NoWeight => invalid(NO_WEIGHT_DEFAULT),
         sched::SplitError::SeveralBases => invalid(
             "Only one capacity provider in a capacity provider strategy can have a base defined.",
         ),
@@ -190,9 +195,15 @@ mod tests {
             msg(&[item("a", 0, 1001)], None).contains("weight"),
             "weights are checked"
         );
-        // A lone provider with weight 0 takes everything.
+        // A lone provider needs a weight too.
+        assert_eq!(msg(&[item("a", 0, 0)], None), NO_WEIGHT);
+        let zero = cluster(&["a"], vec![item("a", 0, 0)]);
         assert_eq!(
-            shares(&c, None, Some(&[item("a", 0, 0)]), 2).unwrap(),
+            shares(&zero, None, None, 1).unwrap_err().message,
+            NO_WEIGHT_DEFAULT
+        );
+        assert_eq!(
+            shares(&c, None, Some(&[item("a", 0, 2)]), 2).unwrap(),
             [(ec2("a"), 2)]
         );
     }
