@@ -7,7 +7,10 @@
 //!    (the IAM user, or the role *session*) allows, whatever the boundary or session policy
 //!    say.
 //! 3. Otherwise an identity-based or resource-based `Allow` is needed; across accounts both
-//!    sides are needed.
+//!    sides are needed. A resource-based policy that names only the caller's *account*
+//!    delegates to that account: it allows nothing without an identity-based `Allow` (this is
+//!    why a role trusting `arn:aws:iam::ACCOUNT:root` can be assumed only by principals whose
+//!    own policies allow `sts:AssumeRole`).
 //! 4. A permissions boundary, when the principal has one, must also allow.
 //! 5. Session policies, when the session has any, must also allow.
 //!
@@ -144,7 +147,10 @@ impl Decision {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Named {
     No,
-    /// Through `*`, the account, or the role of a session.
+    /// Through the account (its id or root ARN): a delegation to the account, which its own
+    /// identity-based policies must still grant.
+    Account,
+    /// Through `*`, or the role of a session.
     Broadly,
     /// By the caller's own ARN (the user, or the role session).
     Exactly,
@@ -178,7 +184,7 @@ fn principal_named(ps: &Principals, who: &Principal) -> Named {
                 if id == arn {
                     Named::Exactly
                 } else if id == account || *id == format!("arn:aws:iam::{account}:root") {
-                    Named::Broadly
+                    Named::Account
                 } else {
                     Named::No
                 }
@@ -190,11 +196,10 @@ fn principal_named(ps: &Principals, who: &Principal) -> Named {
             } => {
                 if id == session_arn {
                     Named::Exactly
-                } else if id == role_arn
-                    || id == account
-                    || *id == format!("arn:aws:iam::{account}:root")
-                {
+                } else if id == role_arn {
                     Named::Broadly
+                } else if id == account || *id == format!("arn:aws:iam::{account}:root") {
+                    Named::Account
                 } else {
                     Named::No
                 }
@@ -224,7 +229,7 @@ fn resource_applies(s: &Statement, ctx: &RequestContext, variables: bool) -> boo
         let r = if variables {
             substitute(r, ctx)
         } else {
-            Some(r.clone())
+            Some(std::borrow::Cow::Borrowed(r.as_str()))
         };
         r.is_some_and(|r| resource_matches(&r, &ctx.resource))
     });
@@ -324,7 +329,9 @@ pub fn evaluate(who: &Principal, policies: &PolicySet<'_>, ctx: &RequestContext)
         if res_allow == Named::Exactly && policies.resource.is_some() {
             return Decision::Allow;
         }
-        if id_allow == Named::No && res_allow == Named::No {
+        // Naming the account delegates to its identity-based policies; it allows nothing
+        // by itself.
+        if id_allow == Named::No && res_allow <= Named::Account {
             return Decision::Deny(DenyKind::NoAllow(PolicyType::Identity));
         }
     }

@@ -342,10 +342,29 @@ fn assume_role_trust() {
         resource: Some(&account_trust),
         ..Default::default()
     };
-    assert!(
-        decide(&alice(), set, &ctx).allowed(),
-        "the account trust is an allow by itself"
+    assert_eq!(
+        decide(&alice(), set, &ctx),
+        Decision::Deny(DenyKind::NoAllow(PolicyType::Identity)),
+        "trusting the account delegates to its identity policies"
     );
+    let may_assume = [identity(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"*"}]}"#,
+    )];
+    let set = PolicySet {
+        identity: &may_assume,
+        resource: Some(&account_trust),
+        ..Default::default()
+    };
+    assert!(decide(&alice(), set, &ctx).allowed());
+    // Trusting the user itself needs nothing more.
+    let user_trust = trust(&format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:user/alice"}},"Action":"sts:AssumeRole"}}]}}"#
+    ));
+    let set = PolicySet {
+        resource: Some(&user_trust),
+        ..Default::default()
+    };
+    assert!(decide(&alice(), set, &ctx).allowed());
     // Trusting a service only: a user may not assume it.
     let service_trust = trust(
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,

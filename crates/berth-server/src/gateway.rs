@@ -204,6 +204,7 @@ async fn handle(
             user_agent,
             now,
         };
+        authorize_json(&app2, &ctx, &prefix, &operation, &body)?;
         match prefix.as_str() {
             p if p == berth_wire::ecs::TARGET_PREFIX => {
                 berth_wire::ecs::dispatch(&app2.ecs, &ctx, &operation, &body).map(Outcome::Reply)
@@ -249,6 +250,91 @@ async fn handle(
         request_id = %rid,
     );
     resp
+}
+
+/// Authorises a JSON-protocol call (ECS, Logs, the agent channel) for its caller.
+fn authorize_json(
+    app: &App,
+    ctx: &RequestContext,
+    prefix: &str,
+    operation: &str,
+    body: &[u8],
+) -> Result<(), AwsError> {
+    if ctx.principal_arn == crate::accounts::root_arn(&ctx.account_id) {
+        return Ok(());
+    }
+    let input: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let call = match prefix {
+        p if p == berth_wire::ecs::TARGET_PREFIX => crate::authz::ecs_call(ctx, operation, &input),
+        p if p == berth_wire::logs::TARGET_PREFIX => {
+            crate::authz::logs_call(ctx, operation, &input)
+        }
+        // The agent channel is ECS's own agent protocol: the actions its managed policy
+        // (AmazonEC2ContainerServiceforEC2Role) grants.
+        p if p == berth_wire::agent::TARGET_PREFIX => crate::authz::Call {
+            action: if operation == "Poll" {
+                "ecs:Poll".into()
+            } else {
+                "ecs:SubmitTaskStateChange".into()
+            },
+            resources: vec!["*".into()],
+            keys: Vec::new(),
+        },
+        // Berth's admin API checks for root itself.
+        _ => return Ok(()),
+    };
+    crate::authz::authorize(&app.store, ctx, &call, crate::authz::Dialect::Json)?;
+    if prefix == berth_wire::ecs::TARGET_PREFIX {
+        for pass in crate::authz::pass_role_calls(operation, &input) {
+            crate::authz::authorize(&app.store, ctx, &pass, crate::authz::Dialect::Json)?;
+        }
+    }
+    Ok(())
+}
+
+/// A temporary key is only good with its session token and until its session expires.
+fn check_session(
+    app: &App,
+    req: &SignedRequest<'_>,
+    key: &berth_store::AccessKey,
+    now: Timestamp,
+) -> Result<(), AwsError> {
+    let token = req
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-security-token"))
+        .map(|(_, v)| v.clone())
+        .or_else(|| {
+            berth_wire::query::Params::from_form(req.raw_query)
+                .get("X-Amz-Security-Token")
+                .map(str::to_string)
+        });
+    let session = app
+        .store
+        .read(|tx| crate::sts::session(tx, &key.account, &key.access_key_id))
+        .map_err(|e| {
+            tracing::error!(error = %e, "session lookup failed");
+            AwsError::internal("An internal error occurred. Try the request again.")
+        })?;
+    let invalid = || {
+        AwsError::new(
+            "UnrecognizedClientException",
+            400,
+            "The security token included in the request is invalid.",
+        )
+    };
+    let session = session.ok_or_else(invalid)?;
+    if token.as_deref() != Some(session.session_token.as_str()) {
+        return Err(invalid());
+    }
+    if now.millis() >= session.expires_ms {
+        return Err(AwsError::new(
+            "ExpiredTokenException",
+            400,
+            "The security token included in the request is expired",
+        ));
+    }
+    Ok(())
 }
 
 /// A query-protocol service the gateway routes to, by the SigV4 credential scope's service.
@@ -312,6 +398,7 @@ fn query_auth_error(e: AwsError) -> AwsError {
         ),
         "InvalidSignatureException" => AwsError::new("SignatureDoesNotMatch", 403, e.message),
         "IncompleteSignatureException" => AwsError::new("IncompleteSignature", 400, e.message),
+        "ExpiredTokenException" => AwsError::new("ExpiredToken", 403, e.message),
         _ => e,
     }
 }
@@ -407,6 +494,14 @@ async fn handle_query(
             user_agent,
             now,
         };
+        // STS decides its own calls: GetCallerIdentity needs no permission, and AssumeRole
+        // weighs the role's trust policy with the caller's policies.
+        if signing_name != berth_wire::sts::SIGNING_NAME {
+            let call = crate::authz::query_call(&ctx, signing_name, &action_inner, |k| {
+                params.get(k).map(str::to_string)
+            });
+            crate::authz::authorize(&app.store, &ctx, &call, crate::authz::Dialect::Query)?;
+        }
         match signing_name {
             n if n == berth_wire::sts::SIGNING_NAME => {
                 berth_wire::sts::dispatch(&app.sts, &ctx, &action_inner, &params)
@@ -508,6 +603,9 @@ fn authenticate(
         ));
     }
     let verified = sigv4::verify(req, &parts, &key.secret_access_key)?;
+    if key.access_key_id.starts_with("ASIA") {
+        check_session(app, req, &key, now)?;
+    }
     Ok(Authenticated {
         account: key.account,
         region: verified.region,

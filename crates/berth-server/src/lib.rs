@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod agent_channel;
+pub mod authz;
 pub mod ecs;
 pub mod failure;
 pub mod gateway;
@@ -31,8 +32,8 @@ impl App {
         App {
             ecs: ecs::Ecs::new(store.clone()),
             logs: logs::Logs::new(store.clone()),
-            sts: sts::Sts,
-            iam: iam::Iam,
+            sts: sts::Sts::new(store.clone()),
+            iam: iam::Iam::new(store.clone()),
             store,
         }
     }
