@@ -219,8 +219,7 @@ pub fn attributes(facts: &HostFacts, settings: &RegistrationSettings) -> Vec<s::
     }
     // The capabilities Berth's agent really has (amazon-ecs-agent's names). Not advertised
     // until the agent does them: privileged-container, logging-driver.awslogs and
-    // execution-role-awslogs (log shipping), task-iam-role(-network-host) (the credentials
-    // endpoint), secrets, ecr-auth, efs, firelens, env-files.
+    // execution-role-awslogs (log shipping), secrets, ecr-auth, efs, firelens, env-files.
     for cap in [
         // stdout/stderr are kept in files on the host, or discarded.
         "com.amazonaws.ecs.capability.logging-driver.json-file",
@@ -230,6 +229,9 @@ pub fn attributes(facts: &HostFacts, settings: &RegistrationSettings) -> Vec<s::
         "ecs.capability.container-ordering",
         "ecs.capability.task-cpu-mem-limit",
         "ecs.capability.docker-plugin.local",
+        // Task role credentials at 169.254.170.2 (awsvpc and host tasks).
+        "com.amazonaws.ecs.capability.task-iam-role",
+        "com.amazonaws.ecs.capability.task-iam-role-network-host",
     ] {
         out.push(attr(cap, None));
     }
@@ -365,9 +367,12 @@ mod tests {
         ] {
             assert_eq!(value(cap), Some(None), "{cap}");
         }
+        assert_eq!(
+            value("com.amazonaws.ecs.capability.task-iam-role"),
+            Some(None)
+        );
         // Only what Berth does is advertised.
         for cap in [
-            "com.amazonaws.ecs.capability.task-iam-role",
             "com.amazonaws.ecs.capability.logging-driver.awslogs",
             "com.amazonaws.ecs.capability.privileged-container",
         ] {
