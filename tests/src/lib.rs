@@ -953,13 +953,24 @@ impl BerthAgent {
     /// Spawns `berth agent --endpoint … --cluster … --data-dir … --availability-zone …` with
     /// the server's root key in the environment. Does not wait for registration.
     pub fn start(server: &BerthServer, cluster: &str, availability_zone: &str) -> Self {
+        Self::start_with(server, cluster, availability_zone, &[])
+    }
+
+    /// As [`Self::start`], with `extra` arguments after the others (e.g. `--capacity-provider
+    /// NAME`, `--gpus 2`).
+    pub fn start_with(
+        server: &BerthServer,
+        cluster: &str,
+        availability_zone: &str,
+        extra: &[&str],
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-agent-")
             .tempdir()
             .expect("create a temporary directory");
         let data_dir = dir.path().join("data");
         fs::create_dir_all(&data_dir).expect("create the agent data directory");
-        let args: Vec<OsString> = vec![
+        let args: Vec<OsString> = [
             "agent".into(),
             "--endpoint".into(),
             server.endpoint().into(),
@@ -969,7 +980,10 @@ impl BerthAgent {
             data_dir.clone().into(),
             "--availability-zone".into(),
             availability_zone.into(),
-        ];
+        ]
+        .into_iter()
+        .chain(extra.iter().map(OsString::from))
+        .collect();
         let envs: Vec<(OsString, OsString)> = vec![
             ("AWS_ACCESS_KEY_ID".into(), server.access_key_id().into()),
             (
@@ -1015,6 +1029,8 @@ impl BerthAgent {
             .env_remove("AWS_SESSION_TOKEN")
             .env_remove("BERTH_CLUSTER")
             .env_remove("BERTH_AGENT_DATA_DIR")
+            .env_remove("BERTH_CAPACITY_PROVIDER")
+            .env_remove("BERTH_GPUS")
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)

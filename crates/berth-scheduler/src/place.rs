@@ -14,7 +14,7 @@ pub enum Reason {
     /// The instance's agent is not connected.
     Agent,
     /// It lacks an attribute the task definition requires (`requiresAttributes`).
-    Attribute(String),
+    MissingAttribute(String),
     MemberOf,
     DistinctInstance,
     Cpu,
@@ -29,7 +29,7 @@ impl Reason {
     pub fn as_str(&self) -> &'static str {
         match self {
             Reason::Agent => "AGENT",
-            Reason::Attribute(_) => "ATTRIBUTE",
+            Reason::MissingAttribute(_) => "MissingAttribute",
             Reason::MemberOf => "MemberOf placement constraint unsatisfied.",
             Reason::DistinctInstance => "DistinctInstance placement constraint unsatisfied.",
             Reason::Cpu => "RESOURCE:CPU",
@@ -42,7 +42,7 @@ impl Reason {
     /// A `detail` for the failure, where there is more to say than the reason.
     pub fn detail(&self) -> Option<String> {
         match self {
-            Reason::Attribute(name) => Some(format!("missing attribute {name}")),
+            Reason::MissingAttribute(name) => Some(format!("missing attribute {name}")),
             _ => None,
         }
     }
@@ -69,6 +69,8 @@ pub struct Placement {
     pub arn: String,
     /// The host ports picked for its dynamic mappings, in order.
     pub dynamic_ports: Vec<i32>,
+    /// The GPU ids it holds (`needs.gpu` of them, taken in the instance's order).
+    pub gpus: Vec<String>,
 }
 
 /// One outcome per requested task, in order.
@@ -109,7 +111,7 @@ pub fn check(i: &Instance, r: &Request) -> Option<Reason> {
             (Some(have), Some(want)) => have.as_deref() == Some(want.as_str()),
         };
         if !ok {
-            return Some(Reason::Attribute(a.name.clone()));
+            return Some(Reason::MissingAttribute(a.name.clone()));
         }
     }
     for c in &r.constraints {
@@ -136,7 +138,7 @@ pub fn check(i: &Instance, r: &Request) -> Option<Reason> {
     if n.ports_udp.iter().any(|p| i.used_ports_udp.contains(p)) {
         return Some(Reason::PortsUdp);
     }
-    if i.remaining.gpu < n.gpu {
+    if (i.gpus.len() as i64) < n.gpu {
         return Some(Reason::Gpu);
     }
     None
@@ -192,13 +194,15 @@ fn narrow(insts: &[Instance], r: &Request, mut fits: Vec<usize>) -> Vec<usize> {
     fits
 }
 
-/// Takes one task of `r` on `i`: resources, ports (dynamic ones picked lowest first), and
-/// the task itself (so later tasks of the plan see it in groups and spread).
-fn reserve(i: &mut Instance, r: &Request) -> Vec<i32> {
+/// Takes one task of `r` on `i`: resources, GPU ids (the first free ones), ports (dynamic
+/// ones picked lowest first), and the task itself (so later tasks of the plan see it in
+/// groups and spread). Returns the dynamic ports and GPU ids taken.
+fn reserve(i: &mut Instance, r: &Request) -> (Vec<i32>, Vec<String>) {
     let n = &r.needs;
     i.remaining.cpu -= n.cpu;
     i.remaining.memory -= n.memory;
-    i.remaining.gpu -= n.gpu;
+    let take = usize::try_from(n.gpu).unwrap_or(0).min(i.gpus.len());
+    let gpus: Vec<String> = i.gpus.drain(..take).collect();
     i.used_ports.extend(&n.ports);
     i.used_ports_udp.extend(&n.ports_udp);
     let mut picked = Vec::new();
@@ -215,7 +219,7 @@ fn reserve(i: &mut Instance, r: &Request) -> Vec<i32> {
         group: Some(r.group.clone()),
         family: r.family.clone(),
     });
-    picked
+    (picked, gpus)
 }
 
 /// Places `r.count` tasks on the snapshot's ACTIVE instances, reserving as it goes (two tasks
@@ -255,11 +259,12 @@ pub fn place(snapshot: &Snapshot, r: &Request, rng: &mut impl FnMut(usize) -> us
         }
         let best = narrow(&insts, r, fits);
         let k = best[rng(best.len()) % best.len()];
-        let dynamic_ports = reserve(&mut insts[k], r);
+        let (dynamic_ports, gpus) = reserve(&mut insts[k], r);
         plan.tasks.push(Ok(Placement {
             instance: insts[k].id.clone(),
             arn: insts[k].arn.clone(),
             dynamic_ports,
+            gpus,
         }));
     }
     plan
@@ -273,11 +278,7 @@ mod tests {
 
     fn inst(id: &str, cpu: i64, mem: i64, az: &str) -> Instance {
         let mut i = Instance::new(id, format!("arn:{id}"));
-        i.registered = Resources {
-            cpu,
-            memory: mem,
-            gpu: 0,
-        };
+        i.registered = Resources { cpu, memory: mem };
         i.remaining = i.registered;
         i.attributes
             .insert("ecs.availability-zone".into(), Some(az.into()));
@@ -424,7 +425,7 @@ mod tests {
         let Err(Refusal::Instance { reason, .. }) = &p.tasks[0] else {
             panic!("{p:?}");
         };
-        assert_eq!(reason.as_str(), "ATTRIBUTE");
+        assert_eq!(reason.as_str(), "MissingAttribute");
         assert_eq!(
             reason.detail().as_deref(),
             Some("missing attribute ecs.capability.secrets.asm.environment-variables")
@@ -454,7 +455,8 @@ mod tests {
             Ok(Placement {
                 instance: "a".into(),
                 arn: "arn:a".into(),
-                dynamic_ports: vec![101]
+                dynamic_ports: vec![101],
+                gpus: vec![],
             })
         );
         assert_eq!(ids(&p)[1..], ["RESOURCE:PORTS", "RESOURCE:PORTS"]);
@@ -466,5 +468,27 @@ mod tests {
         assert_eq!(ids(&place(&snap, &r, &mut first))[3], "RESOURCE:MEMORY");
         r.needs.gpu = 1;
         assert_eq!(ids(&place(&snap, &r, &mut first))[0], "RESOURCE:GPU");
+    }
+
+    #[test]
+    fn gpu_ids_go_to_one_task_each() {
+        let mut a = inst("a", 4096, 4096, "z1");
+        a.gpus = vec!["GPU-0".into(), "GPU-1".into(), "GPU-2".into()];
+        let mut b = inst("b", 4096, 4096, "z1");
+        b.gpus = vec!["GPU-9".into()];
+        let snap = Snapshot {
+            instances: vec![a, b],
+        };
+        let mut r = req(3, 1, 1);
+        r.needs.gpu = 2;
+        let p = place(&snap, &r, &mut first);
+        let gpus: Vec<Vec<String>> = p.placed().map(|p| p.gpus.clone()).collect();
+        assert_eq!(gpus, [vec!["GPU-0".to_string(), "GPU-1".to_string()]]);
+        assert_eq!(ids(&p)[1..], ["RESOURCE:GPU", "RESOURCE:GPU"]);
+        r.needs.gpu = 1;
+        let p = place(&snap, &r, &mut first);
+        let mut all: Vec<String> = p.placed().flat_map(|p| p.gpus.clone()).collect();
+        all.sort();
+        assert_eq!(all, ["GPU-0", "GPU-1", "GPU-2"]);
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod account_settings;
 pub mod attributes;
+pub mod capacity;
 pub mod capacity_providers;
 pub mod clusters;
 pub mod common;

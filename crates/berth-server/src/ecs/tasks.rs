@@ -18,6 +18,7 @@ use berth_wire::{AwsError, RequestContext, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::Ecs;
+use super::capacity::{self, Capacity};
 use super::common::{self, Page, aws, invalid, kind, scope};
 use super::placement;
 use super::task_definitions::{self, Ident};
@@ -61,6 +62,9 @@ pub struct StoredTask {
     pub reserved_ports: Vec<i32>,
     #[serde(default)]
     pub reserved_ports_udp: Vec<i32>,
+    /// The GPU ids it holds on its container instance.
+    #[serde(default)]
+    pub reserved_gpus: Vec<String>,
 }
 
 impl StoredTask {
@@ -199,59 +203,6 @@ fn new_id() -> String {
 /// The store id (`<cluster>/<id>`) a `task` parameter (id or ARN) names in `cluster`.
 fn task_store_id(ctx: &RequestContext, cluster: &str, ident: &str) -> Option<String> {
     common::cluster_scoped_id(ctx, cluster, ident, "task")
-}
-
-/// How a RunTask call chose its capacity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Capacity {
-    Ec2 { provider: Option<String> },
-    Fargate { provider: Option<String> },
-}
-
-fn choose_capacity(
-    cluster: &s::Cluster,
-    launch_type: Option<s::LaunchType>,
-    strategy: Option<&[s::CapacityProviderStrategyItem]>,
-) -> Result<Capacity, AwsError> {
-    if launch_type.is_some() && strategy.is_some_and(|s| !s.is_empty()) {
-        return Err(invalid(
-            "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
-        ));
-    }
-    match launch_type {
-        Some(s::LaunchType::Fargate) => return Ok(Capacity::Fargate { provider: None }),
-        Some(s::LaunchType::Ec2) => return Ok(Capacity::Ec2 { provider: None }),
-        Some(other) => {
-            return Err(invalid(format!(
-                "The launch type {} is not supported by Berth yet.",
-                other.as_str()
-            )));
-        }
-        None => {}
-    }
-    let strategy: Vec<s::CapacityProviderStrategyItem> = match strategy {
-        Some(s) if !s.is_empty() => s.to_vec(),
-        _ => cluster
-            .default_capacity_provider_strategy
-            .clone()
-            .unwrap_or_default(),
-    };
-    super::clusters::validate_strategy(&strategy)?;
-    // The provider with a base first, else the heaviest weight (full weighting arrives with
-    // the scheduler).
-    let first = strategy
-        .iter()
-        .max_by_key(|i| (i.base.unwrap_or(0), i.weight.unwrap_or(0)))
-        .map(|i| i.capacity_provider.clone());
-    match first.as_deref() {
-        None => Ok(Capacity::Ec2 { provider: None }),
-        Some(p @ ("FARGATE" | "FARGATE_SPOT")) => Ok(Capacity::Fargate {
-            provider: Some(p.to_string()),
-        }),
-        Some(p) => Ok(Capacity::Ec2 {
-            provider: Some(p.to_string()),
-        }),
-    }
 }
 
 /// Checks a task's overrides against its task definition.
@@ -544,6 +495,20 @@ impl Launch<'_> {
             } else {
                 needs.ports_udp
             },
+            reserved_gpus: Vec::new(),
+        }
+    }
+}
+
+/// Records what placement `p` gave task `t` beyond its static needs: the dynamic host ports
+/// (reserved with its static ones) and the GPU ids (its containers' `gpuIds`).
+fn take_placement(t: &mut StoredTask, p: &sched::Placement) {
+    t.reserved_ports.extend(&p.dynamic_ports);
+    t.reserved_gpus = p.gpus.clone();
+    let per_container = placement::container_gpus(&t.task_definition, &p.gpus);
+    for (c, ids) in t.task.containers.iter_mut().flatten().zip(per_container) {
+        if !ids.is_empty() {
+            c.gpu_ids = Some(ids);
         }
     }
 }
@@ -574,6 +539,17 @@ fn adjust_remaining(ci: &mut s::ContainerInstance, t: &StoredTask, sign: i32) {
                         }
                     } else {
                         set.retain(|x| *x != p);
+                    }
+                }
+            }
+            // GPU lists the ids no task holds (PORTS lists the ports in use).
+            Some("GPU") => {
+                let set = r.string_set_value.get_or_insert_with(Vec::new);
+                for g in &t.reserved_gpus {
+                    if sign < 0 {
+                        set.retain(|x| x != g);
+                    } else if !set.contains(g) {
+                        set.push(g.clone());
                     }
                 }
             }
@@ -785,10 +761,11 @@ pub fn run(
                 return Err(invalid("TaskDefinition not found.").into());
             }
             validate_overrides(&td.task_definition, input.overrides.as_ref())?;
-            let capacity = choose_capacity(
+            let shares = capacity::shares(
                 &cluster,
                 input.launch_type,
                 input.capacity_provider_strategy.as_deref(),
+                count as usize,
             )?;
             let launch = Launch {
                 ctx,
@@ -807,91 +784,102 @@ pub fn run(
             let mut tasks = Vec::new();
             let mut failures = Vec::new();
             let mut ids = Vec::new();
-            match capacity {
-                Capacity::Fargate { provider } => {
-                    let compatible = td
-                        .task_definition
-                        .compatibilities
-                        .iter()
-                        .flatten()
-                        .any(|c| *c == s::Compatibility::Fargate);
-                    if !compatible {
-                        return Err(invalid(
-                            "Task definition does not support launch_type FARGATE.",
-                        )
-                        .into());
-                    }
-                    launch.validate_network(true)?;
-                    let provider = provider.unwrap_or_else(|| "FARGATE".into());
-                    for _ in 0..count {
-                        let t = launch.task(MANAGED_HOST.to_string(), None, Some(&provider));
-                        create_task(tx, ctx, &t, &mut hosts)?;
-                        ids.push(format!("{}/{}", t.cluster(), t.id()));
-                        tasks.push(present(&t, &[TaskField::Tags]));
-                    }
+            for (capacity, count) in shares {
+                if count == 0 {
+                    continue;
                 }
-                Capacity::Ec2 { provider } => {
-                    let compatible = td
-                        .task_definition
-                        .compatibilities
-                        .iter()
-                        .flatten()
-                        .any(|c| *c == s::Compatibility::Ec2);
-                    if !compatible {
-                        return Err(
-                            invalid("Task definition does not support launch_type EC2.").into()
-                        );
+                match capacity {
+                    Capacity::Fargate { provider } => {
+                        let compatible = td
+                            .task_definition
+                            .compatibilities
+                            .iter()
+                            .flatten()
+                            .any(|c| *c == s::Compatibility::Fargate);
+                        if !compatible {
+                            return Err(invalid(
+                                "Task definition does not support launch_type FARGATE.",
+                            )
+                            .into());
+                        }
+                        launch.validate_network(true)?;
+                        let provider = provider.unwrap_or_else(|| "FARGATE".into());
+                        for _ in 0..count {
+                            let t = launch.task(MANAGED_HOST.to_string(), None, Some(&provider));
+                            create_task(tx, ctx, &t, &mut hosts)?;
+                            ids.push(format!("{}/{}", t.cluster(), t.id()));
+                            tasks.push(present(&t, &[TaskField::Tags]));
+                        }
                     }
-                    launch.validate_network(false)?;
-                    let (constraints, strategies) = placement::rules(
-                        &td.task_definition,
-                        input.placement_constraints.as_deref(),
-                        input.placement_strategy.as_deref(),
-                    )?;
-                    let mut cands = candidates(tx, ctx, &cluster_name, ctx.now)?;
-                    if !cands
-                        .iter()
-                        .any(|(i, _)| i.status == sched::InstanceStatus::Active)
-                    {
-                        return Err(
-                            invalid("No Container Instances were found in your cluster.").into(),
-                        );
-                    }
-                    let etd = effective_td(&td.task_definition, input.overrides.as_ref());
-                    let request = sched::Request {
-                        count: count as usize,
-                        needs: placement::engine_needs(&needs_of(&etd), &etd),
-                        group: input.group.clone().unwrap_or_else(|| {
-                            format!("family:{}", etd.family.clone().unwrap_or_default())
-                        }),
-                        family: etd.family.clone().unwrap_or_default(),
-                        constraints,
-                        strategies,
-                        // Agents do not register ECS's capability attributes yet.
-                        required_attributes: Vec::new(),
-                    };
-                    let snapshot = sched::Snapshot {
-                        instances: cands.iter().map(|(i, _)| i.clone()).collect(),
-                    };
-                    let plan = sched::place(&snapshot, &request, &mut |n| {
-                        rand::random_range(0..n.max(1))
-                    });
-                    for p in plan.tasks {
-                        match p {
-                            Ok(p) => {
-                                let id = p.instance;
-                                let Some((_, ci)) = cands.iter_mut().find(|(c, _)| c.id == id)
-                                else {
-                                    continue;
-                                };
-                                let host = instance_host(scope(ctx), &id);
-                                let mut t = launch.task(host, Some((&id, ci)), None);
-                                t.task.capacity_provider_name = provider.clone();
-                                create_task(tx, ctx, &t, &mut hosts)?;
-                                ids.push(format!("{}/{}", t.cluster(), t.id()));
-                                tasks.push(present(&t, &[TaskField::Tags]));
+                    Capacity::Ec2 { provider } => {
+                        let compatible = td
+                            .task_definition
+                            .compatibilities
+                            .iter()
+                            .flatten()
+                            .any(|c| *c == s::Compatibility::Ec2);
+                        if !compatible {
+                            return Err(invalid(
+                                "Task definition does not support launch_type EC2.",
+                            )
+                            .into());
+                        }
+                        launch.validate_network(false)?;
+                        let (constraints, strategies) = placement::rules(
+                            &td.task_definition,
+                            input.placement_constraints.as_deref(),
+                            input.placement_strategy.as_deref(),
+                        )?;
+                        let mut cands = candidates(tx, ctx, &cluster_name, ctx.now)?;
+                        if !cands
+                            .iter()
+                            .any(|(i, _)| i.status == sched::InstanceStatus::Active)
+                        {
+                            return Err(invalid(
+                                "No Container Instances were found in your cluster.",
+                            )
+                            .into());
+                        }
+                        // A provider's tasks go to the instances that joined it.
+                        if let Some(p) = &provider {
+                            cands.retain(|(_, ci)| ci.capacity_provider_name.as_ref() == Some(p));
+                        }
+                        let etd = effective_td(&td.task_definition, input.overrides.as_ref());
+                        let request = sched::Request {
+                            count,
+                            needs: placement::engine_needs(&needs_of(&etd), &etd),
+                            group: input.group.clone().unwrap_or_else(|| {
+                                format!("family:{}", etd.family.clone().unwrap_or_default())
+                            }),
+                            family: etd.family.clone().unwrap_or_default(),
+                            constraints,
+                            strategies,
+                            required_attributes: placement::required_attributes(&etd),
+                        };
+                        let snapshot = sched::Snapshot {
+                            instances: cands.iter().map(|(i, _)| i.clone()).collect(),
+                        };
+                        let plan = sched::place(&snapshot, &request, &mut |n| {
+                            rand::random_range(0..n.max(1))
+                        });
+                        for p in plan.tasks {
+                            match p {
+                                Ok(p) => {
+                                    let id = p.instance.clone();
+                                    let Some((_, ci)) = cands.iter_mut().find(|(c, _)| c.id == id)
+                                    else {
+                                        continue;
+                                    };
+                                    let host = instance_host(scope(ctx), &id);
+                                    let mut t = launch.task(host, Some((&id, ci)), None);
+                                    t.task.capacity_provider_name = provider.clone();
+                                    take_placement(&mut t, &p);
+                                    create_task(tx, ctx, &t, &mut hosts)?;
+                                    ids.push(format!("{}/{}", t.cluster(), t.id()));
+                                    tasks.push(present(&t, &[TaskField::Tags]));
+                                }
+                                Err(why) => failures.push(placement::failure(&why)),
                             }
-                            Err(why) => failures.push(placement::failure(&why)),
                         }
                     }
                 }
@@ -968,6 +956,7 @@ pub fn start(
                 let request = sched::Request {
                     count: 1,
                     needs: placement::engine_needs(&needs_of(&etd), &etd),
+                    required_attributes: placement::required_attributes(&etd),
                     ..sched::Request::default()
                 };
                 let mut hosts = Vec::new();
@@ -998,7 +987,15 @@ pub fn start(
                         }));
                         continue;
                     }
-                    let t = launch.task(instance_host(scope(ctx), &c.id), Some((&c.id, ci)), None);
+                    let mut t =
+                        launch.task(instance_host(scope(ctx), &c.id), Some((&c.id, ci)), None);
+                    // The engine on this one instance picks its dynamic ports and GPU ids.
+                    let one = sched::Snapshot {
+                        instances: vec![fresh],
+                    };
+                    if let Some(Ok(p)) = sched::place(&one, &request, &mut |_| 0).tasks.first() {
+                        take_placement(&mut t, p);
+                    }
                     create_task(tx, ctx, &t, &mut hosts)?;
                     tasks.push(present(&t, &[TaskField::Tags]));
                 }
@@ -1801,7 +1798,8 @@ mod tests {
                             {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
                             {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}
                         ],
-                        "attributes": [{"name": "zone", "value": zone}]
+                        "attributes": [{"name": "zone", "value": zone},
+                            {"name": "com.amazonaws.ecs.capability.docker-remote-api.1.18"}]
                     }))
                     .unwrap(),
                 )
@@ -1879,5 +1877,304 @@ mod tests {
         ] {
             assert_eq!(run(bad).unwrap_err().code, "InvalidParameterException");
         }
+    }
+
+    /// Registers a connected container instance of cluster "c" from `body` (JSON of
+    /// RegisterContainerInstance, merged over 4096 CPU / 4096 MiB and the attribute a
+    /// host-mode definition requires); returns its ARN.
+    fn connected_instance(ecs: &Ecs, c: &RequestContext, body: serde_json::Value) -> String {
+        let mut req = serde_json::json!({
+            "cluster": "c",
+            "totalResources": [
+                {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}
+            ],
+            "attributes": [{"name": "com.amazonaws.ecs.capability.docker-remote-api.1.18"}]
+        });
+        for (k, v) in body.as_object().unwrap() {
+            req[k] = v.clone();
+        }
+        let arn = ecs
+            .register_container_instance(c, serde_json::from_value(req).unwrap())
+            .unwrap()
+            .container_instance
+            .unwrap()
+            .container_instance_arn
+            .unwrap();
+        ecs.store
+            .write(|tx| {
+                let id = super::super::container_instances::store_id(c, "c", &arn).unwrap();
+                record_poll(tx, &instance_host(scope(c), &id), c.now.millis())
+            })
+            .unwrap();
+        arn
+    }
+
+    fn run_json(ecs: &Ecs, c: &RequestContext, body: serde_json::Value) -> s::RunTaskResponse {
+        ecs.run_task(c, serde_json::from_value(body).unwrap())
+            .unwrap()
+    }
+
+    /// A capacity provider strategy splits a RunTask call: base first, then by weight, each
+    /// provider's share placed on the instances that joined it; the cluster's default
+    /// strategy applies when neither a launch type nor a strategy is given.
+    #[test]
+    fn capacity_provider_strategy_splits_between_providers() {
+        let (ecs, c) = setup();
+        for name in ["cpa", "cpb", "idle"] {
+            ecs.create_capacity_provider(
+                &c,
+                s::CreateCapacityProviderRequest {
+                    name: name.into(),
+                    auto_scaling_group_provider: Some(s::AutoScalingGroupProvider {
+                        auto_scaling_group_arn: format!("arn:aws:autoscaling:us-east-1:000000000000:autoScalingGroup:1:autoScalingGroupName/{name}"),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        }
+        ecs.put_cluster_capacity_providers(
+            &c,
+            s::PutClusterCapacityProvidersRequest {
+                cluster: "c".into(),
+                capacity_providers: vec!["cpa".into(), "cpb".into(), "FARGATE_SPOT".into()],
+                default_capacity_provider_strategy: vec![],
+            },
+        )
+        .unwrap();
+        let a = connected_instance(
+            &ecs,
+            &c,
+            serde_json::json!({"instanceIdentityDocument": "{\"capacityProviderName\":\"cpa\"}"}),
+        );
+        let b = connected_instance(
+            &ecs,
+            &c,
+            serde_json::json!({"instanceIdentityDocument": "{\"capacityProviderName\":\"cpb\"}"}),
+        );
+        let shown = ecs
+            .describe_container_instances(
+                &c,
+                s::DescribeContainerInstancesRequest {
+                    cluster: Some("c".into()),
+                    container_instances: vec![a.clone()],
+                    include: None,
+                },
+            )
+            .unwrap()
+            .container_instances
+            .unwrap();
+        assert_eq!(shown[0].capacity_provider_name.as_deref(), Some("cpa"));
+        let nope = ecs.register_container_instance(
+            &c,
+            serde_json::from_value(serde_json::json!({
+                "cluster": "c", "instanceIdentityDocument": "{\"capacityProviderName\":\"nope\"}"
+            }))
+            .unwrap(),
+        );
+        assert!(nope.unwrap_err().message.contains("'nope' does not exist"));
+        let td: s::RegisterTaskDefinitionRequest = serde_json::from_value(serde_json::json!({
+            "family": "svc", "networkMode": "host",
+            "containerDefinitions": [{"name": "app", "image": "busybox", "cpu": 1, "memory": 8}]
+        }))
+        .unwrap();
+        ecs.register_task_definition(&c, td).unwrap();
+        let by_provider = |r: &s::RunTaskResponse, p: &str, arn: &str| {
+            let tasks = r.tasks.as_deref().unwrap_or_default();
+            assert!(tasks.iter().all(|t| {
+                (t.capacity_provider_name.as_deref() == Some(p))
+                    == (t.container_instance_arn.as_deref() == Some(arn))
+            }));
+            tasks
+                .iter()
+                .filter(|t| t.capacity_provider_name.as_deref() == Some(p))
+                .count()
+        };
+        // Base 1 on cpa, then 1:3 over the 4 others.
+        let out = run_json(
+            &ecs,
+            &c,
+            serde_json::json!({"cluster": "c", "taskDefinition": "svc", "count": 5,
+                "capacityProviderStrategy": [
+                    {"capacityProvider": "cpa", "base": 1, "weight": 1},
+                    {"capacityProvider": "cpb", "weight": 3}]}),
+        );
+        assert_eq!(out.failures.as_deref(), Some(&[][..]));
+        assert_eq!(by_provider(&out, "cpa", &a), 2);
+        assert_eq!(by_provider(&out, "cpb", &b), 3);
+        // The cluster's default strategy.
+        ecs.put_cluster_capacity_providers(
+            &c,
+            s::PutClusterCapacityProvidersRequest {
+                cluster: "c".into(),
+                capacity_providers: vec!["cpa".into(), "cpb".into()],
+                default_capacity_provider_strategy: vec![s::CapacityProviderStrategyItem {
+                    capacity_provider: "cpb".into(),
+                    base: None,
+                    weight: Some(1),
+                }],
+            },
+        )
+        .unwrap();
+        let out = run_json(
+            &ecs,
+            &c,
+            serde_json::json!({"cluster": "c", "taskDefinition": "svc", "count": 2}),
+        );
+        assert_eq!(by_provider(&out, "cpb", &b), 2);
+        // A provider the cluster does not have.
+        let e = ecs
+            .run_task(
+                &c,
+                serde_json::from_value(serde_json::json!({"cluster": "c", "taskDefinition": "svc",
+                    "capacityProviderStrategy": [{"capacityProvider": "idle", "weight": 1}]}))
+                .unwrap(),
+            )
+            .unwrap_err();
+        assert_eq!(e.code, "InvalidParameterException");
+        assert!(
+            e.message.contains("not associated with the cluster"),
+            "{}",
+            e.message
+        );
+        // Fargate providers split the same way, on Berth-managed capacity.
+        ecs.put_cluster_capacity_providers(
+            &c,
+            s::PutClusterCapacityProvidersRequest {
+                cluster: "c".into(),
+                capacity_providers: vec!["FARGATE".into(), "FARGATE_SPOT".into()],
+                default_capacity_provider_strategy: vec![],
+            },
+        )
+        .unwrap();
+        let out = run_json(
+            &ecs,
+            &c,
+            serde_json::json!({"cluster": "c", "taskDefinition": "web", "count": 3,
+                "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}},
+                "capacityProviderStrategy": [
+                    {"capacityProvider": "FARGATE", "base": 1, "weight": 1},
+                    {"capacityProvider": "FARGATE_SPOT", "weight": 1}]}),
+        );
+        let names: Vec<Option<String>> = out
+            .tasks
+            .unwrap()
+            .iter()
+            .map(|t| {
+                assert_eq!(t.launch_type, Some(s::LaunchType::Fargate));
+                t.capacity_provider_name.clone()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                Some("FARGATE".to_string()),
+                Some("FARGATE".to_string()),
+                Some("FARGATE_SPOT".to_string())
+            ]
+        );
+    }
+
+    /// GPUs are reserved by id, never twice, and come back when the task stops; a missing
+    /// required attribute is a MissingAttribute failure naming the instance.
+    #[test]
+    fn gpus_by_id_and_missing_attributes() {
+        let (ecs, c) = setup();
+        let arn = connected_instance(
+            &ecs,
+            &c,
+            serde_json::json!({"totalResources": [
+                {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096},
+                {"name": "GPU", "type": "STRINGSET", "stringSetValue": ["GPU-0", "GPU-1", "GPU-2"]}
+            ]}),
+        );
+        let td: s::RegisterTaskDefinitionRequest = serde_json::from_value(serde_json::json!({
+            "family": "ml", "networkMode": "host",
+            "containerDefinitions": [
+                {"name": "a", "image": "busybox", "memory": 8,
+                 "resourceRequirements": [{"type": "GPU", "value": "1"}]},
+                {"name": "b", "image": "busybox", "memory": 8,
+                 "resourceRequirements": [{"type": "GPU", "value": "1"}]}]
+        }))
+        .unwrap();
+        ecs.register_task_definition(&c, td).unwrap();
+        let run = || {
+            run_json(
+                &ecs,
+                &c,
+                serde_json::json!({"cluster": "c", "taskDefinition": "ml", "launchType": "EC2"}),
+            )
+        };
+        let first = run();
+        let t = &first.tasks.as_ref().unwrap()[0];
+        let ids: Vec<Vec<String>> = t
+            .containers
+            .iter()
+            .flatten()
+            .map(|c| c.gpu_ids.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(ids.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
+        assert_ne!(ids[0], ids[1]);
+        let second = run();
+        let f = &second.failures.unwrap()[0];
+        assert_eq!(f.reason.as_deref(), Some("RESOURCE:GPU"));
+        assert_eq!(f.arn.as_deref(), Some(arn.as_str()));
+        let free = |ecs: &Ecs| -> Vec<String> {
+            let ci = ecs
+                .describe_container_instances(
+                    &c,
+                    s::DescribeContainerInstancesRequest {
+                        cluster: Some("c".into()),
+                        container_instances: vec![arn.clone()],
+                        include: None,
+                    },
+                )
+                .unwrap()
+                .container_instances
+                .unwrap()
+                .remove(0);
+            let mut v = ci
+                .remaining_resources
+                .unwrap()
+                .into_iter()
+                .find(|r| r.name.as_deref() == Some("GPU"))
+                .and_then(|r| r.string_set_value)
+                .unwrap();
+            v.sort();
+            v
+        };
+        assert_eq!(free(&ecs).len(), 1);
+        assert!(!ids.iter().flatten().any(|g| free(&ecs).contains(g)));
+        // Stopped: its GPUs are free again.
+        let stopped: s::SubmitTaskStateChangeRequest = serde_json::from_value(serde_json::json!({
+            "cluster": "c", "task": t.task_arn, "status": "STOPPED"
+        }))
+        .unwrap();
+        ecs.submit_task_state_change(&c, stopped).unwrap();
+        assert_eq!(free(&ecs), ["GPU-0", "GPU-1", "GPU-2"]);
+        // A definition requiring what the instance lacks (a health check needs
+        // ecs.capability.container-health-check).
+        let td: s::RegisterTaskDefinitionRequest = serde_json::from_value(serde_json::json!({
+            "family": "checked", "networkMode": "host",
+            "containerDefinitions": [{"name": "a", "image": "busybox", "memory": 8,
+                "healthCheck": {"command": ["CMD", "true"]}}]
+        }))
+        .unwrap();
+        ecs.register_task_definition(&c, td).unwrap();
+        let out = run_json(
+            &ecs,
+            &c,
+            serde_json::json!({"cluster": "c", "taskDefinition": "checked", "launchType": "EC2"}),
+        );
+        let f = &out.failures.unwrap()[0];
+        assert_eq!(f.reason.as_deref(), Some("MissingAttribute"));
+        assert_eq!(f.arn.as_deref(), Some(arn.as_str()));
+        assert_eq!(
+            f.detail.as_deref(),
+            Some("missing attribute ecs.capability.container-health-check")
+        );
     }
 }
