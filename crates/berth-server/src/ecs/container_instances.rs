@@ -313,6 +313,7 @@ pub fn register(
             },
         )
         .map_err(aws)
+        .inspect(|_| ecs.notifier.wake_controller())
 }
 
 pub fn describe(
@@ -520,6 +521,7 @@ pub fn update_state(
             },
         )
         .map_err(aws)
+        .inspect(|_| ecs.notifier.wake_controller())
 }
 
 pub fn deregister(
