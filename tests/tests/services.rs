@@ -594,3 +594,271 @@ async fn a_bad_revision_trips_the_circuit_breaker_and_rolls_back() {
         .collect();
     assert_eq!(statuses, vec!["ROLLBACK_SUCCESSFUL", "SUCCESSFUL"]);
 }
+
+/// `berth server` (agents lost after 30 s of silence) and one agent per zone.
+async fn ec2(test: &str, zones: &[&str]) -> Option<Env> {
+    if !containers_or_skip(test) {
+        return None;
+    }
+    let berth = BerthServer::builder()
+        .subcommand("server")
+        .env(
+            "BERTH_INSTANCE_LOST_AFTER_SECONDS",
+            LOST_AFTER.as_secs().to_string(),
+        )
+        .start();
+    let ecs = berth.ecs_client(REGION);
+    let cluster = unique_name("daemon");
+    ecs.create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .expect("CreateCluster");
+    let mut env = Env {
+        berth,
+        ecs,
+        cluster,
+        agents: Vec::new(),
+    };
+    for z in zones {
+        env.join(z);
+    }
+    env.wait_instances(zones.len()).await;
+    Some(env)
+}
+
+/// How long an agent may stay silent (the agent's long poll answers at least every 20 s).
+const LOST_AFTER: Duration = Duration::from_secs(30);
+
+impl Env {
+    fn join(&mut self, zone: &str) {
+        let a = BerthAgent::start(&self.berth, &self.cluster, zone);
+        a.load_image(&busybox_image_tar());
+        self.agents.push(a);
+    }
+
+    /// Waits until `n` instances are registered and connected; returns their ARNs by zone.
+    async fn wait_instances(&self, n: usize) -> Vec<(String, String)> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let arns = self
+                .ecs
+                .list_container_instances()
+                .cluster(&self.cluster)
+                .send()
+                .await
+                .expect("ListContainerInstances")
+                .container_instance_arns()
+                .to_vec();
+            if arns.len() == n {
+                let cis = self
+                    .ecs
+                    .describe_container_instances()
+                    .cluster(&self.cluster)
+                    .set_container_instances(Some(arns))
+                    .send()
+                    .await
+                    .expect("DescribeContainerInstances")
+                    .container_instances()
+                    .to_vec();
+                if cis.iter().all(|c| c.agent_connected()) {
+                    return cis
+                        .iter()
+                        .map(|c| {
+                            let zone = c
+                                .attributes()
+                                .iter()
+                                .find(|a| a.name() == "ecs.availability-zone")
+                                .and_then(|a| a.value())
+                                .unwrap_or("")
+                                .to_string();
+                            (zone, c.container_instance_arn().unwrap().to_string())
+                        })
+                        .collect();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} connected instances expected"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn register_ec2(&self, family: &str) {
+        let input = json!({
+            "family": family, "requiresCompatibilities": ["EC2"], "networkMode": "host",
+            "containerDefinitions": [{"name": "app", "image": "busybox", "cpu": 64, "memory": 32,
+                "stopTimeout": 2, "command": ["sleep", "3600"]}],
+        })
+        .to_string();
+        self.cli(&[
+            "ecs",
+            "register-task-definition",
+            "--cli-input-json",
+            &input,
+        ]);
+    }
+
+    /// The container instances the service's running tasks are on.
+    async fn placed(&self, service: &str) -> Vec<String> {
+        let mut on: Vec<String> = self
+            .tasks(service, false)
+            .await
+            .iter()
+            .filter(|t| t.desired_status() == Some("RUNNING"))
+            .map(|t| t.container_instance_arn().unwrap().to_string())
+            .collect();
+        on.sort();
+        on
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_service_follows_instances_and_lost_agents_are_replaced() {
+    let zones = ["us-east-1a", "us-east-1b", "us-east-1c"];
+    let Some(mut env) = ec2(
+        "daemon_service_follows_instances_and_lost_agents_are_replaced",
+        &zones,
+    )
+    .await
+    else {
+        return;
+    };
+    let family = unique_name("daemon");
+    env.register_ec2(&family);
+    let name = "agentd";
+    let created = env.cli(&[
+        "ecs",
+        "create-service",
+        "--cluster",
+        &env.cluster,
+        "--service-name",
+        name,
+        "--task-definition",
+        &family,
+        "--scheduling-strategy",
+        "DAEMON",
+        "--launch-type",
+        "EC2",
+    ]);
+    assert_eq!(created["service"]["schedulingStrategy"], "DAEMON");
+    assert_eq!(
+        created["service"]["deploymentConfiguration"]["maximumPercent"],
+        100
+    );
+    assert_eq!(
+        created["service"]["deploymentConfiguration"]["minimumHealthyPercent"],
+        0
+    );
+    env.wait_service(name, "one task per instance", STEADY, |s| {
+        counts(s) == (3, 3, 1)
+    });
+    env.wait_stable(name);
+    let mut on = env.placed(name).await;
+    on.dedup();
+    assert_eq!(on.len(), 3, "one task on each instance");
+
+    // A fourth instance joins: it gets its task.
+    env.join("us-east-1d");
+    let instances = env.wait_instances(4).await;
+    env.wait_service(name, "a task on the new instance", STEADY, |s| {
+        counts(s) == (4, 4, 1)
+    });
+    let mut on = env.placed(name).await;
+    on.dedup();
+    assert_eq!(on.len(), 4);
+
+    // Draining the first: its task stops, none starts there again.
+    let first = instances
+        .iter()
+        .find(|(z, _)| z == "us-east-1a")
+        .unwrap()
+        .1
+        .clone();
+    env.cli(&[
+        "ecs",
+        "update-container-instances-state",
+        "--cluster",
+        &env.cluster,
+        "--container-instances",
+        &first,
+        "--status",
+        "DRAINING",
+    ]);
+    env.wait_service(name, "the draining instance's task to stop", STEADY, |s| {
+        counts(s) == (3, 3, 1) && s["pendingCount"] == 0
+    });
+    assert!(!env.placed(name).await.contains(&first));
+
+    // A replica service on two distinct instances; then the host of one of them dies
+    // (kill -9 of its agent and every process it started).
+    env.register_ec2(&format!("{family}-rep"));
+    env.cli(&[
+        "ecs",
+        "create-service",
+        "--cluster",
+        &env.cluster,
+        "--service-name",
+        "rep",
+        "--task-definition",
+        &format!("{family}-rep"),
+        "--desired-count",
+        "2",
+        "--launch-type",
+        "EC2",
+        "--placement-constraints",
+        "type=distinctInstance",
+    ]);
+    env.wait_service("rep", "2 running", STEADY, |s| counts(s) == (2, 2, 1));
+    let placed = env.placed("rep").await;
+    assert!(!placed.contains(&first));
+    let victim_arn = placed[0].clone();
+    let zone = instances
+        .iter()
+        .find(|(_, a)| *a == victim_arn)
+        .unwrap()
+        .0
+        .clone();
+    let idx = ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]
+        .iter()
+        .position(|z| *z == zone)
+        .unwrap();
+    let killed_at = Instant::now();
+    let victim = &mut env.agents[idx];
+    victim.kill9();
+    berth_e2e::kill_processes_under(victim.data_dir());
+    // Replaced within the stated bound: the lost-after timeout (30 s) plus one long poll
+    // (20 s) plus scheduling and start-up (10 s).
+    let bound = LOST_AFTER + Duration::from_secs(30);
+    let deadline = killed_at + bound;
+    loop {
+        let placed = env.placed("rep").await;
+        let running = env.service("rep")["runningCount"].as_i64().unwrap();
+        if placed.len() == 2 && !placed.contains(&victim_arn) && running >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lost instance's task was not replaced within {bound:?}: {placed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("lost agent's task replaced after {:?}", killed_at.elapsed());
+    let stopped: Vec<_> = env
+        .tasks("rep", true)
+        .await
+        .into_iter()
+        .filter(|t| t.container_instance_arn() == Some(victim_arn.as_str()))
+        .collect();
+    assert_eq!(stopped.len(), 1);
+    assert_eq!(stopped[0].desired_status(), Some("STOPPED"));
+    assert_eq!(
+        stopped[0].stop_code(),
+        Some(&aws_sdk_ecs::types::TaskStopCode::ServiceSchedulerInitiated)
+    );
+    // The daemon no longer counts the lost instance.
+    env.wait_service(name, "the daemon without the lost instance", STEADY, |s| {
+        s["desiredCount"] == 2
+    });
+}
