@@ -12,6 +12,7 @@ pub mod placement;
 pub mod service_controller;
 pub mod services;
 pub mod tags;
+pub mod task_credentials;
 pub mod task_definitions;
 pub mod tasks;
 

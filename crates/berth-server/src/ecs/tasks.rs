@@ -153,6 +153,11 @@ pub fn assignments(tx: &Tx<'_>, host: &str) -> Result<(i64, Vec<TaskAssignment>)
             launch_type: t.task.launch_type,
             containers: t.task.containers.clone().unwrap_or_default(),
             stopped_reason: t.task.stopped_reason.clone(),
+            task_role_credentials: super::task_credentials::for_assignment(
+                tx,
+                Scope::new(account, region),
+                id,
+            )?,
         });
     }
     Ok((seq, out))
@@ -620,6 +625,8 @@ fn create_task(
 ) -> Result<(), Failure> {
     let id = format!("{}/{}", t.cluster(), t.id());
     tx.insert(scope(ctx), task_kind::TASK, &id, t)?;
+    let role = super::task_credentials::task_role(&t.task_definition, t.task.overrides.as_ref());
+    super::task_credentials::for_new_task(tx, ctx, &id, &t.id(), role.as_deref())?;
     tx.put(
         GLOBAL,
         task_kind::HOST_TASK,
