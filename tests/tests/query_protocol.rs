@@ -105,10 +105,10 @@ fn unknown_and_unserved_actions_are_named() {
     // A real IAM action that a later issue serves.
     let code = berth.aws_cli_error(
         "us-east-1",
-        &["iam", "list-roles"],
+        &["iam", "list-open-id-connect-providers"],
         "UnknownOperationException",
     );
-    assert!(code.contains("ListRoles"), "{code}");
+    assert!(code.contains("ListOpenIDConnectProviders"), "{code}");
 }
 
 #[test]

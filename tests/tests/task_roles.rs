@@ -71,7 +71,8 @@ fn cli(berth: &BerthServer, args: &[&str]) -> Value {
     berth.aws_cli_json(REGION, args)
 }
 
-fn wait_stopped(berth: &BerthServer, cluster: &str, task: &str) -> Value {
+/// Waits until the task's lastStatus is `status` (panics if it stops first, or after 2 min).
+fn wait_status(berth: &BerthServer, cluster: &str, task: &str, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let d = cli(
@@ -86,34 +87,11 @@ fn wait_stopped(berth: &BerthServer, cluster: &str, task: &str) -> Value {
             ],
         );
         let t = d["tasks"][0].clone();
-        if t["lastStatus"] == "STOPPED" {
+        if t["lastStatus"] == status {
             return t;
         }
-        assert!(Instant::now() < deadline, "task did not stop: {t:#}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn wait_running(berth: &BerthServer, cluster: &str, task: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let d = cli(
-            berth,
-            &[
-                "ecs",
-                "describe-tasks",
-                "--cluster",
-                cluster,
-                "--tasks",
-                task,
-            ],
-        );
-        let t = &d["tasks"][0];
-        if t["lastStatus"] == "RUNNING" {
-            return;
-        }
         assert_ne!(t["lastStatus"], "STOPPED", "task stopped: {t:#}");
-        assert!(Instant::now() < deadline, "task did not start: {t:#}");
+        assert!(Instant::now() < deadline, "task never {status}: {t:#}");
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -291,7 +269,7 @@ fn a_container_calls_berth_with_its_task_role_and_only_its_own() {
     };
     td("caller", &role_arn, &script);
     let caller = run(&berth, &cluster, "caller");
-    let t = wait_stopped(&berth, &cluster, &caller);
+    let t = wait_status(&berth, &cluster, &caller, "STOPPED");
     assert_eq!(
         exit_code(&t),
         0,
@@ -302,7 +280,7 @@ fn a_container_calls_berth_with_its_task_role_and_only_its_own() {
     // A task holding its credentials, and another that tries to read them.
     td("holder", &role_arn, "sleep 120");
     let holder = run(&berth, &cluster, "holder");
-    wait_running(&berth, &cluster, &holder);
+    wait_status(&berth, &cluster, &holder, "RUNNING");
     let stolen = credentials_id(&berth, &holder);
     td(
         "thief",
@@ -313,7 +291,7 @@ fn a_container_calls_berth_with_its_task_role_and_only_its_own() {
         ),
     );
     let thief = run(&berth, &cluster, "thief");
-    let t = wait_stopped(&berth, &cluster, &thief);
+    let t = wait_status(&berth, &cluster, &thief, "STOPPED");
     assert_eq!(
         exit_code(&t),
         0,

@@ -233,14 +233,14 @@ impl Condition {
     /// Whether the condition holds for the request. `variables` says whether the document
     /// allows policy variables (version 2012-10-17).
     pub fn holds(&self, ctx: &RequestContext, variables: bool) -> bool {
-        let policy_values: Vec<String> = self
+        let policy_values: Vec<std::borrow::Cow<'_, str>> = self
             .values
             .iter()
             .filter_map(|v| {
                 if variables {
                     substitute(v, ctx)
                 } else {
-                    Some(v.clone())
+                    Some(std::borrow::Cow::Borrowed(v.as_str()))
                 }
             })
             .collect();

@@ -71,7 +71,16 @@ impl RequestContext {
 
     /// A key's value; names compare case-insensitively.
     pub fn get(&self, key: &str) -> Option<&ContextValue> {
-        self.keys.get(&key.to_ascii_lowercase())
+        // Keys are short: lower-case them on the stack rather than allocating.
+        let mut buf = [0u8; 256];
+        match buf.get_mut(..key.len()) {
+            Some(dst) if key.is_ascii() => {
+                dst.copy_from_slice(key.as_bytes());
+                dst.make_ascii_lowercase();
+                std::str::from_utf8(dst).ok().and_then(|k| self.keys.get(k))
+            }
+            _ => self.keys.get(&key.to_ascii_lowercase()),
+        }
     }
 
     /// A copy of this context for another resource (one call may touch several resources,

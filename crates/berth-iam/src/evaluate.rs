@@ -229,7 +229,7 @@ fn resource_applies(s: &Statement, ctx: &RequestContext, variables: bool) -> boo
         let r = if variables {
             substitute(r, ctx)
         } else {
-            Some(r.clone())
+            Some(std::borrow::Cow::Borrowed(r.as_str()))
         };
         r.is_some_and(|r| resource_matches(&r, &ctx.resource))
     });

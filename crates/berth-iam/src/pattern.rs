@@ -9,22 +9,29 @@ pub const LITERAL_STAR: char = '\u{E000}';
 /// Stands, in a pattern, for a literal `?`.
 pub const LITERAL_QUESTION: char = '\u{E001}';
 
-fn same(p: char, t: char) -> bool {
-    p == t || (p == LITERAL_STAR && t == '*') || (p == LITERAL_QUESTION && t == '?')
-}
-
 /// Whether `text` matches the wildcard `pattern`, character for character.
 pub fn glob(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
+    glob_by(pattern, text, |p, t| p == t)
+}
+
+/// The matcher over any symbols, `same` deciding equality of a pattern symbol and a text
+/// symbol (wildcards are handled here). Iterative, with one backtracking point: linear in
+/// practice, quadratic at worst, never allocating.
+fn matches<T: Copy>(
+    p: &[T],
+    t: &[T],
+    is_star: impl Fn(T) -> bool,
+    is_any: impl Fn(T) -> bool,
+    same: impl Fn(T, T) -> bool,
+) -> bool {
     let (mut pi, mut ti) = (0usize, 0usize);
     // Where the last `*` was seen, and the text position it currently absorbs up to.
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && p[pi] != '*' && (p[pi] == '?' || same(p[pi], t[ti])) {
+        if pi < p.len() && !is_star(p[pi]) && (is_any(p[pi]) || same(p[pi], t[ti])) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && is_star(p[pi]) {
             star = Some((pi, ti));
             pi += 1;
         } else if let Some((sp, st)) = star {
@@ -35,12 +42,35 @@ pub fn glob(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| is_star(*c))
+}
+
+/// [`glob`] with a custom equality (e.g. ignoring ASCII case). ASCII text is matched byte by
+/// byte without allocating; other text character by character.
+pub fn glob_by(pattern: &str, text: &str, same: impl Fn(char, char) -> bool) -> bool {
+    if pattern.is_ascii() && text.is_ascii() {
+        return matches(
+            pattern.as_bytes(),
+            text.as_bytes(),
+            |c| c == b'*',
+            |c| c == b'?',
+            |p, t| same(p as char, t as char),
+        );
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    matches(
+        &p,
+        &t,
+        |c| c == '*',
+        |c| c == '?',
+        |p, t| same(p, t) || (p == LITERAL_STAR && t == '*') || (p == LITERAL_QUESTION && t == '?'),
+    )
 }
 
 /// Whether an action in a policy (`ecs:Describe*`, `*`) covers the requested action.
 pub fn action_matches(pattern: &str, action: &str) -> bool {
-    glob(&pattern.to_ascii_lowercase(), &action.to_ascii_lowercase())
+    glob_by(pattern, action, |p, t| p.eq_ignore_ascii_case(&t))
 }
 
 /// Whether a resource in a policy covers the requested resource ARN.
@@ -53,10 +83,8 @@ pub fn resource_matches(pattern: &str, resource: &str) -> bool {
     if pattern == "*" {
         return true;
     }
-    let p: Vec<&str> = pattern.splitn(6, ':').collect();
-    let r: Vec<&str> = resource.splitn(6, ':').collect();
-    if p[0] == "arn" {
-        p.len() == 6 && r.len() == 6 && p.iter().zip(&r).all(|(p, r)| glob(p, r))
+    if pattern.starts_with("arn:") {
+        arn_like(pattern, resource)
     } else {
         glob(pattern, resource)
     }
@@ -65,9 +93,15 @@ pub fn resource_matches(pattern: &str, resource: &str) -> bool {
 /// Whether an ARN in a policy's `ArnLike` condition covers a value: like
 /// [`resource_matches`], but both must be ARNs with six segments.
 pub fn arn_like(pattern: &str, value: &str) -> bool {
-    let p: Vec<&str> = pattern.splitn(6, ':').collect();
-    let r: Vec<&str> = value.splitn(6, ':').collect();
-    p.len() == 6 && r.len() == 6 && p.iter().zip(&r).all(|(p, r)| glob(p, r))
+    let mut p = pattern.splitn(6, ':');
+    let mut r = value.splitn(6, ':');
+    for _ in 0..6 {
+        match (p.next(), r.next()) {
+            (Some(a), Some(b)) if glob(a, b) => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! Variables are substituted in `Resource` values and condition values of version
 //! 2012-10-17 documents. Substituted text is literal: a `*` in a tag value is not a wildcard.
 
+use std::borrow::Cow;
+
 use crate::context::{ContextValue, RequestContext};
 use crate::pattern::{LITERAL_QUESTION, LITERAL_STAR};
 
@@ -19,9 +21,9 @@ fn literal(text: &str) -> String {
 
 /// `value` with its variables replaced from `ctx`, or `None` when a variable has no value in
 /// the request (and no default): the element that holds it then matches nothing, as in IAM.
-pub fn substitute(value: &str, ctx: &RequestContext) -> Option<String> {
+pub fn substitute<'a>(value: &'a str, ctx: &RequestContext) -> Option<Cow<'a, str>> {
     if !value.contains("${") {
-        return Some(value.to_string());
+        return Some(Cow::Borrowed(value));
     }
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
@@ -31,7 +33,7 @@ pub fn substitute(value: &str, ctx: &RequestContext) -> Option<String> {
         let Some(end) = after.find('}') else {
             // An unterminated `${` is plain text.
             out.push_str(&rest[start..]);
-            return Some(out);
+            return Some(Cow::Owned(out));
         };
         let inner = &after[..end];
         rest = &after[end + 1..];
@@ -60,7 +62,7 @@ pub fn substitute(value: &str, ctx: &RequestContext) -> Option<String> {
         }
     }
     out.push_str(rest);
-    Some(out)
+    Some(Cow::Owned(out))
 }
 
 #[cfg(test)]

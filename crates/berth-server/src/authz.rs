@@ -4,8 +4,14 @@
 //!
 //! The account's root user is never limited, as on AWS. Everyone else needs an `Allow` for
 //! `service:Operation` on each resource the call touches, and no `Deny`.
+//!
+//! A caller's policies are loaded once and cached per access key until IAM changes (every
+//! IAM write bumps a generation) or for at most [`CACHE_TTL`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use berth_iam::policy::PolicyKind;
 use berth_iam::{Decision, Policy, PolicySet, Principal, RequestContext as Request};
@@ -237,6 +243,64 @@ pub fn decide(
     Ok(())
 }
 
+/// Bumped by every IAM write: cached callers older than the current generation are loaded
+/// again, so a policy change applies to the very next call.
+static IAM_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// How long a cached caller is trusted at most, whatever the generation says (bounds the
+/// staleness when several servers share one store and another one changed IAM).
+const CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Callers are cached per access key; beyond this many entries the cache starts afresh.
+const CACHE_MAX: usize = 10_000;
+
+struct Cached {
+    generation: u64,
+    loaded: Instant,
+    caller: Arc<Caller>,
+}
+
+static CACHE: LazyLock<Mutex<HashMap<String, Cached>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Records that IAM state changed (users, groups, roles, policies, attachments).
+pub fn iam_changed() {
+    IAM_GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+/// The caller of a request, from the cache when it is current.
+fn cached_caller(store: &Store, ctx: &RequestContext) -> Result<Option<Arc<Caller>>, Failure> {
+    if ctx.principal_arn == crate::accounts::root_arn(&ctx.account_id) {
+        return Ok(None);
+    }
+    let generation = IAM_GENERATION.load(Ordering::SeqCst);
+    if let Ok(cache) = CACHE.lock()
+        && let Some(c) = cache.get(&ctx.access_key_id)
+        && c.generation == generation
+        && c.loaded.elapsed() < CACHE_TTL
+    {
+        return Ok(Some(c.caller.clone()));
+    }
+    let Some(caller) = caller(store, ctx)? else {
+        return Ok(None);
+    };
+    let caller = Arc::new(caller);
+    if let Ok(mut cache) = CACHE.lock() {
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(
+            ctx.access_key_id.clone(),
+            Cached {
+                generation,
+                loaded: Instant::now(),
+                caller: caller.clone(),
+            },
+        );
+    }
+    Ok(Some(caller))
+}
+
 /// Authorises a call: root passes, everyone else is evaluated.
 pub fn authorize(
     store: &Store,
@@ -244,7 +308,7 @@ pub fn authorize(
     call: &Call,
     dialect: Dialect,
 ) -> Result<(), AwsError> {
-    let caller = caller(store, ctx).map_err(|e| e.into_aws(|m| AwsError::internal(m)))?;
+    let caller = cached_caller(store, ctx).map_err(|e| e.into_aws(|m| AwsError::internal(m)))?;
     match caller {
         None => Ok(()),
         Some(c) => decide(ctx, &c, call, dialect),

@@ -71,6 +71,14 @@ pub trait Entity: Serialize + DeserializeOwned {
     fn name(&self) -> &str;
     fn policies(&self) -> &Policies;
     fn policies_mut(&mut self) -> &mut Policies;
+    /// The entity's tags, where IAM tags this kind (users and roles).
+    fn tags_mut(&mut self) -> Option<&mut Option<Vec<s::Tag>>> {
+        None
+    }
+    /// The entity's permissions boundary, where this kind has one (users and roles).
+    fn boundary_mut(&mut self) -> Option<&mut Option<s::AttachedPermissionsBoundary>> {
+        None
+    }
 }
 
 impl Entity for StoredUser {
@@ -79,6 +87,12 @@ impl Entity for StoredUser {
     const ATTACH_QUOTA: (&'static str, usize) = ("PoliciesPerUser", 10);
     fn name(&self) -> &str {
         &self.user.user_name
+    }
+    fn tags_mut(&mut self) -> Option<&mut Option<Vec<s::Tag>>> {
+        Some(&mut self.user.tags)
+    }
+    fn boundary_mut(&mut self) -> Option<&mut Option<s::AttachedPermissionsBoundary>> {
+        Some(&mut self.user.permissions_boundary)
     }
     fn policies(&self) -> &Policies {
         &self.policies
@@ -94,6 +108,12 @@ impl Entity for StoredRole {
     const ATTACH_QUOTA: (&'static str, usize) = ("PoliciesPerRole", 20);
     fn name(&self) -> &str {
         &self.role.role_name
+    }
+    fn tags_mut(&mut self) -> Option<&mut Option<Vec<s::Tag>>> {
+        Some(&mut self.role.tags)
+    }
+    fn boundary_mut(&mut self) -> Option<&mut Option<s::AttachedPermissionsBoundary>> {
+        Some(&mut self.role.permissions_boundary)
     }
     fn policies(&self) -> &Policies {
         &self.policies
@@ -149,6 +169,39 @@ pub fn all<E: Entity>(tx: &Tx<'_>, ctx: &RequestContext) -> Result<Vec<E>, Failu
         .into_iter()
         .map(|(_, e)| e)
         .collect())
+}
+
+/// Tag/Untag/List{User,Role}Tags: the entity's tags, changed by `f`.
+pub fn with_tags<E: Entity, T>(
+    tx: &mut Tx<'_>,
+    ctx: &RequestContext,
+    name: &str,
+    f: impl FnOnce(&mut Vec<s::Tag>) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let (mut e, v) = load::<E>(tx, ctx, name)?;
+    let Some(slot) = e.tags_mut() else {
+        return Err(common::invalid_input(format!("A {} has no tags.", E::NOUN)).into());
+    };
+    let mut tags = slot.take().unwrap_or_default();
+    let out = f(&mut tags)?;
+    *slot = (!tags.is_empty()).then_some(tags);
+    save(tx, ctx, &e, v)?;
+    Ok(out)
+}
+
+/// Put/Delete{User,Role}PermissionsBoundary.
+pub fn set_boundary<E: Entity>(
+    tx: &mut Tx<'_>,
+    ctx: &RequestContext,
+    name: &str,
+    arn: Option<String>,
+) -> Result<(), Failure> {
+    let (mut e, v) = load::<E>(tx, ctx, name)?;
+    let boundary = policies::boundary(tx, ctx, arn)?;
+    if let Some(slot) = e.boundary_mut() {
+        *slot = boundary;
+    }
+    save(tx, ctx, &e, v)
 }
 
 /// Put{User,Role,Group}Policy.

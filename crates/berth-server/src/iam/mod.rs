@@ -39,7 +39,10 @@ impl Iam {
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T, Failure>) -> Result<T, AwsError> {
-        self.store.write(f).map_err(common::aws)
+        let out = self.store.write(f).map_err(common::aws);
+        // Whatever changed, cached authorisations are stale now.
+        crate::authz::iam_changed();
+        out
     }
 }
 
@@ -79,14 +82,14 @@ impl Api for Iam {
     fn tag_user(&self, ctx: &RequestContext, input: s::TagUserRequest) -> R<()> {
         common::check_tags(&input.tags)?;
         self.write(|tx| {
-            users::with_tags(tx, ctx, &input.user_name, |t| {
+            entities::with_tags::<StoredUser, _>(tx, ctx, &input.user_name, |t| {
                 Ok(common::merge_tags(t, &input.tags)?)
             })
         })
     }
     fn untag_user(&self, ctx: &RequestContext, input: s::UntagUserRequest) -> R<()> {
         self.write(|tx| {
-            users::with_tags(tx, ctx, &input.user_name, |t| {
+            entities::with_tags::<StoredUser, _>(tx, ctx, &input.user_name, |t| {
                 common::remove_tags(t, &input.tag_keys);
                 Ok(())
             })
@@ -116,7 +119,12 @@ impl Api for Iam {
         input: s::PutUserPermissionsBoundaryRequest,
     ) -> R<()> {
         self.write(|tx| {
-            users::set_boundary(tx, ctx, &input.user_name, Some(input.permissions_boundary))
+            entities::set_boundary::<StoredUser>(
+                tx,
+                ctx,
+                &input.user_name,
+                Some(input.permissions_boundary),
+            )
         })
     }
     fn delete_user_permissions_boundary(
@@ -124,7 +132,7 @@ impl Api for Iam {
         ctx: &RequestContext,
         input: s::DeleteUserPermissionsBoundaryRequest,
     ) -> R<()> {
-        self.write(|tx| users::set_boundary(tx, ctx, &input.user_name, None))
+        self.write(|tx| entities::set_boundary::<StoredUser>(tx, ctx, &input.user_name, None))
     }
 
     // ----- access keys -----
@@ -208,14 +216,14 @@ impl Api for Iam {
     fn tag_role(&self, ctx: &RequestContext, input: s::TagRoleRequest) -> R<()> {
         common::check_tags(&input.tags)?;
         self.write(|tx| {
-            roles::with_tags(tx, ctx, &input.role_name, |t| {
+            entities::with_tags::<StoredRole, _>(tx, ctx, &input.role_name, |t| {
                 Ok(common::merge_tags(t, &input.tags)?)
             })
         })
     }
     fn untag_role(&self, ctx: &RequestContext, input: s::UntagRoleRequest) -> R<()> {
         self.write(|tx| {
-            roles::with_tags(tx, ctx, &input.role_name, |t| {
+            entities::with_tags::<StoredRole, _>(tx, ctx, &input.role_name, |t| {
                 common::remove_tags(t, &input.tag_keys);
                 Ok(())
             })
@@ -245,7 +253,12 @@ impl Api for Iam {
         input: s::PutRolePermissionsBoundaryRequest,
     ) -> R<()> {
         self.write(|tx| {
-            roles::set_boundary(tx, ctx, &input.role_name, Some(input.permissions_boundary))
+            entities::set_boundary::<StoredRole>(
+                tx,
+                ctx,
+                &input.role_name,
+                Some(input.permissions_boundary),
+            )
         })
     }
     fn delete_role_permissions_boundary(
@@ -253,7 +266,7 @@ impl Api for Iam {
         ctx: &RequestContext,
         input: s::DeleteRolePermissionsBoundaryRequest,
     ) -> R<()> {
-        self.write(|tx| roles::set_boundary(tx, ctx, &input.role_name, None))
+        self.write(|tx| entities::set_boundary::<StoredRole>(tx, ctx, &input.role_name, None))
     }
 
     // ----- managed policies -----

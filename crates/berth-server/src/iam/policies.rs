@@ -89,6 +89,24 @@ pub fn must_be_attachable(tx: &Tx<'_>, ctx: &RequestContext, arn: &str) -> Resul
     }
 }
 
+/// A permissions boundary as users and roles carry it, once its policy is known to exist.
+pub fn boundary(
+    tx: &Tx<'_>,
+    ctx: &RequestContext,
+    arn: Option<String>,
+) -> Result<Option<s::AttachedPermissionsBoundary>, Failure> {
+    let Some(arn) = arn else {
+        return Ok(None);
+    };
+    must_be_attachable(tx, ctx, &arn)?;
+    Ok(Some(s::AttachedPermissionsBoundary {
+        permissions_boundary_arn: Some(arn),
+        permissions_boundary_type: Some(
+            s::PermissionsBoundaryAttachmentType::PermissionsBoundaryPolicy,
+        ),
+    }))
+}
+
 /// Keeps a policy's AttachmentCount.
 pub fn count_attachment(
     tx: &mut Tx<'_>,

@@ -43,23 +43,6 @@ pub fn present(r: &s::Role) -> s::Role {
     }
 }
 
-fn boundary(
-    tx: &Tx<'_>,
-    ctx: &RequestContext,
-    arn: Option<String>,
-) -> Result<Option<s::AttachedPermissionsBoundary>, Failure> {
-    let Some(arn) = arn else {
-        return Ok(None);
-    };
-    policies::must_be_attachable(tx, ctx, &arn)?;
-    Ok(Some(s::AttachedPermissionsBoundary {
-        permissions_boundary_arn: Some(arn),
-        permissions_boundary_type: Some(
-            s::PermissionsBoundaryAttachmentType::PermissionsBoundaryPolicy,
-        ),
-    }))
-}
-
 pub fn create(
     tx: &mut Tx<'_>,
     ctx: &RequestContext,
@@ -93,7 +76,7 @@ pub fn create(
         max_session_duration: Some(input.max_session_duration.unwrap_or(3600)),
         max_signin_session_duration: None,
         path,
-        permissions_boundary: boundary(tx, ctx, input.permissions_boundary)?,
+        permissions_boundary: policies::boundary(tx, ctx, input.permissions_boundary)?,
         role_id: common::new_id("AROA"),
         role_last_used: Some(s::RoleLastUsed::default()),
         role_name: input.role_name,
@@ -208,31 +191,6 @@ pub fn delete(tx: &mut Tx<'_>, ctx: &RequestContext, name: &str) -> Result<(), F
     }
     tx.delete(scope(ctx), kind::ROLE, &key(name))?;
     Ok(())
-}
-
-pub fn with_tags<T>(
-    tx: &mut Tx<'_>,
-    ctx: &RequestContext,
-    name: &str,
-    f: impl FnOnce(&mut Vec<s::Tag>) -> Result<T, Failure>,
-) -> Result<T, Failure> {
-    let (mut r, v) = entities::load::<StoredRole>(tx, ctx, name)?;
-    let mut tags = r.role.tags.take().unwrap_or_default();
-    let out = f(&mut tags)?;
-    r.role.tags = (!tags.is_empty()).then_some(tags);
-    entities::save(tx, ctx, &r, v)?;
-    Ok(out)
-}
-
-pub fn set_boundary(
-    tx: &mut Tx<'_>,
-    ctx: &RequestContext,
-    name: &str,
-    arn: Option<String>,
-) -> Result<(), Failure> {
-    let (mut r, v) = entities::load::<StoredRole>(tx, ctx, name)?;
-    r.role.permissions_boundary = boundary(tx, ctx, arn)?;
-    entities::save(tx, ctx, &r, v)
 }
 
 // ----- instance profiles -----

@@ -27,23 +27,6 @@ fn target_user<'a>(ctx: &'a RequestContext, given: Option<&'a str>) -> Result<&'
         })
 }
 
-fn boundary(
-    tx: &Tx<'_>,
-    ctx: &RequestContext,
-    arn: Option<String>,
-) -> Result<Option<s::AttachedPermissionsBoundary>, Failure> {
-    let Some(arn) = arn else {
-        return Ok(None);
-    };
-    policies::must_be_attachable(tx, ctx, &arn)?;
-    Ok(Some(s::AttachedPermissionsBoundary {
-        permissions_boundary_arn: Some(arn),
-        permissions_boundary_type: Some(
-            s::PermissionsBoundaryAttachmentType::PermissionsBoundaryPolicy,
-        ),
-    }))
-}
-
 pub fn create(
     tx: &mut Tx<'_>,
     ctx: &RequestContext,
@@ -68,7 +51,7 @@ pub fn create(
         create_date: ctx.now,
         password_last_used: None,
         path,
-        permissions_boundary: boundary(tx, ctx, input.permissions_boundary)?,
+        permissions_boundary: policies::boundary(tx, ctx, input.permissions_boundary)?,
         tags: (!tags.is_empty()).then_some(tags),
         user_id: common::new_id("AIDA"),
         user_name: input.user_name,
@@ -195,32 +178,6 @@ pub fn delete(tx: &mut Tx<'_>, ctx: &RequestContext, name: &str) -> Result<(), F
     }
     tx.delete(scope(ctx), kind::USER, &key(name))?;
     Ok(())
-}
-
-/// The user's tags, changed by `f`.
-pub fn with_tags<T>(
-    tx: &mut Tx<'_>,
-    ctx: &RequestContext,
-    name: &str,
-    f: impl FnOnce(&mut Vec<s::Tag>) -> Result<T, Failure>,
-) -> Result<T, Failure> {
-    let (mut u, v) = entities::load::<StoredUser>(tx, ctx, name)?;
-    let mut tags = u.user.tags.take().unwrap_or_default();
-    let out = f(&mut tags)?;
-    u.user.tags = (!tags.is_empty()).then_some(tags);
-    entities::save(tx, ctx, &u, v)?;
-    Ok(out)
-}
-
-pub fn set_boundary(
-    tx: &mut Tx<'_>,
-    ctx: &RequestContext,
-    name: &str,
-    arn: Option<String>,
-) -> Result<(), Failure> {
-    let (mut u, v) = entities::load::<StoredUser>(tx, ctx, name)?;
-    u.user.permissions_boundary = boundary(tx, ctx, arn)?;
-    entities::save(tx, ctx, &u, v)
 }
 
 // ----- access keys -----
