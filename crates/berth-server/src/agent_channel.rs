@@ -16,10 +16,12 @@ use crate::ecs::common::{self, aws, invalid};
 use crate::ecs::tasks;
 use crate::failure::Failure;
 
-/// One wake-up per host with a poll waiting (or about to).
+/// One wake-up per host with a poll waiting (or about to), and the wake-up of the service
+/// controller: whatever changes a host's tasks may concern a service.
 #[derive(Default)]
 pub struct Notifier {
     hosts: Mutex<HashMap<String, Arc<Notify>>>,
+    controller: Notify,
 }
 
 impl Notifier {
@@ -33,6 +35,18 @@ impl Notifier {
     /// the host's sequence moved.
     pub fn notify(&self, host: &str) {
         self.waiter(host).notify_waiters();
+        self.controller.notify_one();
+    }
+
+    /// Tells the service controller that something it watches changed (a task, a service,
+    /// a container instance). A wake-up while it is busy is kept for its next wait.
+    pub fn wake_controller(&self) {
+        self.controller.notify_one();
+    }
+
+    /// Waits for [`Notifier::wake_controller`] (or a host's change).
+    pub async fn controller_woken(&self) {
+        self.controller.notified().await;
     }
 }
 

@@ -90,6 +90,15 @@ pub async fn run(args: ServerArgs, mode: Mode) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     tokio::spawn(housekeeping(app.clone(), stop_rx.clone()));
+    // The service scheduler: one controller per process.
+    tokio::spawn(berth_server::ecs::service_controller::run(
+        app.clone(),
+        berth_server::ecs::service_controller::ControllerConfig {
+            instance_lost_after: std::time::Duration::from_secs(args.instance_lost_after_seconds),
+            ..Default::default()
+        },
+        stop_rx.clone(),
+    ));
     let managed = match mode {
         Mode::Up => Some(tokio::spawn(run_managed_capacity(
             app.clone(),

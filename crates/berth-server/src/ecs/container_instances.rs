@@ -341,6 +341,7 @@ pub fn register(
             },
         )
         .map_err(aws)
+        .inspect(|_| ecs.notifier.wake_controller())
 }
 
 pub fn describe(
@@ -548,6 +549,7 @@ pub fn update_state(
             },
         )
         .map_err(aws)
+        .inspect(|_| ecs.notifier.wake_controller())
 }
 
 pub fn deregister(

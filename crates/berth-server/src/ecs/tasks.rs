@@ -82,7 +82,7 @@ impl StoredTask {
             .and_then(TaskStatus::parse)
             .unwrap_or(TaskStatus::Running)
     }
-    fn id(&self) -> String {
+    pub fn id(&self) -> String {
         let arn = self.task.task_arn.as_deref().unwrap_or("");
         arn.rsplit('/').next().unwrap_or("").to_string()
     }
@@ -1468,7 +1468,125 @@ pub fn submit_health(
         })
         .map_err(aws)?
         .ok_or_else(|| invalid("The referenced task was not found."))?;
+    ecs.notifier.wake_controller();
     Ok(())
+}
+
+/// What the service scheduler launches: tasks of one deployment, placed with the service's
+/// rules (REPLICA) or on one container instance (DAEMON).
+pub struct ServiceLaunch<'a> {
+    pub ctx: &'a RequestContext,
+    pub cluster: &'a s::Cluster,
+    /// The task definition's ARN (a revision).
+    pub task_definition: &'a str,
+    pub launch_type: Option<s::LaunchType>,
+    pub capacity_provider_strategy: Option<&'a [s::CapacityProviderStrategyItem]>,
+    pub network_configuration: Option<&'a s::NetworkConfiguration>,
+    pub placement_constraints: Option<&'a [s::PlacementConstraint]>,
+    pub placement_strategy: Option<&'a [s::PlacementStrategy]>,
+    /// `service:<name>`.
+    pub group: String,
+    /// The deployment id (`ecs-svc/<digits>`).
+    pub started_by: String,
+    pub tags: Vec<s::Tag>,
+    pub propagate_tags: Option<s::PropagateTags>,
+    pub managed_tags: bool,
+    pub count: usize,
+    /// DAEMON: the store id of the container instance the one task goes to.
+    pub on_instance: Option<&'a str>,
+}
+
+/// What a [`ServiceLaunch`] made.
+#[derive(Debug, Default)]
+pub struct Launched {
+    /// The ids of the tasks created.
+    pub task_ids: Vec<String>,
+    /// One refusal per task that could not be placed.
+    pub refusals: Vec<sched::Refusal>,
+    /// The hosts to wake once the transaction commits.
+    pub hosts: Vec<String>,
+}
+
+/// Creates the tasks of a service launch with RunTask's machinery (capacity, placement,
+/// reservations), in the caller's transaction.
+pub fn launch_for_service(tx: &mut Tx<'_>, l: &ServiceLaunch<'_>) -> Result<Launched, Failure> {
+    let ctx = l.ctx;
+    let cluster_name = l.cluster.cluster_name.clone().unwrap_or_default();
+    let ident = task_definitions::parse_ident(ctx, l.task_definition)?
+        .ok_or_else(|| invalid("TaskDefinition not found."))?;
+    let (td, _) = task_definitions::resolve(tx, ctx, &ident)?
+        .ok_or_else(|| invalid("TaskDefinition not found."))?;
+    let capacity = choose_capacity(l.cluster, l.launch_type, l.capacity_provider_strategy)?;
+    let launch = Launch {
+        ctx,
+        cluster: l.cluster,
+        td: &td.task_definition,
+        td_tags: &td.tags,
+        overrides: None,
+        group: Some(l.group.clone()),
+        started_by: Some(l.started_by.clone()),
+        tags: l.tags.clone(),
+        propagate_tags: l.propagate_tags,
+        managed_tags: l.managed_tags,
+        network_configuration: l.network_configuration,
+    };
+    let mut out = Launched::default();
+    match capacity {
+        Capacity::Fargate { provider } => {
+            launch.validate_network(true)?;
+            let provider = provider.unwrap_or_else(|| "FARGATE".into());
+            for _ in 0..l.count {
+                let t = launch.task(MANAGED_HOST.to_string(), None, Some(&provider));
+                create_task(tx, ctx, &t, &mut out.hosts)?;
+                out.task_ids.push(t.id());
+            }
+        }
+        Capacity::Ec2 { provider } => {
+            launch.validate_network(false)?;
+            let (constraints, strategies) = placement::rules(
+                &td.task_definition,
+                l.placement_constraints,
+                l.placement_strategy,
+            )?;
+            let mut cands = candidates(tx, ctx, &cluster_name, ctx.now)?;
+            if let Some(only) = l.on_instance {
+                cands.retain(|(i, _)| i.id == only);
+            }
+            let etd = effective_td(&td.task_definition, None);
+            let request = sched::Request {
+                count: l.count,
+                needs: placement::engine_needs(&needs_of(&etd), &etd),
+                group: l.group.clone(),
+                family: etd.family.clone().unwrap_or_default(),
+                constraints,
+                strategies,
+                required_attributes: Vec::new(),
+            };
+            let snapshot = sched::Snapshot {
+                instances: cands.iter().map(|(i, _)| i.clone()).collect(),
+            };
+            let plan = sched::place(&snapshot, &request, &mut |n| {
+                rand::random_range(0..n.max(1))
+            });
+            for p in plan.tasks {
+                match p {
+                    Ok(p) => {
+                        let id = p.instance;
+                        let Some((_, ci)) = cands.iter_mut().find(|(c, _)| c.id == id) else {
+                            continue;
+                        };
+                        let host = instance_host(scope(ctx), &id);
+                        let mut t = launch.task(host, Some((&id, ci)), None);
+                        t.task.capacity_provider_name = provider.clone();
+                        create_task(tx, ctx, &t, &mut out.hosts)?;
+                        out.task_ids.push(t.id());
+                    }
+                    Err(why) => out.refusals.push(why),
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// How many tasks of `cluster` are running and pending (for DescribeClusters).
