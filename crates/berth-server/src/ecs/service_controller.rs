@@ -255,7 +255,7 @@ fn placement_event(service: &str, why: &sched::Refusal) -> String {
                 sched::Reason::Memory => Closest::Memory,
                 sched::Reason::Cpu => Closest::Cpu,
                 sched::Reason::Ports | sched::Reason::PortsUdp => Closest::Ports,
-                sched::Reason::Attribute(_) => Closest::Attribute,
+                sched::Reason::MissingAttribute(_) => Closest::Attribute,
                 sched::Reason::Gpu => Closest::Gpu,
                 other => Closest::Error(other.as_str().to_string()),
             };

@@ -1516,7 +1516,12 @@ pub fn launch_for_service(tx: &mut Tx<'_>, l: &ServiceLaunch<'_>) -> Result<Laun
         .ok_or_else(|| invalid("TaskDefinition not found."))?;
     let (td, _) = task_definitions::resolve(tx, ctx, &ident)?
         .ok_or_else(|| invalid("TaskDefinition not found."))?;
-    let capacity = choose_capacity(l.cluster, l.launch_type, l.capacity_provider_strategy)?;
+    let shares = capacity::shares(
+        l.cluster,
+        l.launch_type,
+        l.capacity_provider_strategy,
+        l.count,
+    )?;
     let launch = Launch {
         ctx,
         cluster: l.cluster,
@@ -1531,57 +1536,66 @@ pub fn launch_for_service(tx: &mut Tx<'_>, l: &ServiceLaunch<'_>) -> Result<Laun
         network_configuration: l.network_configuration,
     };
     let mut out = Launched::default();
-    match capacity {
-        Capacity::Fargate { provider } => {
-            launch.validate_network(true)?;
-            let provider = provider.unwrap_or_else(|| "FARGATE".into());
-            for _ in 0..l.count {
-                let t = launch.task(MANAGED_HOST.to_string(), None, Some(&provider));
-                create_task(tx, ctx, &t, &mut out.hosts)?;
-                out.task_ids.push(t.id());
-            }
+    for (capacity, count) in shares {
+        if count == 0 {
+            continue;
         }
-        Capacity::Ec2 { provider } => {
-            launch.validate_network(false)?;
-            let (constraints, strategies) = placement::rules(
-                &td.task_definition,
-                l.placement_constraints,
-                l.placement_strategy,
-            )?;
-            let mut cands = candidates(tx, ctx, &cluster_name, ctx.now)?;
-            if let Some(only) = l.on_instance {
-                cands.retain(|(i, _)| i.id == only);
+        match capacity {
+            Capacity::Fargate { provider } => {
+                launch.validate_network(true)?;
+                let provider = provider.unwrap_or_else(|| "FARGATE".into());
+                for _ in 0..count {
+                    let t = launch.task(MANAGED_HOST.to_string(), None, Some(&provider));
+                    create_task(tx, ctx, &t, &mut out.hosts)?;
+                    out.task_ids.push(t.id());
+                }
             }
-            let etd = effective_td(&td.task_definition, None);
-            let request = sched::Request {
-                count: l.count,
-                needs: placement::engine_needs(&needs_of(&etd), &etd),
-                group: l.group.clone(),
-                family: etd.family.clone().unwrap_or_default(),
-                constraints,
-                strategies,
-                required_attributes: Vec::new(),
-            };
-            let snapshot = sched::Snapshot {
-                instances: cands.iter().map(|(i, _)| i.clone()).collect(),
-            };
-            let plan = sched::place(&snapshot, &request, &mut |n| {
-                rand::random_range(0..n.max(1))
-            });
-            for p in plan.tasks {
-                match p {
-                    Ok(p) => {
-                        let id = p.instance;
-                        let Some((_, ci)) = cands.iter_mut().find(|(c, _)| c.id == id) else {
-                            continue;
-                        };
-                        let host = instance_host(scope(ctx), &id);
-                        let mut t = launch.task(host, Some((&id, ci)), None);
-                        t.task.capacity_provider_name = provider.clone();
-                        create_task(tx, ctx, &t, &mut out.hosts)?;
-                        out.task_ids.push(t.id());
+            Capacity::Ec2 { provider } => {
+                launch.validate_network(false)?;
+                let (constraints, strategies) = placement::rules(
+                    &td.task_definition,
+                    l.placement_constraints,
+                    l.placement_strategy,
+                )?;
+                let mut cands = candidates(tx, ctx, &cluster_name, ctx.now)?;
+                if let Some(only) = l.on_instance {
+                    cands.retain(|(i, _)| i.id == only);
+                }
+                // A provider's tasks go to the instances that joined it.
+                if let Some(p) = &provider {
+                    cands.retain(|(_, ci)| ci.capacity_provider_name.as_ref() == Some(p));
+                }
+                let etd = effective_td(&td.task_definition, None);
+                let request = sched::Request {
+                    count,
+                    needs: placement::engine_needs(&needs_of(&etd), &etd),
+                    group: l.group.clone(),
+                    family: etd.family.clone().unwrap_or_default(),
+                    constraints,
+                    strategies,
+                    required_attributes: placement::required_attributes(&etd),
+                };
+                let snapshot = sched::Snapshot {
+                    instances: cands.iter().map(|(i, _)| i.clone()).collect(),
+                };
+                let plan = sched::place(&snapshot, &request, &mut |n| {
+                    rand::random_range(0..n.max(1))
+                });
+                for p in plan.tasks {
+                    match p {
+                        Ok(p) => {
+                            let id = p.instance;
+                            let Some((_, ci)) = cands.iter_mut().find(|(c, _)| c.id == id) else {
+                                continue;
+                            };
+                            let host = instance_host(scope(ctx), &id);
+                            let mut t = launch.task(host, Some((&id, ci)), None);
+                            t.task.capacity_provider_name = provider.clone();
+                            create_task(tx, ctx, &t, &mut out.hosts)?;
+                            out.task_ids.push(t.id());
+                        }
+                        Err(why) => out.refusals.push(why),
                     }
-                    Err(why) => out.refusals.push(why),
                 }
             }
         }
