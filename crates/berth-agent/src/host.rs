@@ -218,12 +218,14 @@ pub fn attributes(facts: &HostFacts, settings: &RegistrationSettings) -> Vec<s::
         ));
     }
     // The capabilities Berth's agent really has (amazon-ecs-agent's names). Not advertised
-    // until the agent does them: privileged-container, logging-driver.awslogs and
-    // execution-role-awslogs (log shipping), secrets, ecr-auth, efs, firelens, env-files.
+    // until the agent does them: privileged-container, execution-role-awslogs (logs are
+    // shipped with the agent's own credentials), secrets, ecr-auth, efs, firelens, env-files.
     for cap in [
         // stdout/stderr are kept in files on the host, or discarded.
         "com.amazonaws.ecs.capability.logging-driver.json-file",
         "com.amazonaws.ecs.capability.logging-driver.none",
+        // The awslogs driver ships container output to CloudWatch Logs.
+        "com.amazonaws.ecs.capability.logging-driver.awslogs",
         "ecs.capability.task-eni",
         "ecs.capability.container-health-check",
         "ecs.capability.container-ordering",
@@ -372,8 +374,12 @@ mod tests {
             Some(None)
         );
         // Only what Berth does is advertised.
+        assert_eq!(
+            value("com.amazonaws.ecs.capability.logging-driver.awslogs"),
+            Some(None)
+        );
         for cap in [
-            "com.amazonaws.ecs.capability.logging-driver.awslogs",
+            "com.amazonaws.ecs.capability.execution-role-awslogs",
             "com.amazonaws.ecs.capability.privileged-container",
         ] {
             assert_eq!(value(cap), None, "{cap}");
