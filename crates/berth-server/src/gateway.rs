@@ -204,24 +204,13 @@ async fn handle(
         );
         return json_error(&e, default_ct, &rid);
     };
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| {
-            v.to_str()
-                .ok()
-                .map(|v| (k.as_str().to_string(), v.to_string()))
-        })
-        .collect();
-    let user_agent = parts
-        .headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let method = parts.method.as_str().to_string();
-    let raw_path = parts.uri.path().to_string();
-    let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let Signable {
+        method,
+        raw_path,
+        raw_query,
+        headers,
+        user_agent,
+    } = Signable::of(&parts);
     let operation = operation.to_string();
     let op_for_log = operation.clone();
     let rid_inner = rid.clone();
@@ -544,24 +533,13 @@ async fn handle_query(
     let Some(action) = params.get("Action").map(str::to_string) else {
         return fail(&AwsError::new("MissingAction", 400, "Missing Action"));
     };
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| {
-            v.to_str()
-                .ok()
-                .map(|v| (k.as_str().to_string(), v.to_string()))
-        })
-        .collect();
-    let user_agent = parts
-        .headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let method = parts.method.as_str().to_string();
-    let raw_path = parts.uri.path().to_string();
-    let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let Signable {
+        method,
+        raw_path,
+        raw_query,
+        headers,
+        user_agent,
+    } = Signable::of(&parts);
     let signing_name = service.signing_name;
     let event_source = service.event_source;
     let rid_inner = rid.clone();
@@ -649,6 +627,41 @@ async fn handle_query(
         request_id = %rid,
     );
     resp
+}
+
+/// What signature verification and the request context need of a request's head, owned so
+/// it can move to the blocking pool (both protocols' paths take it).
+struct Signable {
+    method: String,
+    raw_path: String,
+    raw_query: String,
+    headers: Vec<(String, String)>,
+    user_agent: String,
+}
+
+impl Signable {
+    fn of(parts: &http::request::Parts) -> Signable {
+        Signable {
+            method: parts.method.as_str().to_string(),
+            raw_path: parts.uri.path().to_string(),
+            raw_query: parts.uri.query().unwrap_or("").to_string(),
+            headers: parts
+                .headers
+                .iter()
+                .filter_map(|(k, v)| {
+                    v.to_str()
+                        .ok()
+                        .map(|v| (k.as_str().to_string(), v.to_string()))
+                })
+                .collect(),
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+        }
+    }
 }
 
 /// What the blocking part of a request produced.
