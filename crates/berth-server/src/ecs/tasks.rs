@@ -162,6 +162,8 @@ pub fn assignments(tx: &Tx<'_>, host: &str) -> Result<(i64, Vec<TaskAssignment>)
                 Scope::new(account, region),
                 id,
             )?,
+            execution_role_credentials: None,
+            network: None,
         });
     }
     Ok((seq, out))
