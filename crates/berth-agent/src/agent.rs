@@ -236,6 +236,15 @@ impl Agent {
             .map(|arn| crate::plan::task_id(arn))
             .collect();
         metadata.remove_stale(&keep);
+        // Network state of tasks this agent no longer runs (a crash between a task's
+        // cleanup and its end, a kill -9), and of tasks whose agent is gone for good.
+        let (dir, k) = (self.config.state_dir.clone(), keep.clone());
+        let swept = tokio::task::spawn_blocking(move || crate::network::sweep(&dir, &k))
+            .await
+            .unwrap_or(0);
+        if swept > 0 {
+            tracing::info!(swept, "removed the networks of tasks no longer run");
+        }
 
         tokio::pin!(shutdown);
         let mut acked = 0i64;

@@ -7,6 +7,7 @@
 //!   dependsOn, health checks, what is reported);
 //! - [`Agent`]: the poll loop and one task manager per task over `berth-runtime`;
 //! - [`metadata`]: the task metadata endpoint (v3/v4) for containers;
+//! - [`network`]: task networks (bridge, awsvpc ENIs, security groups, port mappings);
 //! - [`awslogs`]: the awslogs log driver (containers' output shipped to CloudWatch Logs).
 
 pub mod agent;
@@ -15,6 +16,7 @@ pub mod control_plane;
 pub mod error;
 pub mod host;
 pub mod metadata;
+pub mod network;
 pub mod plan;
 pub mod task;
 

@@ -71,8 +71,8 @@ pub enum NetworkPlan {
     Host,
     /// `none`: each container its own fresh namespace with loopback only.
     None,
-    /// `awsvpc`: one fresh namespace for the task (named `berth-<task id>` under
-    /// `/var/run/netns`) that every container joins, so they share localhost.
+    /// `awsvpc` and `bridge`: one fresh namespace for the task (named `berth-<task id>`
+    /// under `/var/run/netns`) that every container joins, so they share localhost.
     TaskNamespace(String),
 }
 
@@ -89,20 +89,94 @@ impl NetworkPlan {
     }
 }
 
-/// The network plan of a task, or why it cannot run here.
+/// The network plan of a task (no network mode is bridge, ECS's default on Linux).
 pub fn network_plan(mode: Option<s::NetworkMode>, task_id: &str) -> Result<NetworkPlan, String> {
     match mode {
         Some(s::NetworkMode::Host) => Ok(NetworkPlan::Host),
         Some(s::NetworkMode::None) => Ok(NetworkPlan::None),
-        Some(s::NetworkMode::Awsvpc) => {
+        Some(s::NetworkMode::Awsvpc) | Some(s::NetworkMode::Bridge) | None => {
             let mut name = format!("berth-{task_id}");
             name.truncate(60);
             Ok(NetworkPlan::TaskNamespace(name))
         }
-        Some(s::NetworkMode::Bridge) | None => Err(
-            "CannotStartContainerError: network mode bridge is not supported by this Berth agent yet (it arrives with the networking issue); use host, none or awsvpc".into(),
-        ),
     }
+}
+
+/// Whether a task definition's network mode is bridge (stated, or ECS's default).
+pub fn is_bridge(mode: Option<s::NetworkMode>) -> bool {
+    matches!(mode, Some(s::NetworkMode::Bridge) | None)
+}
+
+/// The port mappings of a task's containers, in definition order (ranges are not served).
+pub fn port_mappings(assignment: &TaskAssignment) -> Result<Vec<crate::network::Mapping>> {
+    let mut out = Vec::new();
+    for d in definitions(assignment) {
+        let name = d.name.clone().unwrap_or_default();
+        for m in d.port_mappings.iter().flatten() {
+            if m.container_port_range.is_some() {
+                return Err(Error::InvalidTask(format!(
+                    "container {name}: containerPortRange is not supported yet"
+                )));
+            }
+            let Some(cp) = m.container_port else { continue };
+            let port = |v: i32, what: &str| {
+                u16::try_from(v).map_err(|_| {
+                    Error::InvalidTask(format!("container {name}: {what} {v} is not a port"))
+                })
+            };
+            let container_port = port(cp, "containerPort")?;
+            let host_port = match m.host_port {
+                Some(h) if h != 0 => Some(port(h, "hostPort")?),
+                _ => None,
+            };
+            out.push(crate::network::Mapping {
+                container_name: name.clone(),
+                container_port,
+                host_port,
+                protocol: if m.protocol == Some(s::TransportProtocol::Udp) {
+                    crate::network::Proto::Udp
+                } else {
+                    crate::network::Proto::Tcp
+                },
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A container's `networkBindings` as ECS reports them (bindIP 0.0.0.0).
+pub fn network_bindings(
+    bindings: &[crate::network::Binding],
+    container: &str,
+) -> Option<Vec<s::NetworkBinding>> {
+    let v: Vec<s::NetworkBinding> = bindings
+        .iter()
+        .filter(|b| b.container_name == container)
+        .map(|b| s::NetworkBinding {
+            bind_ip: Some("0.0.0.0".into()),
+            container_port: Some(i32::from(b.container_port)),
+            host_port: Some(i32::from(b.host_port)),
+            protocol: Some(match b.protocol {
+                crate::network::Proto::Tcp => s::TransportProtocol::Tcp,
+                crate::network::Proto::Udp => s::TransportProtocol::Udp,
+            }),
+            ..Default::default()
+        })
+        .collect();
+    (!v.is_empty()).then_some(v)
+}
+
+/// The bindings of a host-mode task: each mapping's port on the host itself.
+pub fn host_bindings(mappings: &[crate::network::Mapping]) -> Vec<crate::network::Binding> {
+    mappings
+        .iter()
+        .map(|m| crate::network::Binding {
+            container_name: m.container_name.clone(),
+            container_port: m.container_port,
+            host_port: m.host_port.unwrap_or(m.container_port),
+            protocol: m.protocol,
+        })
+        .collect()
 }
 
 /// A container's override, if RunTask gave one.
@@ -707,9 +781,45 @@ mod tests {
                 .container_mode(),
             NetworkMode::Join("/var/run/netns/berth-t".into())
         );
-        let err = network_plan(Some(s::NetworkMode::Bridge), "t").unwrap_err();
-        assert!(err.contains("bridge"));
-        assert!(network_plan(None, "t").is_err());
+        assert_eq!(
+            network_plan(Some(s::NetworkMode::Bridge), "t"),
+            Ok(NetworkPlan::TaskNamespace("berth-t".into()))
+        );
+        assert_eq!(
+            network_plan(None, "t"),
+            network_plan(Some(s::NetworkMode::Bridge), "t")
+        );
+        assert!(is_bridge(None) && !is_bridge(Some(s::NetworkMode::Awsvpc)));
+    }
+
+    #[test]
+    fn port_mappings_and_bindings() {
+        let a: TaskAssignment = serde_json::from_value(json!({
+            "taskArn": "arn:aws:ecs:us-east-1:0:task/c/t", "clusterArn": "c",
+            "desiredStatus": "RUNNING", "lastStatus": "PENDING", "containers": [],
+            "taskDefinition": {"containerDefinitions": [
+                {"name": "web", "portMappings": [
+                    {"containerPort": 80, "hostPort": 8080},
+                    {"containerPort": 81},
+                    {"containerPort": 53, "hostPort": 0, "protocol": "udp"}]},
+                {"name": "side"}]}
+        }))
+        .unwrap();
+        let m = port_mappings(&a).unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!((m[0].container_port, m[0].host_port), (80, Some(8080)));
+        assert_eq!(m[1].host_port, None);
+        assert_eq!(m[2].host_port, None);
+        assert_eq!(m[2].protocol, crate::network::Proto::Udp);
+        let b = host_bindings(&m[..1]);
+        let nb = network_bindings(&b, "web").unwrap();
+        assert_eq!(nb[0].bind_ip.as_deref(), Some("0.0.0.0"));
+        assert_eq!(
+            (nb[0].container_port, nb[0].host_port),
+            (Some(80), Some(8080))
+        );
+        assert_eq!(nb[0].protocol, Some(s::TransportProtocol::Tcp));
+        assert!(network_bindings(&b, "side").is_none());
     }
 
     #[test]

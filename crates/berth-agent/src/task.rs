@@ -58,6 +58,9 @@ pub struct TaskRecord {
     /// Set once STOPPED was reported and everything was cleaned up.
     #[serde(default)]
     pub done_at_ms: Option<i64>,
+    /// The task's network as set up (address, host port bindings, security groups applied).
+    #[serde(default)]
+    pub network: Option<crate::network::NetState>,
 }
 
 /// What the agent keeps about one container.
@@ -135,6 +138,7 @@ impl TaskRecord {
             stop_reason: None,
             containers,
             done_at_ms: None,
+            network: None,
         }
     }
 
@@ -277,6 +281,106 @@ impl TaskManager {
         }
     }
 
+    /// Sets up the task's namespace for its mode: bridge (an address on the task bridge and
+    /// its host ports), awsvpc (its ENI and security groups when the control plane gave
+    /// one, and the metadata link). A network left by an earlier attempt whose containers
+    /// never started is replaced; one with running containers (a re-attached task) is kept.
+    async fn setup_network(&mut self, netns: &str) -> std::result::Result<(), String> {
+        let started = self.rec.containers.iter().any(|c| c.started);
+        let bridge = plan::is_bridge(self.rec.assignment.task_definition.network_mode);
+        if self.rec.network.is_none() || !started {
+            // The record names the task before the manifest does (see network::sweep).
+            self.saved = None;
+            self.save();
+            let mappings = if bridge {
+                plan::port_mappings(&self.rec.assignment).map_err(|e| e.to_string())?
+            } else {
+                Vec::new()
+            };
+            let (task_id, ns) = (self.task_id.clone(), netns.to_string());
+            let state_dir = self.shared.state_dir.clone();
+            let record = record_path(&state_dir, &self.rec.assignment.task_arn);
+            let eni = self.rec.assignment.network.clone();
+            let fresh = self.rec.network.is_some();
+            let st = tokio::task::spawn_blocking(move || {
+                if fresh {
+                    crate::network::teardown(&task_id, &ns);
+                }
+                crate::network::claim(&task_id, &ns, &state_dir, &record)?;
+                if bridge {
+                    crate::network::setup_bridge(&task_id, &ns, &mappings)
+                } else if let Some(n) = eni {
+                    crate::network::setup_awsvpc(&task_id, &ns, &n)
+                } else {
+                    crate::network::ensure_netns(&ns)?;
+                    Ok(crate::network::NetState::default())
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            let st = match st {
+                Ok(st) => st,
+                Err(e) => {
+                    // Nothing half-made stays behind (the manifest goes too).
+                    let (task_id, ns) = (self.task_id.clone(), netns.to_string());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        crate::network::teardown(&task_id, &ns)
+                    })
+                    .await;
+                    return Err(e.to_string());
+                }
+            };
+            self.rec.network = Some(st);
+            self.saved = None;
+            self.save();
+        }
+        if bridge {
+            // Bridge tasks reach 169.254.170.2 through the bridge, from their own address.
+            self.metadata_ip = self.rec.network.as_ref().and_then(|n| n.address);
+        } else {
+            self.link_metadata(netns).await;
+        }
+        Ok(())
+    }
+
+    /// Applies the security groups of a re-sent assignment to the running task.
+    async fn update_security_groups(&mut self) {
+        let fresh = self.desired.borrow().network.clone();
+        let (Some(fresh), Some(st)) = (fresh, self.rec.network.as_ref()) else {
+            return;
+        };
+        if st.security_groups.is_none()
+            || st.security_groups.as_ref() == Some(&fresh.security_groups)
+        {
+            return;
+        }
+        let Ok(NetworkPlan::TaskNamespace(ns)) = plan::network_plan(
+            self.rec.assignment.task_definition.network_mode,
+            &self.task_id,
+        ) else {
+            return;
+        };
+        let groups = fresh.security_groups.clone();
+        let applied = tokio::task::spawn_blocking(move || {
+            crate::network::apply_security_groups(&ns, &groups)
+        })
+        .await;
+        match applied {
+            Ok(Ok(())) => {
+                tracing::info!(task = %self.rec.assignment.task_arn, "security groups applied");
+                if let Some(st) = self.rec.network.as_mut() {
+                    st.security_groups = Some(fresh.security_groups.clone());
+                }
+                self.rec.assignment.network = Some(fresh);
+                self.save();
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(task = %self.rec.assignment.task_arn, %e, "security groups not applied")
+            }
+            Err(e) => tracing::warn!(%e, "security groups not applied"),
+        }
+    }
+
     /// Links the task's namespace to the metadata endpoint; without it the containers still
     /// run (their metadata requests fail).
     async fn link_metadata(&mut self, netns: &str) {
@@ -330,6 +434,10 @@ impl TaskManager {
                 self.rec.assignment.task_role_credentials = fresh;
                 self.saved = None;
                 self.save();
+            }
+            // Changed security group rules take effect at once.
+            if self.network.is_some() {
+                self.update_security_groups().await;
             }
             let desired_stop = self.desired.borrow().desired_status == "STOPPED";
             if desired_stop || self.rec.stop_reason.is_some() {
@@ -390,7 +498,8 @@ impl TaskManager {
                 c.started = true;
             }
         }
-        // A re-attached awsvpc task gets its metadata link back (or keeps it).
+        // A re-attached awsvpc task gets its metadata link back (or keeps it); a bridge
+        // task is known to the endpoint by its bridge address.
         if self.rec.containers.iter().any(|c| c.started && !c.exited)
             && let Ok(NetworkPlan::TaskNamespace(name)) = plan::network_plan(
                 self.rec.assignment.task_definition.network_mode,
@@ -398,7 +507,12 @@ impl TaskManager {
             )
             && Path::new("/var/run/netns").join(&name).exists()
         {
-            self.link_metadata(&name).await;
+            if plan::is_bridge(self.rec.assignment.task_definition.network_mode) {
+                self.metadata_ip = self.rec.network.as_ref().and_then(|n| n.address);
+            } else {
+                self.link_metadata(&name).await;
+            }
+            self.network = Some(NetworkPlan::TaskNamespace(name));
         }
         // Health checks of running containers start again.
         for i in 0..self.rec.containers.len() {
@@ -527,13 +641,24 @@ impl TaskManager {
             self.report_task(TaskStatus::Pending, None).await?;
         }
         if let NetworkPlan::TaskNamespace(name) = &network
-            && let Err(e) = ensure_netns(name).await
+            && let Err(e) = self.setup_network(name).await
         {
             self.fail_unstarted(&format!("CannotStartContainerError: {e}"));
             return Ok(());
         }
-        if let NetworkPlan::TaskNamespace(name) = &network {
-            self.link_metadata(name).await;
+        if network == NetworkPlan::Host {
+            match plan::port_mappings(&a) {
+                Ok(m) => {
+                    self.rec.network = Some(crate::network::NetState {
+                        bindings: plan::host_bindings(&m),
+                        ..Default::default()
+                    })
+                }
+                Err(e) => {
+                    self.fail_unstarted(&format!("CannotStartContainerError: {e}"));
+                    return Ok(());
+                }
+            }
         }
         self.network = Some(network);
         if let Some(r) = plan::task_resources(&a) {
@@ -1052,7 +1177,9 @@ impl TaskManager {
             self.rec.assignment.task_definition.network_mode,
             &self.task_id,
         ) {
-            delete_netns(&name).await;
+            let task_id = self.task_id.clone();
+            let _ = tokio::task::spawn_blocking(move || crate::network::teardown(&task_id, &name))
+                .await;
         }
         let task_volumes = self.shared.state_dir.join("volumes").join(&self.task_id);
         if task_volumes.exists() {
@@ -1080,7 +1207,14 @@ impl TaskManager {
             } else {
                 None
             },
-            network_bindings: None,
+            network_bindings: if status == TaskStatus::Running {
+                self.rec
+                    .network
+                    .as_ref()
+                    .and_then(|n| plan::network_bindings(&n.bindings, &c.name))
+            } else {
+                None
+            },
         }
     }
 
@@ -1157,7 +1291,7 @@ impl TaskManager {
                 status: change.status,
                 exit_code: change.exit_code,
                 reason: change.reason,
-                network_bindings: None,
+                network_bindings: change.network_bindings,
             };
             let cp = self.shared.cp.clone();
             self.with_retries(move || {
@@ -1199,38 +1333,5 @@ impl TaskManager {
                 }
             }
         }
-    }
-}
-
-async fn ip(args: &[&str]) -> std::result::Result<(), String> {
-    let out = tokio::process::Command::new("ip")
-        .args(args)
-        .output()
-        .await
-        .map_err(|e| format!("running ip {}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Creates the task's network namespace (loopback up) unless it exists.
-async fn ensure_netns(name: &str) -> std::result::Result<(), String> {
-    if !Path::new("/var/run/netns").join(name).exists() {
-        ip(&["netns", "add", name]).await?;
-    }
-    ip(&["-n", name, "link", "set", "lo", "up"]).await
-}
-
-async fn delete_netns(name: &str) {
-    if Path::new("/var/run/netns").join(name).exists()
-        && let Err(e) = ip(&["netns", "delete", name]).await
-    {
-        tracing::warn!(%e, "deleting network namespace");
     }
 }

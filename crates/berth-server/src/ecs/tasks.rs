@@ -341,11 +341,6 @@ impl Launch<'_> {
                     "Network Configuration is not valid for the given networkMode of this task definition.",
                 ));
             }
-            Some(s::NetworkMode::Bridge) | None if !fargate => {
-                return Err(invalid(
-                    "The bridge network mode is not served by Berth yet; use host, none or awsvpc.",
-                ));
-            }
             _ => {}
         }
         Ok(())
