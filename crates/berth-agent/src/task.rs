@@ -303,7 +303,7 @@ impl TaskManager {
             let eni = self.rec.assignment.network.clone();
             let fresh = self.rec.network.is_some();
             let st = tokio::task::spawn_blocking(move || {
-                if fresh {
+                if fresh || crate::network::claimed(&task_id) {
                     crate::network::teardown(&task_id, &ns);
                 }
                 crate::network::claim(&task_id, &ns, &state_dir, &record)?;

@@ -257,6 +257,11 @@ pub fn claim(task_id: &str, netns: &str, state_dir: &Path, record: &Path) -> Res
     std::fs::rename(&tmp, &path).map_err(io("renaming", &path))
 }
 
+/// Whether task `task_id` has (or had, before a crash) network state on this host.
+pub fn claimed(task_id: &str) -> bool {
+    manifest_path(task_id).exists()
+}
+
 // ---- reservations: host-wide files, created exclusively, holding the owning task id ----
 
 fn reservation_dir(kind: &str) -> PathBuf {
@@ -415,8 +420,15 @@ fn ensure_task_bridge() -> Result<(), NetError> {
     Ok(())
 }
 
+/// Bridges this process has set up (and the address they hold).
+static BRIDGES: Mutex<Vec<(String, Ipv4Addr, u8)>> = Mutex::new(Vec::new());
+
 /// A bridge `name` holding `gateway/prefix`, up (idempotent; several agents may race).
 fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
+    let key = (name.to_string(), gateway, prefix);
+    if BRIDGES.lock().is_ok_and(|b| b.contains(&key)) && link_exists(name) {
+        return Ok(());
+    }
     if !link_exists(name)
         && let Err(e) = ip(&["link", "add", name, "type", "bridge"])
         && !link_exists(name)
@@ -431,6 +443,9 @@ fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<(), NetErr
         name,
     ])?;
     ip(&["link", "set", name, "up"])?;
+    if let Ok(mut b) = BRIDGES.lock() {
+        b.push(key);
+    }
     Ok(())
 }
 
@@ -443,7 +458,7 @@ pub fn ensure_netns(name: &str) -> Result<(), NetError> {
 }
 
 /// A veth pair: `host` on the host (enslaved to `bridge`, up) and `eth0` in `netns` with
-/// `mac` if given, `addr/prefix`, up, default route via `gateway`.
+/// `mac` if given, `addr/prefix`, up, default route via `gateway` (two `ip -batch` runs).
 fn plug(
     host: &str,
     bridge: &str,
@@ -456,34 +471,24 @@ fn plug(
     if link_exists(host) {
         ip(&["link", "del", host])?;
     }
-    let mut args = vec!["link", "add", host, "type", "veth", "peer", "name", TASK_IF];
-    if let Some(m) = mac {
-        args.extend(["address", m]);
-    }
-    args.extend(["netns", netns]);
-    ip(&args)?;
-    ip(&["link", "set", host, "master", bridge, "up"])?;
-    ip(&[
-        "-n",
-        netns,
-        "addr",
-        "replace",
-        &format!("{addr}/{prefix}"),
-        "dev",
-        TASK_IF,
-    ])?;
-    ip(&["-n", netns, "link", "set", TASK_IF, "up"])?;
-    ip(&[
-        "-n",
-        netns,
-        "route",
-        "replace",
-        "default",
-        "via",
-        &gateway.to_string(),
-        "dev",
-        TASK_IF,
-    ])?;
+    let mac = mac.map(|m| format!(" address {m}")).unwrap_or_default();
+    run(
+        "ip",
+        &["-batch", "-"],
+        Some(&format!(
+            "link add {host} type veth peer name {TASK_IF}{mac} netns {netns}\n\
+             link set {host} master {bridge} up\n"
+        )),
+    )?;
+    run(
+        "ip",
+        &["-n", netns, "-batch", "-"],
+        Some(&format!(
+            "addr replace {addr}/{prefix} dev {TASK_IF}\n\
+             link set {TASK_IF} up\n\
+             route replace default via {gateway} dev {TASK_IF}\n"
+        )),
+    )?;
     Ok(())
 }
 
@@ -600,9 +605,8 @@ pub fn apply_security_groups(netns: &str, groups: &[SecurityGroupRules]) -> Resu
 /// manifest. Idempotent; what cannot be removed is logged.
 pub fn teardown(task_id: &str, netns: &str) {
     let table = port_table_name(task_id);
-    if let Ok(out) = run("nft", &["list", "tables", "ip"], None)
-        && out.lines().any(|l| l.trim() == format!("table ip {table}"))
-        && let Err(e) = run("nft", &["delete", "table", "ip", &table], None)
+    if let Err(e) = run("nft", &["delete", "table", "ip", &table], None)
+        && !e.to_string().contains("No such file")
     {
         tracing::warn!(%e, "removing a task's port table");
     }
@@ -618,6 +622,7 @@ pub fn teardown(task_id: &str, netns: &str) {
     ] {
         if link_exists(&link)
             && let Err(e) = ip(&["link", "del", &link])
+            && link_exists(&link)
         {
             tracing::warn!(%e, "removing a task's veth");
         }
