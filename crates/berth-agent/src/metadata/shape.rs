@@ -165,11 +165,38 @@ pub fn container_json(view: &TaskView, i: usize) -> Value {
         }
     }
     let mut net = Map::new();
-    net.insert("NetworkMode".into(), json!(view.network.mode()));
+    let td_mode = view.record.assignment.task_definition.network_mode;
+    let mode = match view.network {
+        NetView::Task { .. } if plan::is_bridge(td_mode) => "bridge",
+        _ => view.network.mode(),
+    };
+    net.insert("NetworkMode".into(), json!(mode));
     if let NetView::Task { .. } = view.network {
-        // The task's VPC address arrives with the networking issue; the link-local address
-        // to the endpoint is not one ECS would show.
-        net.insert("IPv4Addresses".into(), json!(Vec::<String>::new()));
+        // The task's own address (bridge or ENI), never the link-local one of the metadata
+        // link, which ECS would not show.
+        let addrs: Vec<String> = view
+            .record
+            .network
+            .as_ref()
+            .and_then(|n| n.address)
+            .map(|a| vec![a.to_string()])
+            .unwrap_or_default();
+        net.insert("IPv4Addresses".into(), json!(addrs));
+        if let Some(eni) = &view.record.assignment.network {
+            let i = &eni.interface;
+            net.insert("AttachmentIndex".into(), json!(0));
+            net.insert("MACAddress".into(), json!(i.mac_address));
+            net.insert("IPv4SubnetCIDRBlock".into(), json!(i.subnet_cidr));
+            net.insert("PrivateDNSName".into(), json!(i.private_dns_name));
+            net.insert(
+                "SubnetGatewayIpv4Address".into(),
+                json!(format!(
+                    "{}/{}",
+                    i.gateway_ipv4_address,
+                    i.subnet_cidr.rsplit('/').next().unwrap_or("32")
+                )),
+            );
+        }
     }
     o.insert("Networks".into(), json!([Value::Object(net)]));
     Value::Object(o)
