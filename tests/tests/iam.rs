@@ -403,6 +403,37 @@ fn a_user_may_run_tasks_only_where_its_policy_allows() {
         "AccessDenied",
         &[],
     );
+    // Her key's last use (a denied call is a use too) is what IAM reports.
+    let used = berth.aws_cli_json(
+        REGION,
+        &[
+            "iam",
+            "get-access-key-last-used",
+            "--access-key-id",
+            &alice.access_key_id,
+        ],
+    );
+    assert_eq!(used["UserName"], "alice", "{used}");
+    let last = &used["AccessKeyLastUsed"];
+    assert_eq!(last["ServiceName"], "iam", "{used}");
+    assert_eq!(last["Region"], REGION, "{used}");
+    assert!(last["LastUsedDate"].is_string(), "{used}");
+    // A key never used has no date, and N/A for the rest.
+    let idle = new_user(&berth, "idle");
+    let used = berth.aws_cli_json(
+        REGION,
+        &[
+            "iam",
+            "get-access-key-last-used",
+            "--access-key-id",
+            &idle.access_key_id,
+        ],
+    );
+    assert_eq!(
+        used["AccessKeyLastUsed"],
+        serde_json::json!({"ServiceName": "N/A", "Region": "N/A"}),
+        "{used}"
+    );
 }
 
 #[test]

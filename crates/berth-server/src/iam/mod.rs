@@ -9,6 +9,7 @@ pub mod common;
 pub mod details;
 pub mod entities;
 pub mod groups;
+pub mod key_usage;
 pub mod managed;
 pub mod policies;
 pub mod roles;
@@ -27,11 +28,13 @@ use crate::failure::Failure;
 /// The IAM service over the store.
 pub struct Iam {
     pub store: Arc<Store>,
+    /// Access keys' last uses, recorded by the gateway.
+    pub usage: Arc<key_usage::KeyUsage>,
 }
 
 impl Iam {
-    pub fn new(store: Arc<Store>) -> Iam {
-        Iam { store }
+    pub fn new(store: Arc<Store>, usage: Arc<key_usage::KeyUsage>) -> Iam {
+        Iam { store, usage }
     }
 
     fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, Failure>) -> Result<T, AwsError> {
@@ -163,7 +166,7 @@ impl Api for Iam {
         ctx: &RequestContext,
         input: s::GetAccessKeyLastUsedRequest,
     ) -> R<s::GetAccessKeyLastUsedResponse> {
-        self.read(|tx| users::access_key_last_used(tx, ctx, &input.access_key_id))
+        self.read(|tx| users::access_key_last_used(tx, ctx, &self.usage, &input.access_key_id))
     }
 
     // ----- roles -----
