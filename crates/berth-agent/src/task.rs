@@ -212,6 +212,8 @@ pub(crate) struct TaskManager {
     stopping: bool,
     /// The awslogs shipper of each container that has one.
     shippers: BTreeMap<usize, JoinHandle<crate::awslogs::Outcome>>,
+    /// The execution role's credentials, shared with the shippers (memory only).
+    execution_role: crate::control_plane::ExecutionCredentials,
 }
 
 impl TaskManager {
@@ -228,6 +230,13 @@ impl TaskManager {
             &shared.state_dir.join("volumes").join("shared"),
         );
         let (health_tx, health_rx) = mpsc::unbounded_channel();
+        let execution_role = crate::control_plane::ExecutionCredentials::new(
+            desired
+                .borrow()
+                .execution_role_credentials
+                .clone()
+                .or_else(|| rec.assignment.execution_role_credentials.clone()),
+        );
         TaskManager {
             shared,
             rec,
@@ -246,6 +255,7 @@ impl TaskManager {
             saved: None,
             stopping: false,
             shippers: BTreeMap::new(),
+            execution_role,
         }
     }
 
@@ -254,6 +264,7 @@ impl TaskManager {
         // restart, the next poll brings them again).
         let mut on_disk = self.rec.clone();
         on_disk.assignment.task_role_credentials = None;
+        on_disk.assignment.execution_role_credentials = None;
         let Ok(data) = serde_json::to_vec_pretty(&on_disk) else {
             return;
         };
@@ -435,6 +446,10 @@ impl TaskManager {
                 self.saved = None;
                 self.save();
             }
+            let fresh = self.desired.borrow().execution_role_credentials.clone();
+            if fresh.is_some() && fresh != self.execution_role.current() {
+                self.execution_role.replace(fresh);
+            }
             // Changed security group rules take effect at once.
             if self.network.is_some() {
                 self.update_security_groups().await;
@@ -563,12 +578,7 @@ impl TaskManager {
             scope: crate::control_plane::LogsScope {
                 task_arn: self.rec.assignment.task_arn.clone(),
                 region: options.region.clone(),
-                execution_role_arn: self
-                    .rec
-                    .assignment
-                    .task_definition
-                    .execution_role_arn
-                    .clone(),
+                execution_role: self.execution_role.clone(),
             },
             options,
             files: vec![dir.join("stdout.log"), dir.join("stderr.log")],
