@@ -207,17 +207,21 @@ async fn missing_image_cannot_be_pulled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn bridge_network_fails_to_start() {
-    if !ready("bridge_network_fails_to_start") {
+async fn bridge_task_whose_host_port_is_taken_fails_to_start() {
+    if !ready("bridge_task_whose_host_port_is_taken_fails_to_start") {
         return;
     }
     let env = Env::new("test");
     let cp = Arc::new(Fake::default());
     let (stop, h) = env.start(&cp);
+    // Something on the host already listens on the port the task wants.
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
     let t = task(
         &env,
         "bridge",
-        json!([{"name": "a", "image": "busybox", "command": ["true"]}]),
+        json!([{"name": "a", "image": "busybox", "command": ["true"],
+                "portMappings": [{"containerPort": 80, "hostPort": port}]}]),
     );
     let arn = t.task_arn.clone();
     cp.assign(t);
@@ -226,8 +230,19 @@ async fn bridge_network_fails_to_start() {
     })
     .await;
     let reason = cp.last_report(&arn, "STOPPED").unwrap().reason.unwrap();
-    assert!(reason.contains("bridge"), "{reason}");
+    assert!(
+        reason.contains(&format!("0.0.0.0:{port} failed: port is already allocated")),
+        "{reason}"
+    );
     assert_eq!(stop_code_for_reason(&reason), "TaskFailedToStart");
+    let id = arn.rsplit('/').next().unwrap();
+    wait_for("no namespace left", Duration::from_secs(10), || {
+        !std::path::Path::new("/var/run/netns")
+            .join(format!("berth-{id}"))
+            .exists()
+    })
+    .await;
+    drop(taken);
     let _ = stop.send(());
     h.await.unwrap();
 }
