@@ -24,6 +24,10 @@ use serde_json::json;
 
 use common::{Env, Fake, ready, wait_for};
 
+/// The tests of this file run one at a time: the 200-task one loads the machine enough to
+/// push the others' waits past their limits.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn net_ready(test: &str) -> bool {
     if !ready(test) {
         return false;
@@ -223,6 +227,7 @@ async fn bridge_task_serves_on_static_and_dynamic_host_ports() {
     if !net_ready("bridge_task_serves_on_static_and_dynamic_host_ports") {
         return;
     }
+    let _serial = SERIAL.lock().await;
     let env = Env::new("netb");
     let cp = Arc::new(Fake::default());
     let (stop, h) = env.start(&cp);
@@ -286,6 +291,7 @@ async fn host_task_serves_on_the_host_and_reports_its_bindings() {
     if !net_ready("host_task_serves_on_the_host_and_reports_its_bindings") {
         return;
     }
+    let _serial = SERIAL.lock().await;
     let env = Env::new("neth");
     let cp = Arc::new(Fake::default());
     let (stop, h) = env.start(&cp);
@@ -325,6 +331,7 @@ async fn none_task_has_no_route_out() {
     if !net_ready("none_task_has_no_route_out") {
         return;
     }
+    let _serial = SERIAL.lock().await;
     let env = Env::new("netn");
     let cp = Arc::new(Fake::default());
     let (stop, h) = env.start(&cp);
@@ -378,6 +385,7 @@ async fn awsvpc_security_groups_allow_block_and_change_while_running() {
     if !net_ready("awsvpc_security_groups_allow_block_and_change_while_running") {
         return;
     }
+    let _serial = SERIAL.lock().await;
     let env = Env::new("netv");
     let cp = Arc::new(Fake::default());
     let (stop, h) = env.start(&cp);
@@ -504,6 +512,7 @@ fn two_hundred_tasks_and_a_kill_leave_nothing_behind() {
     if !net_ready("two_hundred_tasks_and_a_kill_leave_nothing_behind") {
         return;
     }
+    let _serial = SERIAL.blocking_lock();
     const N: usize = 200;
     // Runs until told to stop, and stops at once.
     const LONG: &str = "trap 'exit 0' TERM; sleep 300 & wait";
