@@ -151,6 +151,34 @@ fn bridge_task_port_mappings_through_the_cli() {
     assert_eq!(host_port(80), static_port);
     let dynamic = host_port(81);
     assert!((49153..=65535).contains(&dynamic), "{dynamic}");
+    // The port the agent forwards is the one placement reserved on the instance.
+    let ci = task["containerInstanceArn"].as_str().unwrap().to_string();
+    let d = berth.aws_cli_json(
+        REGION,
+        &[
+            "ecs",
+            "describe-container-instances",
+            "--cluster",
+            &cluster,
+            "--container-instances",
+            &ci,
+        ],
+    );
+    let reserved: Vec<String> = d["containerInstances"][0]["remainingResources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "PORTS")
+        .and_then(|r| r["stringSetValue"].as_array())
+        .map(|v| {
+            v.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    for p in [static_port, dynamic] {
+        assert!(reserved.contains(&p.to_string()), "{p} not in {reserved:?}");
+    }
     for port in [static_port, dynamic] {
         let got = wait("an answer", Duration::from_secs(10), || {
             http_get(port).filter(|g| g.contains("hello-e2e"))

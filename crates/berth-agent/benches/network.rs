@@ -208,6 +208,7 @@ async fn bench() {
                         container_port: c,
                         host_port: h,
                         protocol: berth_agent::network::Proto::Tcp,
+                        preferred: None,
                     };
                     berth_agent::network::setup_bridge(
                         &tid,

@@ -129,15 +129,32 @@ pub fn port_mappings(assignment: &TaskAssignment) -> Result<Vec<crate::network::
                 Some(h) if h != 0 => Some(port(h, "hostPort")?),
                 _ => None,
             };
+            let udp = m.protocol == Some(s::TransportProtocol::Udp);
+            // The port placement picked for a dynamic mapping, in the assignment's bindings.
+            let preferred = assignment
+                .containers
+                .iter()
+                .find(|c| c.name.as_deref() == Some(name.as_str()))
+                .and_then(|c| c.network_bindings.as_ref())
+                .and_then(|bs| {
+                    bs.iter().find(|b| {
+                        b.container_port == Some(cp)
+                            && (b.protocol == Some(s::TransportProtocol::Udp)) == udp
+                    })
+                })
+                .and_then(|b| b.host_port)
+                .and_then(|h| u16::try_from(h).ok())
+                .filter(|_| host_port.is_none());
             out.push(crate::network::Mapping {
                 container_name: name.clone(),
                 container_port,
                 host_port,
-                protocol: if m.protocol == Some(s::TransportProtocol::Udp) {
+                protocol: if udp {
                     crate::network::Proto::Udp
                 } else {
                     crate::network::Proto::Tcp
                 },
+                preferred,
             });
         }
     }
@@ -796,7 +813,9 @@ mod tests {
     fn port_mappings_and_bindings() {
         let a: TaskAssignment = serde_json::from_value(json!({
             "taskArn": "arn:aws:ecs:us-east-1:0:task/c/t", "clusterArn": "c",
-            "desiredStatus": "RUNNING", "lastStatus": "PENDING", "containers": [],
+            "desiredStatus": "RUNNING", "lastStatus": "PENDING",
+            "containers": [{"name": "web", "networkBindings": [
+                {"containerPort": 81, "hostPort": 50001, "protocol": "tcp"}]}],
             "taskDefinition": {"containerDefinitions": [
                 {"name": "web", "portMappings": [
                     {"containerPort": 80, "hostPort": 8080},
@@ -809,6 +828,8 @@ mod tests {
         assert_eq!(m.len(), 3);
         assert_eq!((m[0].container_port, m[0].host_port), (80, Some(8080)));
         assert_eq!(m[1].host_port, None);
+        assert_eq!(m[1].preferred, Some(50001));
+        assert_eq!(m[0].preferred, None);
         assert_eq!(m[2].host_port, None);
         assert_eq!(m[2].protocol, crate::network::Proto::Udp);
         let b = host_bindings(&m[..1]);

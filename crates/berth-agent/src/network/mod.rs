@@ -101,6 +101,9 @@ pub struct Mapping {
     pub container_port: u16,
     pub host_port: Option<u16>,
     pub protocol: Proto,
+    /// For a dynamic mapping: the host port the control plane's placement picked (and
+    /// reserved), used unless the host has taken it meanwhile.
+    pub preferred: Option<u16>,
 }
 
 /// A task's network as set up, kept in its record.
@@ -361,7 +364,7 @@ fn reserve_port(task_id: &str, m: &Mapping, seq: usize) -> Result<u16, NetError>
         }
         None => {
             let seed = fnv(&format!("{task_id}/{seq}"));
-            for p in dynamic_candidates(seed) {
+            for p in m.preferred.into_iter().chain(dynamic_candidates(seed)) {
                 if !in_use.contains(&p) && reserve("ports", &format!("{proto}-{p}"), task_id)? {
                     return Ok(p);
                 }

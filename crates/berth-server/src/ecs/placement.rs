@@ -35,9 +35,10 @@ pub fn needs(td: &s::TaskDefinition, task_cpu: Option<i32>, task_memory: Option<
             .map(|c| c.memory.or(c.memory_reservation).unwrap_or(0))
             .sum()
     });
+    // No network mode is bridge, ECS's default on Linux.
     let host_mode = matches!(
         td.network_mode,
-        Some(s::NetworkMode::Host) | Some(s::NetworkMode::Bridge)
+        Some(s::NetworkMode::Host) | Some(s::NetworkMode::Bridge) | None
     );
     let mut n = Needs {
         cpu,
@@ -63,6 +64,39 @@ pub fn needs(td: &s::TaskDefinition, task_cpu: Option<i32>, task_memory: Option<
         }
     }
     n
+}
+
+/// The host ports placement picked for the dynamic mappings of `td` (`ports`, in the order
+/// [`needs`] counts them), as each container's `networkBindings`; the agent forwards these
+/// ports unless the host has meanwhile taken one (then it picks another and reports it).
+pub fn dynamic_bindings(td: &s::TaskDefinition, ports: &[i32]) -> Vec<Vec<s::NetworkBinding>> {
+    let mut next = ports.iter();
+    let bridge = matches!(td.network_mode, Some(s::NetworkMode::Bridge) | None);
+    td.container_definitions
+        .iter()
+        .flatten()
+        .map(|c| {
+            c.port_mappings
+                .iter()
+                .flatten()
+                .filter(|p| {
+                    bridge
+                        && p.host_port.is_none_or(|h| h == 0)
+                        && p.protocol != Some(s::TransportProtocol::Udp)
+                        && p.container_port.is_some()
+                })
+                .filter_map(|p| {
+                    next.next().map(|h| s::NetworkBinding {
+                        bind_ip: Some("0.0.0.0".into()),
+                        container_port: p.container_port,
+                        host_port: Some(*h),
+                        protocol: Some(s::TransportProtocol::Tcp),
+                        ..Default::default()
+                    })
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The engine's needs for `n`, with the GPUs the definition's containers ask for.
@@ -350,6 +384,14 @@ mod tests {
         assert_eq!(n.ports_udp, [53]);
         assert_eq!(n.dynamic_ports, 2);
         assert_eq!(engine_needs(&n, &td).dynamic_ports, 2);
+        let b = dynamic_bindings(&td, &[49153, 49154]);
+        let ports: Vec<(Option<i32>, Option<i32>)> = b
+            .iter()
+            .flatten()
+            .map(|x| (x.container_port, x.host_port))
+            .collect();
+        assert_eq!(ports.len(), 2);
+        assert!(ports.iter().all(|(_, h)| h.is_some_and(|h| h >= 49153)));
         let gpus = ["g0".to_string(), "g1".to_string()];
         assert_eq!(container_gpus(&td, &gpus), vec![Vec::<String>::new()]);
     }

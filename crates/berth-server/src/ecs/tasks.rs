@@ -515,6 +515,13 @@ fn take_placement(t: &mut StoredTask, p: &sched::Placement) {
             c.gpu_ids = Some(ids);
         }
     }
+    // The dynamic ports go to the agent as the containers' bindings (it reports the real ones).
+    let bindings = placement::dynamic_bindings(&t.task_definition, &p.dynamic_ports);
+    for (c, b) in t.task.containers.iter_mut().flatten().zip(bindings) {
+        if !b.is_empty() {
+            c.network_bindings = Some(b);
+        }
+    }
 }
 
 /// Adds (`sign` = -1 reserves, +1 releases) a task's resources to its instance's remaining ones.
