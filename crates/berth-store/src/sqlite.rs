@@ -22,8 +22,10 @@ pub struct Store {
 #[derive(Clone)]
 struct Observer {
     kinds: Arc<[String]>,
-    call: Arc<dyn Fn(&[Change]) + Send + Sync>,
+    call: ObserverFn,
 }
+
+type ObserverFn = Arc<dyn Fn(&[Change]) + Send + Sync>;
 
 /// Work to run once the transaction has committed (never if it rolls back).
 type Effect = Box<dyn FnOnce() + Send>;
