@@ -47,11 +47,7 @@ fn host_of(app: &App, ctx: &RequestContext, req: &PollRequest) -> Result<String,
         .store
         .read(|tx| -> Result<bool, Failure> {
             Ok(tx
-                .get_json::<berth_wire::ecs::shapes::ContainerInstance>(
-                    common::scope(ctx),
-                    common::kind::CONTAINER_INSTANCE,
-                    &id,
-                )?
+                .get(common::scope(ctx), common::kind::CONTAINER_INSTANCE, &id)?
                 .is_some())
         })
         .map_err(aws)?;
@@ -72,6 +68,18 @@ pub async fn poll_host(
     acked_seq: i64,
     wait: Duration,
 ) -> Result<PollResponse, AwsError> {
+    poll_host_changes(app, host, acked_seq, wait, false).await
+}
+
+/// [`poll_host`]; with `changes_only`, the answer holds only the tasks that changed after
+/// `acked_seq`.
+pub async fn poll_host_changes(
+    app: Arc<App>,
+    host: String,
+    acked_seq: i64,
+    wait: Duration,
+    changes_only: bool,
+) -> Result<PollResponse, AwsError> {
     let deadline = tokio::time::Instant::now() + wait;
     let notify = app.ecs.notifier.waiter(&host);
     loop {
@@ -83,7 +91,7 @@ pub async fn poll_host(
         let (seq, tasks) = tokio::task::spawn_blocking(move || {
             app2.store.write(|tx| -> Result<_, Failure> {
                 tasks::record_poll(tx, &h, Timestamp::now().millis())?;
-                tasks::assignments(tx, &h)
+                tasks::assignments_since(tx, &h, changes_only.then_some(acked_seq))
             })
         })
         .await
@@ -121,7 +129,18 @@ pub async fn dispatch(
                     .unwrap_or(MAX_WAIT_SECONDS)
                     .min(MAX_WAIT_SECONDS),
             ));
-            let resp = poll_host(app, host, req.acked_seq, wait).await?;
+            let resp =
+                poll_host_changes(app, host, req.acked_seq, wait, req.changes_only).await?;
+            berth_wire::json::encode(&resp)
+        }
+        berth_wire::agent::SUBMIT_TASK_STATE_CHANGES => {
+            let changes: berth_wire::agent::TaskStateChanges =
+                berth_wire::json::decode_with(body, ("InvalidParameterException", 400))?;
+            let resp = tokio::task::spawn_blocking(move || {
+                tasks::submit_task_state_changes(&app.ecs, &ctx, &changes)
+            })
+            .await
+            .map_err(|e| AwsError::internal(format!("the state changes failed: {e}")))??;
             berth_wire::json::encode(&resp)
         }
         berth_wire::agent::SUBMIT_TASK_HEALTH => {

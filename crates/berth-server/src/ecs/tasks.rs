@@ -122,6 +122,15 @@ pub fn bump_host(tx: &mut Tx<'_>, host: &str) -> Result<i64, Failure> {
 
 /// `host`'s current sequence and the assignments of its tasks that are not STOPPED.
 pub fn assignments(tx: &Tx<'_>, host: &str) -> Result<(i64, Vec<TaskAssignment>), Failure> {
+    assignments_since(tx, host, None)
+}
+
+/// [`assignments`], only of the tasks that changed after sequence `since` when given.
+pub fn assignments_since(
+    tx: &Tx<'_>,
+    host: &str,
+    since: Option<i64>,
+) -> Result<(i64, Vec<TaskAssignment>), Failure> {
     let seq = tx.sequence(GLOBAL, &host_sequence(host))?;
     let mut out = Vec::new();
     for r in tx.list(
@@ -131,6 +140,11 @@ pub fn assignments(tx: &Tx<'_>, host: &str) -> Result<(i64, Vec<TaskAssignment>)
         None,
         usize::MAX,
     )? {
+        if let Some(since) = since
+            && serde_json::from_str::<HostTask>(&r.body).is_ok_and(|h| h.seq <= since)
+        {
+            continue;
+        }
         let Some((_, rest)) = r.id.split_once('#') else {
             continue;
         };
@@ -1602,6 +1616,48 @@ pub fn submit_task_state_change(
     Ok(s::SubmitTaskStateChangeResponse {
         acknowledgment: Some("ACK".into()),
     })
+}
+
+/// Applies a batch of agents' task state changes in one transaction (the agent channel's
+/// `SubmitTaskStateChanges`).
+pub fn submit_task_state_changes(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: &berth_wire::agent::TaskStateChanges,
+) -> Result<berth_wire::agent::TaskStateChangesResponse, AwsError> {
+    if input.changes.len() > berth_wire::agent::MAX_STATE_CHANGES {
+        return Err(invalid(format!(
+            "changes can have at most {} items.",
+            berth_wire::agent::MAX_STATE_CHANGES
+        )));
+    }
+    let ids = input
+        .changes
+        .iter()
+        .map(|c| submitted_task_id(ctx, c.cluster.as_deref(), c.task.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (applied, missing, hosts) = ecs
+        .store
+        .write(|tx| -> Result<_, Failure> {
+            let mut hosts: Vec<String> = Vec::new();
+            let mut missing = Vec::new();
+            let mut applied = 0;
+            for (id, change) in ids.iter().zip(&input.changes) {
+                match apply_task_change(tx, &ecs.index, scope(ctx), id, change, None, &[], ctx.now)? {
+                    Some(host) => {
+                        applied += 1;
+                        if !hosts.contains(&host) {
+                            hosts.push(host);
+                        }
+                    }
+                    None => missing.push(change.task.clone().unwrap_or_default()),
+                }
+            }
+            Ok((applied, missing, hosts))
+        })
+        .map_err(aws)?;
+    notify_all(ecs, &hosts);
+    Ok(berth_wire::agent::TaskStateChangesResponse { applied, missing })
 }
 
 pub fn submit_container_state_change(
