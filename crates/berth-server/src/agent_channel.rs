@@ -20,13 +20,34 @@ use crate::failure::Failure;
 #[derive(Default)]
 pub struct Notifier {
     hosts: Mutex<HashMap<String, Arc<Notify>>>,
+    /// When each host's heartbeat was last written to the store.
+    heartbeats: Mutex<HashMap<String, i64>>,
 }
+
+/// A poll writes the host's heartbeat when the stored one is older than this; polls in
+/// between only read. `agentConnected` tolerates [`berth_wire::agent::DISCONNECT_AFTER_SECONDS`]
+/// (45 s) without a heartbeat, so a heartbeat at most this old changes nothing a client sees,
+/// and a fleet polling often costs reads instead of write transactions.
+pub const HEARTBEAT_WRITE_EVERY_MS: i64 = 10_000;
 
 impl Notifier {
     /// The wake-up of `host`.
     pub fn waiter(&self, host: &str) -> Arc<Notify> {
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         hosts.entry(host.to_string()).or_default().clone()
+    }
+
+    /// Whether a poll of `host` at `now_ms` should write its heartbeat (and, if so, counts it
+    /// as written).
+    fn heartbeat_due(&self, host: &str, now_ms: i64) -> bool {
+        let mut beats = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
+        match beats.get(host) {
+            Some(at) if now_ms - at < HEARTBEAT_WRITE_EVERY_MS && now_ms >= *at => false,
+            _ => {
+                beats.insert(host.to_string(), now_ms);
+                true
+            }
+        }
     }
 
     /// Wakes `host`'s poll, if one waits; else the next poll returns at once anyway, because
@@ -89,10 +110,17 @@ pub async fn poll_host_changes(
         let app2 = app.clone();
         let h = host.clone();
         let (seq, tasks) = tokio::task::spawn_blocking(move || {
-            app2.store.write(|tx| -> Result<_, Failure> {
-                tasks::record_poll(tx, &h, Timestamp::now().millis())?;
-                tasks::assignments_since(tx, &h, changes_only.then_some(acked_seq))
-            })
+            let now = Timestamp::now().millis();
+            let since = changes_only.then_some(acked_seq);
+            if app2.ecs.notifier.heartbeat_due(&h, now) {
+                app2.store.write(|tx| -> Result<_, Failure> {
+                    tasks::record_poll(tx, &h, now)?;
+                    tasks::assignments_since(tx, &h, since)
+                })
+            } else {
+                app2.store
+                    .read(|tx| -> Result<_, Failure> { tasks::assignments_since(tx, &h, since) })
+            }
         })
         .await
         .map_err(|e| AwsError::internal(format!("the poll failed: {e}")))?
@@ -129,8 +157,7 @@ pub async fn dispatch(
                     .unwrap_or(MAX_WAIT_SECONDS)
                     .min(MAX_WAIT_SECONDS),
             ));
-            let resp =
-                poll_host_changes(app, host, req.acked_seq, wait, req.changes_only).await?;
+            let resp = poll_host_changes(app, host, req.acked_seq, wait, req.changes_only).await?;
             berth_wire::json::encode(&resp)
         }
         berth_wire::agent::SUBMIT_TASK_STATE_CHANGES => {

@@ -1643,7 +1643,8 @@ pub fn submit_task_state_changes(
             let mut missing = Vec::new();
             let mut applied = 0;
             for (id, change) in ids.iter().zip(&input.changes) {
-                match apply_task_change(tx, &ecs.index, scope(ctx), id, change, None, &[], ctx.now)? {
+                match apply_task_change(tx, &ecs.index, scope(ctx), id, change, None, &[], ctx.now)?
+                {
                     Some(host) => {
                         applied += 1;
                         if !hosts.contains(&host) {
