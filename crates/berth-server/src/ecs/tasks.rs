@@ -1737,40 +1737,54 @@ pub fn counts(tx: &Tx<'_>, ctx: &RequestContext, cluster: &str) -> Result<(i32, 
     Ok((running, pending))
 }
 
-/// Deletes STOPPED tasks older than the retention (ECS keeps them at least an hour).
+/// Deletes STOPPED tasks older than the retention (ECS keeps them at least an hour). The scan
+/// runs in read transactions (beside the writer, in WAL mode) and each chunk's deletions in a
+/// short write, so a store of a million tasks does not stall every write while it is swept.
 pub fn prune(store: &berth_store::Store, now: Timestamp) -> Result<usize, berth_store::StoreError> {
-    store.write(|tx| {
-        let mut pruned = 0;
-        let mut after: Option<(String, String, String)> = None;
-        loop {
-            let chunk = tx.list_everywhere(
+    let mut pruned = 0;
+    let mut after: Option<(String, String, String)> = None;
+    loop {
+        let chunk = store.read(|tx| {
+            tx.list_everywhere(
                 task_kind::TASK,
                 after
                     .as_ref()
                     .map(|(a, r, i)| (a.as_str(), r.as_str(), i.as_str())),
                 512,
-            )?;
-            let done = chunk.len() < 512;
-            for (account, region, rec) in &chunk {
-                let t: StoredTask = rec.decode(task_kind::TASK)?;
-                if t.last_status() == TaskStatus::Stopped
-                    && t.task
-                        .stopped_at
-                        .is_some_and(|at| now.millis() - at.millis() > STOPPED_RETENTION_MS)
-                {
-                    tx.delete(Scope::new(account, region), task_kind::TASK, &rec.id)?;
-                    pruned += 1;
-                }
-            }
-            after = chunk
-                .last()
-                .map(|(a, r, rec)| (a.clone(), r.clone(), rec.id.clone()));
-            if done {
-                break;
+            )
+        })?;
+        let done = chunk.len() < 512;
+        let mut expired = Vec::new();
+        for (account, region, rec) in &chunk {
+            let t: StoredTask = rec.decode(task_kind::TASK)?;
+            if t.last_status() == TaskStatus::Stopped
+                && t.task
+                    .stopped_at
+                    .is_some_and(|at| now.millis() - at.millis() > STOPPED_RETENTION_MS)
+            {
+                expired.push((account.clone(), region.clone(), rec.id.clone()));
             }
         }
-        Ok(pruned)
-    })
+        if !expired.is_empty() {
+            pruned += store.write(|tx| -> Result<usize, berth_store::StoreError> {
+                let mut n = 0;
+                for (account, region, id) in &expired {
+                    // Only what is still STOPPED (a task never leaves STOPPED, so it is).
+                    if tx.delete(Scope::new(account, region), task_kind::TASK, id)? {
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })?;
+        }
+        after = chunk
+            .last()
+            .map(|(a, r, rec)| (a.clone(), r.clone(), rec.id.clone()));
+        if done {
+            break;
+        }
+    }
+    Ok(pruned)
 }
 
 #[cfg(test)]
