@@ -11,6 +11,8 @@ use std::path::PathBuf;
 const SERVICES: &[(&str, &str)] = &[
     ("ecs", "ecs/2014-11-13/service-2.json"),
     ("logs", "logs/2014-03-28/service-2.json"),
+    ("sts", "sts/2011-06-15/service-2.json"),
+    ("iam", "iam/2010-05-08/service-2.json"),
 ];
 
 fn main() {
@@ -24,7 +26,15 @@ fn main() {
         println!("cargo:rerun-if-changed={}", path.display());
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("cannot read model {}: {e}", path.display()));
-        let code = codegen::Model::parse(&text).generate(rel);
+        let model = codegen::Model::parse(&text);
+        let code = model.generate(module, rel);
+        if model.is_query() {
+            std::fs::write(
+                out.join(format!("{module}_schema.json")),
+                model.schema_json(),
+            )
+            .unwrap_or_else(|e| panic!("cannot write schema of {module}: {e}"));
+        }
         std::fs::write(out.join(format!("{module}.rs")), code)
             .unwrap_or_else(|e| panic!("cannot write generated {module}.rs: {e}"));
     }

@@ -22,6 +22,9 @@ use serde_json::Value;
 pub struct Model {
     shapes: BTreeMap<String, Value>,
     operations: BTreeMap<String, Value>,
+    /// `json`, `query` or `ec2` (the model's `metadata.protocol`).
+    protocol: String,
+    xml_namespace: String,
 }
 
 impl Model {
@@ -34,10 +37,80 @@ impl Model {
                 .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default()
         };
+        let meta = |k: &str| -> String {
+            v.get("metadata")
+                .and_then(|m| m.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         Model {
             shapes: obj("shapes"),
             operations: obj("operations"),
+            protocol: meta("protocol"),
+            xml_namespace: meta("xmlNamespace"),
         }
+    }
+
+    /// Whether the model speaks a query protocol (`query` or `ec2`): form requests, XML
+    /// replies, and shapes whose serde names are the model's member names.
+    pub fn is_query(&self) -> bool {
+        self.protocol == "query" || self.protocol == "ec2"
+    }
+
+    /// The compact schema the query codec reads at run time (`berth_wire::query::Schema`):
+    /// shape types, members with their wire names, list and map layouts, and operations.
+    pub fn schema_json(&self) -> String {
+        let pick = |v: &Value, keys: &[&str]| -> Value {
+            let mut o = serde_json::Map::new();
+            for k in keys {
+                if let Some(x) = v.get(*k) {
+                    o.insert((*k).to_string(), x.clone());
+                }
+            }
+            Value::Object(o)
+        };
+        let member_keys = ["shape", "locationName", "queryName", "flattened"];
+        let mut shapes = serde_json::Map::new();
+        for (name, s) in &self.shapes {
+            let mut o = pick(s, &["type", "flattened"]);
+            if let Some(ms) = s.get("members").and_then(Value::as_object) {
+                let members: serde_json::Map<String, Value> = ms
+                    .iter()
+                    .map(|(k, m)| (k.clone(), pick(m, &member_keys)))
+                    .collect();
+                o["members"] = Value::Object(members);
+            }
+            for k in ["member", "key", "value"] {
+                if let Some(m) = s.get(k) {
+                    o[k] = pick(m, &member_keys);
+                }
+            }
+            shapes.insert(name.clone(), o);
+        }
+        let mut ops = serde_json::Map::new();
+        for (name, o) in &self.operations {
+            let mut x = serde_json::Map::new();
+            if let Some(i) = o.get("input").and_then(|i| i.get("shape")) {
+                x.insert("input".into(), i.clone());
+            }
+            if let Some(out) = o.get("output") {
+                if let Some(sh) = out.get("shape") {
+                    x.insert("output".into(), sh.clone());
+                }
+                if let Some(w) = out.get("resultWrapper") {
+                    x.insert("resultWrapper".into(), w.clone());
+                }
+            }
+            ops.insert(name.clone(), Value::Object(x));
+        }
+        serde_json::json!({
+            "protocol": self.protocol,
+            "namespace": self.xml_namespace,
+            "shapes": shapes,
+            "operations": ops,
+        })
+        .to_string()
     }
 
     fn shape(&self, name: &str) -> &Value {
@@ -145,7 +218,7 @@ impl Model {
         false
     }
 
-    pub fn generate(&self, module_doc: &str) -> String {
+    pub fn generate(&self, module: &str, module_doc: &str) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -165,7 +238,7 @@ impl Model {
         }
         out.push_str("}\n");
         self.emit_errors(&mut out);
-        self.emit_api(&mut out);
+        self.emit_api(&mut out, module);
         out
     }
 
@@ -198,10 +271,15 @@ impl Model {
             } else {
                 self.rust_type(target)
             };
-            let wire = m
-                .get("locationName")
-                .and_then(Value::as_str)
-                .unwrap_or(&member);
+            // JSON protocols name members on the wire by `locationName` where the model gives
+            // one; the query codec maps query/XML names itself and works on member names.
+            let wire = if self.is_query() {
+                member.as_str()
+            } else {
+                m.get("locationName")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&member)
+            };
             if required.contains(&member) {
                 let _ = writeln!(
                     out,
@@ -273,7 +351,7 @@ impl Model {
         out.push_str("        }\n    }\n    /// This error with a message.\n    pub fn with(self, message: impl ::std::fmt::Display) -> crate::AwsError {\n        crate::AwsError::new(self.code(), self.status(), message.to_string())\n    }\n}\n");
     }
 
-    fn emit_api(&self, out: &mut String) {
+    fn emit_api(&self, out: &mut String, module: &str) {
         out.push_str("/// One method per operation of the model. The default bodies answer that the operation\n/// is not served yet, in AWS's error shape.\n");
         out.push_str(
             "#[allow(unused_variables, clippy::too_many_arguments)]\npub trait Api: Sync {\n",
@@ -301,6 +379,10 @@ impl Model {
             let _ = write!(out, "\"{op}\", ");
         }
         out.push_str("];\n");
+        if self.is_query() {
+            self.emit_query_dispatch(out, module);
+            return;
+        }
         out.push_str("/// Decodes `body` as the input of `operation`, runs it on `api` and encodes the reply\n/// as AWS JSON. The including module defines `VALIDATION_ERROR`.\npub fn dispatch<A: Api + ?Sized>(api: &A, ctx: &crate::RequestContext, operation: &str, body: &[u8]) -> ::std::result::Result<::std::vec::Vec<u8>, crate::AwsError> {\n    match operation {\n");
         for (op, o) in &self.operations {
             let method = snake(op);
@@ -317,6 +399,31 @@ impl Model {
                     "        \"{op}\" => crate::json::encode(&api.{method}(ctx)?),"
                 );
             }
+        }
+        out.push_str("        other => ::std::result::Result::Err(crate::AwsError::unknown_operation(other)),\n    }\n}\n");
+    }
+
+    fn emit_query_dispatch(&self, out: &mut String, module: &str) {
+        let _ = writeln!(
+            out,
+            "/// The schema the query codec reads for this service.\npub fn schema() -> &'static crate::query::Schema {{\n    static SCHEMA: ::std::sync::LazyLock<crate::query::Schema> = ::std::sync::LazyLock::new(|| crate::query::Schema::parse(include_str!(concat!(env!(\"OUT_DIR\"), \"/{module}_schema.json\"))));\n    &SCHEMA\n}}"
+        );
+        out.push_str("/// Decodes the form `params` as the input of `operation`, runs it on `api` and encodes\n/// the reply as the protocol's XML. The including module defines `VALIDATION`.\npub fn dispatch<A: Api + ?Sized>(api: &A, ctx: &crate::RequestContext, operation: &str, params: &crate::query::Params) -> ::std::result::Result<::std::vec::Vec<u8>, crate::AwsError> {\n    match operation {\n");
+        for (op, o) in &self.operations {
+            let method = snake(op);
+            let method = field_ident(&method);
+            let method = method.trim_start_matches("r#");
+            let call = if o.get("input").is_some() {
+                format!(
+                    "api.{method}(ctx, crate::query::decode(schema(), \"{op}\", params, VALIDATION)?)?"
+                )
+            } else {
+                format!("api.{method}(ctx)?")
+            };
+            let _ = writeln!(
+                out,
+                "        \"{op}\" => crate::query::encode(schema(), \"{op}\", &ctx.request_id, &{call}),"
+            );
         }
         out.push_str("        other => ::std::result::Result::Err(crate::AwsError::unknown_operation(other)),\n    }\n}\n");
     }

@@ -4,7 +4,8 @@
 //! cargo build --release -p berth && cargo bench -p berth-e2e --bench api
 //! ```
 //!
-//! For each operation (DescribeClusters, RegisterTaskDefinition) and each concurrency level
+//! For each operation (DescribeClusters as root and as an IAM user whose 10 attached policies
+//! are evaluated on every call, RegisterTaskDefinition) and each concurrency level
 //! (1, 8, 64 clients, each sending its next request as soon as the previous one answered), it
 //! runs for a fixed time and prints requests per second and p50/p99 latency as a markdown
 //! table. Knobs (environment): `BERTH_BIN` (the binary to measure; default: `berth` in this
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode};
-use berth_e2e::{BerthServer, REGION, berth_bin, profile_dir};
+use berth_e2e::{BerthServer, REGION, RawRequest, berth_bin, profile_dir};
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
@@ -179,6 +180,78 @@ fn binary() -> (PathBuf, Option<String>) {
     }
 }
 
+/// An IAM call (query protocol) signed by the root key; panics unless it answers 200.
+fn iam(berth: &BerthServer, form: &str) -> String {
+    let req = RawRequest::new("POST", "/")
+        .header(
+            "Content-Type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )
+        .body(format!("{form}&Version=2010-05-08").into_bytes())
+        .sign(&berth.host(), &berth.signing_params(REGION).service("iam"));
+    let resp = berth.raw(&req);
+    assert_eq!(resp.status, 200, "{form}: {}", resp.text());
+    resp.text()
+}
+
+fn between<'a>(xml: &'a str, tag: &str) -> &'a str {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open).map(|i| i + open.len()).expect("element");
+    let end = xml[start..]
+        .find(&format!("</{tag}>"))
+        .expect("end of element")
+        + start;
+    &xml[start..end]
+}
+
+/// An IAM user with `n` attached customer managed policies of five statements each (the
+/// last one allows ecs:Describe*), and its access key.
+fn iam_user_with_policies(berth: &BerthServer, n: usize) -> (String, String) {
+    iam(berth, "Action=CreateUser&UserName=bench");
+    for i in 0..n {
+        let statements: Vec<String> = (0..5)
+            .map(|j| {
+                let action = if i + 1 == n && j == 4 {
+                    "ecs:Describe*".to_string()
+                } else {
+                    format!("service{i}:Action{j}*")
+                };
+                format!(
+                    r#"{{"Effect":"Allow","Action":["{action}","logs:Get*"],"Resource":"*","Condition":{{"IpAddress":{{"aws:SourceIp":"127.0.0.0/8"}}}}}}"#
+                )
+            })
+            .collect();
+        let doc = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{}]}}"#,
+            statements.join(",")
+        );
+        let enc: String = doc
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let out = iam(
+            berth,
+            &format!("Action=CreatePolicy&PolicyName=p{i}&PolicyDocument={enc}"),
+        );
+        let arn = between(&out, "Arn").to_string();
+        iam(
+            berth,
+            &format!("Action=AttachUserPolicy&UserName=bench&PolicyArn={arn}"),
+        );
+    }
+    let key = iam(berth, "Action=CreateAccessKey&UserName=bench");
+    (
+        between(&key, "AccessKeyId").to_string(),
+        between(&key, "SecretAccessKey").to_string(),
+    )
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!(
@@ -227,15 +300,22 @@ fn main() {
         println!();
         println!("| operation | clients | requests | errors | req/s | p50 (ms) | p99 (ms) |");
         println!("|---|---:|---:|---:|---:|---:|---:|");
-        for op in [Op::DescribeClusters, Op::RegisterTaskDefinition] {
+        let user = iam_user_with_policies(&berth, 10);
+        let as_user = berth.ecs_client_with_keys(REGION, &user.0, &user.1);
+        let cells = [
+            (Op::DescribeClusters, &ecs, ""),
+            (Op::DescribeClusters, &as_user, " (IAM user, 10 policies)"),
+            (Op::RegisterTaskDefinition, &ecs, ""),
+        ];
+        for (op, ecs, who) in cells {
             for &clients in &levels {
                 if warmup > 0 {
-                    measure(&ecs, op, clients, Duration::from_secs(warmup)).await;
+                    measure(ecs, op, clients, Duration::from_secs(warmup)).await;
                 }
-                let cell = measure(&ecs, op, clients, Duration::from_secs(secs)).await;
+                let cell = measure(ecs, op, clients, Duration::from_secs(secs)).await;
                 let rps = cell.ok as f64 / cell.elapsed.as_secs_f64();
                 println!(
-                    "| {} | {} | {} | {} | {:.0} | {} | {} |",
+                    "| {}{who} | {} | {} | {} | {:.0} | {} | {} |",
                     op.name(),
                     clients,
                     cell.ok,

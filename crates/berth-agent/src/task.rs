@@ -234,7 +234,11 @@ impl TaskManager {
     }
 
     fn save(&mut self) {
-        let Ok(data) = serde_json::to_vec_pretty(&self.rec) else {
+        // Role credentials stay in memory: the record on disk never holds a secret (after a
+        // restart, the next poll brings them again).
+        let mut on_disk = self.rec.clone();
+        on_disk.assignment.task_role_credentials = None;
+        let Ok(data) = serde_json::to_vec_pretty(&on_disk) else {
             return;
         };
         if self.saved.as_ref() == Some(&data) {
@@ -307,6 +311,13 @@ impl TaskManager {
         loop {
             if self.shutting_down() {
                 return Err(Error::Shutdown);
+            }
+            // Rotated role credentials take effect at once (the endpoint serves the record).
+            let fresh = self.desired.borrow().task_role_credentials.clone();
+            if fresh.is_some() && fresh != self.rec.assignment.task_role_credentials {
+                self.rec.assignment.task_role_credentials = fresh;
+                self.saved = None;
+                self.save();
             }
             let desired_stop = self.desired.borrow().desired_status == "STOPPED";
             if desired_stop || self.rec.stop_reason.is_some() {
@@ -559,6 +570,12 @@ impl TaskManager {
             && let Some(mid) = self.rec.containers[i].metadata_id.clone()
         {
             env.extend(crate::metadata::env_for(&mid));
+        }
+        // The task role's credentials, for the AWS SDKs' container credential provider.
+        if self.shared.metadata.serves(&network)
+            && let Some(c) = &self.rec.assignment.task_role_credentials
+        {
+            env.push(crate::metadata::credentials_env(&c.credentials_id));
         }
         let ctx = plan::TaskContext {
             assignment: &self.rec.assignment,

@@ -1,7 +1,9 @@
 //! The gateway: one HTTP endpoint for every service, as AWS's regional endpoints are.
 //!
 //! decode protocol → authenticate (SigV4) → dispatch the typed operation → encode the reply.
-//! The service is known from `X-Amz-Target` (JSON protocols). Service code never sees HTTP.
+//! The service is known from `X-Amz-Target` (JSON protocols), or from the form's `Action` and
+//! the SigV4 credential scope's service (query protocols: STS, IAM). Service code never sees
+//! HTTP.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use std::time::Instant;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
+use berth_wire::query::{self, Params, Protocol, Schema};
 use berth_wire::sigv4::{self, SignedRequest};
 use berth_wire::{AwsError, RequestContext, Timestamp};
 use http::{HeaderValue, Method, StatusCode, header};
@@ -130,6 +133,9 @@ async fn handle(
             return json_error(&e, default_ct, &rid);
         }
     };
+    if target.is_none() && is_query_request(&parts, &body) {
+        return handle_query(app, peer, parts, body, rid, started).await;
+    }
     let Some(target) = target else {
         let e = AwsError::new(
             "UnknownOperationException",
@@ -198,6 +204,7 @@ async fn handle(
             user_agent,
             now,
         };
+        authorize_json(&app2, &ctx, &prefix, &operation, &body)?;
         match prefix.as_str() {
             p if p == berth_wire::ecs::TARGET_PREFIX => {
                 berth_wire::ecs::dispatch(&app2.ecs, &ctx, &operation, &body).map(Outcome::Reply)
@@ -238,6 +245,300 @@ async fn handle(
         target: "berth::request",
         operation = %op_for_log,
         status,
+        error = result.as_ref().err().map(|e| e.code.as_ref()).unwrap_or(""),
+        micros = started.elapsed().as_micros() as u64,
+        request_id = %rid,
+    );
+    resp
+}
+
+/// Authorises a JSON-protocol call (ECS, Logs, the agent channel) for its caller.
+fn authorize_json(
+    app: &App,
+    ctx: &RequestContext,
+    prefix: &str,
+    operation: &str,
+    body: &[u8],
+) -> Result<(), AwsError> {
+    if ctx.principal_arn == crate::accounts::root_arn(&ctx.account_id) {
+        return Ok(());
+    }
+    let input: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let call = match prefix {
+        p if p == berth_wire::ecs::TARGET_PREFIX => crate::authz::ecs_call(ctx, operation, &input),
+        p if p == berth_wire::logs::TARGET_PREFIX => {
+            crate::authz::logs_call(ctx, operation, &input)
+        }
+        // The agent channel is ECS's own agent protocol: the actions its managed policy
+        // (AmazonEC2ContainerServiceforEC2Role) grants.
+        p if p == berth_wire::agent::TARGET_PREFIX => crate::authz::Call {
+            action: if operation == "Poll" {
+                "ecs:Poll".into()
+            } else {
+                "ecs:SubmitTaskStateChange".into()
+            },
+            resources: vec!["*".into()],
+            keys: Vec::new(),
+        },
+        // Berth's admin API checks for root itself.
+        _ => return Ok(()),
+    };
+    crate::authz::authorize(&app.store, ctx, &call, crate::authz::Dialect::Json)?;
+    if prefix == berth_wire::ecs::TARGET_PREFIX {
+        for pass in crate::authz::pass_role_calls(operation, &input) {
+            crate::authz::authorize(&app.store, ctx, &pass, crate::authz::Dialect::Json)?;
+        }
+    }
+    Ok(())
+}
+
+/// A temporary key is only good with its session token and until its session expires.
+fn check_session(
+    app: &App,
+    req: &SignedRequest<'_>,
+    key: &berth_store::AccessKey,
+    now: Timestamp,
+) -> Result<(), AwsError> {
+    let token = req
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-security-token"))
+        .map(|(_, v)| v.clone())
+        .or_else(|| {
+            berth_wire::query::Params::from_form(req.raw_query)
+                .get("X-Amz-Security-Token")
+                .map(str::to_string)
+        });
+    let session = app
+        .store
+        .read(|tx| crate::sts::session(tx, &key.account, &key.access_key_id))
+        .map_err(|e| {
+            tracing::error!(error = %e, "session lookup failed");
+            AwsError::internal("An internal error occurred. Try the request again.")
+        })?;
+    let invalid = || {
+        AwsError::new(
+            "UnrecognizedClientException",
+            400,
+            "The security token included in the request is invalid.",
+        )
+    };
+    let session = session.ok_or_else(invalid)?;
+    if token.as_deref() != Some(session.session_token.as_str()) {
+        return Err(invalid());
+    }
+    if now.millis() >= session.expires_ms {
+        return Err(AwsError::new(
+            "ExpiredTokenException",
+            400,
+            "The security token included in the request is expired",
+        ));
+    }
+    Ok(())
+}
+
+/// A query-protocol service the gateway routes to, by the SigV4 credential scope's service.
+struct QueryService {
+    signing_name: &'static str,
+    schema: fn() -> &'static Schema,
+}
+
+const QUERY_SERVICES: &[QueryService] = &[
+    QueryService {
+        signing_name: berth_wire::sts::SIGNING_NAME,
+        schema: berth_wire::sts::schema,
+    },
+    QueryService {
+        signing_name: berth_wire::iam::SIGNING_NAME,
+        schema: berth_wire::iam::schema,
+    },
+];
+
+/// Whether a request without `X-Amz-Target` speaks a query protocol: a form body, or an
+/// `Action` in the URL (GET requests of the query protocols).
+fn is_query_request(parts: &http::request::Parts, body: &[u8]) -> bool {
+    let form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    let action_in_url = parts
+        .uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p.starts_with("Action=")));
+    form || action_in_url || body.starts_with(b"Action=")
+}
+
+/// The service a request is signed for: the credential scope's fourth part, from the
+/// `Authorization` header or a presigned URL's `X-Amz-Credential`.
+fn scope_service(parts: &http::request::Parts, params: &Params) -> Option<String> {
+    let from_header = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .map(|c| c.split([',', ' ']).next().unwrap_or("").to_string());
+    let credential = from_header.or_else(|| params.get("X-Amz-Credential").map(str::to_string))?;
+    credential.split('/').nth(3).map(str::to_string)
+}
+
+/// Authentication failures as the query services name them (their JSON siblings say
+/// `…Exception`; STS and IAM answer 403 with these codes).
+fn query_auth_error(e: AwsError) -> AwsError {
+    match e.code.as_ref() {
+        "MissingAuthenticationTokenException" => AwsError::new(
+            "MissingAuthenticationToken",
+            403,
+            "Request is missing Authentication Token",
+        ),
+        "UnrecognizedClientException" => AwsError::new(
+            "InvalidClientTokenId",
+            403,
+            "The security token included in the request is invalid.",
+        ),
+        "InvalidSignatureException" => AwsError::new("SignatureDoesNotMatch", 403, e.message),
+        "IncompleteSignatureException" => AwsError::new("IncompleteSignature", 400, e.message),
+        "ExpiredTokenException" => AwsError::new("ExpiredToken", 403, e.message),
+        _ => e,
+    }
+}
+
+/// Serves one query-protocol request (STS, IAM): form in, XML out.
+async fn handle_query(
+    app: Arc<App>,
+    peer: SocketAddr,
+    parts: http::request::Parts,
+    body: Bytes,
+    rid: String,
+    started: Instant,
+) -> Response {
+    const XML: &str = "text/xml";
+    let mut params = Params::default();
+    params.add_form(&String::from_utf8_lossy(&body));
+    if let Some(q) = parts.uri.query() {
+        params.add_form(q);
+    }
+    let service_name = scope_service(&parts, &params);
+    let service = service_name
+        .as_deref()
+        .and_then(|n| QUERY_SERVICES.iter().find(|s| s.signing_name == n));
+    let (protocol, namespace) = match service {
+        Some(s) => ((s.schema)().protocol, (s.schema)().namespace.clone()),
+        None => (Protocol::Query, String::new()),
+    };
+    let fail = |e: &AwsError| -> Response {
+        reply(
+            e.status,
+            XML,
+            &rid,
+            query::encode_error(protocol, &namespace, e, &rid),
+        )
+    };
+    let Some(service) = service else {
+        let e = match service_name {
+            None => AwsError::new(
+                "MissingAuthenticationToken",
+                403,
+                "Request is missing Authentication Token",
+            ),
+            Some(n) => AwsError::new(
+                "InvalidAction",
+                400,
+                format!("Berth serves no query-protocol service named '{n}'."),
+            ),
+        };
+        return fail(&e);
+    };
+    let Some(action) = params.get("Action").map(str::to_string) else {
+        return fail(&AwsError::new("MissingAction", 400, "Missing Action"));
+    };
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_string(), v.to_string()))
+        })
+        .collect();
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let method = parts.method.as_str().to_string();
+    let raw_path = parts.uri.path().to_string();
+    let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let signing_name = service.signing_name;
+    let rid_inner = rid.clone();
+    let action_inner = action.clone();
+    let params_version = params.get("Version").map(str::to_string);
+    let result = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, AwsError> {
+        let signed = SignedRequest {
+            method: &method,
+            raw_path: &raw_path,
+            raw_query: &raw_query,
+            headers: &headers,
+            body: &body,
+        };
+        let now = Timestamp::now();
+        let key = authenticate(&app, &signed, signing_name, now).map_err(query_auth_error)?;
+        let ctx = RequestContext {
+            account_id: key.account,
+            region: key.region,
+            principal_arn: key.principal_arn,
+            access_key_id: key.access_key_id,
+            request_id: rid_inner,
+            source_ip: peer.ip().to_string(),
+            user_agent,
+            now,
+        };
+        // STS decides its own calls: GetCallerIdentity needs no permission, and AssumeRole
+        // weighs the role's trust policy with the caller's policies.
+        if signing_name != berth_wire::sts::SIGNING_NAME {
+            let call = crate::authz::query_call(&ctx, signing_name, &action_inner, |k| {
+                params.get(k).map(str::to_string)
+            });
+            crate::authz::authorize(&app.store, &ctx, &call, crate::authz::Dialect::Query)?;
+        }
+        match signing_name {
+            n if n == berth_wire::sts::SIGNING_NAME => {
+                berth_wire::sts::dispatch(&app.sts, &ctx, &action_inner, &params)
+            }
+            n if n == berth_wire::iam::SIGNING_NAME => {
+                berth_wire::iam::dispatch(&app.iam, &ctx, &action_inner, &params)
+            }
+            _ => Err(AwsError::unknown_operation(&action_inner)),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(AwsError::internal(format!(
+            "the request handler failed: {e}"
+        )))
+    })
+    .map_err(|e| {
+        // An action the model does not define, in the query services' own words.
+        if e == AwsError::unknown_operation(&action) {
+            let version = params_version.as_deref().unwrap_or("");
+            AwsError::new(
+                "InvalidAction",
+                400,
+                format!("Could not find operation {action} for version {version}"),
+            )
+        } else {
+            e
+        }
+    });
+    let resp = match &result {
+        Ok(bytes) => reply(200, XML, &rid, bytes.clone()),
+        Err(e) => fail(e),
+    };
+    tracing::info!(
+        target: "berth::request",
+        operation = %action,
+        status = resp.status().as_u16(),
         error = result.as_ref().err().map(|e| e.code.as_ref()).unwrap_or(""),
         micros = started.elapsed().as_micros() as u64,
         request_id = %rid,
@@ -302,6 +603,9 @@ fn authenticate(
         ));
     }
     let verified = sigv4::verify(req, &parts, &key.secret_access_key)?;
+    if key.access_key_id.starts_with("ASIA") {
+        check_session(app, req, &key, now)?;
+    }
     Ok(Authenticated {
         account: key.account,
         region: verified.region,

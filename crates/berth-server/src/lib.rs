@@ -4,10 +4,13 @@
 pub mod accounts;
 pub mod admin;
 pub mod agent_channel;
+pub mod authz;
 pub mod ecs;
 pub mod failure;
 pub mod gateway;
+pub mod iam;
 pub mod logs;
+pub mod sts;
 #[cfg(test)]
 mod test_support;
 
@@ -20,6 +23,8 @@ pub struct App {
     pub store: Arc<Store>,
     pub ecs: ecs::Ecs,
     pub logs: logs::Logs,
+    pub sts: sts::Sts,
+    pub iam: iam::Iam,
 }
 
 impl App {
@@ -27,6 +32,8 @@ impl App {
         App {
             ecs: ecs::Ecs::new(store.clone()),
             logs: logs::Logs::new(store.clone()),
+            sts: sts::Sts::new(store.clone()),
+            iam: iam::Iam::new(store.clone()),
             store,
         }
     }

@@ -726,6 +726,39 @@ impl Tx<'_> {
         }
         Ok(())
     }
+
+    /// Sets a key's status (`Active` / `Inactive`); false when no such key exists.
+    pub fn set_access_key_status(
+        &mut self,
+        access_key_id: &str,
+        status: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self.tx.execute(
+            "UPDATE access_keys SET status = ?2 WHERE access_key_id = ?1",
+            params![access_key_id, status],
+        )? > 0)
+    }
+
+    /// Deletes a key; false when no such key exists.
+    pub fn delete_access_key(&mut self, access_key_id: &str) -> Result<bool, StoreError> {
+        Ok(self.tx.execute(
+            "DELETE FROM access_keys WHERE access_key_id = ?1",
+            params![access_key_id],
+        )? > 0)
+    }
+
+    /// Points every key of a principal at its new ARN (a renamed IAM user).
+    pub fn move_access_keys(
+        &mut self,
+        account: &str,
+        from_principal: &str,
+        to_principal: &str,
+    ) -> Result<usize, StoreError> {
+        Ok(self.tx.execute(
+            "UPDATE access_keys SET principal_arn = ?3 WHERE account = ?1 AND principal_arn = ?2",
+            params![account, from_principal, to_principal],
+        )?)
+    }
 }
 
 fn encode<T: serde::Serialize>(kind: &str, id: &str, value: &T) -> Result<String, StoreError> {

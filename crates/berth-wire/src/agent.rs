@@ -87,6 +87,38 @@ pub struct TaskAssignment {
     /// Why the task is to stop, when its desired status is STOPPED.
     #[serde(default)]
     pub stopped_reason: Option<String>,
+    /// The task role's temporary credentials, when the task has a role. The control plane
+    /// rotates them before they expire; the agent serves them to the task's containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_role_credentials: Option<RoleCredentials>,
+}
+
+/// Temporary credentials of a task's role, as the agent serves them at
+/// `/v2/credentials/<credentialsId>`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleCredentials {
+    /// The unguessable id in the containers' `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`
+    /// (stable across rotations).
+    pub credentials_id: String,
+    pub role_arn: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    /// When they expire, ms since the epoch.
+    pub expiration_ms: i64,
+}
+
+impl std::fmt::Debug for RoleCredentials {
+    /// Never prints the secret or the token (task records and logs may show assignments).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleCredentials")
+            .field("credentials_id", &self.credentials_id)
+            .field("role_arn", &self.role_arn)
+            .field("access_key_id", &self.access_key_id)
+            .field("expiration_ms", &self.expiration_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The `BerthAgent_20261126` operation that applies many `SubmitTaskStateChange`s in one

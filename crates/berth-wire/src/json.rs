@@ -35,6 +35,19 @@ pub fn decode_with<T: DeserializeOwned>(
     }
 }
 
+/// Decodes an already-parsed JSON value (the query protocols build one from a form) with the
+/// same validation messages as a body.
+pub fn decode_value<T: DeserializeOwned>(
+    value: serde_json::Value,
+    validation_code: (&'static str, u16),
+) -> Result<T, AwsError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        classify(&path, &inner, validation_code)
+    })
+}
+
 /// Decodes with the generic validation code `ValidationException`; generated dispatchers
 /// use [`decode`] through their service's code instead.
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, AwsError> {

@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod error;
 pub mod json;
+pub mod query;
 pub mod sigv4;
 pub mod types;
 
@@ -37,4 +38,30 @@ pub mod logs {
     /// The error code for a member that fails the model's constraints.
     pub const VALIDATION_ERROR: ErrorCode = ErrorCode::InvalidParameterException;
     include!(concat!(env!("OUT_DIR"), "/logs.rs"));
+}
+
+/// AWS Security Token Service (awsQuery, version 2011-06-15), generated from
+/// `models/sts/2011-06-15/service-2.json`.
+#[allow(clippy::all, missing_docs, rust_2018_idioms)]
+pub mod sts {
+    /// The `Version` form field of this service.
+    pub const VERSION: &str = "2011-06-15";
+    /// The SigV4 signing name of this service.
+    pub const SIGNING_NAME: &str = "sts";
+    /// The error query services send for a member that fails the model's constraints.
+    pub const VALIDATION: (&str, u16) = ("ValidationError", 400);
+    include!(concat!(env!("OUT_DIR"), "/sts.rs"));
+}
+
+/// AWS Identity and Access Management (awsQuery, version 2010-05-08), generated from
+/// `models/iam/2010-05-08/service-2.json`.
+#[allow(clippy::all, missing_docs, rust_2018_idioms)]
+pub mod iam {
+    /// The `Version` form field of this service.
+    pub const VERSION: &str = "2010-05-08";
+    /// The SigV4 signing name of this service.
+    pub const SIGNING_NAME: &str = "iam";
+    /// The error query services send for a member that fails the model's constraints.
+    pub const VALIDATION: (&str, u16) = ("ValidationError", 400);
+    include!(concat!(env!("OUT_DIR"), "/iam.rs"));
 }

@@ -144,7 +144,8 @@ async fn run_managed_capacity(
 }
 
 /// Periodic upkeep: prunes STOPPED tasks past ECS's retention and log events past their
-/// group's retention.
+/// group's retention; rotates task role credentials before they expire and revokes those of
+/// stopped tasks.
 async fn housekeeping(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
@@ -170,6 +171,21 @@ async fn housekeeping(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool
         match expired {
             Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "deleted log events past retention"),
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot delete expired log events"),
+            _ => {}
+        }
+        let store = app.store.clone();
+        let credentials = tokio::task::spawn_blocking(move || {
+            berth_server::ecs::task_credentials::upkeep(
+                &store,
+                berth_wire::Timestamp::now().millis(),
+            )
+        })
+        .await;
+        match credentials {
+            Ok(Ok((rotated, revoked))) if rotated + revoked > 0 => {
+                tracing::info!(rotated, revoked, "task role credentials")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot rotate task role credentials"),
             _ => {}
         }
     }

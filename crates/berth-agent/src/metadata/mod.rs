@@ -7,6 +7,10 @@
 //! with an unguessable endpoint id. Requests are answered only from the container's own
 //! task: the peer must be the task's veth address (`awsvpc`) or the endpoint address itself
 //! (`host`: the host namespace). `none` tasks get no endpoint, as in ECS.
+//!
+//! The same server answers the task role credentials endpoint (`/v2/credentials/<id>`, the
+//! `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` the AWS SDKs read), under the same rule: a task
+//! reads only its own credentials.
 
 pub mod net;
 mod server;
@@ -27,6 +31,15 @@ pub use shape::{HostInfo, NetView, Sample, TaskView};
 pub const ENV_V4: &str = "ECS_CONTAINER_METADATA_URI_V4";
 /// The environment variable of the v3 endpoint.
 pub const ENV_V3: &str = "ECS_CONTAINER_METADATA_URI";
+/// The environment variable the AWS SDKs read task role credentials from.
+pub const ENV_CREDENTIALS: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
+/// Where the task role credentials are served.
+pub const CREDENTIALS_PREFIX: &str = "/v2/credentials/";
+
+/// The credentials variable for a task whose role credentials have id `id`.
+pub fn credentials_env(id: &str) -> (String, String) {
+    (ENV_CREDENTIALS.into(), format!("{CREDENTIALS_PREFIX}{id}"))
+}
 
 struct Entry {
     view: TaskView,
@@ -164,8 +177,61 @@ impl Registry {
         Some(shape::stats_json(id, &now, prev.as_ref(), host_info()))
     }
 
+    /// The task whose role credentials have this id.
+    fn find_credentials(&self, id: &str) -> Option<Arc<Entry>> {
+        let t = self.tasks.lock().ok()?;
+        t.values()
+            .find(|e| {
+                e.view
+                    .record
+                    .assignment
+                    .task_role_credentials
+                    .as_ref()
+                    .is_some_and(|c| c.credentials_id == id)
+            })
+            .cloned()
+    }
+
+    /// The credentials endpoint (`/v2/credentials/<id>`), answered only to the task's own
+    /// network, in the ECS agent's format.
+    fn credentials(&self, id: &str, peer: IpAddr) -> (u16, Value) {
+        let not_found = || {
+            (
+                400,
+                serde_json::json!({"code": "InvalidIdInRequest", "message": "CredentialsV2Request: Credentials not found"}),
+            )
+        };
+        let Some(entry) = self.find_credentials(id) else {
+            return not_found();
+        };
+        if !peer_allowed(&entry.view.network, peer) {
+            tracing::warn!(%peer, task = %entry.view.record.assignment.task_arn, "credentials request from outside the task");
+            return not_found();
+        }
+        let Some(c) = &entry.view.record.assignment.task_role_credentials else {
+            return not_found();
+        };
+        (
+            200,
+            serde_json::json!({
+                "RoleArn": c.role_arn,
+                "AccessKeyId": c.access_key_id,
+                "SecretAccessKey": c.secret_access_key,
+                "Token": c.session_token,
+                "Expiration": shape::rfc3339(c.expiration_ms),
+            }),
+        )
+    }
+
     /// Answers a request: (HTTP status, JSON body).
     pub fn answer(&self, path: &str, peer: IpAddr) -> (u16, Value) {
+        if let Some(id) = path
+            .split('?')
+            .next()
+            .and_then(|p| p.strip_prefix(CREDENTIALS_PREFIX))
+        {
+            return self.credentials(id.trim_end_matches('/'), peer);
+        }
         let not_found = || {
             (
                 404,

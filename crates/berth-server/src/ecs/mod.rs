@@ -11,6 +11,7 @@ pub mod common;
 pub mod container_instances;
 pub mod placement;
 pub mod tags;
+pub mod task_credentials;
 pub mod task_definitions;
 pub mod tasks;
 

@@ -170,6 +170,11 @@ pub fn assignments_since(
             launch_type: t.task.launch_type,
             containers: t.task.containers.clone().unwrap_or_default(),
             stopped_reason: t.task.stopped_reason.clone(),
+            task_role_credentials: super::task_credentials::for_assignment(
+                tx,
+                Scope::new(account, region),
+                id,
+            )?,
         });
     }
     Ok((seq, out))
@@ -652,6 +657,8 @@ fn create_task(
 ) -> Result<(), Failure> {
     let id = format!("{}/{}", t.cluster(), t.id());
     tx.insert(scope(ctx), task_kind::TASK, &id, t)?;
+    let role = super::task_credentials::task_role(&t.task_definition, t.task.overrides.as_ref());
+    super::task_credentials::for_new_task(tx, ctx, &id, &t.id(), role.as_deref())?;
     let seq = bump_host(tx, &t.host)?;
     tx.put(
         GLOBAL,
