@@ -11,6 +11,7 @@ use std::path::PathBuf;
 const SERVICES: &[(&str, &str)] = &[
     ("ecs", "ecs/2014-11-13/service-2.json"),
     ("logs", "logs/2014-03-28/service-2.json"),
+    ("cloudtrail", "cloudtrail/2013-11-01/service-2.json"),
     ("sts", "sts/2011-06-15/service-2.json"),
     ("iam", "iam/2010-05-08/service-2.json"),
 ];

@@ -12,7 +12,9 @@
 //! `cargo test` does not build another package's binary for this crate, so build it first
 //! (`scripts/test` does): `cargo build -p berth`.
 //!
-//! Where the CLI comes from: `BERTH_AWS_CLI` if set, else `aws` on `PATH`.
+//! Where the CLI comes from: `BERTH_AWS_CLI` if set, else `aws` on `PATH`. The AWS CLI v2
+//! (for what only v2 has, such as `aws logs tail`): `BERTH_AWS_CLI_V2`, else the bundle
+//! `scripts/test` unpacks into `~/.cache/berth/awscli-v2`.
 
 // This crate exists only to run tests. A failed expectation panics with a message, which is
 // how a test fails, so `unwrap`/`expect` are the intended failure mode here, not shortcuts.
@@ -85,6 +87,26 @@ pub fn aws_cli_path() -> OsString {
     std::env::var_os("BERTH_AWS_CLI")
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| "aws".into())
+}
+
+/// The AWS CLI v2 to run: `BERTH_AWS_CLI_V2`, else `~/.cache/berth/awscli-v2/dist/aws` (where
+/// `scripts/test` unpacks it from PyPI's `aws-cdk-asset-awscli-v2`). Panics if neither exists.
+pub fn aws_cli_v2_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("BERTH_AWS_CLI_V2").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp/.cache"));
+    let candidate = cache.join("berth/awscli-v2/dist/aws");
+    assert!(
+        candidate.is_file(),
+        "the AWS CLI v2 is not at {}: run scripts/test (it unpacks it) or set BERTH_AWS_CLI_V2",
+        candidate.display()
+    );
+    candidate
 }
 
 /// Random bytes from the kernel.
@@ -480,7 +502,16 @@ impl BerthServer {
     /// The `aws` CLI command for this server: `--endpoint-url`, `--region`, `--output json`,
     /// the root credentials in the environment, and no user configuration or profile.
     pub fn aws_cli_command(&self, region: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(aws_cli_path());
+        self.cli_command(aws_cli_path(), region, args)
+    }
+
+    /// The same as [`Self::aws_cli_command`] with the AWS CLI v2 ([`aws_cli_v2_path`]).
+    pub fn aws_cli_v2_command(&self, region: &str, args: &[&str]) -> Command {
+        self.cli_command(aws_cli_v2_path().into(), region, args)
+    }
+
+    fn cli_command(&self, program: OsString, region: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
         cmd.arg("--endpoint-url")
             .arg(self.endpoint())
             .arg("--region")
@@ -922,13 +953,24 @@ impl BerthAgent {
     /// Spawns `berth agent --endpoint … --cluster … --data-dir … --availability-zone …` with
     /// the server's root key in the environment. Does not wait for registration.
     pub fn start(server: &BerthServer, cluster: &str, availability_zone: &str) -> Self {
+        Self::start_with(server, cluster, availability_zone, &[])
+    }
+
+    /// As [`Self::start`], with `extra` arguments after the others (e.g. `--capacity-provider
+    /// NAME`, `--gpus 2`).
+    pub fn start_with(
+        server: &BerthServer,
+        cluster: &str,
+        availability_zone: &str,
+        extra: &[&str],
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-agent-")
             .tempdir()
             .expect("create a temporary directory");
         let data_dir = dir.path().join("data");
         fs::create_dir_all(&data_dir).expect("create the agent data directory");
-        let args: Vec<OsString> = vec![
+        let args: Vec<OsString> = [
             "agent".into(),
             "--endpoint".into(),
             server.endpoint().into(),
@@ -938,7 +980,10 @@ impl BerthAgent {
             data_dir.clone().into(),
             "--availability-zone".into(),
             availability_zone.into(),
-        ];
+        ]
+        .into_iter()
+        .chain(extra.iter().map(OsString::from))
+        .collect();
         let envs: Vec<(OsString, OsString)> = vec![
             ("AWS_ACCESS_KEY_ID".into(), server.access_key_id().into()),
             (
@@ -984,6 +1029,8 @@ impl BerthAgent {
             .env_remove("AWS_SESSION_TOKEN")
             .env_remove("BERTH_CLUSTER")
             .env_remove("BERTH_AGENT_DATA_DIR")
+            .env_remove("BERTH_CAPACITY_PROVIDER")
+            .env_remove("BERTH_GPUS")
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)

@@ -54,9 +54,13 @@ fn unknown_and_unserved_operations_are_named() {
     let msg = assert_error(&resp, 400, "UnknownOperationException");
     assert!(msg.contains("MakeCoffee"), "{msg}");
     // A real ECS operation that a later issue serves.
-    let resp = berth.ecs_raw(REGION, "CreateService", r#"{"serviceName": "s"}"#);
+    let resp = berth.ecs_raw(
+        REGION,
+        "CreateTaskSet",
+        r#"{"service": "s", "cluster": "c", "taskDefinition": "t"}"#,
+    );
     let msg = assert_error(&resp, 400, "UnknownOperationException");
-    assert!(msg.contains("CreateService"), "{msg}");
+    assert!(msg.contains("CreateTaskSet"), "{msg}");
     // An unknown service prefix.
     let req = RawRequest::ecs("ListClusters", "{}")
         .without_header("x-amz-target")

@@ -1,6 +1,7 @@
 //! Terraform's AWS provider against `berth up`: the configuration in `tests/terraform/ecs`
 //! (a cluster with settings and tags, a Fargate task definition, the cluster's capacity
-//! providers) applies, plans clean a second time (no drift) and destroys.
+//! providers, a CloudWatch Logs log group with retention and tags) applies, plans clean a
+//! second time (no drift) and destroys.
 //!
 //! Providers come from a local filesystem mirror (default `/opt/tf-plugins`, override with
 //! `BERTH_TF_PLUGINS`); nothing is downloaded. `terraform` is taken from `BERTH_TERRAFORM`, else
@@ -295,6 +296,36 @@ fn terraform_apply_plan_destroy() {
         "outputs: {outputs}"
     );
 
+    let group = format!("/ecs/{name}-web");
+    assert_eq!(
+        outputs["log_group_arn"]["value"].as_str(),
+        Some(format!("arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{group}").as_str()),
+        "outputs: {outputs}"
+    );
+    let groups = berth.aws_cli_json(
+        REGION,
+        &[
+            "logs",
+            "describe-log-groups",
+            "--log-group-name-prefix",
+            &group,
+        ],
+    );
+    let described = &groups["logGroups"][0];
+    assert_eq!(described["logGroupName"], group.as_str(), "{groups}");
+    assert_eq!(described["retentionInDays"], 14, "{groups}");
+    let tags = berth.aws_cli_json(
+        REGION,
+        &[
+            "logs",
+            "list-tags-for-resource",
+            "--resource-arn",
+            &format!("arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{group}"),
+        ],
+    );
+    assert_eq!(tags["tags"]["Project"], "berth", "{tags}");
+    assert_eq!(tags["tags"]["Suite"], "terraform", "{tags}");
+
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -430,6 +461,21 @@ fn terraform_apply_plan_destroy() {
         assert!(
             inactive && (!out.clusters().is_empty() || missing),
             "cluster not gone after destroy: {out:?}"
+        );
+
+        let groups = berth.aws_cli_json(
+            REGION,
+            &[
+                "logs",
+                "describe-log-groups",
+                "--log-group-name-prefix",
+                &group,
+            ],
+        );
+        assert_eq!(
+            groups["logGroups"].as_array().map(Vec::len),
+            Some(0),
+            "log group not gone after destroy: {groups}"
         );
 
         let td = ecs

@@ -18,6 +18,55 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 pub use berth_wire::agent::{ContainerHealth, SUBMIT_TASK_HEALTH, TaskHealthReport};
 
+use berth_wire::logs::shapes as logs;
+
+/// Whose CloudWatch Logs a [`LogsCall`] is made in: the task it ships for (its account) and
+/// the `awslogs-region`.
+///
+/// Credentials seam: ECS signs the awslogs driver's calls with the task execution role's
+/// credentials. Until Berth has IAM roles, a [`ControlPlane`] signs them with its own
+/// credentials (the agent's key, or the server itself for managed capacity); the execution
+/// role ARN is carried here so that an implementation can assume it once roles exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogsScope {
+    /// The task whose container's output is shipped.
+    pub task_arn: String,
+    /// The region of the log group (`awslogs-region`).
+    pub region: String,
+    /// The task definition's `executionRoleArn`, if any (not used yet).
+    pub execution_role_arn: Option<String>,
+}
+
+/// A CloudWatch Logs call of the awslogs driver.
+#[derive(Debug, Clone)]
+pub enum LogsCall {
+    CreateLogGroup(logs::CreateLogGroupRequest),
+    CreateLogStream(logs::CreateLogStreamRequest),
+    PutLogEvents(logs::PutLogEventsRequest),
+    GetLogEvents(logs::GetLogEventsRequest),
+}
+
+impl LogsCall {
+    /// The operation's name.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            LogsCall::CreateLogGroup(_) => "CreateLogGroup",
+            LogsCall::CreateLogStream(_) => "CreateLogStream",
+            LogsCall::PutLogEvents(_) => "PutLogEvents",
+            LogsCall::GetLogEvents(_) => "GetLogEvents",
+        }
+    }
+}
+
+/// The answer to a [`LogsCall`].
+#[derive(Debug, Clone)]
+pub enum LogsReply {
+    /// CreateLogGroup and CreateLogStream answer nothing.
+    Done,
+    PutLogEvents(logs::PutLogEventsResponse),
+    GetLogEvents(logs::GetLogEventsResponse),
+}
+
 /// What the agent needs from the control plane.
 ///
 /// Stop codes: ECS's `SubmitTaskStateChange` has no `stopCode` member, so the agent says why
@@ -51,6 +100,23 @@ pub trait ControlPlane: Send + Sync {
     ) -> BoxFuture<'_, Result<(), ControlPlaneError>> {
         let _ = report;
         Box::pin(async { Ok(()) })
+    }
+    /// A CloudWatch Logs call for the awslogs driver. The default answers that the control
+    /// plane does not serve it (the output then stays on disk, unshipped).
+    fn logs(
+        &self,
+        scope: LogsScope,
+        call: LogsCall,
+    ) -> BoxFuture<'_, Result<LogsReply, ControlPlaneError>> {
+        let _ = scope;
+        Box::pin(async move {
+            Err(ControlPlaneError::Aws {
+                operation: call.operation().into(),
+                status: 400,
+                code: "UnknownOperationException".into(),
+                message: "this control plane does not serve CloudWatch Logs".into(),
+            })
+        })
     }
 }
 
@@ -392,6 +458,48 @@ impl ControlPlane for HttpControlPlane {
             self.call::<_, Ignored>(&target, &report, CALL_TIMEOUT)
                 .await
                 .map(|_| ())
+        })
+    }
+
+    /// Logs calls go to the public CloudWatch Logs API of the same endpoint, signed for
+    /// `awslogs-region` with the agent's credentials (see [`LogsScope`]). They are not
+    /// retried here: the awslogs shipper has its own retries and must reconcile before it
+    /// sends a batch again.
+    fn logs(
+        &self,
+        scope: LogsScope,
+        call: LogsCall,
+    ) -> BoxFuture<'_, Result<LogsReply, ControlPlaneError>> {
+        Box::pin(async move {
+            let this = HttpControlPlane {
+                config: HttpConfig {
+                    retries: 0,
+                    region: scope.region.clone(),
+                    ..self.config.clone()
+                },
+                host: self.host.clone(),
+            };
+            let target = |op: &str| format!("{}.{op}", berth_wire::logs::TARGET_PREFIX);
+            let name = berth_wire::logs::SIGNING_NAME;
+            let op = target(call.operation());
+            match call {
+                LogsCall::CreateLogGroup(r) => this
+                    .call_signed::<_, Ignored>(&op, name, &r, CALL_TIMEOUT)
+                    .await
+                    .map(|_| LogsReply::Done),
+                LogsCall::CreateLogStream(r) => this
+                    .call_signed::<_, Ignored>(&op, name, &r, CALL_TIMEOUT)
+                    .await
+                    .map(|_| LogsReply::Done),
+                LogsCall::PutLogEvents(r) => this
+                    .call_signed(&op, name, &r, CALL_TIMEOUT)
+                    .await
+                    .map(LogsReply::PutLogEvents),
+                LogsCall::GetLogEvents(r) => this
+                    .call_signed(&op, name, &r, CALL_TIMEOUT)
+                    .await
+                    .map(LogsReply::GetLogEvents),
+            }
         })
     }
 }

@@ -107,6 +107,11 @@ pub struct RegistrationSettings {
     pub reserved_memory_mib: u64,
     /// `versionInfo.dockerVersion`: the container runtime's name and version.
     pub runtime_version: String,
+    /// The capacity provider this instance joins (sent as `capacityProviderName` in the
+    /// instance identity document: ECS knows it from the instance's Auto Scaling group).
+    pub capacity_provider: Option<String>,
+    /// The ids of the GPUs offered to tasks (ECS's `GPU` resource).
+    pub gpus: Vec<String>,
 }
 
 impl Default for RegistrationSettings {
@@ -116,6 +121,8 @@ impl Default for RegistrationSettings {
             availability_zone: None,
             reserved_memory_mib: DEFAULT_RESERVED_MEMORY_MIB,
             runtime_version: format!("berth-runtime {}", env!("CARGO_PKG_VERSION")),
+            capacity_provider: None,
+            gpus: Vec::new(),
         }
     }
 }
@@ -142,11 +149,32 @@ fn string_set(name: &str, values: Vec<String>) -> s::Resource {
     }
 }
 
+/// The GPU ids of `--gpus`: a count (`2`: `GPU-0`, `GPU-1`) or the ids themselves,
+/// comma-separated (`GPU-a1,GPU-b2`).
+pub fn parse_gpus(spec: &str) -> Vec<String> {
+    let spec = spec.trim();
+    if let Ok(n) = spec.parse::<u32>() {
+        return (0..n).map(|k| format!("GPU-{k}")).collect();
+    }
+    let mut ids: Vec<String> = Vec::new();
+    for id in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        if !ids.iter().any(|x| x == id) {
+            ids.push(id.to_string());
+        }
+    }
+    ids
+}
+
 /// The host's resources as ECS counts them: CPU = 1024 × cores, MEMORY = MiB less the
-/// reserve, PORTS = ECS's reserved ports, PORTS_UDP = none.
-pub fn total_resources(facts: &HostFacts, reserved_memory_mib: u64) -> Vec<s::Resource> {
+/// reserve, PORTS = ECS's reserved ports, PORTS_UDP = none, GPU = the ids offered (only
+/// when there are some).
+pub fn total_resources(
+    facts: &HostFacts,
+    reserved_memory_mib: u64,
+    gpus: &[String],
+) -> Vec<s::Resource> {
     let mem_mib = (facts.mem_total_kib / 1024).saturating_sub(reserved_memory_mib);
-    vec![
+    let mut out = vec![
         integer("CPU", i64::from(facts.cores) * 1024),
         integer("MEMORY", i64::try_from(mem_mib).unwrap_or(i64::MAX)),
         string_set(
@@ -154,7 +182,11 @@ pub fn total_resources(facts: &HostFacts, reserved_memory_mib: u64) -> Vec<s::Re
             RESERVED_PORTS.iter().map(|p| p.to_string()).collect(),
         ),
         string_set("PORTS_UDP", Vec::new()),
-    ]
+    ];
+    if !gpus.is_empty() {
+        out.push(string_set("GPU", gpus.to_vec()));
+    }
+    out
 }
 
 fn attr(name: impl Into<String>, value: Option<&str>) -> s::Attribute {
@@ -185,19 +217,23 @@ pub fn attributes(facts: &HostFacts, settings: &RegistrationSettings) -> Vec<s::
             None,
         ));
     }
+    // The capabilities Berth's agent really has (amazon-ecs-agent's names). Not advertised
+    // until the agent does them: privileged-container, execution-role-awslogs (logs are
+    // shipped with the agent's own credentials), secrets, ecr-auth, efs, firelens, env-files.
     for cap in [
-        "com.amazonaws.ecs.capability.privileged-container",
+        // stdout/stderr are kept in files on the host, or discarded.
         "com.amazonaws.ecs.capability.logging-driver.json-file",
-        "com.amazonaws.ecs.capability.logging-driver.awslogs",
         "com.amazonaws.ecs.capability.logging-driver.none",
-        "com.amazonaws.ecs.capability.task-iam-role",
-        "com.amazonaws.ecs.capability.task-iam-role-network-host",
-        "ecs.capability.execution-role-awslogs",
+        // The awslogs driver ships container output to CloudWatch Logs.
+        "com.amazonaws.ecs.capability.logging-driver.awslogs",
         "ecs.capability.task-eni",
         "ecs.capability.container-health-check",
         "ecs.capability.container-ordering",
         "ecs.capability.task-cpu-mem-limit",
         "ecs.capability.docker-plugin.local",
+        // Task role credentials at 169.254.170.2 (awsvpc and host tasks).
+        "com.amazonaws.ecs.capability.task-iam-role",
+        "com.amazonaws.ecs.capability.task-iam-role-network-host",
     ] {
         out.push(attr(cap, None));
     }
@@ -224,7 +260,15 @@ pub fn registration(
     s::RegisterContainerInstanceRequest {
         cluster: Some(cluster.to_string()),
         container_instance_arn,
-        total_resources: Some(total_resources(facts, settings.reserved_memory_mib)),
+        total_resources: Some(total_resources(
+            facts,
+            settings.reserved_memory_mib,
+            &settings.gpus,
+        )),
+        instance_identity_document: settings
+            .capacity_provider
+            .as_ref()
+            .map(|p| serde_json::json!({ "capacityProviderName": p }).to_string()),
         attributes: Some(attributes(facts, settings)),
         version_info: Some(version_info(settings)),
         ..Default::default()
@@ -266,7 +310,7 @@ mod tests {
             mem_total_kib: 4 * 1024 * 1024,
             machine: "x86_64".into(),
         };
-        let r = total_resources(&facts, 256);
+        let r = total_resources(&facts, 256, &[]);
         let get = |n: &str| r.iter().find(|x| x.name.as_deref() == Some(n)).unwrap();
         assert_eq!(get("CPU").integer_value, Some(2048));
         assert_eq!(get("CPU").r#type.as_deref(), Some("INTEGER"));
@@ -280,9 +324,17 @@ mod tests {
         // Less memory than the reserve never goes negative.
         let tiny = HostFacts {
             mem_total_kib: 1024,
-            ..facts
+            ..facts.clone()
         };
-        assert_eq!(total_resources(&tiny, 256)[1].integer_value, Some(0));
+        assert_eq!(total_resources(&tiny, 256, &[])[1].integer_value, Some(0));
+        assert!(!r.iter().any(|x| x.name.as_deref() == Some("GPU")));
+        let gpus = parse_gpus("2");
+        assert_eq!(gpus, ["GPU-0", "GPU-1"]);
+        assert_eq!(parse_gpus("GPU-a, GPU-b,GPU-a,"), ["GPU-a", "GPU-b"]);
+        let r = total_resources(&facts, 256, &gpus);
+        let gpu = r.iter().find(|x| x.name.as_deref() == Some("GPU")).unwrap();
+        assert_eq!(gpu.r#type.as_deref(), Some("STRINGSET"));
+        assert_eq!(gpu.string_set_value.clone().unwrap(), ["GPU-0", "GPU-1"]);
     }
 
     #[test]
@@ -311,13 +363,40 @@ mod tests {
             "com.amazonaws.ecs.capability.docker-remote-api.1.17",
             "com.amazonaws.ecs.capability.docker-remote-api.1.44",
             "ecs.capability.task-eni",
-            "com.amazonaws.ecs.capability.task-iam-role",
             "ecs.capability.container-health-check",
             "ecs.capability.container-ordering",
-            "com.amazonaws.ecs.capability.logging-driver.awslogs",
+            "com.amazonaws.ecs.capability.logging-driver.json-file",
         ] {
             assert_eq!(value(cap), Some(None), "{cap}");
         }
+        assert_eq!(
+            value("com.amazonaws.ecs.capability.task-iam-role"),
+            Some(None)
+        );
+        // Only what Berth does is advertised.
+        assert_eq!(
+            value("com.amazonaws.ecs.capability.logging-driver.awslogs"),
+            Some(None)
+        );
+        for cap in [
+            "com.amazonaws.ecs.capability.execution-role-awslogs",
+            "com.amazonaws.ecs.capability.privileged-container",
+        ] {
+            assert_eq!(value(cap), None, "{cap}");
+        }
+        assert!(req.instance_identity_document.is_none());
+        let joined = registration(
+            "web",
+            None,
+            &facts,
+            &RegistrationSettings {
+                capacity_provider: Some("spot".into()),
+                ..Default::default()
+            },
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&joined.instance_identity_document.unwrap()).unwrap();
+        assert_eq!(doc["capacityProviderName"], "spot");
         assert_eq!(
             value("com.amazonaws.ecs.capability.docker-remote-api.1.45"),
             None

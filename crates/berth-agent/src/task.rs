@@ -24,6 +24,15 @@ use crate::plan::{self, DepCheck, HealthCheckPlan, HealthTracker, NetworkPlan, P
 /// How often a task manager looks at its containers.
 const TICK: Duration = Duration::from_millis(200);
 
+/// How long a stopped task's cleanup waits for its awslogs shippers to drain the
+/// containers' output; what is still unshipped then is lost with the container.
+const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a container's start waits for its awslogs stream to be created; if the Logs
+/// service cannot be reached by then, the container starts and its shipper creates the
+/// stream later.
+const LOG_INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What the agent keeps about a task in `<state dir>/tasks/<task id>.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -197,6 +206,8 @@ pub(crate) struct TaskManager {
     saved: Option<Vec<u8>>,
     /// Set while every container is being stopped: exits are then expected.
     stopping: bool,
+    /// The awslogs shipper of each container that has one.
+    shippers: BTreeMap<usize, JoinHandle<crate::awslogs::Outcome>>,
 }
 
 impl TaskManager {
@@ -230,6 +241,7 @@ impl TaskManager {
             health: BTreeMap::new(),
             saved: None,
             stopping: false,
+            shippers: BTreeMap::new(),
         }
     }
 
@@ -394,6 +406,107 @@ impl TaskManager {
                 self.start_health(i);
             }
         }
+        // Shippers resume from their cursors, also for containers that exited meanwhile
+        // (their output is drained before cleanup).
+        for i in 0..self.rec.containers.len() {
+            if self.rec.containers[i].started
+                && let Some(Ok(spec)) = self.awslogs_spec(i)
+            {
+                self.start_shipper(i, spec);
+            }
+        }
+    }
+
+    /// The awslogs shipper's settings of container `i`, if its log driver is awslogs (an
+    /// error names the option at fault, as Docker does).
+    fn awslogs_spec(
+        &self,
+        i: usize,
+    ) -> Option<std::result::Result<crate::awslogs::ShipperSpec, String>> {
+        let lc = self.defs[i].log_configuration.as_ref()?;
+        if lc.log_driver != s::LogDriver::Awslogs {
+            return None;
+        }
+        let c = &self.rec.containers[i];
+        let task_region = berth_model::Arn::parse(&self.rec.assignment.task_arn)
+            .map(|a| a.region)
+            .unwrap_or_default();
+        let options = match crate::awslogs::options::parse(
+            &lc.options.clone().unwrap_or_default(),
+            &task_region,
+            &c.name,
+            &self.task_id,
+            &c.runtime_id,
+        ) {
+            Ok(o) => o,
+            Err(e) => return Some(Err(e)),
+        };
+        let dir = match self.shared.rt.state_dir(&c.runtime_id) {
+            Ok(d) => d,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        Some(Ok(crate::awslogs::ShipperSpec {
+            scope: crate::control_plane::LogsScope {
+                task_arn: self.rec.assignment.task_arn.clone(),
+                region: options.region.clone(),
+                execution_role_arn: self
+                    .rec
+                    .assignment
+                    .task_definition
+                    .execution_role_arn
+                    .clone(),
+            },
+            options,
+            files: vec![dir.join("stdout.log"), dir.join("stderr.log")],
+            cursor_path: crate::awslogs::cursor_path(&self.shared.state_dir, &c.runtime_id),
+        }))
+    }
+
+    fn start_shipper(&mut self, i: usize, spec: crate::awslogs::ShipperSpec) {
+        if self.shippers.contains_key(&i) {
+            return;
+        }
+        let rt = self.shared.rt.clone();
+        let id = self.rec.containers[i].runtime_id.clone();
+        let ended: crate::awslogs::EndedFn = Arc::new(move || {
+            !matches!(
+                rt.state(&id),
+                Ok(ContainerState::Creating | ContainerState::Running { .. })
+            )
+        });
+        let shipper = crate::awslogs::Shipper::new(
+            self.shared.cp.clone(),
+            spec,
+            ended,
+            self.shared.shutdown.clone(),
+        );
+        self.shippers.insert(i, tokio::spawn(shipper.run()));
+    }
+
+    /// Waits (bounded) until every shipper has shipped its container's whole output.
+    async fn drain_logs(&mut self) -> Result<()> {
+        if self.shippers.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(task = %self.rec.assignment.task_arn, "waiting for container output to be shipped");
+        let deadline = tokio::time::Instant::now() + LOG_DRAIN_TIMEOUT;
+        for (i, mut h) in std::mem::take(&mut self.shippers) {
+            match tokio::time::timeout_at(deadline, &mut h).await {
+                Ok(Ok(crate::awslogs::Outcome::Drained)) => {}
+                Ok(Ok(crate::awslogs::Outcome::Shutdown)) => return Err(Error::Shutdown),
+                Ok(Err(e)) => {
+                    tracing::error!(container = %self.rec.containers[i].runtime_id, %e, "awslogs shipper failed")
+                }
+                Err(_) => {
+                    tracing::warn!(container = %self.rec.containers[i].runtime_id, "container output not fully shipped within {LOG_DRAIN_TIMEOUT:?}; the rest is lost");
+                    h.abort();
+                }
+            }
+        }
+        if self.shutting_down() {
+            return Err(Error::Shutdown);
+        }
+        Ok(())
     }
 
     /// Reports PENDING, prepares the task's network, cgroup and volumes, and resolves (pulls)
@@ -595,6 +708,41 @@ impl TaskManager {
             Ok(s) => s,
             Err(e) => return self.container_failed(i, format!("CannotStartContainerError: {e}")),
         };
+        let awslogs = match self.awslogs_spec(i) {
+            None => None,
+            Some(Err(e)) => {
+                return self.container_failed(
+                    i,
+                    format!("CannotStartContainerError: failed to initialize logging driver: {e}"),
+                );
+            }
+            Some(Ok(spec)) => {
+                let init = crate::awslogs::shipper::init(
+                    self.shared.cp.as_ref(),
+                    &spec.scope,
+                    &spec.options,
+                );
+                match tokio::time::timeout(LOG_INIT_TIMEOUT, init).await {
+                    Ok(Err(ControlPlaneError::Aws {
+                        status,
+                        code,
+                        message,
+                        ..
+                    })) if status < 500 && status != 429 && !code.contains("Throttl") => {
+                        return self.container_failed(
+                            i,
+                            format!("CannotStartContainerError: failed to initialize logging driver: failed to create Cloudwatch log stream: {code}: {message}"),
+                        );
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(%e, "awslogs stream not created yet; the shipper retries")
+                    }
+                    Err(_) => tracing::warn!("awslogs stream not created yet; the shipper retries"),
+                    Ok(Ok(())) => {}
+                }
+                Some(spec)
+            }
+        };
         self.rec.containers[i].created_at = Some(now_ms());
         // Published before the process starts, so that it finds itself in the metadata.
         self.save();
@@ -610,6 +758,9 @@ impl TaskManager {
                 self.rec.containers[i].started_at = Some(now_ms());
                 self.pending_reports.push(i);
                 self.start_health(i);
+                if let Some(spec) = awslogs {
+                    self.start_shipper(i, spec);
+                }
             }
             Err(e) => {
                 let msg = e.to_string();
@@ -878,6 +1029,8 @@ impl TaskManager {
         }
         self.flush_container_reports().await?;
         self.save();
+        // The containers' output is shipped before their files go away.
+        self.drain_logs().await?;
         for c in &self.rec.containers {
             let rt = self.shared.rt.clone();
             let id = c.runtime_id.clone();
@@ -885,6 +1038,10 @@ impl TaskManager {
                 Ok(()) | Err(Error::Runtime(berth_runtime::Error::NotFound(_))) => {}
                 Err(e) => tracing::warn!(container = %c.runtime_id, %e, "cleanup"),
             }
+            let _ = std::fs::remove_file(crate::awslogs::cursor_path(
+                &self.shared.state_dir,
+                &c.runtime_id,
+            ));
         }
         berth_runtime::cgroup::remove(&plan::task_cgroup(&self.task_id));
         self.shared

@@ -13,7 +13,7 @@ pub enum Reason {
     /// The instance's agent is not connected.
     Agent,
     /// It lacks an attribute the task definition requires (`requiresAttributes`).
-    Attribute(String),
+    MissingAttribute(String),
     MemberOf,
     DistinctInstance,
     Cpu,
@@ -28,7 +28,7 @@ impl Reason {
     pub fn as_str(&self) -> &'static str {
         match self {
             Reason::Agent => "AGENT",
-            Reason::Attribute(_) => "ATTRIBUTE",
+            Reason::MissingAttribute(_) => "MissingAttribute",
             Reason::MemberOf => "MemberOf placement constraint unsatisfied.",
             Reason::DistinctInstance => "DistinctInstance placement constraint unsatisfied.",
             Reason::Cpu => "RESOURCE:CPU",
@@ -41,7 +41,7 @@ impl Reason {
     /// A `detail` for the failure, where there is more to say than the reason.
     pub fn detail(&self) -> Option<String> {
         match self {
-            Reason::Attribute(name) => Some(format!("missing attribute {name}")),
+            Reason::MissingAttribute(name) => Some(format!("missing attribute {name}")),
             _ => None,
         }
     }
@@ -68,6 +68,8 @@ pub struct Placement {
     pub arn: String,
     /// The host ports picked for its dynamic mappings, in order.
     pub dynamic_ports: Vec<i32>,
+    /// The GPU ids it holds (`needs.gpu` of them, taken in the instance's order).
+    pub gpus: Vec<String>,
 }
 
 /// One outcome per requested task, in order.
@@ -128,7 +130,7 @@ fn check_with(i: &Instance, taken: Option<&Taken>, r: &Request) -> Option<Reason
             (Some(have), Some(want)) => have.as_deref() == Some(want.as_str()),
         };
         if !ok {
-            return Some(Reason::Attribute(a.name.clone()));
+            return Some(Reason::MissingAttribute(a.name.clone()));
         }
     }
     let placed = taken.map_or(0, |t| t.tasks);
@@ -171,7 +173,7 @@ fn check_with(i: &Instance, taken: Option<&Taken>, r: &Request) -> Option<Reason
     {
         return Some(Reason::PortsUdp);
     }
-    if i.remaining.gpu - gpu < n.gpu {
+    if (i.gpus.len() as i64) - gpu < n.gpu {
         return Some(Reason::Gpu);
     }
     None
@@ -239,14 +241,18 @@ fn narrow(
     fits
 }
 
-/// Takes one task of `r` on `i` (into what the plan has `taken` there): resources, ports
-/// (dynamic ones picked lowest first), and the task itself (so later tasks of the plan see
-/// it in groups and spread).
-fn reserve(i: &Instance, taken: &mut Taken, r: &Request) -> Vec<i32> {
+/// Takes one task of `r` on `i` (into what the plan has `taken` there): resources, GPU ids
+/// (the first free ones), ports (dynamic ones picked lowest first), and the task itself (so
+/// later tasks of the plan see it in groups and spread). Returns the dynamic ports and GPU ids
+/// taken.
+fn reserve(i: &Instance, taken: &mut Taken, r: &Request) -> (Vec<i32>, Vec<String>) {
     let n = &r.needs;
     taken.cpu += n.cpu;
     taken.memory += n.memory;
-    taken.gpu += n.gpu;
+    let from = usize::try_from(taken.gpu).unwrap_or(0).min(i.gpus.len());
+    let take = usize::try_from(n.gpu).unwrap_or(0).min(i.gpus.len() - from);
+    let gpus: Vec<String> = i.gpus[from..from + take].to_vec();
+    taken.gpu += take as i64;
     taken.ports.extend(&n.ports);
     taken.ports_udp.extend(&n.ports_udp);
     let mut picked = Vec::new();
@@ -260,7 +266,7 @@ fn reserve(i: &Instance, taken: &mut Taken, r: &Request) -> Vec<i32> {
         p += 1;
     }
     taken.tasks += 1;
-    picked
+    (picked, gpus)
 }
 
 /// How many random instances the random strategy probes before it scans them all.
@@ -296,11 +302,12 @@ pub fn place(snapshot: &Snapshot, r: &Request, rng: &mut impl FnMut(usize) -> us
             }
             if let Some(k) = chosen {
                 let t = taken.entry(k).or_default();
-                let dynamic_ports = reserve(&insts[k], t, r);
+                let (dynamic_ports, gpus) = reserve(&insts[k], t, r);
                 plan.tasks.push(Ok(Placement {
                     instance: insts[k].id.clone(),
                     arn: insts[k].arn.clone(),
                     dynamic_ports,
+                    gpus,
                 }));
                 continue;
             }
@@ -334,11 +341,12 @@ pub fn place(snapshot: &Snapshot, r: &Request, rng: &mut impl FnMut(usize) -> us
         let best = narrow(insts, &taken, r, fits);
         let k = best[rng(best.len()) % best.len()];
         let t = taken.entry(k).or_default();
-        let dynamic_ports = reserve(&insts[k], t, r);
+        let (dynamic_ports, gpus) = reserve(&insts[k], t, r);
         plan.tasks.push(Ok(Placement {
             instance: insts[k].id.clone(),
             arn: insts[k].arn.clone(),
             dynamic_ports,
+            gpus,
         }));
     }
     plan
@@ -352,11 +360,7 @@ mod tests {
 
     fn inst(id: &str, cpu: i64, mem: i64, az: &str) -> Instance {
         let mut i = Instance::new(id, format!("arn:{id}"));
-        i.registered = Resources {
-            cpu,
-            memory: mem,
-            gpu: 0,
-        };
+        i.registered = Resources { cpu, memory: mem };
         i.remaining = i.registered;
         i.attributes
             .insert("ecs.availability-zone".into(), Some(az.into()));
@@ -503,7 +507,7 @@ mod tests {
         let Err(Refusal::Instance { reason, .. }) = &p.tasks[0] else {
             panic!("{p:?}");
         };
-        assert_eq!(reason.as_str(), "ATTRIBUTE");
+        assert_eq!(reason.as_str(), "MissingAttribute");
         assert_eq!(
             reason.detail().as_deref(),
             Some("missing attribute ecs.capability.secrets.asm.environment-variables")
@@ -533,7 +537,8 @@ mod tests {
             Ok(Placement {
                 instance: "a".into(),
                 arn: "arn:a".into(),
-                dynamic_ports: vec![101]
+                dynamic_ports: vec![101],
+                gpus: vec![],
             })
         );
         assert_eq!(ids(&p)[1..], ["RESOURCE:PORTS", "RESOURCE:PORTS"]);
@@ -545,6 +550,28 @@ mod tests {
         assert_eq!(ids(&place(&snap, &r, &mut first))[3], "RESOURCE:MEMORY");
         r.needs.gpu = 1;
         assert_eq!(ids(&place(&snap, &r, &mut first))[0], "RESOURCE:GPU");
+    }
+
+    #[test]
+    fn gpu_ids_go_to_one_task_each() {
+        let mut a = inst("a", 4096, 4096, "z1");
+        a.gpus = vec!["GPU-0".into(), "GPU-1".into(), "GPU-2".into()];
+        let mut b = inst("b", 4096, 4096, "z1");
+        b.gpus = vec!["GPU-9".into()];
+        let snap = Snapshot {
+            instances: vec![a, b],
+        };
+        let mut r = req(3, 1, 1);
+        r.needs.gpu = 2;
+        let p = place(&snap, &r, &mut first);
+        let gpus: Vec<Vec<String>> = p.placed().map(|p| p.gpus.clone()).collect();
+        assert_eq!(gpus, [vec!["GPU-0".to_string(), "GPU-1".to_string()]]);
+        assert_eq!(ids(&p)[1..], ["RESOURCE:GPU", "RESOURCE:GPU"]);
+        r.needs.gpu = 1;
+        let p = place(&snap, &r, &mut first);
+        let mut all: Vec<String> = p.placed().flat_map(|p| p.gpus.clone()).collect();
+        all.sort();
+        assert_eq!(all, ["GPU-0", "GPU-1", "GPU-2"]);
     }
 }
 
@@ -570,7 +597,6 @@ mod random_tests {
         instances[777].remaining = Resources {
             cpu: 100,
             memory: 100,
-            gpu: 0,
         };
         let snap = Snapshot { instances };
         let r = Request {
@@ -600,11 +626,7 @@ mod random_tests {
                 let mut i = Instance::new(format!("i{k}"), format!("arn:i{k}"));
                 // i0 and i2 fit, i1 and i3 do not.
                 let cpu = if k % 2 == 0 { 10 } else { 0 };
-                i.remaining = Resources {
-                    cpu,
-                    memory: 10,
-                    gpu: 0,
-                };
+                i.remaining = Resources { cpu, memory: 10 };
                 i
             })
             .collect();

@@ -16,12 +16,11 @@ pub enum InstanceStatus {
     Draining,
 }
 
-/// CPU units, MiB and GPUs.
+/// CPU units and MiB (GPUs are counted by id: [`Instance::gpus`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Resources {
     pub cpu: i64,
     pub memory: i64,
-    pub gpu: i64,
 }
 
 /// A task an instance holds (not STOPPED).
@@ -48,6 +47,8 @@ pub struct Instance {
     /// Host ports in use (TCP), including the agent's reserved ones.
     pub used_ports: Vec<i32>,
     pub used_ports_udp: Vec<i32>,
+    /// The GPU ids no task holds (ECS's `GPU` resource: a string set of ids).
+    pub gpus: Vec<String>,
     /// Dynamic host ports come from this inclusive range.
     pub dynamic_ports: (i32, i32),
     /// Name → value (None: an attribute without value), ECS's own and custom ones.
@@ -73,6 +74,7 @@ impl Instance {
             remaining: Resources::default(),
             used_ports: Vec::new(),
             used_ports_udp: Vec::new(),
+            gpus: Vec::new(),
             dynamic_ports: DYNAMIC_PORTS,
             attributes: BTreeMap::new(),
             running_tasks_count: 0,
@@ -92,6 +94,7 @@ pub struct Snapshot {
 pub struct Needs {
     pub cpu: i64,
     pub memory: i64,
+    /// How many GPUs (each a distinct id of the instance).
     pub gpu: i64,
     /// Static host ports (TCP).
     pub ports: Vec<i32>,

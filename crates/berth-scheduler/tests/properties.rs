@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use berth_scheduler::{
     BinpackField, Constraint, Instance, InstanceStatus, Needs, Placement, Plan, Refusal, Request,
-    Resources, RunningTask, Snapshot, SpreadField, Strategy as Placing, check, parse, place,
+    Resources, RunningTask, Share, Snapshot, SpreadField, Strategy as Placing, check, parse, place,
+    split,
 };
 use proptest::prelude::*;
 
@@ -37,14 +38,13 @@ fn instance() -> impl Strategy<Value = (Instance, i64)> {
                 i.registered = Resources {
                     cpu: 1024 * (cpu + 1),
                     memory: 1024 * (mem + 1),
-                    gpu,
                 };
                 // Some of it already taken.
                 i.remaining = Resources {
                     cpu: i.registered.cpu - 256 * groups.len() as i64,
                     memory: i.registered.memory - 256 * groups.len() as i64,
-                    gpu,
                 };
+                i.gpus = (0..gpu).map(|g| format!("GPU-{g}")).collect();
                 i.used_ports = ports;
                 if udp53 {
                     i.used_ports_udp.push(53);
@@ -157,7 +157,7 @@ fn fits(i: &Instance, r: &Request) -> bool {
         && i.agent_connected
         && i.remaining.cpu >= n.cpu
         && i.remaining.memory >= n.memory
-        && i.remaining.gpu >= n.gpu
+        && i.gpus.len() as i64 >= n.gpu
         && n.ports.iter().all(|p| !i.used_ports.contains(p))
         && n.ports_udp.iter().all(|p| !i.used_ports_udp.contains(p))
         && free_dynamic >= n.dynamic_ports
@@ -173,7 +173,7 @@ fn fits(i: &Instance, r: &Request) -> bool {
 fn apply(i: &mut Instance, r: &Request, p: &Placement) {
     i.remaining.cpu -= r.needs.cpu;
     i.remaining.memory -= r.needs.memory;
-    i.remaining.gpu -= r.needs.gpu;
+    i.gpus.retain(|g| !p.gpus.contains(g));
     i.used_ports.extend(&r.needs.ports);
     i.used_ports.extend(&p.dynamic_ports);
     i.used_ports_udp.extend(&r.needs.ports_udp);
@@ -201,6 +201,15 @@ fn replay(snap: &Snapshot, r: &Request, plan: &Plan) -> Result<Vec<Vec<Instance>
                 p.instance
             );
             prop_assert_eq!(p.dynamic_ports.len(), r.needs.dynamic_ports);
+            prop_assert_eq!(p.gpus.len() as i64, r.needs.gpu);
+            for g in &p.gpus {
+                prop_assert!(
+                    state[k].gpus.contains(g),
+                    "GPU {} is not free on {}",
+                    g,
+                    p.instance
+                );
+            }
             for d in &p.dynamic_ports {
                 let (lo, hi) = state[k].dynamic_ports;
                 prop_assert!((lo..=hi).contains(d));
@@ -224,7 +233,7 @@ proptest! {
         let states = replay(&snap, &r, &plan)?;
         let last = states.last().cloned().unwrap_or_default();
         for (i, orig) in last.iter().zip(&snap.instances) {
-            prop_assert!(i.remaining.cpu >= 0 && i.remaining.memory >= 0 && i.remaining.gpu >= 0);
+            prop_assert!(i.remaining.cpu >= 0 && i.remaining.memory >= 0);
             prop_assert!(i.remaining.cpu <= orig.registered.cpu);
             let tcp: BTreeSet<i32> = i.used_ports.iter().copied().collect();
             prop_assert_eq!(tcp.len(), i.used_ports.len(), "a TCP port twice on {}", i.id);
@@ -277,7 +286,7 @@ proptest! {
     ) {
         let mut snap = snap;
         for i in &mut snap.instances {
-            i.remaining = Resources { cpu: 1 << 20, memory: 1 << 20, gpu: 0 };
+            i.remaining = Resources { cpu: 1 << 20, memory: 1 << 20 };
             i.tasks.retain(|t| t.group.as_deref() != Some(GROUP));
             i.agent_connected = true;
         }
@@ -328,7 +337,8 @@ proptest! {
                     let saved = state[k].clone();
                     let (lo, _) = saved.dynamic_ports;
                     let dynamic: Vec<i32> = (lo..).filter(|p| !saved.used_ports.contains(p)).take(r.needs.dynamic_ports).collect();
-                    let p = Placement { instance: saved.id.clone(), arn: saved.arn.clone(), dynamic_ports: dynamic };
+                    let gpus: Vec<String> = saved.gpus.iter().take(r.needs.gpu as usize).cloned().collect();
+                    let p = Placement { instance: saved.id.clone(), arn: saved.arn.clone(), dynamic_ports: dynamic, gpus };
                     apply(&mut state[k], r, &p);
                     most = most.max(1 + best(state, r, left - 1));
                     state[k] = saved;
@@ -343,5 +353,73 @@ proptest! {
         let possible = best(&mut state, &r, r.count);
         let plan = place(&snap, &r, &mut lcg(seed));
         prop_assert_eq!(plan.placed().count(), possible);
+    }
+
+    /// Successive requests (each placed on the state the previous ones left, as RunTask
+    /// calls see the store) never give a GPU id or a host port twice on an instance.
+    #[test]
+    fn successive_placements_share_nothing(
+        snap in snapshot(4), requests in prop::collection::vec(request(4), 1..4), seed in any::<u64>(),
+    ) {
+        let mut state = snap.clone();
+        let mut rng = lcg(seed);
+        let mut gpus: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut ports: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+        for i in &snap.instances {
+            ports.insert(i.id.clone(), i.used_ports.iter().copied().collect());
+            gpus.insert(i.id.clone(), BTreeSet::new());
+        }
+        for r in &requests {
+            let plan = place(&state, r, &mut rng);
+            for p in plan.placed() {
+                let k = state.instances.iter().position(|i| i.id == p.instance).ok_or_else(|| TestCaseError::fail("unknown"))?;
+                for g in &p.gpus {
+                    prop_assert!(gpus.entry(p.instance.clone()).or_default().insert(g.clone()), "GPU {} twice on {}", g, p.instance);
+                }
+                for port in r.needs.ports.iter().chain(&p.dynamic_ports) {
+                    prop_assert!(ports.entry(p.instance.clone()).or_default().insert(*port), "port {} twice on {}", port, p.instance);
+                }
+                apply(&mut state.instances[k], r, p);
+            }
+        }
+    }
+
+    /// A capacity provider strategy's split: the counts sum to the request, the base is
+    /// honoured first, and beyond it each provider's share is its weight's quota rounded down
+    /// or up (weight 0: nothing beyond its base; all weights 0: refused).
+    #[test]
+    fn capacity_split_follows_base_and_weights(
+        items in prop::collection::vec((0u32..4, 0u32..6), 1..5),
+        base_at in any::<prop::sample::Index>(),
+        count in 0usize..40,
+    ) {
+        let base_k = base_at.index(items.len());
+        let strategy: Vec<Share> = items
+            .iter()
+            .enumerate()
+            .map(|(k, (b, w))| Share { base: if k == base_k { *b } else { 0 }, weight: *w })
+            .collect();
+        let total: u64 = strategy.iter().map(|s| u64::from(s.weight)).sum();
+        let got = split(&strategy, count);
+        if total == 0 {
+            prop_assert!(got.is_err());
+            return Ok(());
+        }
+        let got = got.map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(got.iter().sum::<usize>(), count);
+        if strategy.len() == 1 {
+            prop_assert_eq!(got[0], count);
+            return Ok(());
+        }
+        let base = (strategy[base_k].base as usize).min(count);
+        prop_assert!(got[base_k] >= base);
+        let rest = (count - base) as u64;
+        for (k, s) in strategy.iter().enumerate() {
+            let beyond = (got[k] - if k == base_k { base } else { 0 }) as u64;
+            let exact = rest * u64::from(s.weight);
+            let floor = exact / total;
+            let ceil = exact.div_ceil(total);
+            prop_assert!(beyond == floor || beyond == ceil, "{:?} {:?} {}", strategy, got, count);
+        }
     }
 }

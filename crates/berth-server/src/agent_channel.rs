@@ -16,12 +16,14 @@ use crate::ecs::common::{self, aws, invalid};
 use crate::ecs::tasks;
 use crate::failure::Failure;
 
-/// One wake-up per host with a poll waiting (or about to).
+/// One wake-up per host with a poll waiting (or about to), and the wake-up of the service
+/// controller: whatever changes a host's tasks may concern a service.
 #[derive(Default)]
 pub struct Notifier {
     hosts: Mutex<HashMap<String, Arc<Notify>>>,
     /// When each host's heartbeat was last written to the store.
     heartbeats: Mutex<HashMap<String, i64>>,
+    controller: Notify,
 }
 
 /// A poll writes the host's heartbeat when the stored one is older than this; polls in
@@ -54,6 +56,18 @@ impl Notifier {
     /// the host's sequence moved.
     pub fn notify(&self, host: &str) {
         self.waiter(host).notify_waiters();
+        self.controller.notify_one();
+    }
+
+    /// Tells the service controller that something it watches changed (a task, a service,
+    /// a container instance). A wake-up while it is busy is kept for its next wait.
+    pub fn wake_controller(&self) {
+        self.controller.notify_one();
+    }
+
+    /// Waits for [`Notifier::wake_controller`] (or a host's change).
+    pub async fn controller_woken(&self) {
+        self.controller.notified().await;
     }
 }
 

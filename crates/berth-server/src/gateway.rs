@@ -1,9 +1,12 @@
 //! The gateway: one HTTP endpoint for every service, as AWS's regional endpoints are.
 //!
-//! decode protocol → authenticate (SigV4) → dispatch the typed operation → encode the reply.
-//! The service is known from `X-Amz-Target` (JSON protocols), or from the form's `Action` and
-//! the SigV4 credential scope's service (query protocols: STS, IAM). Service code never sees
-//! HTTP.
+//! decode protocol → authenticate (SigV4) → authorise → dispatch the typed operation →
+//! record the call (CloudTrail) → encode the reply. The service is known from `X-Amz-Target`
+//! (JSON protocols), or from the form's `Action` and the SigV4 credential scope's service
+//! (query protocols: STS, IAM). Service code never sees HTTP. Recording is generic: every
+//! authenticated call to a service that names an event source is handed, with its operation
+//! name, request and reply or error, to the CloudTrail recorder, which stores it off the
+//! request's path.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use berth_wire::{AwsError, RequestContext, Timestamp};
 use http::{HeaderValue, Method, StatusCode, header};
 
 use crate::App;
+use crate::cloudtrail::ApiCall;
 
 /// The largest request body accepted (AWS's JSON services refuse far smaller bodies for most
 /// operations; this bounds memory).
@@ -31,6 +35,16 @@ struct JsonService {
     target_prefix: &'static str,
     signing_name: &'static str,
     content_type: &'static str,
+    /// How its calls are recorded in CloudTrail (`None`: not at all).
+    trail: Option<Trail>,
+}
+
+/// A service's CloudTrail recording.
+struct Trail {
+    /// The eventSource of its events.
+    event_source: &'static str,
+    /// Data-plane operations, which CloudTrail's event history does not hold.
+    data_events: &'static [&'static str],
 }
 
 const JSON_SERVICES: &[JsonService] = &[
@@ -38,21 +52,51 @@ const JSON_SERVICES: &[JsonService] = &[
         target_prefix: berth_wire::ecs::TARGET_PREFIX,
         signing_name: berth_wire::ecs::SIGNING_NAME,
         content_type: "application/x-amz-json-1.1",
+        trail: Some(Trail {
+            event_source: "ecs.amazonaws.com",
+            data_events: &[],
+        }),
     },
     JsonService {
         target_prefix: berth_wire::logs::TARGET_PREFIX,
         signing_name: berth_wire::logs::SIGNING_NAME,
         content_type: "application/x-amz-json-1.1",
+        trail: Some(Trail {
+            event_source: "logs.amazonaws.com",
+            data_events: &[
+                "PutLogEvents",
+                "GetLogEvents",
+                "FilterLogEvents",
+                "StartLiveTail",
+                "GetLogRecord",
+            ],
+        }),
     },
+    JsonService {
+        target_prefix: berth_wire::cloudtrail::TARGET_PREFIX,
+        signing_name: berth_wire::cloudtrail::SIGNING_NAME,
+        content_type: "application/x-amz-json-1.1",
+        trail: Some(Trail {
+            event_source: "cloudtrail.amazonaws.com",
+            data_events: &[],
+        }),
+    },
+    // The agent channel's long poll is not an API call (ECS's agent communication service
+    // is not recorded either).
     JsonService {
         target_prefix: berth_wire::agent::TARGET_PREFIX,
         signing_name: berth_wire::ecs::SIGNING_NAME,
         content_type: "application/x-amz-json-1.1",
+        trail: None,
     },
     JsonService {
         target_prefix: crate::admin::TARGET_PREFIX,
         signing_name: crate::admin::SIGNING_NAME,
         content_type: "application/x-amz-json-1.1",
+        trail: Some(Trail {
+            event_source: "berth.amazonaws.com",
+            data_events: &[],
+        }),
     },
 ];
 
@@ -79,8 +123,8 @@ fn request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-fn reply(status: u16, content_type: &str, request_id: &str, body: Vec<u8>) -> Response {
-    let mut resp = Response::new(Body::from(body));
+fn reply(status: u16, content_type: &str, request_id: &str, body: impl Into<Body>) -> Response {
+    let mut resp = Response::new(body.into());
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(content_type) {
@@ -144,7 +188,8 @@ async fn handle(
         );
         return json_error(&e, default_ct, &rid);
     };
-    let Some((prefix, operation)) = target.split_once('.') else {
+    // The operation follows the last dot (CloudTrail's prefix has dots of its own).
+    let Some((prefix, operation)) = target.rsplit_once('.') else {
         return json_error(
             &AwsError::new("UnknownOperationException", 400, ""),
             default_ct,
@@ -159,24 +204,13 @@ async fn handle(
         );
         return json_error(&e, default_ct, &rid);
     };
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| {
-            v.to_str()
-                .ok()
-                .map(|v| (k.as_str().to_string(), v.to_string()))
-        })
-        .collect();
-    let user_agent = parts
-        .headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let method = parts.method.as_str().to_string();
-    let raw_path = parts.uri.path().to_string();
-    let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let Signable {
+        method,
+        raw_path,
+        raw_query,
+        headers,
+        user_agent,
+    } = Signable::of(&parts);
     let operation = operation.to_string();
     let op_for_log = operation.clone();
     let rid_inner = rid.clone();
@@ -204,23 +238,40 @@ async fn handle(
             user_agent,
             now,
         };
-        authorize_json(&app2, &ctx, &prefix, &operation, &body)?;
-        match prefix.as_str() {
+        let authorized = authorize_json(&app2, &ctx, &prefix, &operation, &body);
+        // The agent channel holds requests open: it continues on the async side.
+        if prefix == berth_wire::agent::TARGET_PREFIX {
+            return authorized.map(|()| Outcome::Agent(Box::new((ctx, operation, body))));
+        }
+        let result = authorized.and_then(|()| match prefix.as_str() {
             p if p == berth_wire::ecs::TARGET_PREFIX => {
-                berth_wire::ecs::dispatch(&app2.ecs, &ctx, &operation, &body).map(Outcome::Reply)
+                berth_wire::ecs::dispatch(&app2.ecs, &ctx, &operation, &body)
             }
             p if p == berth_wire::logs::TARGET_PREFIX => {
-                berth_wire::logs::dispatch(&app2.logs, &ctx, &operation, &body).map(Outcome::Reply)
+                berth_wire::logs::dispatch(&app2.logs, &ctx, &operation, &body)
+            }
+            p if p == berth_wire::cloudtrail::TARGET_PREFIX => {
+                berth_wire::cloudtrail::dispatch(&app2.cloudtrail, &ctx, &operation, &body)
             }
             p if p == crate::admin::TARGET_PREFIX => {
-                crate::admin::dispatch(&app2, &ctx, &operation, &body).map(Outcome::Reply)
-            }
-            // The agent channel holds requests open: it continues on the async side.
-            p if p == berth_wire::agent::TARGET_PREFIX => {
-                Ok(Outcome::Agent(Box::new((ctx, operation, body))))
+                crate::admin::dispatch(&app2, &ctx, &operation, &body)
             }
             _ => Err(AwsError::unknown_operation(&operation)),
+        });
+        let result = result.map(Bytes::from);
+        // Failed calls (access denied included) are recorded too, as CloudTrail does.
+        if let Some(trail) = &service.trail
+            && !trail.data_events.contains(&operation.as_str())
+        {
+            app2.trail.record(ApiCall {
+                event_source: trail.event_source,
+                operation,
+                ctx,
+                request: body,
+                response: result.clone(),
+            });
         }
+        result.map(Outcome::Reply)
     })
     .await
     .unwrap_or_else(|e| {
@@ -232,7 +283,9 @@ async fn handle(
         Ok(Outcome::Reply(bytes)) => Ok(bytes),
         Ok(Outcome::Agent(call)) => {
             let (ctx, operation, body) = *call;
-            crate::agent_channel::dispatch(app.clone(), ctx, &operation, &body).await
+            crate::agent_channel::dispatch(app.clone(), ctx, &operation, &body)
+                .await
+                .map(Bytes::from)
         }
         Err(e) => Err(e),
     };
@@ -277,6 +330,11 @@ fn authorize_json(
             } else {
                 "ecs:SubmitTaskStateChange".into()
             },
+            resources: vec!["*".into()],
+            keys: Vec::new(),
+        },
+        p if p == berth_wire::cloudtrail::TARGET_PREFIX => crate::authz::Call {
+            action: format!("cloudtrail:{operation}"),
             resources: vec!["*".into()],
             keys: Vec::new(),
         },
@@ -341,18 +399,41 @@ fn check_session(
 struct QueryService {
     signing_name: &'static str,
     schema: fn() -> &'static Schema,
+    /// The eventSource of its CloudTrail events.
+    event_source: &'static str,
 }
 
 const QUERY_SERVICES: &[QueryService] = &[
     QueryService {
         signing_name: berth_wire::sts::SIGNING_NAME,
         schema: berth_wire::sts::schema,
+        event_source: "sts.amazonaws.com",
     },
     QueryService {
         signing_name: berth_wire::iam::SIGNING_NAME,
         schema: berth_wire::iam::schema,
+        event_source: "iam.amazonaws.com",
     },
 ];
+
+/// A query request's parameters as CloudTrail shows them: a JSON object of the form's
+/// fields (names in lowerCamel case, list and map members as flattened by the form), less
+/// `Action`, `Version` and presigning fields. Redacted later with every other call.
+fn query_request_parameters(params: &Params) -> Bytes {
+    let mut members = serde_json::Map::new();
+    for (k, v) in params.iter() {
+        if k == "Action" || k == "Version" || k.starts_with("X-Amz-") {
+            continue;
+        }
+        let mut chars = k.chars();
+        let name: String = match chars.next() {
+            Some(c) => c.to_lowercase().chain(chars).collect(),
+            None => continue,
+        };
+        members.insert(name, serde_json::Value::String(v.to_string()));
+    }
+    Bytes::from(serde_json::Value::Object(members).to_string())
+}
 
 /// Whether a request without `X-Amz-Target` speaks a query protocol: a form body, or an
 /// `Action` in the URL (GET requests of the query protocols).
@@ -452,25 +533,15 @@ async fn handle_query(
     let Some(action) = params.get("Action").map(str::to_string) else {
         return fail(&AwsError::new("MissingAction", 400, "Missing Action"));
     };
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| {
-            v.to_str()
-                .ok()
-                .map(|v| (k.as_str().to_string(), v.to_string()))
-        })
-        .collect();
-    let user_agent = parts
-        .headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let method = parts.method.as_str().to_string();
-    let raw_path = parts.uri.path().to_string();
-    let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let Signable {
+        method,
+        raw_path,
+        raw_query,
+        headers,
+        user_agent,
+    } = Signable::of(&parts);
     let signing_name = service.signing_name;
+    let event_source = service.event_source;
     let rid_inner = rid.clone();
     let action_inner = action.clone();
     let params_version = params.get("Version").map(str::to_string);
@@ -496,13 +567,15 @@ async fn handle_query(
         };
         // STS decides its own calls: GetCallerIdentity needs no permission, and AssumeRole
         // weighs the role's trust policy with the caller's policies.
-        if signing_name != berth_wire::sts::SIGNING_NAME {
+        let authorized = if signing_name != berth_wire::sts::SIGNING_NAME {
             let call = crate::authz::query_call(&ctx, signing_name, &action_inner, |k| {
                 params.get(k).map(str::to_string)
             });
-            crate::authz::authorize(&app.store, &ctx, &call, crate::authz::Dialect::Query)?;
-        }
-        match signing_name {
+            crate::authz::authorize(&app.store, &ctx, &call, crate::authz::Dialect::Query)
+        } else {
+            Ok(())
+        };
+        let result = authorized.and_then(|()| match signing_name {
             n if n == berth_wire::sts::SIGNING_NAME => {
                 berth_wire::sts::dispatch(&app.sts, &ctx, &action_inner, &params)
             }
@@ -510,7 +583,17 @@ async fn handle_query(
                 berth_wire::iam::dispatch(&app.iam, &ctx, &action_inner, &params)
             }
             _ => Err(AwsError::unknown_operation(&action_inner)),
-        }
+        });
+        // The XML reply is not turned into responseElements (left null): what a query
+        // service answers (access keys, session credentials) is mostly secret anyway.
+        app.trail.record(ApiCall {
+            event_source,
+            operation: action_inner.clone(),
+            request: query_request_parameters(&params),
+            response: result.as_ref().map(|_| Bytes::new()).map_err(Clone::clone),
+            ctx,
+        });
+        result
     })
     .await
     .unwrap_or_else(|e| {
@@ -546,10 +629,45 @@ async fn handle_query(
     resp
 }
 
+/// What signature verification and the request context need of a request's head, owned so
+/// it can move to the blocking pool (both protocols' paths take it).
+struct Signable {
+    method: String,
+    raw_path: String,
+    raw_query: String,
+    headers: Vec<(String, String)>,
+    user_agent: String,
+}
+
+impl Signable {
+    fn of(parts: &http::request::Parts) -> Signable {
+        Signable {
+            method: parts.method.as_str().to_string(),
+            raw_path: parts.uri.path().to_string(),
+            raw_query: parts.uri.query().unwrap_or("").to_string(),
+            headers: parts
+                .headers
+                .iter()
+                .filter_map(|(k, v)| {
+                    v.to_str()
+                        .ok()
+                        .map(|v| (k.as_str().to_string(), v.to_string()))
+                })
+                .collect(),
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+        }
+    }
+}
+
 /// What the blocking part of a request produced.
 enum Outcome {
     /// The reply body.
-    Reply(Vec<u8>),
+    Reply(Bytes),
     /// An agent-channel call, authenticated, to run on the async side.
     Agent(Box<(RequestContext, String, Bytes)>),
 }

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod admin;
 pub mod agent_channel;
 pub mod authz;
+pub mod cloudtrail;
 pub mod ecs;
 pub mod failure;
 pub mod gateway;
@@ -23,15 +24,21 @@ pub struct App {
     pub store: Arc<Store>,
     pub ecs: ecs::Ecs,
     pub logs: logs::Logs,
+    pub cloudtrail: cloudtrail::CloudTrail,
+    /// Where the gateway records every API call (CloudTrail's event history).
+    pub trail: cloudtrail::Recorder,
     pub sts: sts::Sts,
     pub iam: iam::Iam,
 }
 
 impl App {
+    /// The services over `store`, with the CloudTrail writer thread started.
     pub fn new(store: Arc<Store>) -> App {
         App {
             ecs: ecs::Ecs::new(store.clone()),
             logs: logs::Logs::new(store.clone()),
+            cloudtrail: cloudtrail::CloudTrail::new(store.clone()),
+            trail: cloudtrail::Recorder::start(store.clone()),
             sts: sts::Sts::new(store.clone()),
             iam: iam::Iam::new(store.clone()),
             store,

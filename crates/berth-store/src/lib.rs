@@ -120,6 +120,58 @@ pub struct LogRange<'a> {
     pub limit: usize,
 }
 
+/// One CloudTrail event as stored: its lookup attributes as columns, the event as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrailEvent {
+    /// Assigned by the store on append (ignored there); orders events of equal time.
+    pub seq: i64,
+    pub account: String,
+    pub region: String,
+    pub event_time_ms: i64,
+    pub event_id: String,
+    pub event_name: String,
+    pub event_source: String,
+    pub read_only: bool,
+    pub username: String,
+    pub access_key_id: String,
+    pub resources: Vec<TrailResource>,
+    /// The CloudTrail event record (JSON).
+    pub body: String,
+}
+
+/// A resource an event names: `AWS::ECS::Cluster` and the name or ARN the call used.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TrailResource {
+    pub resource_type: String,
+    pub name: String,
+}
+
+/// The one attribute a LookupEvents call may select events by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrailAttribute<'a> {
+    EventId(&'a str),
+    EventName(&'a str),
+    ReadOnly(bool),
+    Username(&'a str),
+    ResourceType(&'a str),
+    ResourceName(&'a str),
+    EventSource(&'a str),
+    AccessKeyId(&'a str),
+}
+
+/// A read of trail events, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrailQuery<'a> {
+    pub attribute: Option<TrailAttribute<'a>>,
+    /// Events at or after this time.
+    pub start_ms: Option<i64>,
+    /// Events at or before this time.
+    pub end_ms: Option<i64>,
+    /// Events before this (time, seq) position, exclusive (the next page).
+    pub before: Option<(i64, i64)>,
+    pub limit: usize,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("sqlite failed: {0}")]

@@ -48,4 +48,43 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX log_events_by_stream ON log_events (account, region, log_group, log_stream, timestamp_ms, seq);
     CREATE INDEX log_events_by_group ON log_events (account, region, log_group, timestamp_ms, seq);",
     ),
+    (
+        3,
+        // CloudTrail event history: append-only rows, pruned after 90 days. One index per
+        // LookupEvents attribute, each ending in (time, seq) so a lookup is one range scan in
+        // newest-first order; resources (several per event) have their own table.
+        "CREATE TABLE trail_events (
+        seq INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        event_time_ms INTEGER NOT NULL,
+        event_id TEXT NOT NULL,
+        event_name TEXT NOT NULL,
+        event_source TEXT NOT NULL,
+        read_only INTEGER NOT NULL,
+        username TEXT NOT NULL,
+        access_key_id TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX trail_events_by_time ON trail_events (account, region, event_time_ms, seq);
+    CREATE INDEX trail_events_by_id ON trail_events (account, region, event_id);
+    CREATE INDEX trail_events_by_name ON trail_events (account, region, event_name, event_time_ms, seq);
+    CREATE INDEX trail_events_by_source ON trail_events (account, region, event_source, event_time_ms, seq);
+    CREATE INDEX trail_events_by_read_only ON trail_events (account, region, read_only, event_time_ms, seq);
+    CREATE INDEX trail_events_by_username ON trail_events (account, region, username, event_time_ms, seq);
+    CREATE INDEX trail_events_by_access_key ON trail_events (account, region, access_key_id, event_time_ms, seq);
+    CREATE TABLE trail_resources (
+        seq INTEGER NOT NULL,
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        event_time_ms INTEGER NOT NULL,
+        resource_type TEXT NOT NULL,
+        resource_name TEXT NOT NULL
+    );
+    CREATE INDEX trail_resources_by_name ON trail_resources (account, region, resource_name, event_time_ms, seq);
+    CREATE INDEX trail_resources_by_type ON trail_resources (account, region, resource_type, event_time_ms, seq);
+    CREATE INDEX trail_resources_by_event ON trail_resources (seq);
+    CREATE INDEX trail_events_by_age ON trail_events (event_time_ms);
+    CREATE INDEX trail_resources_by_age ON trail_resources (event_time_ms);",
+    ),
 ];

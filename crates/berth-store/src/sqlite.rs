@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::migrations::MIGRATIONS;
-use crate::{AccessKey, Change, LogEvent, LogRange, LogStreams, Record, Scope, StoreError};
+use crate::{
+    AccessKey, Change, LogEvent, LogRange, LogStreams, Record, Scope, StoreError, TrailAttribute,
+    TrailEvent, TrailQuery, TrailResource,
+};
 
 /// Readers kept open beside the writer.
 const READERS: usize = 4;
@@ -516,7 +519,168 @@ impl Tx<'_> {
             "DELETE FROM log_events WHERE account = ?1",
             params![account],
         )?;
+        self.tx.execute(
+            "DELETE FROM trail_resources WHERE account = ?1",
+            params![account],
+        )?;
+        self.tx.execute(
+            "DELETE FROM trail_events WHERE account = ?1",
+            params![account],
+        )?;
         Ok(())
+    }
+
+    /// Appends CloudTrail events (their `seq` is assigned here) with their resources.
+    pub fn append_trail_events(&mut self, events: &[TrailEvent]) -> Result<(), StoreError> {
+        let mut insert = self.tx.prepare_cached(
+            "INSERT INTO trail_events (account, region, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        let mut resource = self.tx.prepare_cached(
+            "INSERT INTO trail_resources (seq, account, region, event_time_ms, resource_type, resource_name)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for e in events {
+            insert.execute(params![
+                e.account,
+                e.region,
+                e.event_time_ms,
+                e.event_id,
+                e.event_name,
+                e.event_source,
+                e.read_only,
+                e.username,
+                e.access_key_id,
+                e.body
+            ])?;
+            let seq = self.tx.last_insert_rowid();
+            for r in &e.resources {
+                resource.execute(params![
+                    seq,
+                    e.account,
+                    e.region,
+                    e.event_time_ms,
+                    r.resource_type,
+                    r.name
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The trail events `query` selects, newest first, at most `query.limit`.
+    pub fn trail_events(
+        &self,
+        scope: Scope<'_>,
+        query: &TrailQuery<'_>,
+    ) -> Result<Vec<TrailEvent>, StoreError> {
+        use rusqlite::types::Value;
+        let mut args: Vec<Value> = vec![
+            Value::Text(scope.account.to_string()),
+            Value::Text(scope.region.to_string()),
+        ];
+        let mut sql = String::from(
+            "SELECT seq, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, body
+             FROM trail_events WHERE account = ?1 AND region = ?2",
+        );
+        let text = |v: &str| Value::Text(v.to_string());
+        let (column, value) = match query.attribute {
+            None => (None, None),
+            Some(TrailAttribute::EventId(v)) => (Some("event_id"), Some(text(v))),
+            Some(TrailAttribute::EventName(v)) => (Some("event_name"), Some(text(v))),
+            Some(TrailAttribute::EventSource(v)) => (Some("event_source"), Some(text(v))),
+            Some(TrailAttribute::Username(v)) => (Some("username"), Some(text(v))),
+            Some(TrailAttribute::AccessKeyId(v)) => (Some("access_key_id"), Some(text(v))),
+            Some(TrailAttribute::ReadOnly(v)) => {
+                (Some("read_only"), Some(Value::Integer(v.into())))
+            }
+            Some(TrailAttribute::ResourceType(v)) => (None, Some(text(v))),
+            Some(TrailAttribute::ResourceName(v)) => (None, Some(text(v))),
+        };
+        let mut push = |sql: &mut String, clause: &str, v: Value| {
+            args.push(v);
+            // `#` marks where the clause's one new parameter goes.
+            sql.push_str(&clause.replace('#', &format!("?{}", args.len())));
+        };
+        match (query.attribute, column, value) {
+            (_, Some(column), Some(v)) => push(&mut sql, &format!(" AND {column} = #"), v),
+            (Some(TrailAttribute::ResourceType(_)), None, Some(v)) => push(
+                &mut sql,
+                " AND seq IN (SELECT seq FROM trail_resources WHERE account = ?1 AND region = ?2 AND resource_type = #)",
+                v,
+            ),
+            (Some(TrailAttribute::ResourceName(_)), None, Some(v)) => push(
+                &mut sql,
+                " AND seq IN (SELECT seq FROM trail_resources WHERE account = ?1 AND region = ?2 AND resource_name = #)",
+                v,
+            ),
+            _ => {}
+        }
+        if let Some(start) = query.start_ms {
+            push(&mut sql, " AND event_time_ms >= #", Value::Integer(start));
+        }
+        if let Some(end) = query.end_ms {
+            push(&mut sql, " AND event_time_ms <= #", Value::Integer(end));
+        }
+        if let Some((t, q)) = query.before {
+            args.push(Value::Integer(t));
+            args.push(Value::Integer(q));
+            sql.push_str(&format!(
+                " AND (event_time_ms, seq) < (?{}, ?{})",
+                args.len() - 1,
+                args.len()
+            ));
+        }
+        args.push(Value::Integer(
+            i64::try_from(query.limit).unwrap_or(i64::MAX),
+        ));
+        sql.push_str(&format!(
+            " ORDER BY event_time_ms DESC, seq DESC LIMIT ?{}",
+            args.len()
+        ));
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+            Ok(TrailEvent {
+                seq: r.get(0)?,
+                account: scope.account.to_string(),
+                region: scope.region.to_string(),
+                event_time_ms: r.get(1)?,
+                event_id: r.get(2)?,
+                event_name: r.get(3)?,
+                event_source: r.get(4)?,
+                read_only: r.get(5)?,
+                username: r.get(6)?,
+                access_key_id: r.get(7)?,
+                resources: Vec::new(),
+                body: r.get(8)?,
+            })
+        })?;
+        let mut events: Vec<TrailEvent> = rows.collect::<Result<_, _>>()?;
+        let mut resources = self.tx.prepare_cached(
+            "SELECT resource_type, resource_name FROM trail_resources WHERE seq = ?1 ORDER BY rowid",
+        )?;
+        for e in &mut events {
+            e.resources = resources
+                .query_map(params![e.seq], |r| {
+                    Ok(TrailResource {
+                        resource_type: r.get(0)?,
+                        name: r.get(1)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(events)
+    }
+
+    /// Deletes the trail events (of every account) older than `before_ms`; how many went.
+    pub fn prune_trail_events(&mut self, before_ms: i64) -> Result<usize, StoreError> {
+        self.tx
+            .prepare_cached("DELETE FROM trail_resources WHERE event_time_ms < ?1")?
+            .execute(params![before_ms])?;
+        Ok(self
+            .tx
+            .prepare_cached("DELETE FROM trail_events WHERE event_time_ms < ?1")?
+            .execute(params![before_ms])?)
     }
 
     /// Appends log events `(timestamp_ms, message)` to `group`/`stream`, in the given order,
@@ -1014,6 +1178,117 @@ mod tests {
         assert_eq!(read(all), vec!["a2", "a3"]);
         store.write(|tx| tx.wipe_account(S.account)).unwrap();
         assert!(read(LogRange { group: "h", ..all }).is_empty());
+    }
+
+    #[test]
+    fn trail_events_lookup_by_attribute_newest_first() {
+        let store = Store::open_in_memory().unwrap();
+        let event = |t: i64, name: &str, resources: &[(&str, &str)]| TrailEvent {
+            seq: 0,
+            account: S.account.into(),
+            region: S.region.into(),
+            event_time_ms: t,
+            event_id: format!("id-{t}"),
+            event_name: name.into(),
+            event_source: "ecs.amazonaws.com".into(),
+            read_only: name.starts_with("Describe"),
+            username: "root".into(),
+            access_key_id: "AKIA1".into(),
+            resources: resources
+                .iter()
+                .map(|(t, n)| TrailResource {
+                    resource_type: (*t).into(),
+                    name: (*n).into(),
+                })
+                .collect(),
+            body: "{}".into(),
+        };
+        store
+            .write(|tx| {
+                tx.append_trail_events(&[
+                    event(10, "RunTask", &[("AWS::ECS::Cluster", "web")]),
+                    event(20, "DescribeTasks", &[("AWS::ECS::Cluster", "web")]),
+                    event(30, "RunTask", &[("AWS::ECS::Cluster", "api")]),
+                    event(30, "CreateCluster", &[]),
+                ])
+            })
+            .unwrap();
+        let names = |attribute, before, limit| -> Vec<(String, i64)> {
+            store
+                .read(|tx| {
+                    tx.trail_events(
+                        S,
+                        &TrailQuery {
+                            attribute,
+                            start_ms: None,
+                            end_ms: None,
+                            before,
+                            limit,
+                        },
+                    )
+                })
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.event_name, e.event_time_ms))
+                .collect()
+        };
+        let all = names(None, None, 10);
+        assert_eq!(
+            all,
+            vec![
+                ("CreateCluster".into(), 30),
+                ("RunTask".into(), 30),
+                ("DescribeTasks".into(), 20),
+                ("RunTask".into(), 10)
+            ]
+        );
+        assert_eq!(
+            names(Some(TrailAttribute::EventName("RunTask")), None, 10).len(),
+            2
+        );
+        assert_eq!(
+            names(Some(TrailAttribute::ResourceName("web")), None, 10),
+            vec![("DescribeTasks".into(), 20), ("RunTask".into(), 10)]
+        );
+        assert_eq!(
+            names(
+                Some(TrailAttribute::ResourceType("AWS::ECS::Cluster")),
+                None,
+                10
+            )
+            .len(),
+            3
+        );
+        assert_eq!(
+            names(Some(TrailAttribute::ReadOnly(true)), None, 10),
+            vec![("DescribeTasks".into(), 20)]
+        );
+        // Paging: after the first two, the rest.
+        let first = store
+            .read(|tx| {
+                tx.trail_events(
+                    S,
+                    &TrailQuery {
+                        attribute: None,
+                        start_ms: None,
+                        end_ms: None,
+                        before: None,
+                        limit: 2,
+                    },
+                )
+            })
+            .unwrap();
+        let last = first.last().unwrap();
+        assert_eq!(
+            names(None, Some((last.event_time_ms, last.seq)), 10),
+            vec![("DescribeTasks".into(), 20), ("RunTask".into(), 10)]
+        );
+        assert_eq!(first[0].resources, vec![]);
+        store.write(|tx| tx.prune_trail_events(20)).unwrap();
+        assert_eq!(names(None, None, 10).len(), 3);
+        assert!(names(Some(TrailAttribute::ResourceName("web")), None, 10).len() == 1);
+        store.write(|tx| tx.wipe_account(S.account)).unwrap();
+        assert!(names(None, None, 10).is_empty());
     }
 
     #[test]

@@ -91,6 +91,76 @@ pub struct TaskAssignment {
     /// rotates them before they expire; the agent serves them to the task's containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_role_credentials: Option<RoleCredentials>,
+    /// The execution role's temporary credentials, when the task definition names one: the
+    /// agent uses them (never the task's containers) for image pulls, logs and secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_credentials: Option<RoleCredentials>,
+    /// The task's own network, for `awsvpc` tasks: its elastic network interface and the
+    /// security group rules the agent enforces on it. The control plane sends the assignment
+    /// again whenever a rule of one of its groups (or a member of a group a rule names)
+    /// changes; the agent applies the new rules to the running task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<TaskNetwork>,
+}
+
+/// An `awsvpc` task's network as the control plane allocated it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskNetwork {
+    pub interface: NetworkInterface,
+    /// The groups of the interface, each with its rules resolved to address ranges.
+    pub security_groups: Vec<SecurityGroupRules>,
+}
+
+/// The task's elastic network interface (`eni-…`), as DescribeNetworkInterfaces shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkInterface {
+    /// `eni-` and 17 hex digits.
+    pub network_interface_id: String,
+    pub subnet_id: String,
+    pub vpc_id: String,
+    /// The subnet's IPv4 block, e.g. `172.31.16.0/20`.
+    pub subnet_cidr: String,
+    /// The VPC's primary IPv4 block, e.g. `172.31.0.0/16`.
+    pub vpc_cidr: String,
+    /// The interface's address inside the subnet (never one of the five AWS reserves).
+    pub private_ipv4_address: String,
+    /// The subnet's router: its network address + 1, as in a VPC.
+    pub gateway_ipv4_address: String,
+    /// `0e:` followed by five random octets, locally administered.
+    pub mac_address: String,
+    /// `ip-172-31-16-5.<region>.compute.internal`.
+    pub private_dns_name: String,
+}
+
+/// One security group's rules with every source group resolved to the addresses of the
+/// interfaces in it at the time the assignment was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityGroupRules {
+    /// `sg-…`.
+    pub group_id: String,
+    pub ingress: Vec<FirewallRule>,
+    pub egress: Vec<FirewallRule>,
+}
+
+/// One permission of a security group: traffic of `protocol` within the port range from (for
+/// ingress) or to (for egress) any of `cidrs` is allowed. Groups only allow; what no rule of
+/// any of the interface's groups allows is dropped, except replies to allowed traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FirewallRule {
+    /// `tcp`, `udp`, `icmp`, `icmpv6` or `-1` (all), as EC2's IpProtocol after normalising
+    /// numbers (6, 17, 1, 58).
+    pub protocol: String,
+    /// The port range (for icmp: type and code; -1 for all). None for protocol `-1`.
+    #[serde(default)]
+    pub from_port: Option<i32>,
+    #[serde(default)]
+    pub to_port: Option<i32>,
+    /// IPv4 and IPv6 blocks, e.g. `10.0.0.0/8`, `172.31.16.5/32`, `::/0`.
+    pub cidrs: Vec<String>,
 }
 
 /// Temporary credentials of a task's role, as the agent serves them at

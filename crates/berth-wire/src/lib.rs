@@ -40,6 +40,20 @@ pub mod logs {
     include!(concat!(env!("OUT_DIR"), "/logs.rs"));
 }
 
+/// AWS CloudTrail (AWS JSON 1.1, target prefix
+/// `com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101`), generated from
+/// `models/cloudtrail/2013-11-01/service-2.json`.
+#[allow(clippy::all, missing_docs, rust_2018_idioms)]
+pub mod cloudtrail {
+    /// The `X-Amz-Target` prefix of this service.
+    pub const TARGET_PREFIX: &str = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101";
+    /// The SigV4 signing name of this service.
+    pub const SIGNING_NAME: &str = "cloudtrail";
+    /// The error code for a member that fails the model's constraints.
+    pub const VALIDATION_ERROR: ErrorCode = ErrorCode::InvalidParameterException;
+    include!(concat!(env!("OUT_DIR"), "/cloudtrail.rs"));
+}
+
 /// AWS Security Token Service (awsQuery, version 2011-06-15), generated from
 /// `models/sts/2011-06-15/service-2.json`.
 #[allow(clippy::all, missing_docs, rust_2018_idioms)]

@@ -30,6 +30,13 @@ pub struct AgentArgs {
     /// Memory kept for the host, MiB (not offered to tasks).
     #[arg(long, default_value_t = berth_agent::host::DEFAULT_RESERVED_MEMORY_MIB, env = "BERTH_RESERVED_MEMORY")]
     pub reserved_memory: u64,
+    /// The capacity provider (created with CreateCapacityProvider) this instance joins: its
+    /// `capacityProviderName`, what a capacity provider strategy places on.
+    #[arg(long, env = "BERTH_CAPACITY_PROVIDER")]
+    pub capacity_provider: Option<String>,
+    /// GPUs offered to tasks: a count (`2`: ids GPU-0, GPU-1) or comma-separated ids.
+    #[arg(long, env = "BERTH_GPUS")]
+    pub gpus: Option<String>,
 }
 
 /// Runs `berth shim <state dir>` if that is what was asked. Must be called before any
@@ -121,6 +128,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         availability_zone: args.availability_zone,
         reserved_memory_mib: args.reserved_memory,
         runtime_version: runtime_version(),
+        capacity_provider: args.capacity_provider,
+        gpus: args
+            .gpus
+            .as_deref()
+            .map(berth_agent::host::parse_gpus)
+            .unwrap_or_default(),
     };
     let state_dir = data_dir.join("agent");
     let shutdown = signalled();

@@ -85,7 +85,6 @@ fn snapshot_instance(k: usize) -> sched::Instance {
     i.registered = sched::Resources {
         cpu: CPU_PER_INSTANCE,
         memory: MEMORY_PER_INSTANCE,
-        gpu: 0,
     };
     i.remaining = i.registered;
     i.used_ports = vec![22, 2375, 2376, 51678, 51679];

@@ -90,6 +90,15 @@ pub async fn run(args: ServerArgs, mode: Mode) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     tokio::spawn(housekeeping(app.clone(), stop_rx.clone()));
+    // The service scheduler: one controller per process.
+    tokio::spawn(berth_server::ecs::service_controller::run(
+        app.clone(),
+        berth_server::ecs::service_controller::ControllerConfig {
+            instance_lost_after: std::time::Duration::from_secs(args.instance_lost_after_seconds),
+            ..Default::default()
+        },
+        stop_rx.clone(),
+    ));
     let managed = match mode {
         Mode::Up => Some(tokio::spawn(run_managed_capacity(
             app.clone(),
@@ -102,9 +111,11 @@ pub async fn run(args: ServerArgs, mode: Mode) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    gateway::serve(listener, app, stopped(stop_rx))
-        .await
-        .context("the HTTP server failed")?;
+    let served = gateway::serve(listener, app.clone(), stopped(stop_rx)).await;
+    // Every call answered is in the CloudTrail queue: store what is left before exiting.
+    let trail_app = app.clone();
+    let _ = tokio::task::spawn_blocking(move || trail_app.trail.shutdown()).await;
+    served.context("the HTTP server failed")?;
     if let Some(m) = managed {
         // The agent stops at once; its containers keep running and are found again at the
         // next start (each is held by its own shim).
@@ -143,9 +154,9 @@ async fn run_managed_capacity(
     }
 }
 
-/// Periodic upkeep: prunes STOPPED tasks past ECS's retention and log events past their
-/// group's retention; rotates task role credentials before they expire and revokes those of
-/// stopped tasks.
+/// Periodic upkeep: prunes STOPPED tasks past ECS's retention, log events past their
+/// group's retention and CloudTrail events past the event history's 90 days; rotates task
+/// role credentials before they expire and revokes those of stopped tasks.
 async fn housekeeping(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
@@ -171,6 +182,18 @@ async fn housekeeping(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool
         match expired {
             Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "deleted log events past retention"),
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot delete expired log events"),
+            _ => {}
+        }
+        let store = app.store.clone();
+        let expired = tokio::task::spawn_blocking(move || {
+            berth_server::cloudtrail::prune(&store, berth_wire::Timestamp::now().millis())
+        })
+        .await;
+        match expired {
+            Ok(Ok(n)) if n > 0 => {
+                tracing::info!(deleted = n, "deleted CloudTrail events past 90 days")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot delete expired CloudTrail events"),
             _ => {}
         }
         let store = app.store.clone();

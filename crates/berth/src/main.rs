@@ -100,6 +100,14 @@ pub struct ServerArgs {
         hide_env_values = true
     )]
     pub root_secret_access_key: Option<String>,
+    /// How long a container instance's agent may stay disconnected before the service
+    /// scheduler replaces its service tasks on other instances.
+    #[arg(
+        long,
+        default_value_t = berth_server::ecs::service_controller::DEFAULT_INSTANCE_LOST_AFTER_SECONDS,
+        env = "BERTH_INSTANCE_LOST_AFTER_SECONDS"
+    )]
+    pub instance_lost_after_seconds: u64,
 }
 
 fn main() -> anyhow::Result<()> {

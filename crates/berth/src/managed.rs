@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_agent::{BoxFuture, ControlPlane, ControlPlaneError};
+use berth_agent::{BoxFuture, ControlPlane, ControlPlaneError, LogsCall, LogsReply, LogsScope};
 use berth_server::App;
 use berth_server::ecs::tasks::{self, MANAGED_HOST};
 use berth_wire::agent::{PollRequest, PollResponse, TaskHealthReport};
@@ -145,6 +145,43 @@ impl ControlPlane for ManagedCapacity {
             blocking("SubmitTaskHealth", move || {
                 let ctx = context_of(&report.task)?;
                 tasks::submit_health(&app.ecs, &ctx, &report)
+            })
+            .await
+        })
+    }
+
+    /// The awslogs driver of managed tasks calls the Logs service in process, in the task's
+    /// account and the `awslogs-region`, as the task's own account (the execution role's
+    /// credentials once IAM roles exist). No HTTP, no key: `berth up` needs nothing more.
+    fn logs(
+        &self,
+        scope: LogsScope,
+        call: LogsCall,
+    ) -> BoxFuture<'_, Result<LogsReply, ControlPlaneError>> {
+        use berth_wire::logs::Api as _;
+        let app = self.app.clone();
+        let operation = call.operation();
+        Box::pin(async move {
+            blocking(operation, move || {
+                let mut ctx = context_of(&scope.task_arn)?;
+                ctx.region = scope.region;
+                ctx.principal_arn = format!("arn:aws:iam::{}:root", ctx.account_id);
+                ctx.user_agent = "berth-managed-capacity awslogs".into();
+                let logs = &app.logs;
+                match call {
+                    LogsCall::CreateLogGroup(r) => {
+                        logs.create_log_group(&ctx, r).map(|()| LogsReply::Done)
+                    }
+                    LogsCall::CreateLogStream(r) => {
+                        logs.create_log_stream(&ctx, r).map(|()| LogsReply::Done)
+                    }
+                    LogsCall::PutLogEvents(r) => {
+                        logs.put_log_events(&ctx, r).map(LogsReply::PutLogEvents)
+                    }
+                    LogsCall::GetLogEvents(r) => {
+                        logs.get_log_events(&ctx, r).map(LogsReply::GetLogEvents)
+                    }
+                }
             })
             .await
         })

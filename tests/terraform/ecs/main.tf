@@ -49,7 +49,8 @@ provider "aws" {
   skip_region_validation      = true
 
   endpoints {
-    ecs = var.endpoint
+    ecs  = var.endpoint
+    logs = var.endpoint
   }
 }
 
@@ -110,10 +111,24 @@ resource "aws_ecs_cluster_capacity_providers" "main" {
   }
 }
 
+resource "aws_cloudwatch_log_group" "web" {
+  name              = "/ecs/${var.name}-web"
+  retention_in_days = 14
+
+  tags = {
+    Project = "berth"
+    Suite   = "terraform"
+  }
+}
+
 output "cluster_arn" {
   value = aws_ecs_cluster.main.arn
 }
 
 output "task_definition_arn" {
   value = aws_ecs_task_definition.web.arn
+}
+
+output "log_group_arn" {
+  value = aws_cloudwatch_log_group.web.arn
 }

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_agent::{
-    Agent, AgentConfig, BoxFuture, ControlPlane, ControlPlaneError, TaskHealthReport,
+    Agent, AgentConfig, BoxFuture, ControlPlane, ControlPlaneError, LogsCall, LogsReply, LogsScope,
+    TaskHealthReport,
 };
 use berth_runtime::{ImageStore, Runtime, RuntimeConfig};
 use berth_wire::agent::{PollRequest, PollResponse, TaskAssignment};
@@ -58,6 +59,12 @@ pub struct FakeState {
     pub task_reports: Vec<s::SubmitTaskStateChangeRequest>,
     pub container_reports: Vec<s::SubmitContainerStateChangeRequest>,
     pub health: Vec<TaskHealthReport>,
+    /// CloudWatch Logs: groups, and the events of each (group, stream).
+    pub log_groups: std::collections::BTreeSet<String>,
+    pub log_streams: std::collections::BTreeMap<(String, String), Vec<(i64, String)>>,
+    /// While set, Logs calls fail as if the control plane were unreachable.
+    pub logs_down: bool,
+    pub put_log_events_calls: usize,
 }
 
 impl Fake {
@@ -141,6 +148,17 @@ impl Fake {
         out
     }
 
+    /// The messages of a log stream, in order.
+    pub fn log_messages(&self, group: &str, stream: &str) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .log_streams
+            .get(&(group.to_string(), stream.to_string()))
+            .map(|v| v.iter().map(|(_, m)| m.clone()).collect())
+            .unwrap_or_default()
+    }
+
     pub fn stopped(&self, arn: &str, name: &str) -> Option<(Option<i32>, Option<String>)> {
         self.container_changes(arn)
             .into_iter()
@@ -210,6 +228,103 @@ impl ControlPlane for Fake {
         Box::pin(async move {
             self.state.lock().unwrap().health.push(report);
             Ok(())
+        })
+    }
+
+    fn logs(
+        &self,
+        _scope: LogsScope,
+        call: LogsCall,
+    ) -> BoxFuture<'_, Result<LogsReply, ControlPlaneError>> {
+        Box::pin(async move {
+            let mut st = self.state.lock().unwrap();
+            let err = |code: &str, message: &str| ControlPlaneError::Aws {
+                operation: call.operation().into(),
+                status: 400,
+                code: code.into(),
+                message: message.into(),
+            };
+            if st.logs_down {
+                return Err(ControlPlaneError::Unreachable {
+                    endpoint: "fake".into(),
+                    reason: "connection refused".into(),
+                });
+            }
+            match &call {
+                LogsCall::CreateLogGroup(r) => {
+                    if !st.log_groups.insert(r.log_group_name.clone()) {
+                        return Err(err(
+                            "ResourceAlreadyExistsException",
+                            "The specified log group already exists",
+                        ));
+                    }
+                    Ok(LogsReply::Done)
+                }
+                LogsCall::CreateLogStream(r) => {
+                    if !st.log_groups.contains(&r.log_group_name) {
+                        return Err(err(
+                            "ResourceNotFoundException",
+                            "The specified log group does not exist.",
+                        ));
+                    }
+                    st.log_streams
+                        .entry((r.log_group_name.clone(), r.log_stream_name.clone()))
+                        .or_default();
+                    Ok(LogsReply::Done)
+                }
+                LogsCall::PutLogEvents(r) => {
+                    st.put_log_events_calls += 1;
+                    let Some(events) = st
+                        .log_streams
+                        .get_mut(&(r.log_group_name.clone(), r.log_stream_name.clone()))
+                    else {
+                        return Err(err(
+                            "ResourceNotFoundException",
+                            "The specified log stream does not exist.",
+                        ));
+                    };
+                    assert!(
+                        r.log_events
+                            .windows(2)
+                            .all(|w| w[0].timestamp <= w[1].timestamp)
+                    );
+                    events.extend(
+                        r.log_events
+                            .iter()
+                            .map(|e| (e.timestamp, e.message.clone())),
+                    );
+                    Ok(LogsReply::PutLogEvents(Default::default()))
+                }
+                LogsCall::GetLogEvents(r) => {
+                    let group = r.log_group_name.clone().unwrap_or_default();
+                    let Some(events) = st.log_streams.get(&(group, r.log_stream_name.clone()))
+                    else {
+                        return Err(err(
+                            "ResourceNotFoundException",
+                            "The specified log stream does not exist.",
+                        ));
+                    };
+                    let from: usize = r.next_token.as_deref().map_or(0, |t| t.parse().unwrap());
+                    let page: Vec<_> = events
+                        .iter()
+                        .filter(|(t, _)| *t >= r.start_time.unwrap_or(0))
+                        .skip(from)
+                        .take(1000)
+                        .map(|(t, m)| berth_wire::logs::shapes::OutputLogEvent {
+                            timestamp: Some(*t),
+                            message: Some(m.clone()),
+                            ingestion_time: None,
+                        })
+                        .collect();
+                    Ok(LogsReply::GetLogEvents(
+                        berth_wire::logs::shapes::GetLogEventsResponse {
+                            next_forward_token: Some((from + page.len()).to_string()),
+                            events: Some(page),
+                            next_backward_token: None,
+                        },
+                    ))
+                }
+            }
         })
     }
 }

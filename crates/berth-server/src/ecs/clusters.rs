@@ -231,7 +231,11 @@ fn present(
     };
     c.running_tasks_count = Some(running);
     c.pending_tasks_count = Some(pending);
-    c.active_services_count = Some(0);
+    c.active_services_count = Some(if c.status.as_deref() == Some("ACTIVE") {
+        super::services::count_active(tx, ctx, &name)?
+    } else {
+        0
+    });
     c.capacity_providers.get_or_insert_with(Vec::new);
     c.default_capacity_provider_strategy
         .get_or_insert_with(Vec::new);
@@ -529,6 +533,11 @@ pub fn delete(
             if super::container_instances::count_registered(tx, ctx, &name)? > 0 {
                 return Err(ErrorCode::ClusterContainsContainerInstancesException
                     .with("The Cluster cannot be deleted while Container Instances are active or draining.")
+                    .into());
+            }
+            if super::services::count_active(tx, ctx, &name)? > 0 {
+                return Err(ErrorCode::ClusterContainsServicesException
+                    .with("The Cluster cannot be deleted while Services are active.")
                     .into());
             }
             let (running, pending) = super::tasks::counts(tx, ctx, &name)?;

@@ -86,6 +86,33 @@ fn default_attributes(
         .collect()
 }
 
+/// The capacity provider a registering instance joins: the `capacityProviderName` of its
+/// instance identity document. (ECS knows it from the instance's Auto Scaling group; Berth
+/// has no Auto Scaling groups, so `berth agent --capacity-provider NAME` states it there.)
+/// It must name an ACTIVE provider of the account created with CreateCapacityProvider.
+fn joined_provider(
+    tx: &Tx<'_>,
+    ctx: &RequestContext,
+    identity: Option<&serde_json::Value>,
+) -> Result<Option<String>, Failure> {
+    let Some(name) = identity
+        .and_then(|d| d.get("capacityProviderName"))
+        .and_then(|v| v.as_str())
+        .filter(|n| !n.is_empty())
+    else {
+        return Ok(None);
+    };
+    match tx.get_json::<s::CapacityProvider>(scope(ctx), kind::CAPACITY_PROVIDER, name)? {
+        Some((cp, _)) if cp.status == Some(s::CapacityProviderStatus::Active) => {
+            Ok(Some(name.to_string()))
+        }
+        _ => Err(invalid(format!(
+            "The specified capacity provider '{name}' does not exist. Specify a valid capacity provider and try again."
+        ))
+        .into()),
+    }
+}
+
 /// `base` with `given` merged in: a given attribute replaces the one of the same name.
 pub fn merge_attributes(base: &mut Vec<s::Attribute>, given: &[s::Attribute]) {
     for a in given {
@@ -277,6 +304,7 @@ pub fn register(
                     .and_then(|v| v.as_str())
                     .map(String::from)
                     .or(instance.ec2_instance_id);
+                instance.capacity_provider_name = joined_provider(tx, ctx, identity.as_ref())?;
                 instance.version_info = Some(input.version_info.clone().unwrap_or_default());
                 instance.registered_resources = Some(resources.clone());
                 instance.remaining_resources = Some(resources.clone());
@@ -313,6 +341,7 @@ pub fn register(
             },
         )
         .map_err(aws)
+        .inspect(|_| ecs.notifier.wake_controller())
 }
 
 pub fn describe(
@@ -520,6 +549,7 @@ pub fn update_state(
             },
         )
         .map_err(aws)
+        .inspect(|_| ecs.notifier.wake_controller())
 }
 
 pub fn deregister(
@@ -1084,6 +1114,11 @@ pub(crate) mod tests {
                         ..Default::default()
                     },
                 ]),
+                // What a host-mode definition requires (`requiresAttributes`).
+                attributes: Some(vec![s::Attribute {
+                    name: "com.amazonaws.ecs.capability.docker-remote-api.1.18".into(),
+                    ..Default::default()
+                }]),
                 ..Default::default()
             },
         )

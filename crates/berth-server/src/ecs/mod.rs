@@ -4,12 +4,15 @@
 
 pub mod account_settings;
 pub mod attributes;
+pub mod capacity;
 pub mod capacity_providers;
 pub mod cluster_index;
 pub mod clusters;
 pub mod common;
 pub mod container_instances;
 pub mod placement;
+pub mod service_controller;
+pub mod services;
 pub mod tags;
 pub mod task_credentials;
 pub mod task_definitions;
@@ -327,6 +330,64 @@ impl Api for Ecs {
     ) -> R<s::SubmitTaskStateChangeResponse> {
         tasks::submit_task_state_change(self, ctx, input)
     }
+    // Services.
+    fn create_service(
+        &self,
+        ctx: &RequestContext,
+        input: s::CreateServiceRequest,
+    ) -> R<s::CreateServiceResponse> {
+        services::create(self, ctx, input)
+    }
+    fn update_service(
+        &self,
+        ctx: &RequestContext,
+        input: s::UpdateServiceRequest,
+    ) -> R<s::UpdateServiceResponse> {
+        services::update(self, ctx, input)
+    }
+    fn delete_service(
+        &self,
+        ctx: &RequestContext,
+        input: s::DeleteServiceRequest,
+    ) -> R<s::DeleteServiceResponse> {
+        services::delete(self, ctx, input)
+    }
+    fn describe_services(
+        &self,
+        ctx: &RequestContext,
+        input: s::DescribeServicesRequest,
+    ) -> R<s::DescribeServicesResponse> {
+        services::describe(self, ctx, input)
+    }
+    fn list_services(
+        &self,
+        ctx: &RequestContext,
+        input: s::ListServicesRequest,
+    ) -> R<s::ListServicesResponse> {
+        services::list(self, ctx, input)
+    }
+    fn list_service_deployments(
+        &self,
+        ctx: &RequestContext,
+        input: s::ListServiceDeploymentsRequest,
+    ) -> R<s::ListServiceDeploymentsResponse> {
+        services::list_deployments(self, ctx, input)
+    }
+    fn describe_service_deployments(
+        &self,
+        ctx: &RequestContext,
+        input: s::DescribeServiceDeploymentsRequest,
+    ) -> R<s::DescribeServiceDeploymentsResponse> {
+        services::describe_deployments(self, ctx, input)
+    }
+    fn stop_service_deployment(
+        &self,
+        ctx: &RequestContext,
+        input: s::StopServiceDeploymentRequest,
+    ) -> R<s::StopServiceDeploymentResponse> {
+        services::stop_deployment(self, ctx, input)
+    }
+
     fn submit_container_state_change(
         &self,
         ctx: &RequestContext,

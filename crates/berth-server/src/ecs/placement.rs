@@ -18,10 +18,14 @@ pub struct Needs {
     pub ports: Vec<i32>,
     /// Static host ports (UDP).
     pub ports_udp: Vec<i32>,
+    /// TCP host ports to pick from the instance's dynamic range (bridge mappings without a
+    /// host port).
+    pub dynamic_ports: usize,
 }
 
 /// The needs of a task: task-level cpu/memory when set, else the sum of its containers'
-/// (memory: the hard limit, else the reservation); host ports in host and bridge modes.
+/// (memory: the hard limit, else the reservation); host ports in host and bridge modes (a
+/// bridge mapping without a host port, or with 0, takes a dynamic TCP port).
 pub fn needs(td: &s::TaskDefinition, task_cpu: Option<i32>, task_memory: Option<i32>) -> Needs {
     let containers = td.container_definitions.as_deref().unwrap_or_default();
     let cpu = task_cpu.unwrap_or_else(|| containers.iter().map(|c| c.cpu.unwrap_or(0)).sum());
@@ -47,12 +51,13 @@ pub fn needs(td: &s::TaskDefinition, task_cpu: Option<i32>, task_memory: Option<
                     Some(s::NetworkMode::Host) => p.host_port.or(p.container_port),
                     _ => p.host_port.filter(|h| *h != 0),
                 };
-                if let Some(h) = host {
-                    if p.protocol == Some(s::TransportProtocol::Udp) {
-                        n.ports_udp.push(h);
-                    } else {
-                        n.ports.push(h);
-                    }
+                let udp = p.protocol == Some(s::TransportProtocol::Udp);
+                match host {
+                    Some(h) if udp => n.ports_udp.push(h),
+                    Some(h) => n.ports.push(h),
+                    // Dynamic UDP ports are left to the host (ECS counts TCP ones).
+                    None if !udp && p.container_port.is_some() => n.dynamic_ports += 1,
+                    None => {}
                 }
             }
         }
@@ -76,8 +81,41 @@ pub fn engine_needs(n: &Needs, td: &s::TaskDefinition) -> sched::Needs {
         gpu,
         ports: n.ports.clone(),
         ports_udp: n.ports_udp.clone(),
-        dynamic_ports: 0,
+        dynamic_ports: n.dynamic_ports,
     }
+}
+
+/// The GPU ids each container of `td` is given from `gpus` (the ids its task holds), in
+/// container order: as many as the container's `GPU` resource requirement asks.
+pub fn container_gpus(td: &s::TaskDefinition, gpus: &[String]) -> Vec<Vec<String>> {
+    let mut left = gpus.iter();
+    td.container_definitions
+        .iter()
+        .flatten()
+        .map(|c| {
+            let n: usize = c
+                .resource_requirements
+                .iter()
+                .flatten()
+                .filter(|r| r.r#type == s::ResourceType::Gpu)
+                .filter_map(|r| r.value.as_deref()?.parse::<usize>().ok())
+                .sum();
+            left.by_ref().take(n).cloned().collect()
+        })
+        .collect()
+}
+
+/// The attributes a container instance must have for `td` (its `requiresAttributes`, which
+/// ECS derives from what the definition uses).
+pub fn required_attributes(td: &s::TaskDefinition) -> Vec<sched::RequiredAttribute> {
+    td.requires_attributes
+        .iter()
+        .flatten()
+        .map(|a| sched::RequiredAttribute {
+            name: a.name.clone(),
+            value: a.value.clone(),
+        })
+        .collect()
 }
 
 fn resources(rs: &[s::Resource]) -> sched::Resources {
@@ -96,16 +134,21 @@ fn resources(rs: &[s::Resource]) -> sched::Resources {
     sched::Resources {
         cpu: int("CPU"),
         memory: int("MEMORY"),
-        gpu: int("GPU"),
     }
 }
 
-fn port_set(rs: &[s::Resource], name: &str) -> Vec<i32> {
+fn string_set(rs: &[s::Resource], name: &str) -> Vec<String> {
     rs.iter()
         .find(|r| r.name.as_deref() == Some(name))
-        .and_then(|r| r.string_set_value.as_ref())
-        .map(|v| v.iter().filter_map(|p| p.parse().ok()).collect())
+        .and_then(|r| r.string_set_value.clone())
         .unwrap_or_default()
+}
+
+fn port_set(rs: &[s::Resource], name: &str) -> Vec<i32> {
+    string_set(rs, name)
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 /// Container instance `id` (its store id) as the engine sees it, holding `tasks`.
@@ -134,6 +177,7 @@ pub fn instance(
     i.remaining = resources(remaining);
     i.used_ports = port_set(remaining, "PORTS");
     i.used_ports_udp = port_set(remaining, "PORTS_UDP");
+    i.gpus = string_set(remaining, "GPU");
     i.attributes = ci
         .attributes
         .iter()
@@ -277,7 +321,7 @@ mod tests {
         let i = instance("web/1", &ci, true, vec![]);
         assert_eq!(i.status, sched::InstanceStatus::Draining);
         assert_eq!(i.remaining.cpu, 512);
-        assert_eq!(i.remaining.gpu, 1);
+        assert_eq!(i.gpus, ["gpu0"]);
         assert_eq!(i.used_ports, vec![22, 80]);
         assert_eq!(i.attributes.get("stack"), Some(&Some("prod".into())));
         let f = failure(&sched::Refusal::Instance {
@@ -287,5 +331,26 @@ mod tests {
         });
         assert_eq!(f.reason.as_deref(), Some("RESOURCE:MEMORY"));
         assert_eq!(f.arn.as_deref(), Some("arn:ci"));
+    }
+
+    #[test]
+    fn bridge_mappings_without_a_host_port_take_dynamic_ones() {
+        let td: s::TaskDefinition = serde_json::from_value(serde_json::json!({
+            "networkMode": "bridge",
+            "containerDefinitions": [{"name": "a", "memory": 8, "portMappings": [
+                {"containerPort": 80},
+                {"containerPort": 81, "hostPort": 0},
+                {"containerPort": 82, "hostPort": 8082},
+                {"containerPort": 53, "protocol": "udp", "hostPort": 53}
+            ]}]
+        }))
+        .unwrap();
+        let n = needs(&td, None, None);
+        assert_eq!(n.ports, [8082]);
+        assert_eq!(n.ports_udp, [53]);
+        assert_eq!(n.dynamic_ports, 2);
+        assert_eq!(engine_needs(&n, &td).dynamic_ports, 2);
+        let gpus = ["g0".to_string(), "g1".to_string()];
+        assert_eq!(container_gpus(&td, &gpus), vec![Vec::<String>::new()]);
     }
 }

@@ -391,6 +391,21 @@ pub fn validate(input: &s::RegisterTaskDefinitionRequest) -> Result<(), AwsError
                 )));
             }
         }
+        if let Some(l) = &c.log_configuration
+            && l.log_driver == s::LogDriver::Awslogs
+        {
+            let option = |k: &str| l.options.as_ref().and_then(|o| o.get(k));
+            if option("awslogs-group").is_none_or(|g| g.is_empty()) {
+                return Err(client(
+                    "Log driver awslogs option 'awslogs-group' should not be null or empty.",
+                ));
+            }
+            if option("awslogs-create-group").is_some_and(|v| v != "true") {
+                return Err(client(
+                    "Log driver awslogs option 'awslogs-create-group' should only be set to 'true', else omit option.",
+                ));
+            }
+        }
         if fargate
             && c.log_configuration
                 .as_ref()
@@ -1468,6 +1483,30 @@ mod tests {
             options: None,
             secret_options: None,
         });
+        logs.execution_role_arn = Some("arn:aws:iam::123456789012:role/exec".into());
+        assert_eq!(
+            err(&logs).message,
+            "Log driver awslogs option 'awslogs-group' should not be null or empty."
+        );
+        let options = |pairs: &[(&str, &str)]| {
+            Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        if let Some(l) = logs.container_definitions[0].log_configuration.as_mut() {
+            l.options = options(&[("awslogs-group", "g"), ("awslogs-create-group", "false")]);
+        }
+        assert_eq!(
+            err(&logs).message,
+            "Log driver awslogs option 'awslogs-create-group' should only be set to 'true', else omit option."
+        );
+        if let Some(l) = logs.container_definitions[0].log_configuration.as_mut() {
+            l.options = options(&[("awslogs-group", "g"), ("awslogs-create-group", "true")]);
+        }
+        logs.execution_role_arn = None;
         assert_eq!(
             err(&logs).message,
             "Fargate requires task definition to have execution role ARN to support log driver awslogs."

@@ -20,6 +20,7 @@ use berth_wire::{AwsError, RequestContext, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::Ecs;
+use super::capacity::{self, Capacity};
 use super::cluster_index::{ClusterIndex, Held, HostTask};
 use super::common::{self, Page, aws, invalid, kind, scope};
 use super::placement;
@@ -64,6 +65,9 @@ pub struct StoredTask {
     pub reserved_ports: Vec<i32>,
     #[serde(default)]
     pub reserved_ports_udp: Vec<i32>,
+    /// The GPU ids it holds on its container instance.
+    #[serde(default)]
+    pub reserved_gpus: Vec<String>,
 }
 
 impl StoredTask {
@@ -81,7 +85,7 @@ impl StoredTask {
             .and_then(TaskStatus::parse)
             .unwrap_or(TaskStatus::Running)
     }
-    fn id(&self) -> String {
+    pub fn id(&self) -> String {
         let arn = self.task.task_arn.as_deref().unwrap_or("");
         arn.rsplit('/').next().unwrap_or("").to_string()
     }
@@ -175,6 +179,8 @@ pub fn assignments_since(
                 Scope::new(account, region),
                 id,
             )?,
+            execution_role_credentials: None,
+            network: None,
         });
     }
     Ok((seq, out))
@@ -216,59 +222,6 @@ fn new_id() -> String {
 /// The store id (`<cluster>/<id>`) a `task` parameter (id or ARN) names in `cluster`.
 fn task_store_id(ctx: &RequestContext, cluster: &str, ident: &str) -> Option<String> {
     common::cluster_scoped_id(ctx, cluster, ident, "task")
-}
-
-/// How a RunTask call chose its capacity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Capacity {
-    Ec2 { provider: Option<String> },
-    Fargate { provider: Option<String> },
-}
-
-fn choose_capacity(
-    cluster: &s::Cluster,
-    launch_type: Option<s::LaunchType>,
-    strategy: Option<&[s::CapacityProviderStrategyItem]>,
-) -> Result<Capacity, AwsError> {
-    if launch_type.is_some() && strategy.is_some_and(|s| !s.is_empty()) {
-        return Err(invalid(
-            "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
-        ));
-    }
-    match launch_type {
-        Some(s::LaunchType::Fargate) => return Ok(Capacity::Fargate { provider: None }),
-        Some(s::LaunchType::Ec2) => return Ok(Capacity::Ec2 { provider: None }),
-        Some(other) => {
-            return Err(invalid(format!(
-                "The launch type {} is not supported by Berth yet.",
-                other.as_str()
-            )));
-        }
-        None => {}
-    }
-    let strategy: Vec<s::CapacityProviderStrategyItem> = match strategy {
-        Some(s) if !s.is_empty() => s.to_vec(),
-        _ => cluster
-            .default_capacity_provider_strategy
-            .clone()
-            .unwrap_or_default(),
-    };
-    super::clusters::validate_strategy(&strategy)?;
-    // The provider with a base first, else the heaviest weight (full weighting arrives with
-    // the scheduler).
-    let first = strategy
-        .iter()
-        .max_by_key(|i| (i.base.unwrap_or(0), i.weight.unwrap_or(0)))
-        .map(|i| i.capacity_provider.clone());
-    match first.as_deref() {
-        None => Ok(Capacity::Ec2 { provider: None }),
-        Some(p @ ("FARGATE" | "FARGATE_SPOT")) => Ok(Capacity::Fargate {
-            provider: Some(p.to_string()),
-        }),
-        Some(p) => Ok(Capacity::Ec2 {
-            provider: Some(p.to_string()),
-        }),
-    }
 }
 
 /// Checks a task's overrides against its task definition.
@@ -561,6 +514,20 @@ impl Launch<'_> {
             } else {
                 needs.ports_udp
             },
+            reserved_gpus: Vec::new(),
+        }
+    }
+}
+
+/// Records what placement `p` gave task `t` beyond its static needs: the dynamic host ports
+/// (reserved with its static ones) and the GPU ids (its containers' `gpuIds`).
+fn take_placement(t: &mut StoredTask, p: &sched::Placement) {
+    t.reserved_ports.extend(&p.dynamic_ports);
+    t.reserved_gpus = p.gpus.clone();
+    let per_container = placement::container_gpus(&t.task_definition, &p.gpus);
+    for (c, ids) in t.task.containers.iter_mut().flatten().zip(per_container) {
+        if !ids.is_empty() {
+            c.gpu_ids = Some(ids);
         }
     }
 }
@@ -605,6 +572,17 @@ fn adjust_remaining(ci: &mut s::ContainerInstance, t: &StoredTask, sign: i32) {
                         }
                     } else {
                         set.retain(|x| *x != p);
+                    }
+                }
+            }
+            // GPU lists the ids no task holds (PORTS lists the ports in use).
+            Some("GPU") => {
+                let set = r.string_set_value.get_or_insert_with(Vec::new);
+                for g in &t.reserved_gpus {
+                    if sign < 0 {
+                        set.retain(|x| x != g);
+                    } else if !set.contains(g) {
+                        set.push(g.clone());
                     }
                 }
             }
@@ -705,11 +683,27 @@ fn touch_host_task(
 /// version expected (a stale plan fails with a conflict, it never overcommits), and written
 /// through to the cluster index once committed.
 #[derive(Default)]
-struct Reservations {
+pub struct Reservations {
     touched: Vec<(String, s::ContainerInstance, i64, Vec<sched::RunningTask>)>,
 }
 
 impl Reservations {
+    fn is_empty(&self) -> bool {
+        self.touched.is_empty()
+    }
+
+    /// Instance `i` (as the index has it) with what these reservations took on it.
+    fn as_left(&self, i: &sched::Instance) -> sched::Instance {
+        match self.current(&i.id) {
+            Some((_, now, _, added)) => {
+                let mut held = i.tasks.clone();
+                held.extend(added.iter().cloned());
+                placement::instance(&i.id, now, i.agent_connected, held)
+            }
+            None => i.clone(),
+        }
+    }
+
     /// The instance `id` as this call left it so far, if it touched it.
     fn current(
         &self,
@@ -737,7 +731,9 @@ impl Reservations {
         });
     }
 
-    fn apply(
+    /// Writes each touched instance with the version it was planned from (a conflict if it
+    /// changed since), and writes the index through once the transaction commits.
+    pub fn apply(
         self,
         tx: &mut Tx<'_>,
         scope_: Scope<'_>,
@@ -762,12 +758,12 @@ impl Reservations {
 }
 
 /// How many times a write whose plan went stale is planned again.
-const PLAN_ATTEMPTS: usize = 4;
+pub const PLAN_ATTEMPTS: usize = 4;
 
 /// Runs `attempt` until it does not fail with a conflict on a container instance record (a
 /// plan made from a stale view of it), at most `attempts` times; `stale` hears of each
 /// instance that was.
-fn with_replanning<T>(
+pub fn with_replanning<T>(
     attempts: usize,
     mut attempt: impl FnMut() -> Result<T, Failure>,
     mut stale: impl FnMut(&str),
@@ -914,10 +910,11 @@ fn run_once(
                 return Err(invalid("TaskDefinition not found.").into());
             }
             validate_overrides(&td.task_definition, input.overrides.as_ref())?;
-            let capacity = choose_capacity(
+            let shares = capacity::shares(
                 &cluster,
                 input.launch_type,
                 input.capacity_provider_strategy.as_deref(),
+                count as usize,
             )?;
             let launch = Launch {
                 ctx,
@@ -932,121 +929,56 @@ fn run_once(
                 managed_tags: input.enable_ecs_managed_tags.unwrap_or(false),
                 network_configuration: input.network_configuration.as_ref(),
             };
-            let mut hosts = Vec::new();
-            let mut tasks = Vec::new();
-            let mut failures = Vec::new();
-            let mut ids = Vec::new();
-            match capacity {
-                Capacity::Fargate { provider } => {
-                    let compatible = td
-                        .task_definition
-                        .compatibilities
-                        .iter()
-                        .flatten()
-                        .any(|c| *c == s::Compatibility::Fargate);
-                    if !compatible {
-                        return Err(invalid(
-                            "Task definition does not support launch_type FARGATE.",
-                        )
-                        .into());
-                    }
-                    launch.validate_network(true)?;
-                    let provider = provider.unwrap_or_else(|| "FARGATE".into());
-                    for _ in 0..count {
-                        let t = launch.task(MANAGED_HOST.to_string(), None, Some(&provider));
-                        create_task(tx, ctx, &t, &mut hosts)?;
-                        ids.push(format!("{}/{}", t.cluster(), t.id()));
-                        tasks.push(present(&t, &[TaskField::Tags]));
-                    }
-                }
-                Capacity::Ec2 { provider } => {
-                    let compatible = td
-                        .task_definition
-                        .compatibilities
-                        .iter()
-                        .flatten()
-                        .any(|c| *c == s::Compatibility::Ec2);
-                    if !compatible {
-                        return Err(
-                            invalid("Task definition does not support launch_type EC2.").into()
-                        );
-                    }
-                    launch.validate_network(false)?;
-                    let (constraints, strategies) = placement::rules(
-                        &td.task_definition,
-                        input.placement_constraints.as_deref(),
-                        input.placement_strategy.as_deref(),
-                    )?;
-                    let etd = effective_td(&td.task_definition, input.overrides.as_ref());
-                    let request = sched::Request {
-                        count: count as usize,
-                        needs: placement::engine_needs(&needs_of(&etd), &etd),
-                        group: input.group.clone().unwrap_or_else(|| {
-                            format!("family:{}", etd.family.clone().unwrap_or_default())
-                        }),
-                        family: etd.family.clone().unwrap_or_default(),
-                        constraints,
-                        strategies,
-                        // Agents do not register ECS's capability attributes yet.
-                        required_attributes: Vec::new(),
-                    };
-                    // Plan from the index (current: this transaction holds the store's
-                    // writer, and every committed write reached the index before it)...
-                    let plan = ecs.index.with_cluster(
-                        tx,
-                        scope(ctx),
-                        &cluster_name,
-                        ctx.now.millis(),
-                        |st| {
-                            let snapshot = st.snapshot();
-                            if !snapshot
-                                .instances
-                                .iter()
-                                .any(|i| i.status == sched::InstanceStatus::Active)
-                            {
-                                return None;
-                            }
-                            let plan = sched::place(snapshot, &request, &mut |n| {
-                                rand::random_range(0..n.max(1))
-                            });
-                            Some(
-                                plan.tasks
-                                    .into_iter()
-                                    .map(|p| {
-                                        p.map(|p| {
-                                            let (ci, v) =
-                                                st.record(&p.instance).cloned().unwrap_or_default();
-                                            (p.instance, ci, v)
-                                        })
-                                    })
-                                    .collect::<Vec<_>>(),
-                            )
-                        },
-                    )?;
-                    let Some(plan) = plan else {
-                        return Err(
-                            invalid("No Container Instances were found in your cluster.").into(),
-                        );
-                    };
-                    // ...and apply it: each instance written with the version planned from.
-                    let mut reservations = Reservations::default();
-                    for p in plan {
-                        match p {
-                            Ok((id, ci, version)) => {
-                                let host = instance_host(scope(ctx), &id);
-                                let mut t = launch.task(host, Some((&id, &ci)), None);
-                                t.task.capacity_provider_name = provider.clone();
-                                create_task(tx, ctx, &t, &mut hosts)?;
-                                reservations.add(&id, &ci, version, &t);
-                                ids.push(format!("{}/{}", t.cluster(), t.id()));
-                                tasks.push(present(&t, &[TaskField::Tags]));
-                            }
-                            Err(why) => failures.push(placement::failure(&why)),
-                        }
-                    }
-                    reservations.apply(tx, scope(ctx), &ecs.index)?;
+            // RunTask refuses what a service launch reports as a failure to place.
+            for (capacity, n) in &shares {
+                let (wanted, name) = match capacity {
+                    Capacity::Fargate { .. } => (s::Compatibility::Fargate, "FARGATE"),
+                    Capacity::Ec2 { .. } => (s::Compatibility::Ec2, "EC2"),
+                };
+                let compatible = td
+                    .task_definition
+                    .compatibilities
+                    .iter()
+                    .flatten()
+                    .any(|c| *c == wanted);
+                if *n > 0 && !compatible {
+                    return Err(invalid(format!(
+                        "Task definition does not support launch_type {name}."
+                    ))
+                    .into());
                 }
             }
+            let group = input.group.clone().unwrap_or_else(|| {
+                format!(
+                    "family:{}",
+                    td.task_definition.family.clone().unwrap_or_default()
+                )
+            });
+            let request = LaunchRequest {
+                shares,
+                placement_constraints: input.placement_constraints.as_deref(),
+                placement_strategy: input.placement_strategy.as_deref(),
+                group,
+                on_instance: None,
+            };
+            let mut reservations = Reservations::default();
+            let made = launch_tasks(tx, &ecs.index, &launch, &request, &mut reservations)?;
+            if made.no_active_instance {
+                return Err(invalid("No Container Instances were found in your cluster.").into());
+            }
+            reservations.apply(tx, scope(ctx), &ecs.index)?;
+            let hosts = made.hosts;
+            let ids: Vec<String> = made
+                .tasks
+                .iter()
+                .map(|t| format!("{}/{}", t.cluster(), t.id()))
+                .collect();
+            let tasks: Vec<s::Task> = made
+                .tasks
+                .iter()
+                .map(|t| present(t, &[TaskField::Tags]))
+                .collect();
+            let failures: Vec<s::Failure> = made.refusals.iter().map(placement::failure).collect();
             if let Some(tid) = &token_id {
                 tx.put(
                     scope(ctx),
@@ -1140,6 +1072,7 @@ pub fn start(
                     let request = sched::Request {
                         count: 1,
                         needs: placement::engine_needs(&needs_of(&etd), &etd),
+                        required_attributes: placement::required_attributes(&etd),
                         ..sched::Request::default()
                     };
                     let mut hosts = Vec::new();
@@ -1156,14 +1089,7 @@ pub fn start(
                             continue;
                         };
                         // Check against the instance as this call left it (its earlier tasks count).
-                        let fresh = match reservations.current(&base.id) {
-                            Some((_, now, _, added)) => {
-                                let mut held = base.tasks.clone();
-                                held.extend(added.iter().cloned());
-                                placement::instance(&base.id, now, base.agent_connected, held)
-                            }
-                            None => base.clone(),
-                        };
+                        let fresh = reservations.as_left(&base);
                         if let Some(why) = sched::check(&fresh, &request) {
                             failures.push(placement::failure(&sched::Refusal::Instance {
                                 id: fresh.id.clone(),
@@ -1172,11 +1098,19 @@ pub fn start(
                             }));
                             continue;
                         }
-                        let t = launch.task(
+                        let mut t = launch.task(
                             instance_host(scope(ctx), &base.id),
                             Some((&base.id, &ci)),
                             None,
                         );
+                        // The engine on this one instance picks its dynamic ports and GPU ids.
+                        let one = sched::Snapshot {
+                            instances: vec![fresh],
+                        };
+                        if let Some(Ok(p)) = sched::place(&one, &request, &mut |_| 0).tasks.first()
+                        {
+                            take_placement(&mut t, p);
+                        }
                         create_task(tx, ctx, &t, &mut hosts)?;
                         reservations.add(&base.id, &ci, version, &t);
                         tasks.push(present(&t, &[TaskField::Tags]));
@@ -1727,7 +1661,244 @@ pub fn submit_health(
         })
         .map_err(aws)?
         .ok_or_else(|| invalid("The referenced task was not found."))?;
+    ecs.notifier.wake_controller();
     Ok(())
+}
+
+/// What the service scheduler launches: tasks of one deployment, placed with the service's
+/// rules (REPLICA) or on one container instance (DAEMON).
+pub struct ServiceLaunch<'a> {
+    pub ctx: &'a RequestContext,
+    pub cluster: &'a s::Cluster,
+    /// The task definition's ARN (a revision).
+    pub task_definition: &'a str,
+    pub launch_type: Option<s::LaunchType>,
+    pub capacity_provider_strategy: Option<&'a [s::CapacityProviderStrategyItem]>,
+    pub network_configuration: Option<&'a s::NetworkConfiguration>,
+    pub placement_constraints: Option<&'a [s::PlacementConstraint]>,
+    pub placement_strategy: Option<&'a [s::PlacementStrategy]>,
+    /// `service:<name>`.
+    pub group: String,
+    /// The deployment id (`ecs-svc/<digits>`).
+    pub started_by: String,
+    pub tags: Vec<s::Tag>,
+    pub propagate_tags: Option<s::PropagateTags>,
+    pub managed_tags: bool,
+    pub count: usize,
+    /// DAEMON: the store id of the container instance the one task goes to.
+    pub on_instance: Option<&'a str>,
+}
+
+/// What a [`ServiceLaunch`] made.
+#[derive(Debug, Default)]
+pub struct Launched {
+    /// The ids of the tasks created.
+    pub task_ids: Vec<String>,
+    /// One refusal per task that could not be placed.
+    pub refusals: Vec<sched::Refusal>,
+    /// The hosts to wake once the transaction commits.
+    pub hosts: Vec<String>,
+}
+
+/// Creates the tasks of a service launch with RunTask's machinery ([`launch_tasks`]), in the
+/// caller's transaction; what they take on container instances goes into `reservations`,
+/// which the caller applies once before it commits (several launches of one transaction see
+/// each other's reservations).
+pub fn launch_for_service(
+    tx: &mut Tx<'_>,
+    index: &Arc<ClusterIndex>,
+    l: &ServiceLaunch<'_>,
+    reservations: &mut Reservations,
+) -> Result<Launched, Failure> {
+    let ctx = l.ctx;
+    let ident = task_definitions::parse_ident(ctx, l.task_definition)?
+        .ok_or_else(|| invalid("TaskDefinition not found."))?;
+    let (td, _) = task_definitions::resolve(tx, ctx, &ident)?
+        .ok_or_else(|| invalid("TaskDefinition not found."))?;
+    let shares = capacity::shares(
+        l.cluster,
+        l.launch_type,
+        l.capacity_provider_strategy,
+        l.count,
+    )?;
+    let launch = Launch {
+        ctx,
+        cluster: l.cluster,
+        td: &td.task_definition,
+        td_tags: &td.tags,
+        overrides: None,
+        group: Some(l.group.clone()),
+        started_by: Some(l.started_by.clone()),
+        tags: l.tags.clone(),
+        propagate_tags: l.propagate_tags,
+        managed_tags: l.managed_tags,
+        network_configuration: l.network_configuration,
+    };
+    let request = LaunchRequest {
+        shares,
+        placement_constraints: l.placement_constraints,
+        placement_strategy: l.placement_strategy,
+        group: l.group.clone(),
+        on_instance: l.on_instance,
+    };
+    let made = launch_tasks(tx, index, &launch, &request, reservations)?;
+    Ok(Launched {
+        task_ids: made.tasks.iter().map(|t| t.id()).collect(),
+        refusals: made.refusals,
+        hosts: made.hosts,
+    })
+}
+
+/// What one launch asks for beyond the task definition and the task's fields ([`Launch`]):
+/// how many tasks go to which capacity, and where they may go on container instances.
+struct LaunchRequest<'a> {
+    /// Each capacity's share of the tasks ([`capacity::shares`]).
+    shares: Vec<(Capacity, usize)>,
+    placement_constraints: Option<&'a [s::PlacementConstraint]>,
+    placement_strategy: Option<&'a [s::PlacementStrategy]>,
+    /// The task group (RunTask's `group`, `family:<family>`, or `service:<name>`).
+    group: String,
+    /// Only this container instance (store id): a daemon's task.
+    on_instance: Option<&'a str>,
+}
+
+/// What a launch made.
+#[derive(Default)]
+struct Made {
+    tasks: Vec<StoredTask>,
+    /// One per task that could not be placed.
+    refusals: Vec<sched::Refusal>,
+    /// The hosts to wake once the transaction commits.
+    hosts: Vec<String>,
+    /// An EC2 share found no ACTIVE container instance in the cluster at all (RunTask
+    /// refuses the call; a service reports the refusals).
+    no_active_instance: bool,
+}
+
+/// The one launch path of RunTask and the service scheduler: Fargate shares go to the
+/// managed host; EC2 shares are planned from the cluster index ([`ClusterIndex`]) with the
+/// placement engine and applied by creating the tasks, their instances' reservations added to
+/// `reservations` (written by the caller with the versions planned from: a stale plan fails
+/// with a conflict and is planned again). A plan sees what earlier launches of the same
+/// `reservations` took.
+fn launch_tasks(
+    tx: &mut Tx<'_>,
+    index: &Arc<ClusterIndex>,
+    launch: &Launch<'_>,
+    r: &LaunchRequest<'_>,
+    reservations: &mut Reservations,
+) -> Result<Made, Failure> {
+    let ctx = launch.ctx;
+    let cluster_name = launch.cluster.cluster_name.clone().unwrap_or_default();
+    let mut made = Made::default();
+    for (capacity, count) in &r.shares {
+        let count = *count;
+        if count == 0 {
+            continue;
+        }
+        match capacity {
+            Capacity::Fargate { provider } => {
+                launch.validate_network(true)?;
+                let provider = provider.clone().unwrap_or_else(|| "FARGATE".into());
+                for _ in 0..count {
+                    let t = launch.task(MANAGED_HOST.to_string(), None, Some(&provider));
+                    create_task(tx, ctx, &t, &mut made.hosts)?;
+                    made.tasks.push(t);
+                }
+            }
+            Capacity::Ec2 { provider } => {
+                launch.validate_network(false)?;
+                let (constraints, strategies) =
+                    placement::rules(launch.td, r.placement_constraints, r.placement_strategy)?;
+                let etd = effective_td(launch.td, launch.overrides);
+                let request = sched::Request {
+                    count,
+                    needs: placement::engine_needs(&needs_of(&etd), &etd),
+                    group: r.group.clone(),
+                    family: etd.family.clone().unwrap_or_default(),
+                    constraints,
+                    strategies,
+                    required_attributes: placement::required_attributes(&etd),
+                };
+                // Plan from the index (current: this transaction holds the store's writer,
+                // and every committed write reached the index before it)...
+                let plan =
+                    index.with_cluster(tx, scope(ctx), &cluster_name, ctx.now.millis(), |st| {
+                        let all = st.snapshot();
+                        if !all
+                            .instances
+                            .iter()
+                            .any(|i| i.status == sched::InstanceStatus::Active)
+                        {
+                            return None;
+                        }
+                        // A provider's tasks go to the instances that joined it, a daemon's
+                        // to its instance; earlier launches of this transaction count.
+                        let narrowed;
+                        let snapshot = if r.on_instance.is_some()
+                            || provider.is_some()
+                            || !reservations.is_empty()
+                        {
+                            narrowed = sched::Snapshot {
+                                instances: all
+                                    .instances
+                                    .iter()
+                                    .filter(|i| r.on_instance.is_none_or(|only| i.id == only))
+                                    .filter(|i| {
+                                        provider.as_ref().is_none_or(|p| {
+                                            st.record(&i.id).is_some_and(|(ci, _)| {
+                                                ci.capacity_provider_name.as_ref() == Some(p)
+                                            })
+                                        })
+                                    })
+                                    .map(|i| reservations.as_left(i))
+                                    .collect(),
+                            };
+                            &narrowed
+                        } else {
+                            all
+                        };
+                        let plan = sched::place(snapshot, &request, &mut |n| {
+                            rand::random_range(0..n.max(1))
+                        });
+                        Some(
+                            plan.tasks
+                                .into_iter()
+                                .map(|p| {
+                                    p.map(|p| {
+                                        let (ci, v) =
+                                            st.record(&p.instance).cloned().unwrap_or_default();
+                                        (p, ci, v)
+                                    })
+                                })
+                                .collect::<Vec<_>>(),
+                        )
+                    })?;
+                let Some(plan) = plan else {
+                    made.no_active_instance = true;
+                    made.refusals
+                        .extend((0..count).map(|_| sched::Refusal::NoInstances));
+                    continue;
+                };
+                // ...and apply it: each task created, its instance's reservation noted.
+                for p in plan {
+                    match p {
+                        Ok((p, ci, version)) => {
+                            let host = instance_host(scope(ctx), &p.instance);
+                            let mut t = launch.task(host, Some((&p.instance, &ci)), None);
+                            t.task.capacity_provider_name = provider.clone();
+                            take_placement(&mut t, &p);
+                            create_task(tx, ctx, &t, &mut made.hosts)?;
+                            reservations.add(&p.instance, &ci, version, &t);
+                            made.tasks.push(t);
+                        }
+                        Err(why) => made.refusals.push(why),
+                    }
+                }
+            }
+        }
+    }
+    Ok(made)
 }
 
 /// How many tasks of `cluster` are running and pending (for DescribeClusters).
@@ -2071,7 +2242,8 @@ mod tests {
                             {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
                             {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}
                         ],
-                        "attributes": [{"name": "zone", "value": zone}]
+                        "attributes": [{"name": "zone", "value": zone},
+                            {"name": "com.amazonaws.ecs.capability.docker-remote-api.1.18"}]
                     }))
                     .unwrap(),
                 )
@@ -2161,7 +2333,9 @@ mod tests {
                     "totalResources": [
                         {"name": "CPU", "type": "INTEGER", "integerValue": cpu},
                         {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}
-                    ]
+                    ],
+                    // What a host-mode definition requires.
+                    "attributes": [{"name": "com.amazonaws.ecs.capability.docker-remote-api.1.18"}]
                 }))
                 .unwrap(),
             )
@@ -2364,5 +2538,304 @@ mod tests {
                 "{id} gave a port twice: {ports:?}"
             );
         }
+    }
+
+    /// Registers a connected container instance of cluster "c" from `body` (JSON of
+    /// RegisterContainerInstance, merged over 4096 CPU / 4096 MiB and the attribute a
+    /// host-mode definition requires); returns its ARN.
+    fn connected_instance(ecs: &Ecs, c: &RequestContext, body: serde_json::Value) -> String {
+        let mut req = serde_json::json!({
+            "cluster": "c",
+            "totalResources": [
+                {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}
+            ],
+            "attributes": [{"name": "com.amazonaws.ecs.capability.docker-remote-api.1.18"}]
+        });
+        for (k, v) in body.as_object().unwrap() {
+            req[k] = v.clone();
+        }
+        let arn = ecs
+            .register_container_instance(c, serde_json::from_value(req).unwrap())
+            .unwrap()
+            .container_instance
+            .unwrap()
+            .container_instance_arn
+            .unwrap();
+        ecs.store
+            .write(|tx| {
+                let id = super::super::container_instances::store_id(c, "c", &arn).unwrap();
+                record_poll(tx, &instance_host(scope(c), &id), c.now.millis())
+            })
+            .unwrap();
+        arn
+    }
+
+    fn run_json(ecs: &Ecs, c: &RequestContext, body: serde_json::Value) -> s::RunTaskResponse {
+        ecs.run_task(c, serde_json::from_value(body).unwrap())
+            .unwrap()
+    }
+
+    /// A capacity provider strategy splits a RunTask call: base first, then by weight, each
+    /// provider's share placed on the instances that joined it; the cluster's default
+    /// strategy applies when neither a launch type nor a strategy is given.
+    #[test]
+    fn capacity_provider_strategy_splits_between_providers() {
+        let (ecs, c) = setup();
+        for name in ["cpa", "cpb", "idle"] {
+            ecs.create_capacity_provider(
+                &c,
+                s::CreateCapacityProviderRequest {
+                    name: name.into(),
+                    auto_scaling_group_provider: Some(s::AutoScalingGroupProvider {
+                        auto_scaling_group_arn: format!("arn:aws:autoscaling:us-east-1:000000000000:autoScalingGroup:1:autoScalingGroupName/{name}"),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        }
+        ecs.put_cluster_capacity_providers(
+            &c,
+            s::PutClusterCapacityProvidersRequest {
+                cluster: "c".into(),
+                capacity_providers: vec!["cpa".into(), "cpb".into(), "FARGATE_SPOT".into()],
+                default_capacity_provider_strategy: vec![],
+            },
+        )
+        .unwrap();
+        let a = connected_instance(
+            &ecs,
+            &c,
+            serde_json::json!({"instanceIdentityDocument": "{\"capacityProviderName\":\"cpa\"}"}),
+        );
+        let b = connected_instance(
+            &ecs,
+            &c,
+            serde_json::json!({"instanceIdentityDocument": "{\"capacityProviderName\":\"cpb\"}"}),
+        );
+        let shown = ecs
+            .describe_container_instances(
+                &c,
+                s::DescribeContainerInstancesRequest {
+                    cluster: Some("c".into()),
+                    container_instances: vec![a.clone()],
+                    include: None,
+                },
+            )
+            .unwrap()
+            .container_instances
+            .unwrap();
+        assert_eq!(shown[0].capacity_provider_name.as_deref(), Some("cpa"));
+        let nope = ecs.register_container_instance(
+            &c,
+            serde_json::from_value(serde_json::json!({
+                "cluster": "c", "instanceIdentityDocument": "{\"capacityProviderName\":\"nope\"}"
+            }))
+            .unwrap(),
+        );
+        assert!(nope.unwrap_err().message.contains("'nope' does not exist"));
+        let td: s::RegisterTaskDefinitionRequest = serde_json::from_value(serde_json::json!({
+            "family": "svc", "networkMode": "host",
+            "containerDefinitions": [{"name": "app", "image": "busybox", "cpu": 1, "memory": 8}]
+        }))
+        .unwrap();
+        ecs.register_task_definition(&c, td).unwrap();
+        let by_provider = |r: &s::RunTaskResponse, p: &str, arn: &str| {
+            let tasks = r.tasks.as_deref().unwrap_or_default();
+            assert!(tasks.iter().all(|t| {
+                (t.capacity_provider_name.as_deref() == Some(p))
+                    == (t.container_instance_arn.as_deref() == Some(arn))
+            }));
+            tasks
+                .iter()
+                .filter(|t| t.capacity_provider_name.as_deref() == Some(p))
+                .count()
+        };
+        // Base 1 on cpa, then 1:3 over the 4 others.
+        let out = run_json(
+            &ecs,
+            &c,
+            serde_json::json!({"cluster": "c", "taskDefinition": "svc", "count": 5,
+                "capacityProviderStrategy": [
+                    {"capacityProvider": "cpa", "base": 1, "weight": 1},
+                    {"capacityProvider": "cpb", "weight": 3}]}),
+        );
+        assert_eq!(out.failures.as_deref(), Some(&[][..]));
+        assert_eq!(by_provider(&out, "cpa", &a), 2);
+        assert_eq!(by_provider(&out, "cpb", &b), 3);
+        // The cluster's default strategy.
+        ecs.put_cluster_capacity_providers(
+            &c,
+            s::PutClusterCapacityProvidersRequest {
+                cluster: "c".into(),
+                capacity_providers: vec!["cpa".into(), "cpb".into()],
+                default_capacity_provider_strategy: vec![s::CapacityProviderStrategyItem {
+                    capacity_provider: "cpb".into(),
+                    base: None,
+                    weight: Some(1),
+                }],
+            },
+        )
+        .unwrap();
+        let out = run_json(
+            &ecs,
+            &c,
+            serde_json::json!({"cluster": "c", "taskDefinition": "svc", "count": 2}),
+        );
+        assert_eq!(by_provider(&out, "cpb", &b), 2);
+        // A provider the cluster does not have.
+        let e = ecs
+            .run_task(
+                &c,
+                serde_json::from_value(serde_json::json!({"cluster": "c", "taskDefinition": "svc",
+                    "capacityProviderStrategy": [{"capacityProvider": "idle", "weight": 1}]}))
+                .unwrap(),
+            )
+            .unwrap_err();
+        assert_eq!(e.code, "InvalidParameterException");
+        assert!(
+            e.message.contains("not associated with the cluster"),
+            "{}",
+            e.message
+        );
+        // Fargate providers split the same way, on Berth-managed capacity.
+        ecs.put_cluster_capacity_providers(
+            &c,
+            s::PutClusterCapacityProvidersRequest {
+                cluster: "c".into(),
+                capacity_providers: vec!["FARGATE".into(), "FARGATE_SPOT".into()],
+                default_capacity_provider_strategy: vec![],
+            },
+        )
+        .unwrap();
+        let out = run_json(
+            &ecs,
+            &c,
+            serde_json::json!({"cluster": "c", "taskDefinition": "web", "count": 3,
+                "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}},
+                "capacityProviderStrategy": [
+                    {"capacityProvider": "FARGATE", "base": 1, "weight": 1},
+                    {"capacityProvider": "FARGATE_SPOT", "weight": 1}]}),
+        );
+        let names: Vec<Option<String>> = out
+            .tasks
+            .unwrap()
+            .iter()
+            .map(|t| {
+                assert_eq!(t.launch_type, Some(s::LaunchType::Fargate));
+                t.capacity_provider_name.clone()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                Some("FARGATE".to_string()),
+                Some("FARGATE".to_string()),
+                Some("FARGATE_SPOT".to_string())
+            ]
+        );
+    }
+
+    /// GPUs are reserved by id, never twice, and come back when the task stops; a missing
+    /// required attribute is a MissingAttribute failure naming the instance.
+    #[test]
+    fn gpus_by_id_and_missing_attributes() {
+        let (ecs, c) = setup();
+        let arn = connected_instance(
+            &ecs,
+            &c,
+            serde_json::json!({"totalResources": [
+                {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096},
+                {"name": "GPU", "type": "STRINGSET", "stringSetValue": ["GPU-0", "GPU-1", "GPU-2"]}
+            ]}),
+        );
+        let td: s::RegisterTaskDefinitionRequest = serde_json::from_value(serde_json::json!({
+            "family": "ml", "networkMode": "host",
+            "containerDefinitions": [
+                {"name": "a", "image": "busybox", "memory": 8,
+                 "resourceRequirements": [{"type": "GPU", "value": "1"}]},
+                {"name": "b", "image": "busybox", "memory": 8,
+                 "resourceRequirements": [{"type": "GPU", "value": "1"}]}]
+        }))
+        .unwrap();
+        ecs.register_task_definition(&c, td).unwrap();
+        let run = || {
+            run_json(
+                &ecs,
+                &c,
+                serde_json::json!({"cluster": "c", "taskDefinition": "ml", "launchType": "EC2"}),
+            )
+        };
+        let first = run();
+        let t = &first.tasks.as_ref().unwrap()[0];
+        let ids: Vec<Vec<String>> = t
+            .containers
+            .iter()
+            .flatten()
+            .map(|c| c.gpu_ids.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(ids.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
+        assert_ne!(ids[0], ids[1]);
+        let second = run();
+        let f = &second.failures.unwrap()[0];
+        assert_eq!(f.reason.as_deref(), Some("RESOURCE:GPU"));
+        assert_eq!(f.arn.as_deref(), Some(arn.as_str()));
+        let free = |ecs: &Ecs| -> Vec<String> {
+            let ci = ecs
+                .describe_container_instances(
+                    &c,
+                    s::DescribeContainerInstancesRequest {
+                        cluster: Some("c".into()),
+                        container_instances: vec![arn.clone()],
+                        include: None,
+                    },
+                )
+                .unwrap()
+                .container_instances
+                .unwrap()
+                .remove(0);
+            let mut v = ci
+                .remaining_resources
+                .unwrap()
+                .into_iter()
+                .find(|r| r.name.as_deref() == Some("GPU"))
+                .and_then(|r| r.string_set_value)
+                .unwrap();
+            v.sort();
+            v
+        };
+        assert_eq!(free(&ecs).len(), 1);
+        assert!(!ids.iter().flatten().any(|g| free(&ecs).contains(g)));
+        // Stopped: its GPUs are free again.
+        let stopped: s::SubmitTaskStateChangeRequest = serde_json::from_value(serde_json::json!({
+            "cluster": "c", "task": t.task_arn, "status": "STOPPED"
+        }))
+        .unwrap();
+        ecs.submit_task_state_change(&c, stopped).unwrap();
+        assert_eq!(free(&ecs), ["GPU-0", "GPU-1", "GPU-2"]);
+        // A definition requiring what the instance lacks (a health check needs
+        // ecs.capability.container-health-check).
+        let td: s::RegisterTaskDefinitionRequest = serde_json::from_value(serde_json::json!({
+            "family": "checked", "networkMode": "host",
+            "containerDefinitions": [{"name": "a", "image": "busybox", "memory": 8,
+                "healthCheck": {"command": ["CMD", "true"]}}]
+        }))
+        .unwrap();
+        ecs.register_task_definition(&c, td).unwrap();
+        let out = run_json(
+            &ecs,
+            &c,
+            serde_json::json!({"cluster": "c", "taskDefinition": "checked", "launchType": "EC2"}),
+        );
+        let f = &out.failures.unwrap()[0];
+        assert_eq!(f.reason.as_deref(), Some("MissingAttribute"));
+        assert_eq!(f.arn.as_deref(), Some(arn.as_str()));
+        assert_eq!(
+            f.detail.as_deref(),
+            Some("missing attribute ecs.capability.container-health-check")
+        );
     }
 }
