@@ -414,6 +414,11 @@ const QUERY_SERVICES: &[QueryService] = &[
         schema: berth_wire::iam::schema,
         event_source: "iam.amazonaws.com",
     },
+    QueryService {
+        signing_name: berth_wire::ec2::SIGNING_NAME,
+        schema: berth_wire::ec2::schema,
+        event_source: "ec2.amazonaws.com",
+    },
 ];
 
 /// A query request's parameters as CloudTrail shows them: a JSON object of the form's
@@ -581,6 +586,9 @@ async fn handle_query(
             }
             n if n == berth_wire::iam::SIGNING_NAME => {
                 berth_wire::iam::dispatch(&app.iam, &ctx, &action_inner, &params)
+            }
+            n if n == berth_wire::ec2::SIGNING_NAME => {
+                crate::ec2::dispatch(&app.ec2, &ctx, &action_inner, &params)
             }
             _ => Err(AwsError::unknown_operation(&action_inner)),
         });

@@ -163,7 +163,11 @@ pub fn assignments(tx: &Tx<'_>, host: &str) -> Result<(i64, Vec<TaskAssignment>)
                 id,
             )?,
             execution_role_credentials: None,
-            network: None,
+            network: crate::ec2::interfaces::task_network(
+                tx,
+                Scope::new(account, region),
+                &t.task,
+            )?,
         });
     }
     Ok((seq, out))
@@ -598,10 +602,34 @@ pub fn reserve_current_tasks(
 fn create_task(
     tx: &mut Tx<'_>,
     ctx: &RequestContext,
-    t: &StoredTask,
+    t: &mut StoredTask,
+    network: Option<&s::NetworkConfiguration>,
     hosts: &mut Vec<String>,
 ) -> Result<(), Failure> {
     let id = format!("{}/{}", t.cluster(), t.id());
+    // An awsvpc task gets its ENI now (the tasks whose rules name its groups hear of it).
+    if t.task_definition.network_mode == Some(s::NetworkMode::Awsvpc)
+        && let Some(conf) = network.and_then(|n| n.awsvpc_configuration.as_ref())
+    {
+        let zone = t
+            .container_instance
+            .as_ref()
+            .and(t.task.availability_zone.clone());
+        let peers = crate::ec2::interfaces::attach_task(
+            tx,
+            ctx,
+            &id,
+            &t.host,
+            &mut t.task,
+            conf,
+            zone.as_deref(),
+        )?;
+        for h in peers {
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+    }
     tx.insert(scope(ctx), task_kind::TASK, &id, t)?;
     let role = super::task_credentials::task_role(&t.task_definition, t.task.overrides.as_ref());
     super::task_credentials::for_new_task(tx, ctx, &id, &t.id(), role.as_deref())?;
@@ -807,8 +835,9 @@ pub fn run(
                         launch.validate_network(true)?;
                         let provider = provider.unwrap_or_else(|| "FARGATE".into());
                         for _ in 0..count {
-                            let t = launch.task(MANAGED_HOST.to_string(), None, Some(&provider));
-                            create_task(tx, ctx, &t, &mut hosts)?;
+                            let mut t =
+                                launch.task(MANAGED_HOST.to_string(), None, Some(&provider));
+                            create_task(tx, ctx, &mut t, launch.network_configuration, &mut hosts)?;
                             ids.push(format!("{}/{}", t.cluster(), t.id()));
                             tasks.push(present(&t, &[TaskField::Tags]));
                         }
@@ -876,7 +905,13 @@ pub fn run(
                                     let mut t = launch.task(host, Some((&id, ci)), None);
                                     t.task.capacity_provider_name = provider.clone();
                                     take_placement(&mut t, &p);
-                                    create_task(tx, ctx, &t, &mut hosts)?;
+                                    create_task(
+                                        tx,
+                                        ctx,
+                                        &mut t,
+                                        launch.network_configuration,
+                                        &mut hosts,
+                                    )?;
                                     ids.push(format!("{}/{}", t.cluster(), t.id()));
                                     tasks.push(present(&t, &[TaskField::Tags]));
                                 }
@@ -998,7 +1033,7 @@ pub fn start(
                     if let Some(Ok(p)) = sched::place(&one, &request, &mut |_| 0).tasks.first() {
                         take_placement(&mut t, p);
                     }
-                    create_task(tx, ctx, &t, &mut hosts)?;
+                    create_task(tx, ctx, &mut t, launch.network_configuration, &mut hosts)?;
                     tasks.push(present(&t, &[TaskField::Tags]));
                 }
                 Ok((
@@ -1222,7 +1257,9 @@ fn apply_container_change(t: &mut StoredTask, c: &s::ContainerStateChange) {
 }
 
 /// The state an agent reports for a task, applied forward-only, with ECS's timestamps and
-/// stop code; releases the instance's resources once the task is STOPPED.
+/// stop code; releases the instance's resources (and its ENI) once the task is STOPPED.
+/// Returns the hosts to wake: the task's own first, then those of tasks whose security
+/// group rules changed with it.
 pub fn apply_task_change(
     tx: &mut Tx<'_>,
     scope_: Scope<'_>,
@@ -1231,7 +1268,7 @@ pub fn apply_task_change(
     health: Option<s::HealthStatus>,
     container_health: &[(String, s::HealthStatus)],
     now: Timestamp,
-) -> Result<Option<String>, Failure> {
+) -> Result<Option<Vec<String>>, Failure> {
     let Some((mut t, v)) = tx.get_json::<StoredTask>(scope_, task_kind::TASK, id)? else {
         return Ok(None);
     };
@@ -1283,8 +1320,15 @@ pub fn apply_task_change(
     }
     let reported = change.status.as_deref().and_then(TaskStatus::parse);
     let after = reported.map_or(before, |r| before.advance(r));
+    let mut peers = Vec::new();
     if after != before {
         t.task.last_status = Some(after.as_str().into());
+        peers = crate::ec2::interfaces::on_task_status(
+            tx,
+            scope_,
+            &mut t.task,
+            after == TaskStatus::Stopped,
+        )?;
         if after >= TaskStatus::Running
             && t.task.started_at.is_none()
             && reported == Some(TaskStatus::Running)
@@ -1337,7 +1381,9 @@ pub fn apply_task_change(
     if host_changed && after != TaskStatus::Stopped {
         bump_host(tx, &t.host)?;
     }
-    Ok(Some(t.host.clone()))
+    peers.retain(|h| *h != t.host);
+    peers.insert(0, t.host.clone());
+    Ok(Some(peers))
 }
 
 /// Moves a task between its instance's pending and running counts.
@@ -1401,12 +1447,12 @@ pub fn submit_task_state_change(
     input: s::SubmitTaskStateChangeRequest,
 ) -> Result<s::SubmitTaskStateChangeResponse, AwsError> {
     let id = submitted_task_id(ctx, input.cluster.as_deref(), input.task.as_deref())?;
-    let host = ecs
+    let hosts = ecs
         .store
         .write(|tx| apply_task_change(tx, scope(ctx), &id, &input, None, &[], ctx.now))
         .map_err(aws)?
         .ok_or_else(|| invalid("The referenced task was not found."))?;
-    ecs.notifier.notify(&host);
+    notify_all(ecs, &hosts);
     Ok(s::SubmitTaskStateChangeResponse {
         acknowledgment: Some("ACK".into()),
     })
@@ -1432,12 +1478,12 @@ pub fn submit_container_state_change(
         }]),
         ..Default::default()
     };
-    let host = ecs
+    let hosts = ecs
         .store
         .write(|tx| apply_task_change(tx, scope(ctx), &id, &change, None, &[], ctx.now))
         .map_err(aws)?
         .ok_or_else(|| invalid("The referenced task was not found."))?;
-    ecs.notifier.notify(&host);
+    notify_all(ecs, &hosts);
     Ok(s::SubmitContainerStateChangeResponse {
         acknowledgment: Some("ACK".into()),
     })
@@ -1547,8 +1593,14 @@ pub fn launch_for_service(tx: &mut Tx<'_>, l: &ServiceLaunch<'_>) -> Result<Laun
                 launch.validate_network(true)?;
                 let provider = provider.unwrap_or_else(|| "FARGATE".into());
                 for _ in 0..count {
-                    let t = launch.task(MANAGED_HOST.to_string(), None, Some(&provider));
-                    create_task(tx, ctx, &t, &mut out.hosts)?;
+                    let mut t = launch.task(MANAGED_HOST.to_string(), None, Some(&provider));
+                    create_task(
+                        tx,
+                        ctx,
+                        &mut t,
+                        launch.network_configuration,
+                        &mut out.hosts,
+                    )?;
                     out.task_ids.push(t.id());
                 }
             }
@@ -1593,7 +1645,13 @@ pub fn launch_for_service(tx: &mut Tx<'_>, l: &ServiceLaunch<'_>) -> Result<Laun
                             let host = instance_host(scope(ctx), &id);
                             let mut t = launch.task(host, Some((&id, ci)), None);
                             t.task.capacity_provider_name = provider.clone();
-                            create_task(tx, ctx, &t, &mut out.hosts)?;
+                            create_task(
+                                tx,
+                                ctx,
+                                &mut t,
+                                launch.network_configuration,
+                                &mut out.hosts,
+                            )?;
                             out.task_ids.push(t.id());
                         }
                         Err(why) => out.refusals.push(why),
@@ -1696,7 +1754,7 @@ mod tests {
     ) -> s::RunTaskResponse {
         let req: s::RunTaskRequest = serde_json::from_value(serde_json::json!({
             "cluster": "c", "taskDefinition": "web", "launchType": "FARGATE", "count": count,
-            "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}},
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": [crate::test_support::default_subnet(&ecs.store, &c)]}},
             "clientToken": token,
         }))
         .unwrap();
@@ -1878,7 +1936,7 @@ mod tests {
         let (ecs, c) = setup();
         let req: s::RunTaskRequest = serde_json::from_value(serde_json::json!({
             "cluster": "c", "taskDefinition": "web", "launchType": "EC2",
-            "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}}
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": [crate::test_support::default_subnet(&ecs.store, &c)]}}
         }))
         .unwrap();
         let e = ecs.run_task(&c, req).unwrap_err();
@@ -2187,7 +2245,7 @@ mod tests {
             &ecs,
             &c,
             serde_json::json!({"cluster": "c", "taskDefinition": "web", "count": 3,
-                "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}},
+                "networkConfiguration": {"awsvpcConfiguration": {"subnets": [crate::test_support::default_subnet(&ecs.store, &c)]}},
                 "capacityProviderStrategy": [
                     {"capacityProvider": "FARGATE", "base": 1, "weight": 1},
                     {"capacityProvider": "FARGATE_SPOT", "weight": 1}]}),
