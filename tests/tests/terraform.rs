@@ -1,7 +1,8 @@
-//! Terraform's AWS provider against `berth up`: the configuration in `tests/terraform/ecs`
+//! Terraform's AWS provider against Berth: the configuration in `tests/terraform/ecs`
 //! (a cluster with settings and tags, a Fargate task definition, the cluster's capacity
-//! providers, a CloudWatch Logs log group with retention and tags) applies, plans clean a
-//! second time (no drift) and destroys.
+//! providers, a CloudWatch Logs log group with retention and tags) and the one in
+//! `tests/terraform/vpc` (a VPC, a subnet, security groups and rules, an awsvpc service using
+//! them) apply, plan clean a second time (no drift) and destroy.
 //!
 //! Providers come from a local filesystem mirror (default `/opt/tf-plugins`, override with
 //! `BERTH_TF_PLUGINS`); nothing is downloaded. `terraform` is taken from `BERTH_TERRAFORM`, else
@@ -193,8 +194,14 @@ fn copy_config(from: &Path, to: &Path) {
     }
 }
 
-#[test]
-fn terraform_apply_plan_destroy() {
+/// A Terraform working directory with configuration `tests/terraform/<config>`, the
+/// provider mirror and Berth's endpoint and root keys as variables; None when Terraform is
+/// not there and `BERTH_SKIP_TERRAFORM` is set.
+fn terraform_for(
+    berth: &BerthServer,
+    config: &str,
+    name: &str,
+) -> Option<(KeepOnPanic, Terraform)> {
     let skip = std::env::var_os("BERTH_SKIP_TERRAFORM").is_some_and(|v| v != "0" && !v.is_empty());
     let plugins = PathBuf::from(
         std::env::var_os("BERTH_TF_PLUGINS").unwrap_or_else(|| "/opt/tf-plugins".into()),
@@ -202,7 +209,7 @@ fn terraform_apply_plan_destroy() {
     let Some(bin) = terraform_bin() else {
         if skip {
             eprintln!("skipped: terraform not found and BERTH_SKIP_TERRAFORM is set");
-            return;
+            return None;
         }
         panic!("terraform not found on PATH (set BERTH_TERRAFORM, or BERTH_SKIP_TERRAFORM=1)");
     };
@@ -213,20 +220,21 @@ fn terraform_apply_plan_destroy() {
     );
     if !plugins.is_dir() {
         eprintln!("skipped: no provider mirror and BERTH_SKIP_TERRAFORM is set");
-        return;
+        return None;
     }
 
-    let berth = BerthServer::start();
     let work = KeepOnPanic(Some(
         tempfile::Builder::new()
             .prefix("berth-tf-")
             .tempdir()
             .unwrap(),
     ));
-    let workdir = work.path().join("ecs");
+    let workdir = work.path().join(config);
     fs::create_dir_all(&workdir).unwrap();
     copy_config(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("terraform/ecs"),
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("terraform")
+            .join(config),
         &workdir,
     );
 
@@ -249,7 +257,6 @@ fn terraform_apply_plan_destroy() {
     )
     .unwrap();
 
-    let name = unique_name("tf");
     let log = work.path().join("terraform.log");
     let s = |v: &str| v.to_owned();
     let tf = Terraform {
@@ -268,8 +275,40 @@ fn terraform_apply_plan_destroy() {
             (s("TF_VAR_region"), s(REGION)),
             (s("TF_VAR_access_key"), s(berth.access_key_id())),
             (s("TF_VAR_secret_key"), s(berth.secret_access_key())),
-            (s("TF_VAR_name"), name.clone()),
+            (s("TF_VAR_name"), s(name)),
         ],
+    };
+    Some((work, tf))
+}
+
+/// A second plan finds nothing to change: what the provider reads back equals what it wrote.
+fn assert_plan_is_clean(tf: &Terraform) {
+    let plan = tf.run(
+        &[
+            "plan",
+            "-detailed-exitcode",
+            "-input=false",
+            "-no-color",
+            "-lock=false",
+        ],
+        Duration::from_secs(180),
+    );
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "terraform plan shows drift (exit 2) or failed (exit 1):\nstdout:\n{}\nstderr:\n{}\n{}",
+        plan.stdout,
+        plan.stderr,
+        tf.log_tail()
+    );
+}
+
+#[test]
+fn terraform_apply_plan_destroy() {
+    let berth = BerthServer::start();
+    let name = unique_name("tf");
+    let Some((_work, tf)) = terraform_for(&berth, "ecs", &name) else {
+        return;
     };
 
     let minutes = |m: u64| Duration::from_secs(m * 60);
@@ -414,25 +453,7 @@ fn terraform_apply_plan_destroy() {
         );
     });
 
-    // A second plan finds nothing to change: what the provider reads back equals what it wrote.
-    let plan = tf.run(
-        &[
-            "plan",
-            "-detailed-exitcode",
-            "-input=false",
-            "-no-color",
-            "-lock=false",
-        ],
-        minutes(3),
-    );
-    assert_eq!(
-        plan.status.code(),
-        Some(0),
-        "terraform plan shows drift (exit 2) or failed (exit 1):\nstdout:\n{}\nstderr:\n{}\n{}",
-        plan.stdout,
-        plan.stderr,
-        tf.log_tail()
-    );
+    assert_plan_is_clean(&tf);
 
     tf.ok(
         &["destroy", "-auto-approve", "-input=false", "-no-color"],
@@ -491,4 +512,70 @@ fn terraform_apply_plan_destroy() {
             );
         }
     });
+}
+
+/// `tests/terraform/vpc`: aws_vpc, aws_subnet, aws_security_group with inline ingress and
+/// egress rules, aws_vpc_security_group_ingress_rule, and an awsvpc aws_ecs_service using
+/// them (desired count 0: the API is the point here) apply, plan clean and destroy.
+#[test]
+fn terraform_vpc_subnet_security_groups_and_awsvpc_service() {
+    let berth = BerthServer::builder().subcommand("server").start();
+    let name = unique_name("tfvpc");
+    let Some((_work, tf)) = terraform_for(&berth, "vpc", &name) else {
+        return;
+    };
+    let minutes = |m: u64| Duration::from_secs(m * 60);
+    tf.ok(&["init", "-input=false", "-no-color"], minutes(3));
+    tf.ok(
+        &["apply", "-auto-approve", "-input=false", "-no-color"],
+        minutes(5),
+    );
+    let output = tf.ok(&["output", "-json"], minutes(1));
+    let outputs: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    let vpc_id = outputs["vpc_id"]["value"].as_str().unwrap().to_owned();
+    let subnet_id = outputs["subnet_id"]["value"].as_str().unwrap().to_owned();
+    let group_id = outputs["web_group_id"]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let vpcs = berth.aws_cli_json(REGION, &["ec2", "describe-vpcs", "--vpc-ids", &vpc_id]);
+    assert_eq!(vpcs["Vpcs"][0]["CidrBlock"], "10.20.0.0/16", "{vpcs}");
+    let subnet = berth.aws_cli_json(
+        REGION,
+        &["ec2", "describe-subnets", "--subnet-ids", &subnet_id],
+    );
+    assert_eq!(subnet["Subnets"][0]["VpcId"], vpc_id.as_str(), "{subnet}");
+    let group = berth.aws_cli_json(
+        REGION,
+        &["ec2", "describe-security-groups", "--group-ids", &group_id],
+    );
+    let ingress = &group["SecurityGroups"][0]["IpPermissions"][0];
+    assert_eq!(ingress["FromPort"], 80, "{group}");
+    assert_eq!(ingress["IpRanges"][0]["CidrIp"], "10.20.0.0/16", "{group}");
+    let service = berth.aws_cli_json(
+        REGION,
+        &[
+            "ecs",
+            "describe-services",
+            "--cluster",
+            &format!("{name}-cluster"),
+            "--services",
+            &format!("{name}-web"),
+        ],
+    );
+    let awsvpc = &service["services"][0]["networkConfiguration"]["awsvpcConfiguration"];
+    assert_eq!(awsvpc["subnets"][0], subnet_id.as_str(), "{service}");
+    assert_eq!(awsvpc["securityGroups"][0], group_id.as_str(), "{service}");
+
+    assert_plan_is_clean(&tf);
+    tf.ok(
+        &["destroy", "-auto-approve", "-input=false", "-no-color"],
+        minutes(5),
+    );
+    berth.aws_cli_error(
+        REGION,
+        &["ec2", "describe-vpcs", "--vpc-ids", &vpc_id],
+        "InvalidVpcID.NotFound",
+    );
 }
