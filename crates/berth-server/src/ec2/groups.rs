@@ -683,7 +683,13 @@ pub fn modify_rules(
         g.rules[i] = fresh;
     }
     tx.put(scope, kind::GROUP, &input.group_id, Some(v), &g)?;
-    let hosts = super::interfaces::affected_hosts(tx, scope, &[input.group_id.clone()], &[], None)?;
+    let hosts = super::interfaces::affected_hosts(
+        tx,
+        scope,
+        std::slice::from_ref(&input.group_id),
+        &[],
+        None,
+    )?;
     Ok(Changed {
         output: s::ModifySecurityGroupRulesResult {
             r#return: Some(true),

@@ -1342,7 +1342,7 @@ mod tests {
         let mut req = serde_json::json!({
             "cluster": "c", "serviceName": "web", "taskDefinition": "web:1", "desiredCount": 2,
             "launchType": "FARGATE",
-            "networkConfiguration": {"awsvpcConfiguration": {"subnets": [crate::test_support::default_subnet(&ecs.store, &c)]}},
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": [crate::test_support::default_subnet(&ecs.store, c)]}},
             "tags": [{"key": "team", "value": "a"}]
         });
         for (k, v) in extra.as_object().unwrap() {

@@ -1754,7 +1754,7 @@ mod tests {
     ) -> s::RunTaskResponse {
         let req: s::RunTaskRequest = serde_json::from_value(serde_json::json!({
             "cluster": "c", "taskDefinition": "web", "launchType": "FARGATE", "count": count,
-            "networkConfiguration": {"awsvpcConfiguration": {"subnets": [crate::test_support::default_subnet(&ecs.store, &c)]}},
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": [crate::test_support::default_subnet(&ecs.store, c)]}},
             "clientToken": token,
         }))
         .unwrap();
