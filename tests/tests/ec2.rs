@@ -534,3 +534,82 @@ fn a_stopped_task_gives_its_eni_back() {
         "InvalidNetworkInterfaceID.NotFound",
     );
 }
+
+/// EC2 calls are authorised as `ec2:<Action>` (a denial is EC2's UnauthorizedOperation, a bad
+/// key AuthFailure) and recorded in CloudTrail with eventSource ec2.amazonaws.com.
+#[test]
+fn ec2_calls_are_authorised_and_recorded() {
+    let berth = BerthServer::start();
+    berth.aws_cli_json(REGION, &["iam", "create-user", "--user-name", "netops"]);
+    let key = berth.aws_cli_json(
+        REGION,
+        &["iam", "create-access-key", "--user-name", "netops"],
+    );
+    let id = s(&key["AccessKey"]["AccessKeyId"]);
+    let secret = s(&key["AccessKey"]["SecretAccessKey"]);
+    let as_user = |secret: &str, args: &[&str]| {
+        berth
+            .aws_cli_command(REGION, args)
+            .env("AWS_ACCESS_KEY_ID", &id)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .output()
+            .unwrap()
+    };
+    let denied = as_user(&secret, &["ec2", "describe-vpcs"]);
+    let err = berth_e2e::assert_cli_error(&denied, "UnauthorizedOperation", &["describe-vpcs"]);
+    assert!(err.contains("ec2:DescribeVpcs"), "{err}");
+    berth.aws_cli_json(
+        REGION,
+        &[
+            "iam",
+            "put-user-policy",
+            "--user-name",
+            "netops",
+            "--policy-name",
+            "describe",
+            "--policy-document",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ec2:Describe*","Resource":"*"}]}"#,
+        ],
+    );
+    // Authorisations are cached for at most 5 s after an IAM write (DESIGN §8).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = as_user(&secret, &["ec2", "describe-vpcs"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still denied");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let still = as_user(
+        &secret,
+        &["ec2", "create-vpc", "--cidr-block", "10.3.0.0/16"],
+    );
+    berth_e2e::assert_cli_error(&still, "UnauthorizedOperation", &["create-vpc"]);
+    let bad = as_user("wrong-secret", &["ec2", "describe-vpcs"]);
+    berth_e2e::assert_cli_error(&bad, "AuthFailure", &["describe-vpcs"]);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = berth.aws_cli_json(
+            REGION,
+            &[
+                "cloudtrail",
+                "lookup-events",
+                "--lookup-attributes",
+                "AttributeKey=EventSource,AttributeValue=ec2.amazonaws.com",
+            ],
+        );
+        let names: Vec<String> = events["Events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| s(&e["EventName"]))
+            .collect();
+        if names.iter().any(|n| n == "CreateVpc") && names.iter().any(|n| n == "DescribeVpcs") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "events: {names:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

@@ -559,7 +559,16 @@ async fn handle_query(
             body: &body,
         };
         let now = Timestamp::now();
-        let key = authenticate(&app, &signed, signing_name, now).map_err(query_auth_error)?;
+        let ec2 = signing_name == berth_wire::ec2::SIGNING_NAME;
+        let key = authenticate(&app, &signed, signing_name, now)
+            .map_err(query_auth_error)
+            .map_err(|e| {
+                if ec2 {
+                    crate::ec2::error::gateway(e)
+                } else {
+                    e
+                }
+            })?;
         let ctx = RequestContext {
             account_id: key.account,
             region: key.region,
@@ -576,7 +585,15 @@ async fn handle_query(
             let call = crate::authz::query_call(&ctx, signing_name, &action_inner, |k| {
                 params.get(k).map(str::to_string)
             });
-            crate::authz::authorize(&app.store, &ctx, &call, crate::authz::Dialect::Query)
+            crate::authz::authorize(&app.store, &ctx, &call, crate::authz::Dialect::Query).map_err(
+                |e| {
+                    if ec2 {
+                        crate::ec2::error::gateway(e)
+                    } else {
+                        e
+                    }
+                },
+            )
         } else {
             Ok(())
         };

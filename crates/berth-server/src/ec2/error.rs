@@ -93,6 +93,28 @@ pub fn check_id(id: &str, prefix: &str) -> Result<(), AwsError> {
     }
 }
 
+/// The gateway's authentication and authorisation errors as EC2 words them: it answers
+/// AuthFailure for unknown keys and bad signatures and UnauthorizedOperation for a denial.
+pub fn gateway(e: AwsError) -> AwsError {
+    match e.code.as_ref() {
+        "InvalidClientTokenId" | "SignatureDoesNotMatch" | "IncompleteSignature" => AwsError::new(
+            "AuthFailure",
+            401,
+            "AWS was not able to validate the provided access credentials",
+        ),
+        "ExpiredToken" => AwsError::new("RequestExpired", 400, e.message),
+        "AccessDenied" => AwsError::new(
+            "UnauthorizedOperation",
+            403,
+            format!(
+                "You are not authorized to perform this operation. {}",
+                e.message
+            ),
+        ),
+        _ => e,
+    }
+}
+
 /// A handler failure as EC2 answers it (store failures become InternalError).
 pub fn aws(f: Failure) -> AwsError {
     f.into_aws(|m| AwsError::new("InternalError", 500, m))
