@@ -31,12 +31,15 @@ pub struct App {
     pub sts: sts::Sts,
     pub iam: iam::Iam,
     pub ec2: ec2::Ec2,
+    /// Access keys' last uses (recorded by the gateway, flushed by housekeeping).
+    pub key_usage: Arc<iam::key_usage::KeyUsage>,
 }
 
 impl App {
     /// The services over `store`, with the CloudTrail writer thread started.
     pub fn new(store: Arc<Store>) -> App {
         let ecs = ecs::Ecs::new(store.clone());
+        let key_usage = Arc::new(iam::key_usage::KeyUsage::default());
         App {
             ec2: ec2::Ec2::new(store.clone(), ecs.notifier.clone()),
             ecs,
@@ -44,7 +47,8 @@ impl App {
             cloudtrail: cloudtrail::CloudTrail::new(store.clone()),
             trail: cloudtrail::Recorder::start(store.clone()),
             sts: sts::Sts::new(store.clone()),
-            iam: iam::Iam::new(store.clone()),
+            iam: iam::Iam::new(store.clone(), key_usage.clone()),
+            key_usage,
             store,
         }
     }

@@ -21,6 +21,7 @@ use super::Ecs;
 use super::capacity::{self, Capacity};
 use super::common::{self, Page, aws, invalid, kind, scope};
 use super::placement;
+use super::task_credentials::RolePurpose;
 use super::task_definitions::{self, Ident};
 use crate::failure::Failure;
 
@@ -159,10 +160,16 @@ pub fn assignments(tx: &Tx<'_>, host: &str) -> Result<(i64, Vec<TaskAssignment>)
             stopped_reason: t.task.stopped_reason.clone(),
             task_role_credentials: super::task_credentials::for_assignment(
                 tx,
+                RolePurpose::Task,
                 Scope::new(account, region),
                 id,
             )?,
-            execution_role_credentials: None,
+            execution_role_credentials: super::task_credentials::for_assignment(
+                tx,
+                RolePurpose::Execution,
+                Scope::new(account, region),
+                id,
+            )?,
             network: crate::ec2::interfaces::task_network(
                 tx,
                 Scope::new(account, region),
@@ -631,8 +638,14 @@ fn create_task(
         }
     }
     tx.insert(scope(ctx), task_kind::TASK, &id, t)?;
-    let role = super::task_credentials::task_role(&t.task_definition, t.task.overrides.as_ref());
-    super::task_credentials::for_new_task(tx, ctx, &id, &t.id(), role.as_deref())?;
+    super::task_credentials::for_new_task(
+        tx,
+        ctx,
+        &id,
+        &t.id(),
+        &t.task_definition,
+        t.task.overrides.as_ref(),
+    )?;
     tx.put(
         GLOBAL,
         task_kind::HOST_TASK,
