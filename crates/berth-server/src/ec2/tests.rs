@@ -503,3 +503,72 @@ fn run_task_refuses_unknown_subnets_and_foreign_groups() {
         Some("default")
     );
 }
+
+/// A rule change wakes the poll the task's agent holds open: the new rules reach it at once,
+/// not at the end of the poll.
+#[test]
+fn a_rule_change_wakes_the_waiting_agent() {
+    let app = Arc::new(crate::App::new(Arc::new(
+        berth_store::Store::open_in_memory().unwrap(),
+    )));
+    let c = crate::test_support::context(1_700_000_000_000);
+    app.ecs
+        .create_cluster(&c, from(json!({"clusterName": "c"})))
+        .unwrap();
+    app.ecs
+        .register_task_definition(
+            &c,
+            from(json!({"family": "web", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+                "cpu": "256", "memory": "512", "containerDefinitions": [{"name": "app", "image": "busybox"}]})),
+        )
+        .unwrap();
+    let group = app
+        .ec2
+        .create_security_group(&c, from(json!({"GroupName": "web", "Description": "web"})))
+        .unwrap()
+        .group_id
+        .unwrap();
+    let subnet = crate::test_support::default_subnet(&app.store, &c);
+    app.ecs
+        .run_task(
+            &c,
+            from(json!({"cluster": "c", "taskDefinition": "web", "launchType": "FARGATE",
+                "networkConfiguration": {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}}})),
+        )
+        .unwrap();
+    let (seq, _) = app
+        .store
+        .read(|tx| tasks::assignments(tx, MANAGED_HOST))
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // The poll may wait an hour; only the wake-up can end it within the test's bound.
+    let poll = rt.spawn(crate::agent_channel::poll_host(
+        app.clone(),
+        MANAGED_HOST.to_string(),
+        seq,
+        std::time::Duration::from_secs(3600),
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    app.ec2
+        .authorize_security_group_ingress(
+            &c,
+            from(
+                json!({"GroupId": group, "IpPermissions": [{"IpProtocol": "tcp", "FromPort": 443,
+                "ToPort": 443, "IpRanges": [{"CidrIp": "192.0.2.0/24"}]}]}),
+            ),
+        )
+        .unwrap();
+    let resp = rt
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(60), poll).await })
+        .expect("the poll was woken")
+        .unwrap()
+        .unwrap();
+    assert!(resp.seq > seq);
+    let ingress = &resp.tasks[0].network.as_ref().unwrap().security_groups[0].ingress;
+    assert_eq!(ingress[0].cidrs, ["192.0.2.0/24"]);
+    assert_eq!(ingress[0].from_port, Some(443));
+}
