@@ -349,6 +349,38 @@ pub fn affected_hosts(
     Ok(hosts)
 }
 
+/// The networks of the tasks of one host's assignments, reading each account+region's
+/// interfaces once however many tasks it has.
+#[derive(Default)]
+pub struct Networks {
+    interfaces: std::collections::HashMap<(String, String), Vec<StoredInterface>>,
+}
+
+impl Networks {
+    /// The network of an awsvpc task as its agent needs it (see [`task_network`]).
+    pub fn of(
+        &mut self,
+        tx: &Tx<'_>,
+        scope: Scope<'_>,
+        task: &ecs::Task,
+    ) -> Result<Option<TaskNetwork>, Failure> {
+        if task_interface_id(task).is_none() {
+            return Ok(None);
+        }
+        let key = (scope.account.to_string(), scope.region.to_string());
+        if !self.interfaces.contains_key(&key) {
+            let all = e::all::<StoredInterface>(tx, scope, kind::INTERFACE)?;
+            self.interfaces.insert(key.clone(), all);
+        }
+        let interfaces = self
+            .interfaces
+            .get(&key)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        network_with(tx, scope, task, interfaces)
+    }
+}
+
 /// The network of an awsvpc task as its agent needs it: the interface, and each of its
 /// groups' rules with group peers resolved to the /32 of every interface in them now.
 pub fn task_network(
@@ -356,10 +388,19 @@ pub fn task_network(
     scope: Scope<'_>,
     task: &ecs::Task,
 ) -> Result<Option<TaskNetwork>, Failure> {
+    Networks::default().of(tx, scope, task)
+}
+
+fn network_with(
+    tx: &Tx<'_>,
+    scope: Scope<'_>,
+    task: &ecs::Task,
+    interfaces: &[StoredInterface],
+) -> Result<Option<TaskNetwork>, Failure> {
     let Some(eni) = task_interface_id(task) else {
         return Ok(None);
     };
-    let Some((i, _)) = e::get::<StoredInterface>(tx, scope, kind::INTERFACE, &eni)? else {
+    let Some(i) = interfaces.iter().find(|x| x.id() == eni) else {
         return Ok(None);
     };
     let subnet_id = i.interface.subnet_id.clone().unwrap_or_default();
@@ -370,7 +411,6 @@ pub fn task_network(
         .as_ref()
         .and_then(|x| x.cidr_block.as_deref())
         .and_then(Cidr::parse);
-    let interfaces = e::all::<StoredInterface>(tx, scope, kind::INTERFACE)?;
     let mut members = |group: &str| -> Vec<String> {
         interfaces
             .iter()

@@ -126,6 +126,7 @@ pub fn bump_host(tx: &mut Tx<'_>, host: &str) -> Result<i64, Failure> {
 pub fn assignments(tx: &Tx<'_>, host: &str) -> Result<(i64, Vec<TaskAssignment>), Failure> {
     let seq = tx.sequence(GLOBAL, &host_sequence(host))?;
     let mut out = Vec::new();
+    let mut networks = crate::ec2::interfaces::Networks::default();
     for r in tx.list(
         GLOBAL,
         task_kind::HOST_TASK,
@@ -170,11 +171,7 @@ pub fn assignments(tx: &Tx<'_>, host: &str) -> Result<(i64, Vec<TaskAssignment>)
                 Scope::new(account, region),
                 id,
             )?,
-            network: crate::ec2::interfaces::task_network(
-                tx,
-                Scope::new(account, region),
-                &t.task,
-            )?,
+            network: networks.of(tx, Scope::new(account, region), &t.task)?,
         });
     }
     Ok((seq, out))
