@@ -246,6 +246,7 @@ impl Agent {
                 container_instance_arn: self.config.container_instance_arn.clone(),
                 acked_seq: acked,
                 wait_seconds: Some(self.config.poll_wait_seconds),
+                changes_only: false,
             };
             tokio::select! {
                 _ = &mut shutdown => break,

@@ -3,8 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::snapshot::{
-    BinpackField, Constraint, Instance, InstanceStatus, Request, RunningTask, Snapshot,
-    SpreadField, Strategy,
+    BinpackField, Constraint, Instance, InstanceStatus, Request, Snapshot, SpreadField, Strategy,
 };
 
 /// Why an instance cannot take a task, as ECS names it in `failures`. The order is the order
@@ -85,12 +84,14 @@ impl Plan {
     }
 }
 
-fn free_dynamic_ports(i: &Instance) -> usize {
+fn free_dynamic_ports(i: &Instance, taken: Option<&Taken>) -> usize {
     let (lo, hi) = i.dynamic_ports;
     let size = usize::try_from(i64::from(hi) - i64::from(lo) + 1).unwrap_or(0);
+    let extra: &[i32] = taken.map(|t| t.ports.as_slice()).unwrap_or_default();
     let mut used: Vec<i32> = i
         .used_ports
         .iter()
+        .chain(extra)
         .copied()
         .filter(|p| (lo..=hi).contains(p))
         .collect();
@@ -99,8 +100,26 @@ fn free_dynamic_ports(i: &Instance) -> usize {
     size.saturating_sub(used.len())
 }
 
+/// What a plan in progress has taken on one instance so far (the snapshot itself is never
+/// copied: a plan over 10,000 instances touches only the few it places on).
+#[derive(Debug, Clone, Default)]
+struct Taken {
+    cpu: i64,
+    memory: i64,
+    gpu: i64,
+    ports: Vec<i32>,
+    ports_udp: Vec<i32>,
+    /// Tasks of the request placed on it.
+    tasks: usize,
+}
+
 /// Why `i` cannot take one more task of `r`, if it cannot.
 pub fn check(i: &Instance, r: &Request) -> Option<Reason> {
+    check_with(i, None, r)
+}
+
+/// [`check`] of `i` with what the plan has `taken` on it already.
+fn check_with(i: &Instance, taken: Option<&Taken>, r: &Request) -> Option<Reason> {
     if !i.agent_connected {
         return Some(Reason::Agent);
     }
@@ -114,11 +133,17 @@ pub fn check(i: &Instance, r: &Request) -> Option<Reason> {
             return Some(Reason::MissingAttribute(a.name.clone()));
         }
     }
+    let placed = taken.map_or(0, |t| t.tasks);
     for c in &r.constraints {
         match c {
-            Constraint::MemberOf(e) if !e.matches(i, &[]) => return Some(Reason::MemberOf),
+            Constraint::MemberOf(e) => {
+                let extra = vec![r.group.as_str(); placed];
+                if !e.matches(i, &extra) {
+                    return Some(Reason::MemberOf);
+                }
+            }
             Constraint::DistinctInstance
-                if i.tasks.iter().any(|t| t.group.as_deref() == Some(&r.group)) =>
+                if placed > 0 || i.tasks.iter().any(|t| t.group.as_deref() == Some(&r.group)) =>
             {
                 return Some(Reason::DistinctInstance);
             }
@@ -126,19 +151,29 @@ pub fn check(i: &Instance, r: &Request) -> Option<Reason> {
         }
     }
     let n = &r.needs;
-    if i.remaining.cpu < n.cpu {
+    let (cpu, memory, gpu) = taken.map_or((0, 0, 0), |t| (t.cpu, t.memory, t.gpu));
+    let extra_ports: &[i32] = taken.map(|t| t.ports.as_slice()).unwrap_or_default();
+    let extra_udp: &[i32] = taken.map(|t| t.ports_udp.as_slice()).unwrap_or_default();
+    if i.remaining.cpu - cpu < n.cpu {
         return Some(Reason::Cpu);
     }
-    if i.remaining.memory < n.memory {
+    if i.remaining.memory - memory < n.memory {
         return Some(Reason::Memory);
     }
-    if n.ports.iter().any(|p| i.used_ports.contains(p)) || free_dynamic_ports(i) < n.dynamic_ports {
+    if n.ports
+        .iter()
+        .any(|p| i.used_ports.contains(p) || extra_ports.contains(p))
+        || (n.dynamic_ports > 0 && free_dynamic_ports(i, taken) < n.dynamic_ports)
+    {
         return Some(Reason::Ports);
     }
-    if n.ports_udp.iter().any(|p| i.used_ports_udp.contains(p)) {
+    if n.ports_udp
+        .iter()
+        .any(|p| i.used_ports_udp.contains(p) || extra_udp.contains(p))
+    {
         return Some(Reason::PortsUdp);
     }
-    if (i.gpus.len() as i64) < n.gpu {
+    if (i.gpus.len() as i64) - gpu < n.gpu {
         return Some(Reason::Gpu);
     }
     None
@@ -155,7 +190,13 @@ fn spread_value(i: &Instance, f: &SpreadField) -> Option<String> {
 }
 
 /// Narrows `fits` (indices into `insts`) by each strategy in turn.
-fn narrow(insts: &[Instance], r: &Request, mut fits: Vec<usize>) -> Vec<usize> {
+fn narrow(
+    insts: &[Instance],
+    taken: &BTreeMap<usize, Taken>,
+    r: &Request,
+    mut fits: Vec<usize>,
+) -> Vec<usize> {
+    let took = |k: usize| taken.get(&k);
     for s in &r.strategies {
         if fits.len() <= 1 {
             break;
@@ -163,81 +204,121 @@ fn narrow(insts: &[Instance], r: &Request, mut fits: Vec<usize>) -> Vec<usize> {
         match s {
             Strategy::Random => {}
             Strategy::Binpack(field) => {
-                let left = |i: usize| match field {
-                    BinpackField::Cpu => insts[i].remaining.cpu,
-                    BinpackField::Memory => insts[i].remaining.memory,
+                let left = |k: usize| match field {
+                    BinpackField::Cpu => insts[k].remaining.cpu - took(k).map_or(0, |t| t.cpu),
+                    BinpackField::Memory => {
+                        insts[k].remaining.memory - took(k).map_or(0, |t| t.memory)
+                    }
                 };
-                let least = fits.iter().map(|i| left(*i)).min().unwrap_or(0);
-                fits.retain(|i| left(*i) == least);
+                let least = fits.iter().map(|k| left(*k)).min().unwrap_or(0);
+                fits.retain(|k| left(*k) == least);
             }
             Strategy::Spread(field) => {
                 let mut counts: BTreeMap<Option<String>, usize> = BTreeMap::new();
-                for i in insts.iter().filter(|i| i.status == InstanceStatus::Active) {
+                for (k, i) in insts.iter().enumerate() {
+                    if i.status != InstanceStatus::Active {
+                        continue;
+                    }
                     let n = i
                         .tasks
                         .iter()
                         .filter(|t| t.group.as_deref() == Some(&r.group))
-                        .count();
+                        .count()
+                        + took(k).map_or(0, |t| t.tasks);
                     *counts.entry(spread_value(i, field)).or_default() += n;
                 }
-                let count = |i: usize| {
+                let count = |k: usize| {
                     counts
-                        .get(&spread_value(&insts[i], field))
+                        .get(&spread_value(&insts[k], field))
                         .copied()
                         .unwrap_or(0)
                 };
-                let least = fits.iter().map(|i| count(*i)).min().unwrap_or(0);
-                fits.retain(|i| count(*i) == least);
+                let least = fits.iter().map(|k| count(*k)).min().unwrap_or(0);
+                fits.retain(|k| count(*k) == least);
             }
         }
     }
     fits
 }
 
-/// Takes one task of `r` on `i`: resources, GPU ids (the first free ones), ports (dynamic
-/// ones picked lowest first), and the task itself (so later tasks of the plan see it in
-/// groups and spread). Returns the dynamic ports and GPU ids taken.
-fn reserve(i: &mut Instance, r: &Request) -> (Vec<i32>, Vec<String>) {
+/// Takes one task of `r` on `i` (into what the plan has `taken` there): resources, GPU ids
+/// (the first free ones), ports (dynamic ones picked lowest first), and the task itself (so
+/// later tasks of the plan see it in groups and spread). Returns the dynamic ports and GPU ids
+/// taken.
+fn reserve(i: &Instance, taken: &mut Taken, r: &Request) -> (Vec<i32>, Vec<String>) {
     let n = &r.needs;
-    i.remaining.cpu -= n.cpu;
-    i.remaining.memory -= n.memory;
-    let take = usize::try_from(n.gpu).unwrap_or(0).min(i.gpus.len());
-    let gpus: Vec<String> = i.gpus.drain(..take).collect();
-    i.used_ports.extend(&n.ports);
-    i.used_ports_udp.extend(&n.ports_udp);
+    taken.cpu += n.cpu;
+    taken.memory += n.memory;
+    let from = usize::try_from(taken.gpu).unwrap_or(0).min(i.gpus.len());
+    let take = usize::try_from(n.gpu).unwrap_or(0).min(i.gpus.len() - from);
+    let gpus: Vec<String> = i.gpus[from..from + take].to_vec();
+    taken.gpu += take as i64;
+    taken.ports.extend(&n.ports);
+    taken.ports_udp.extend(&n.ports_udp);
     let mut picked = Vec::new();
     let (lo, hi) = i.dynamic_ports;
     let mut p = lo;
     while picked.len() < n.dynamic_ports && p <= hi {
-        if !i.used_ports.contains(&p) {
-            i.used_ports.push(p);
+        if !i.used_ports.contains(&p) && !taken.ports.contains(&p) {
+            taken.ports.push(p);
             picked.push(p);
         }
         p += 1;
     }
-    i.tasks.push(RunningTask {
-        group: Some(r.group.clone()),
-        family: r.family.clone(),
-    });
+    taken.tasks += 1;
     (picked, gpus)
 }
+
+/// How many random instances the random strategy probes before it scans them all.
+const RANDOM_PROBES: usize = 32;
 
 /// Places `r.count` tasks on the snapshot's ACTIVE instances, reserving as it goes (two tasks
 /// never share the last MiB or a port). Each task: the instances that pass every check, then
 /// each strategy in order keeps only its best (binpack: least remaining of its resource;
 /// spread: the value with fewest tasks of the group), ties go to the next strategy and the
 /// last ties to `rng(n)` (an index below `n`: randomness is an input).
+///
+/// When every strategy is random (or there is none), the choice is uniform among the
+/// instances that fit, so it is made by rejection sampling: probe `rng`-chosen instances and
+/// take the first that fits (uniform among those that fit), and scan them all only when
+/// [`RANDOM_PROBES`] probes found none. A plan then costs a few checks instead of one per
+/// instance, whatever the size of the cluster.
 pub fn place(snapshot: &Snapshot, r: &Request, rng: &mut impl FnMut(usize) -> usize) -> Plan {
-    let mut insts = snapshot.instances.clone();
+    let insts = &snapshot.instances;
+    let mut taken: BTreeMap<usize, Taken> = BTreeMap::new();
+    let random = r.strategies.iter().all(|s| *s == Strategy::Random);
     let mut plan = Plan::default();
     for _ in 0..r.count {
+        if random && !insts.is_empty() {
+            let mut chosen = None;
+            for _ in 0..RANDOM_PROBES {
+                let k = rng(insts.len()) % insts.len();
+                if insts[k].status == InstanceStatus::Active
+                    && check_with(&insts[k], taken.get(&k), r).is_none()
+                {
+                    chosen = Some(k);
+                    break;
+                }
+            }
+            if let Some(k) = chosen {
+                let t = taken.entry(k).or_default();
+                let (dynamic_ports, gpus) = reserve(&insts[k], t, r);
+                plan.tasks.push(Ok(Placement {
+                    instance: insts[k].id.clone(),
+                    arn: insts[k].arn.clone(),
+                    dynamic_ports,
+                    gpus,
+                }));
+                continue;
+            }
+        }
         let mut fits = Vec::new();
         let mut closest: Option<(usize, Reason)> = None;
         for (k, i) in insts.iter().enumerate() {
             if i.status != InstanceStatus::Active {
                 continue;
             }
-            match check(i, r) {
+            match check_with(i, taken.get(&k), r) {
                 None => fits.push(k),
                 Some(why) => {
                     if closest.as_ref().is_none_or(|(_, best)| why > *best) {
@@ -257,9 +338,10 @@ pub fn place(snapshot: &Snapshot, r: &Request, rng: &mut impl FnMut(usize) -> us
             }));
             continue;
         }
-        let best = narrow(&insts, r, fits);
+        let best = narrow(insts, &taken, r, fits);
         let k = best[rng(best.len()) % best.len()];
-        let (dynamic_ports, gpus) = reserve(&mut insts[k], r);
+        let t = taken.entry(k).or_default();
+        let (dynamic_ports, gpus) = reserve(&insts[k], t, r);
         plan.tasks.push(Ok(Placement {
             instance: insts[k].id.clone(),
             arn: insts[k].arn.clone(),
@@ -274,7 +356,7 @@ pub fn place(snapshot: &Snapshot, r: &Request, rng: &mut impl FnMut(usize) -> us
 mod tests {
     use super::*;
     use crate::query::parse;
-    use crate::snapshot::{Needs, RequiredAttribute, Resources};
+    use crate::snapshot::{Needs, RequiredAttribute, Resources, RunningTask};
 
     fn inst(id: &str, cpu: i64, mem: i64, az: &str) -> Instance {
         let mut i = Instance::new(id, format!("arn:{id}"));
@@ -490,5 +572,81 @@ mod tests {
         let mut all: Vec<String> = p.placed().flat_map(|p| p.gpus.clone()).collect();
         all.sort();
         assert_eq!(all, ["GPU-0", "GPU-1", "GPU-2"]);
+    }
+}
+
+#[cfg(test)]
+mod random_tests {
+    use super::*;
+    use crate::snapshot::{Needs, Resources};
+
+    fn lcg(mut s: u64) -> impl FnMut(usize) -> usize {
+        move |n| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) as usize) % n.max(1)
+        }
+    }
+
+    #[test]
+    fn random_finds_the_one_instance_that_fits_among_many() {
+        let mut instances: Vec<Instance> = (0..1000)
+            .map(|k| Instance::new(format!("i{k}"), format!("arn:i{k}")))
+            .collect();
+        instances[777].remaining = Resources {
+            cpu: 100,
+            memory: 100,
+        };
+        let snap = Snapshot { instances };
+        let r = Request {
+            count: 2,
+            needs: Needs {
+                cpu: 60,
+                memory: 1,
+                ..Needs::default()
+            },
+            ..Request::default()
+        };
+        let p = place(&snap, &r, &mut lcg(7));
+        assert_eq!(p.tasks[0].as_ref().map(|p| p.instance.as_str()), Ok("i777"));
+        assert!(matches!(
+            &p.tasks[1],
+            Err(Refusal::Instance {
+                reason: Reason::Cpu,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn random_is_uniform_among_the_instances_that_fit() {
+        let instances: Vec<Instance> = (0..4)
+            .map(|k| {
+                let mut i = Instance::new(format!("i{k}"), format!("arn:i{k}"));
+                // i0 and i2 fit, i1 and i3 do not.
+                let cpu = if k % 2 == 0 { 10 } else { 0 };
+                i.remaining = Resources { cpu, memory: 10 };
+                i
+            })
+            .collect();
+        let snap = Snapshot { instances };
+        let r = Request {
+            count: 1,
+            needs: Needs {
+                cpu: 1,
+                ..Needs::default()
+            },
+            ..Request::default()
+        };
+        let mut rng = lcg(42);
+        let mut hits = BTreeMap::new();
+        for _ in 0..4000 {
+            let p = place(&snap, &r, &mut rng);
+            let Ok(p) = &p.tasks[0] else { panic!("{p:?}") };
+            *hits.entry(p.instance.clone()).or_insert(0) += 1;
+        }
+        assert_eq!(hits.len(), 2, "{hits:?}");
+        assert!(hits.values().all(|n| (1700..2300).contains(n)), "{hits:?}");
     }
 }

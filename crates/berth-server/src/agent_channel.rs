@@ -21,14 +21,35 @@ use crate::failure::Failure;
 #[derive(Default)]
 pub struct Notifier {
     hosts: Mutex<HashMap<String, Arc<Notify>>>,
+    /// When each host's heartbeat was last written to the store.
+    heartbeats: Mutex<HashMap<String, i64>>,
     controller: Notify,
 }
+
+/// A poll writes the host's heartbeat when the stored one is older than this; polls in
+/// between only read. `agentConnected` tolerates [`berth_wire::agent::DISCONNECT_AFTER_SECONDS`]
+/// (45 s) without a heartbeat, so a heartbeat at most this old changes nothing a client sees,
+/// and a fleet polling often costs reads instead of write transactions.
+pub const HEARTBEAT_WRITE_EVERY_MS: i64 = 10_000;
 
 impl Notifier {
     /// The wake-up of `host`.
     pub fn waiter(&self, host: &str) -> Arc<Notify> {
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         hosts.entry(host.to_string()).or_default().clone()
+    }
+
+    /// Whether a poll of `host` at `now_ms` should write its heartbeat (and, if so, counts it
+    /// as written).
+    fn heartbeat_due(&self, host: &str, now_ms: i64) -> bool {
+        let mut beats = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
+        match beats.get(host) {
+            Some(at) if now_ms - at < HEARTBEAT_WRITE_EVERY_MS && now_ms >= *at => false,
+            _ => {
+                beats.insert(host.to_string(), now_ms);
+                true
+            }
+        }
     }
 
     /// Wakes `host`'s poll, if one waits; else the next poll returns at once anyway, because
@@ -61,11 +82,7 @@ fn host_of(app: &App, ctx: &RequestContext, req: &PollRequest) -> Result<String,
         .store
         .read(|tx| -> Result<bool, Failure> {
             Ok(tx
-                .get_json::<berth_wire::ecs::shapes::ContainerInstance>(
-                    common::scope(ctx),
-                    common::kind::CONTAINER_INSTANCE,
-                    &id,
-                )?
+                .get(common::scope(ctx), common::kind::CONTAINER_INSTANCE, &id)?
                 .is_some())
         })
         .map_err(aws)?;
@@ -86,6 +103,18 @@ pub async fn poll_host(
     acked_seq: i64,
     wait: Duration,
 ) -> Result<PollResponse, AwsError> {
+    poll_host_changes(app, host, acked_seq, wait, false).await
+}
+
+/// [`poll_host`]; with `changes_only`, the answer holds only the tasks that changed after
+/// `acked_seq`.
+pub async fn poll_host_changes(
+    app: Arc<App>,
+    host: String,
+    acked_seq: i64,
+    wait: Duration,
+    changes_only: bool,
+) -> Result<PollResponse, AwsError> {
     let deadline = tokio::time::Instant::now() + wait;
     let notify = app.ecs.notifier.waiter(&host);
     loop {
@@ -95,10 +124,17 @@ pub async fn poll_host(
         let app2 = app.clone();
         let h = host.clone();
         let (seq, tasks) = tokio::task::spawn_blocking(move || {
-            app2.store.write(|tx| -> Result<_, Failure> {
-                tasks::record_poll(tx, &h, Timestamp::now().millis())?;
-                tasks::assignments(tx, &h)
-            })
+            let now = Timestamp::now().millis();
+            let since = changes_only.then_some(acked_seq);
+            if app2.ecs.notifier.heartbeat_due(&h, now) {
+                app2.store.write(|tx| -> Result<_, Failure> {
+                    tasks::record_poll(tx, &h, now)?;
+                    tasks::assignments_since(tx, &h, since)
+                })
+            } else {
+                app2.store
+                    .read(|tx| -> Result<_, Failure> { tasks::assignments_since(tx, &h, since) })
+            }
         })
         .await
         .map_err(|e| AwsError::internal(format!("the poll failed: {e}")))?
@@ -135,7 +171,17 @@ pub async fn dispatch(
                     .unwrap_or(MAX_WAIT_SECONDS)
                     .min(MAX_WAIT_SECONDS),
             ));
-            let resp = poll_host(app, host, req.acked_seq, wait).await?;
+            let resp = poll_host_changes(app, host, req.acked_seq, wait, req.changes_only).await?;
+            berth_wire::json::encode(&resp)
+        }
+        berth_wire::agent::SUBMIT_TASK_STATE_CHANGES => {
+            let changes: berth_wire::agent::TaskStateChanges =
+                berth_wire::json::decode_with(body, ("InvalidParameterException", 400))?;
+            let resp = tokio::task::spawn_blocking(move || {
+                tasks::submit_task_state_changes(&app.ecs, &ctx, &changes)
+            })
+            .await
+            .map_err(|e| AwsError::internal(format!("the state changes failed: {e}")))??;
             berth_wire::json::encode(&resp)
         }
         berth_wire::agent::SUBMIT_TASK_HEALTH => {

@@ -36,6 +36,21 @@ impl<'a> Scope<'a> {
     }
 }
 
+/// What a committed write transaction changed, as [`Store::observe`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// `kind/id` was written (its new version) or deleted (`None`).
+    Record {
+        account: String,
+        region: String,
+        kind: String,
+        id: String,
+        version: Option<i64>,
+    },
+    /// Every record of the account was removed.
+    Account { account: String },
+}
+
 /// One stored record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {

@@ -2,13 +2,13 @@
 //! readers run beside the writer), every call a transaction.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::migrations::MIGRATIONS;
 use crate::{
-    AccessKey, LogEvent, LogRange, LogStreams, Record, Scope, StoreError, TrailAttribute,
+    AccessKey, Change, LogEvent, LogRange, LogStreams, Record, Scope, StoreError, TrailAttribute,
     TrailEvent, TrailQuery, TrailResource,
 };
 
@@ -18,12 +18,28 @@ const READERS: usize = 4;
 pub struct Store {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
+    observer: RwLock<Option<Observer>>,
 }
+
+/// Told, after each commit, which records of the kinds it watches the commit changed.
+#[derive(Clone)]
+struct Observer {
+    kinds: Arc<[String]>,
+    call: ObserverFn,
+}
+
+type ObserverFn = Arc<dyn Fn(&[Change]) + Send + Sync>;
+
+/// Work to run once the transaction has committed (never if it rolls back).
+type Effect = Box<dyn FnOnce() + Send>;
 
 /// A transaction. Reads see one consistent snapshot; writes (through [`Store::write`]) commit
 /// together or not at all.
 pub struct Tx<'c> {
     tx: rusqlite::Transaction<'c>,
+    watched: Option<Arc<[String]>>,
+    changes: Vec<Change>,
+    effects: Vec<Effect>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
@@ -55,6 +71,7 @@ impl Store {
         Ok(Store {
             writer: Mutex::new(writer),
             readers,
+            observer: RwLock::new(None),
         })
     }
 
@@ -85,6 +102,7 @@ impl Store {
         Ok(Store {
             writer: Mutex::new(writer),
             readers: Vec::new(),
+            observer: RwLock::new(None),
         })
     }
 
@@ -114,7 +132,12 @@ impl Store {
         let tx = guard
             .transaction_with_behavior(TransactionBehavior::Deferred)
             .map_err(StoreError::from)?;
-        let tx = Tx { tx };
+        let tx = Tx {
+            tx,
+            watched: None,
+            changes: Vec::new(),
+            effects: Vec::new(),
+        };
         let out = f(&tx)?;
         tx.tx.commit().map_err(StoreError::from)?;
         Ok(out)
@@ -125,14 +148,56 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        let observer = self
+            .observer
+            .read()
+            .map_err(|_| StoreError::Poisoned)?
+            .clone();
         let mut guard = lock(&self.writer)?;
         let tx = guard
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;
-        let mut tx = Tx { tx };
+        let mut tx = Tx {
+            tx,
+            watched: observer.as_ref().map(|o| o.kinds.clone()),
+            changes: Vec::new(),
+            effects: Vec::new(),
+        };
         let out = f(&mut tx)?;
-        tx.tx.commit().map_err(StoreError::from)?;
+        let Tx {
+            tx,
+            changes,
+            effects,
+            ..
+        } = tx;
+        tx.commit().map_err(StoreError::from)?;
+        // Still under the writer's lock: effects and observers see commits in commit order.
+        for e in effects {
+            e();
+        }
+        if let Some(o) = observer
+            && !changes.is_empty()
+        {
+            (o.call)(&changes);
+        }
         Ok(out)
+    }
+
+    /// Calls `observer` after every committed write transaction that changed records of
+    /// `kinds` (created, overwritten or deleted) or wiped an account, with what changed, in
+    /// commit order. In-memory indexes over the store stay coherent with it this way, whatever
+    /// handler wrote. Replaces any earlier observer.
+    pub fn observe(
+        &self,
+        kinds: &[&str],
+        observer: impl Fn(&[Change]) + Send + Sync + 'static,
+    ) -> Result<(), StoreError> {
+        let mut o = self.observer.write().map_err(|_| StoreError::Poisoned)?;
+        *o = Some(Observer {
+            kinds: kinds.iter().map(|k| k.to_string()).collect(),
+            call: Arc::new(observer),
+        });
+        Ok(())
     }
 
     /// Looks up an access key (the gateway's hot path: one indexed read).
@@ -192,6 +257,28 @@ fn prefix_end(prefix: &str) -> Option<String> {
 }
 
 impl Tx<'_> {
+    /// Runs `f` once this transaction has committed (in order, before the next write
+    /// transaction starts); never when it rolls back. For write-through caches.
+    pub fn after_commit(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.effects.push(Box::new(f));
+    }
+
+    fn changed(&mut self, scope: Scope<'_>, kind: &str, id: &str, version: Option<i64>) {
+        if self
+            .watched
+            .as_ref()
+            .is_some_and(|w| w.iter().any(|k| k == kind))
+        {
+            self.changes.push(Change::Record {
+                account: scope.account.to_string(),
+                region: scope.region.to_string(),
+                kind: kind.to_string(),
+                id: id.to_string(),
+                version,
+            });
+        }
+    }
+
     /// The record `kind/id`, if any.
     pub fn get(
         &self,
@@ -304,6 +391,7 @@ impl Tx<'_> {
                 id: id.into(),
             });
         }
+        self.changed(scope, kind, id, Some(1));
         Ok(1)
     }
 
@@ -326,28 +414,41 @@ impl Tx<'_> {
                 )?
                 .execute(params![scope.account, scope.region, kind, id, v, body])?;
                 if n == 0 {
-                    return Err(StoreError::Conflict { kind: kind.into(), id: id.into(), expected: v });
+                    return Err(StoreError::Conflict {
+                        kind: kind.into(),
+                        id: id.into(),
+                        expected: v,
+                    });
                 }
+                self.changed(scope, kind, id, Some(v + 1));
                 Ok(v + 1)
             }
-            None => Ok(self.tx.prepare_cached(
-                "INSERT INTO records (account, region, kind, id, version, body) VALUES (?1, ?2, ?3, ?4, 1, ?5)
-                 ON CONFLICT (account, region, kind, id) DO UPDATE SET version = version + 1, body = excluded.body
-                 RETURNING version",
-            )?
-            .query_row(params![scope.account, scope.region, kind, id, body], |r| r.get(0))?),
+            None => {
+                let version: i64 = self.tx.prepare_cached(
+                    "INSERT INTO records (account, region, kind, id, version, body) VALUES (?1, ?2, ?3, ?4, 1, ?5)
+                     ON CONFLICT (account, region, kind, id) DO UPDATE SET version = version + 1, body = excluded.body
+                     RETURNING version",
+                )?
+                .query_row(params![scope.account, scope.region, kind, id, body], |r| r.get(0))?;
+                self.changed(scope, kind, id, Some(version));
+                Ok(version)
+            }
         }
     }
 
     /// Deletes `kind/id`; true if it existed.
     pub fn delete(&mut self, scope: Scope<'_>, kind: &str, id: &str) -> Result<bool, StoreError> {
-        Ok(self
+        let existed = self
             .tx
             .prepare_cached(
                 "DELETE FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id = ?4",
             )?
             .execute(params![scope.account, scope.region, kind, id])?
-            > 0)
+            > 0;
+        if existed {
+            self.changed(scope, kind, id, None);
+        }
+        Ok(existed)
     }
 
     /// Increments and returns the named counter (starting at 1), e.g. a family's revision.
@@ -405,6 +506,11 @@ impl Tx<'_> {
 
     /// Removes every record and counter of `account` in every region; access keys stay.
     pub fn wipe_account(&mut self, account: &str) -> Result<(), StoreError> {
+        if self.watched.is_some() {
+            self.changes.push(Change::Account {
+                account: account.to_string(),
+            });
+        }
         self.tx
             .execute("DELETE FROM records WHERE account = ?1", params![account])?;
         self.tx
@@ -887,6 +993,49 @@ mod tests {
         });
         assert!(r.is_err());
         assert!(store.read(|tx| tx.get(S, "k", "x")).unwrap().is_none());
+    }
+
+    #[test]
+    fn observers_and_effects_see_commits_only() {
+        let store = Store::open_in_memory().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        store
+            .observe(&["watched"], move |c| {
+                s2.lock().unwrap().extend_from_slice(c)
+            })
+            .unwrap();
+        let ran = Arc::new(Mutex::new(0));
+        let r2 = ran.clone();
+        store
+            .write(|tx| -> Result<(), StoreError> {
+                tx.insert(S, "watched", "a", &1)?;
+                tx.put(S, "watched", "a", Some(1), &2)?;
+                tx.put(S, "other", "b", None, &2)?;
+                tx.delete(S, "watched", "a")?;
+                tx.after_commit(move || *r2.lock().unwrap() += 1);
+                Ok(())
+            })
+            .unwrap();
+        let r3 = ran.clone();
+        let failed: Result<(), StoreError> = store.write(|tx| {
+            tx.insert(S, "watched", "z", &1)?;
+            tx.after_commit(move || *r3.lock().unwrap() += 10);
+            Err(StoreError::Poisoned)
+        });
+        assert!(failed.is_err());
+        assert_eq!(*ran.lock().unwrap(), 1);
+        let rec = |id: &str, version| Change::Record {
+            account: S.account.into(),
+            region: S.region.into(),
+            kind: "watched".into(),
+            id: id.into(),
+            version,
+        };
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![rec("a", Some(1)), rec("a", Some(2)), rec("a", None)]
+        );
     }
 
     #[test]

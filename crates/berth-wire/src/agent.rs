@@ -43,6 +43,11 @@ pub struct PollRequest {
     /// How long the control plane may hold the poll (at most [`MAX_WAIT_SECONDS`]).
     #[serde(default)]
     pub wait_seconds: Option<u32>,
+    /// Answer only the tasks that changed after `ackedSeq` (instead of the whole set): for
+    /// agents that keep the set themselves, e.g. `berth sim`'s, whose hosts hold hundreds of
+    /// tasks. A task that stopped leaves the set without an entry.
+    #[serde(default)]
+    pub changes_only: bool,
 }
 
 /// The host's tasks as the control plane wants them.
@@ -184,6 +189,32 @@ impl std::fmt::Debug for RoleCredentials {
             .field("expiration_ms", &self.expiration_ms)
             .finish_non_exhaustive()
     }
+}
+
+/// The `BerthAgent_20261126` operation that applies many `SubmitTaskStateChange`s in one
+/// call (one store transaction): what an agent reporting many tasks at once sends instead of
+/// one call per task.
+pub const SUBMIT_TASK_STATE_CHANGES: &str = "SubmitTaskStateChanges";
+
+/// A batch of task state changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStateChanges {
+    /// At most [`MAX_STATE_CHANGES`], each as `SubmitTaskStateChange` takes it.
+    pub changes: Vec<s::SubmitTaskStateChangeRequest>,
+}
+
+/// The most changes one [`TaskStateChanges`] carries.
+pub const MAX_STATE_CHANGES: usize = 1000;
+
+/// What a batch of state changes did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStateChangesResponse {
+    /// How many changes were applied.
+    pub applied: usize,
+    /// The tasks (as given) that were not found.
+    pub missing: Vec<String>,
 }
 
 /// The `BerthAgent_20261126` operation that reports health. ECS carries health on its

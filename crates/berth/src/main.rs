@@ -2,8 +2,10 @@
 //! machine), `berth server` (the control plane), and friendly commands.
 
 mod agent;
+mod bench;
 mod control_plane;
 mod managed;
+mod sim;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +36,20 @@ enum Command {
     /// Manage the images of this host's store.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// SIMULATED agents for scale work: many container instances in this process that run no
+    /// process and report their tasks RUNNING/STOPPED after a delay (credentials and endpoint
+    /// from the environment, as `berth agent`). Never a stand-in for real containers.
+    Sim(sim::SimArgs),
+    /// Benchmarks of the control plane.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Placement throughput: the placement function alone, then RunTask end to end through
+    /// the signed API against a fresh `berth server` and simulated instances.
+    Placement(bench::PlacementArgs),
 }
 
 #[derive(Subcommand)]
@@ -118,6 +134,8 @@ fn main() -> anyhow::Result<()> {
         Command::Reset => runtime.block_on(reset()),
         Command::Agent(args) => runtime.block_on(agent::run(args)),
         Command::Image(cmd) => image(cmd),
+        Command::Sim(args) => runtime.block_on(sim::run(args)),
+        Command::Bench(BenchCommand::Placement(args)) => runtime.block_on(bench::placement(args)),
     }
 }
 

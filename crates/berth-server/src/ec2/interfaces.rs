@@ -254,8 +254,8 @@ pub fn attach_task(
     };
     tx.insert(scope, kind::INTERFACE, &eni_id, &stored)?;
     let ids: Vec<String> = net.groups.iter().map(|g| g.id().to_string()).collect();
-    // The task's own host is bumped by the task's creation.
-    affected_hosts(tx, scope, &[], &ids, Some(host))
+    // The new task itself is not stored yet: its creation marks it for its host.
+    affected_hosts(tx, scope, &[], &ids, Some(task_store_id))
 }
 
 /// The ENI id of a task (its ElasticNetworkInterface attachment's networkInterfaceId).
@@ -283,6 +283,7 @@ fn set_attachment_status(task: &mut ecs::Task, status: &str) {
 pub fn on_task_status(
     tx: &mut Tx<'_>,
     scope: Scope<'_>,
+    task_store_id: &str,
     task: &mut ecs::Task,
     stopped: bool,
 ) -> Result<Vec<String>, Failure> {
@@ -297,18 +298,14 @@ pub fn on_task_status(
     let Some((i, _)) = e::get::<StoredInterface>(tx, scope, kind::INTERFACE, &eni)? else {
         return Ok(Vec::new());
     };
-    let own = i.owner.as_ref().map(|o| o.host.clone());
     tx.delete(scope, kind::INTERFACE, &eni)?;
-    let hosts = affected_hosts(tx, scope, &[], &i.group_ids(), None)?;
-    Ok(hosts
-        .into_iter()
-        .filter(|h| Some(h) != own.as_ref())
-        .collect())
+    affected_hosts(tx, scope, &[], &i.group_ids(), Some(task_store_id))
 }
 
-/// Bumps (and returns) the hosts of the tasks whose rules must be sent again: those in a
-/// group of `rules_changed`, and those in a group with a rule naming a group of
-/// `members_changed` (its member addresses moved). `skip` is left out (its caller bumps it).
+/// Marks the tasks whose rules must be sent again as changed on their hosts (and returns the
+/// hosts to wake): those in a group of `rules_changed`, and those in a group with a rule
+/// naming a group of `members_changed` (its member addresses moved). The task `skip` (store
+/// id) is left out: its caller is changing it anyway.
 pub fn affected_hosts(
     tx: &mut Tx<'_>,
     scope: Scope<'_>,
@@ -336,15 +333,14 @@ pub fn affected_hosts(
     let mut hosts: Vec<String> = Vec::new();
     for i in e::all::<StoredInterface>(tx, scope, kind::INTERFACE)? {
         let Some(owner) = &i.owner else { continue };
-        if i.group_ids().iter().any(|g| groups.contains(g))
-            && !hosts.contains(&owner.host)
-            && Some(owner.host.as_str()) != skip
-        {
-            hosts.push(owner.host.clone());
+        if !i.group_ids().iter().any(|g| groups.contains(g)) || Some(owner.task.as_str()) == skip {
+            continue;
         }
-    }
-    for h in &hosts {
-        crate::ecs::tasks::bump_host(tx, h)?;
+        if let Some(h) = crate::ecs::tasks::touch_for_rules(tx, scope, &owner.task)?
+            && !hosts.contains(&h)
+        {
+            hosts.push(h);
+        }
     }
     Ok(hosts)
 }

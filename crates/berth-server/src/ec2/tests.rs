@@ -378,6 +378,17 @@ fn awsvpc_tasks_get_enis_and_rules() {
         .and_then(|a| a.network.clone())
         .unwrap();
     assert!(server_net.security_groups[0].ingress.is_empty());
+    // An agent polling for changes only gets the server task again (its rules changed).
+    let (_, changed) = ecs_
+        .store
+        .read(|tx| tasks::assignments_since(tx, MANAGED_HOST, Some(seq1)))
+        .unwrap();
+    assert!(
+        changed
+            .iter()
+            .any(|a| Some(&a.task_arn) == server.task_arn.as_ref()),
+        "{changed:?}"
+    );
 
     // A group in use cannot go; a subnet with interfaces neither.
     assert_eq!(

@@ -6,6 +6,7 @@ pub mod account_settings;
 pub mod attributes;
 pub mod capacity;
 pub mod capacity_providers;
+pub mod cluster_index;
 pub mod clusters;
 pub mod common;
 pub mod container_instances;
@@ -28,13 +29,27 @@ pub struct Ecs {
     pub store: Arc<Store>,
     /// Wakes the agents whose tasks changed.
     pub notifier: Arc<crate::agent_channel::Notifier>,
+    /// Each cluster's container instances as placement sees them, kept coherent with the
+    /// store (see `cluster_index`).
+    pub index: Arc<cluster_index::ClusterIndex>,
 }
 
 impl Ecs {
     pub fn new(store: Arc<Store>) -> Ecs {
+        let index = Arc::new(cluster_index::ClusterIndex::default());
+        let observer = index.clone();
+        if let Err(e) = store.observe(
+            &[common::kind::CONTAINER_INSTANCE, tasks::task_kind::HOST],
+            move |changes| observer.observe(changes),
+        ) {
+            // Only a poisoned lock fails here; the index then never trusts itself.
+            tracing::error!(error = %e, "cannot observe the store for the cluster index");
+            index.disable();
+        }
         Ecs {
             store,
             notifier: Arc::default(),
+            index,
         }
     }
 }

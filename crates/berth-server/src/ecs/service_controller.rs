@@ -14,6 +14,7 @@ use berth_wire::ecs::shapes as s;
 use berth_wire::{RequestContext, Timestamp};
 
 use super::Ecs;
+use super::cluster_index::ClusterIndex;
 use super::common::kind;
 use super::placement;
 use super::services::{self, NewDeployment, SERVICE, StoredService};
@@ -113,9 +114,19 @@ pub fn reconcile_all(
         }
     })?;
     for (account, region, id) in ids {
-        let hosts = ecs.store.write(|tx| -> Result<Vec<String>, Failure> {
-            reconcile_one(tx, &account, &region, &id, now, config)
-        });
+        // A launch planned from a stale view of an instance conflicts: planned again.
+        let hosts = tasks::with_replanning(
+            tasks::PLAN_ATTEMPTS,
+            || {
+                ecs.store.write(|tx| -> Result<Vec<String>, Failure> {
+                    reconcile_one(tx, &ecs.index, &account, &region, &id, now, config)
+                })
+            },
+            |stale| {
+                ecs.index
+                    .invalidate(Scope::new(&account, &region), &[stale.to_string()])
+            },
+        );
         match hosts {
             Ok(hosts) => {
                 for h in hosts {
@@ -267,6 +278,7 @@ fn placement_event(service: &str, why: &sched::Refusal) -> String {
 /// One service's pass: snapshot, reconcile, apply. Returns the hosts to wake.
 fn reconcile_one(
     tx: &mut Tx<'_>,
+    index: &Arc<ClusterIndex>,
     account: &str,
     region: &str,
     id: &str,
@@ -361,10 +373,14 @@ fn reconcile_one(
     let mut started = Vec::new();
     let mut stopped = Vec::new();
     let mut events = Vec::new();
+    // What this pass's launches take on instances, written once at the end.
+    let mut reservations = tasks::Reservations::default();
     for action in actions {
         match action {
             control::Action::Start { deployment, count } => launch(
                 tx,
+                index,
+                &mut reservations,
                 &ctx,
                 &cluster,
                 &mut svc,
@@ -380,6 +396,8 @@ fn reconcile_one(
                 instance,
             } => launch(
                 tx,
+                index,
+                &mut reservations,
                 &ctx,
                 &cluster,
                 &mut svc,
@@ -522,6 +540,7 @@ fn reconcile_one(
     for e in events {
         svc.event(now, e);
     }
+    reservations.apply(tx, scope_, index)?;
     if svc != before {
         tx.put(scope_, SERVICE, id, Some(v), &svc)?;
     }
@@ -533,6 +552,8 @@ fn reconcile_one(
 #[allow(clippy::too_many_arguments)]
 fn launch(
     tx: &mut Tx<'_>,
+    index: &Arc<ClusterIndex>,
+    reservations: &mut tasks::Reservations,
     ctx: &RequestContext,
     cluster: &s::Cluster,
     svc: &mut StoredService,
@@ -575,7 +596,7 @@ fn launch(
         count,
         on_instance: instance,
     };
-    let problem = match tasks::launch_for_service(tx, &l) {
+    let problem = match tasks::launch_for_service(tx, index, &l, reservations) {
         Ok(out) => {
             started.extend(out.task_ids);
             for h in out.hosts {

@@ -8,6 +8,8 @@
 //! sees every account and region); every change an agent must act on bumps the sequence and
 //! wakes the host's pending poll (see `crate::agent_channel`).
 
+use std::sync::Arc;
+
 use berth_model::lifecycle::{TaskStatus, advance_desired};
 use berth_scheduler as sched;
 use berth_store::{Scope, Tx};
@@ -19,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Ecs;
 use super::capacity::{self, Capacity};
+use super::cluster_index::{ClusterIndex, Held, HostTask};
 use super::common::{self, Page, aws, invalid, kind, scope};
 use super::placement;
 use super::task_credentials::RolePurpose;
@@ -112,7 +115,7 @@ fn host_sequence(host: &str) -> String {
     format!("host-seq/{host}")
 }
 
-const GLOBAL: Scope<'static> = Scope {
+pub(crate) const GLOBAL: Scope<'static> = Scope {
     account: "",
     region: "",
 };
@@ -124,6 +127,15 @@ pub fn bump_host(tx: &mut Tx<'_>, host: &str) -> Result<i64, Failure> {
 
 /// `host`'s current sequence and the assignments of its tasks that are not STOPPED.
 pub fn assignments(tx: &Tx<'_>, host: &str) -> Result<(i64, Vec<TaskAssignment>), Failure> {
+    assignments_since(tx, host, None)
+}
+
+/// [`assignments`], only of the tasks that changed after sequence `since` when given.
+pub fn assignments_since(
+    tx: &Tx<'_>,
+    host: &str,
+    since: Option<i64>,
+) -> Result<(i64, Vec<TaskAssignment>), Failure> {
     let seq = tx.sequence(GLOBAL, &host_sequence(host))?;
     let mut out = Vec::new();
     let mut networks = crate::ec2::interfaces::Networks::default();
@@ -134,6 +146,11 @@ pub fn assignments(tx: &Tx<'_>, host: &str) -> Result<(i64, Vec<TaskAssignment>)
         None,
         usize::MAX,
     )? {
+        if let Some(since) = since
+            && serde_json::from_str::<HostTask>(&r.body).is_ok_and(|h| h.seq <= since)
+        {
+            continue;
+        }
         let Some((_, rest)) = r.id.split_once('#') else {
             continue;
         };
@@ -526,6 +543,20 @@ fn take_placement(t: &mut StoredTask, p: &sched::Placement) {
 /// Adds (`sign` = -1 reserves, +1 releases) a task's resources to its instance's remaining ones.
 fn adjust_remaining(ci: &mut s::ContainerInstance, t: &StoredTask, sign: i32) {
     let rs = ci.remaining_resources.get_or_insert_with(Vec::new);
+    // An instance that registered no port set still keeps the ports its tasks take.
+    for (name, ports) in [
+        ("PORTS", &t.reserved_ports),
+        ("PORTS_UDP", &t.reserved_ports_udp),
+    ] {
+        if !ports.is_empty() && !rs.iter().any(|r| r.name.as_deref() == Some(name)) {
+            rs.push(s::Resource {
+                name: Some(name.into()),
+                r#type: Some("STRINGSET".into()),
+                string_set_value: Some(Vec::new()),
+                ..Default::default()
+            });
+        }
+    }
     for r in rs.iter_mut() {
         match r.name.as_deref() {
             Some("CPU") => {
@@ -602,7 +633,8 @@ pub fn reserve_current_tasks(
     Ok(())
 }
 
-/// Stores a new task, indexes it under its host, reserves its resources and wakes the host.
+/// Stores a new task, indexes it under its host and wakes the host. Its instance's
+/// reservation is [`Reservations`]'s business.
 fn create_task(
     tx: &mut Tx<'_>,
     ctx: &RequestContext,
@@ -643,26 +675,149 @@ fn create_task(
         &t.task_definition,
         t.task.overrides.as_ref(),
     )?;
+    let seq = bump_host(tx, &t.host)?;
     tx.put(
         GLOBAL,
         task_kind::HOST_TASK,
         &host_task_id(&t.host, scope(ctx), &id),
         None,
-        &true,
+        &HostTask {
+            seq,
+            group: t.task.group.clone(),
+            family: t.task_definition.family.clone().unwrap_or_default(),
+        },
     )?;
-    if let Some(ci_id) = &t.container_instance
-        && let Some((mut ci, v)) =
-            tx.get_json::<s::ContainerInstance>(scope(ctx), kind::CONTAINER_INSTANCE, ci_id)?
-    {
-        adjust_remaining(&mut ci, t, -1);
-        ci.pending_tasks_count = Some(ci.pending_tasks_count.unwrap_or(0) + 1);
-        tx.put(scope(ctx), kind::CONTAINER_INSTANCE, ci_id, Some(v), &ci)?;
-    }
-    bump_host(tx, &t.host)?;
     if !hosts.contains(&t.host) {
         hosts.push(t.host.clone());
     }
     Ok(())
+}
+
+/// Marks task `task_store_id` of `scope` as changed on `t.host` at a new assignment sequence
+/// (the host's agent must look again).
+fn touch_host_task(
+    tx: &mut Tx<'_>,
+    scope_: Scope<'_>,
+    task_store_id: &str,
+    t: &StoredTask,
+) -> Result<i64, Failure> {
+    let seq = bump_host(tx, &t.host)?;
+    tx.put(
+        GLOBAL,
+        task_kind::HOST_TASK,
+        &host_task_id(&t.host, scope_, task_store_id),
+        None,
+        &HostTask {
+            seq,
+            group: t.task.group.clone(),
+            family: t.task_definition.family.clone().unwrap_or_default(),
+        },
+    )?;
+    Ok(seq)
+}
+
+/// What the tasks of one call reserve on their instances: each instance's record as the plan
+/// saw it (and the version it had), adjusted task by task, written once per instance with that
+/// version expected (a stale plan fails with a conflict, it never overcommits), and written
+/// through to the cluster index once committed.
+#[derive(Default)]
+pub struct Reservations {
+    touched: Vec<(String, s::ContainerInstance, i64, Vec<sched::RunningTask>)>,
+}
+
+impl Reservations {
+    fn is_empty(&self) -> bool {
+        self.touched.is_empty()
+    }
+
+    /// Instance `i` (as the index has it) with what these reservations took on it.
+    fn as_left(&self, i: &sched::Instance) -> sched::Instance {
+        match self.current(&i.id) {
+            Some((_, now, _, added)) => {
+                let mut held = i.tasks.clone();
+                held.extend(added.iter().cloned());
+                placement::instance(&i.id, now, i.agent_connected, held)
+            }
+            None => i.clone(),
+        }
+    }
+
+    /// The instance `id` as this call left it so far, if it touched it.
+    fn current(
+        &self,
+        id: &str,
+    ) -> Option<&(String, s::ContainerInstance, i64, Vec<sched::RunningTask>)> {
+        self.touched.iter().find(|(i, ..)| i == id)
+    }
+
+    /// Reserves `t` on instance `id` (stored as `ci` at `version` when planned).
+    fn add(&mut self, id: &str, ci: &s::ContainerInstance, version: i64, t: &StoredTask) {
+        let k = match self.touched.iter().position(|(i, ..)| i == id) {
+            Some(k) => k,
+            None => {
+                self.touched
+                    .push((id.to_string(), ci.clone(), version, Vec::new()));
+                self.touched.len() - 1
+            }
+        };
+        let (_, ci, _, added) = &mut self.touched[k];
+        adjust_remaining(ci, t, -1);
+        ci.pending_tasks_count = Some(ci.pending_tasks_count.unwrap_or(0) + 1);
+        added.push(sched::RunningTask {
+            group: t.task.group.clone(),
+            family: t.task_definition.family.clone().unwrap_or_default(),
+        });
+    }
+
+    /// Writes each touched instance with the version it was planned from (a conflict if it
+    /// changed since), and writes the index through once the transaction commits.
+    pub fn apply(
+        self,
+        tx: &mut Tx<'_>,
+        scope_: Scope<'_>,
+        index: &Arc<ClusterIndex>,
+    ) -> Result<(), Failure> {
+        for (id, ci, version, added) in self.touched {
+            let v = tx.put(scope_, kind::CONTAINER_INSTANCE, &id, Some(version), &ci)?;
+            let index = index.clone();
+            let (account, region) = (scope_.account.to_string(), scope_.region.to_string());
+            tx.after_commit(move || {
+                index.written(
+                    Scope::new(&account, &region),
+                    &id,
+                    ci,
+                    v,
+                    Held::Added(added),
+                )
+            });
+        }
+        Ok(())
+    }
+}
+
+/// How many times a write whose plan went stale is planned again.
+pub const PLAN_ATTEMPTS: usize = 4;
+
+/// Runs `attempt` until it does not fail with a conflict on a container instance record (a
+/// plan made from a stale view of it), at most `attempts` times; `stale` hears of each
+/// instance that was.
+pub fn with_replanning<T>(
+    attempts: usize,
+    mut attempt: impl FnMut() -> Result<T, Failure>,
+    mut stale: impl FnMut(&str),
+) -> Result<T, Failure> {
+    let mut left = attempts.max(1);
+    loop {
+        match attempt() {
+            Err(Failure::Store(berth_store::StoreError::Conflict { kind: k, id, .. }))
+                if k == kind::CONTAINER_INSTANCE && left > 1 =>
+            {
+                stale(&id);
+                left -= 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 fn present(t: &StoredTask, include: &[TaskField]) -> s::Task {
@@ -694,31 +849,6 @@ pub fn held_tasks(
         }
     }
     Ok(held)
-}
-
-/// The container instances of `cluster` (ACTIVE and DRAINING) as placement sees them, with
-/// the tasks each holds (not STOPPED).
-fn candidates(
-    tx: &Tx<'_>,
-    ctx: &RequestContext,
-    cluster: &str,
-    now: Timestamp,
-) -> Result<Vec<(sched::Instance, s::ContainerInstance)>, Failure> {
-    let mut held = held_tasks(tx, ctx, cluster)?;
-    let mut out = Vec::new();
-    for (id, ci) in tx.list_json::<s::ContainerInstance>(
-        scope(ctx),
-        kind::CONTAINER_INSTANCE,
-        &format!("{cluster}/"),
-    )? {
-        if !matches!(ci.status.as_deref(), Some("ACTIVE") | Some("DRAINING")) {
-            continue;
-        }
-        let connected = agent_connected(tx, scope(ctx), &id, now)?;
-        let tasks = held.remove(&id).unwrap_or_default();
-        out.push((placement::instance(&id, &ci, connected, tasks), ci));
-    }
-    Ok(out)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -759,8 +889,25 @@ pub fn run(
     }
     let tags = input.tags.clone().unwrap_or_default();
     common::validate_tags(&tags)?;
-    let (resp, hosts) = ecs
-        .store
+    let (resp, hosts) = with_replanning(
+        PLAN_ATTEMPTS,
+        || run_once(ecs, ctx, &input, &tags),
+        |id| ecs.index.invalidate(scope(ctx), &[id.to_string()]),
+    )
+    .map_err(aws)?;
+    notify_all(ecs, &hosts);
+    Ok(resp)
+}
+
+/// One attempt of RunTask: plan from the cluster index and apply, in one write transaction.
+fn run_once(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: &s::RunTaskRequest,
+    tags: &[s::Tag],
+) -> Result<(s::RunTaskResponse, Vec<String>), Failure> {
+    let count = input.count.unwrap_or(1);
+    ecs.store
         .write(|tx| -> Result<(s::RunTaskResponse, Vec<String>), Failure> {
             let (cluster, _) = common::active_cluster(tx, ctx, input.cluster.as_deref())?;
             let cluster_name = cluster.cluster_name.clone().unwrap_or_default();
@@ -815,122 +962,61 @@ pub fn run(
                 overrides: input.overrides.as_ref(),
                 group: input.group.clone(),
                 started_by: input.started_by.clone(),
-                tags: tags.clone(),
+                tags: tags.to_vec(),
                 propagate_tags: input.propagate_tags,
                 managed_tags: input.enable_ecs_managed_tags.unwrap_or(false),
                 network_configuration: input.network_configuration.as_ref(),
             };
-            let mut hosts = Vec::new();
-            let mut tasks = Vec::new();
-            let mut failures = Vec::new();
-            let mut ids = Vec::new();
-            for (capacity, count) in shares {
-                if count == 0 {
-                    continue;
-                }
-                match capacity {
-                    Capacity::Fargate { provider } => {
-                        let compatible = td
-                            .task_definition
-                            .compatibilities
-                            .iter()
-                            .flatten()
-                            .any(|c| *c == s::Compatibility::Fargate);
-                        if !compatible {
-                            return Err(invalid(
-                                "Task definition does not support launch_type FARGATE.",
-                            )
-                            .into());
-                        }
-                        launch.validate_network(true)?;
-                        let provider = provider.unwrap_or_else(|| "FARGATE".into());
-                        for _ in 0..count {
-                            let mut t =
-                                launch.task(MANAGED_HOST.to_string(), None, Some(&provider));
-                            create_task(tx, ctx, &mut t, launch.network_configuration, &mut hosts)?;
-                            ids.push(format!("{}/{}", t.cluster(), t.id()));
-                            tasks.push(present(&t, &[TaskField::Tags]));
-                        }
-                    }
-                    Capacity::Ec2 { provider } => {
-                        let compatible = td
-                            .task_definition
-                            .compatibilities
-                            .iter()
-                            .flatten()
-                            .any(|c| *c == s::Compatibility::Ec2);
-                        if !compatible {
-                            return Err(invalid(
-                                "Task definition does not support launch_type EC2.",
-                            )
-                            .into());
-                        }
-                        launch.validate_network(false)?;
-                        let (constraints, strategies) = placement::rules(
-                            &td.task_definition,
-                            input.placement_constraints.as_deref(),
-                            input.placement_strategy.as_deref(),
-                        )?;
-                        let mut cands = candidates(tx, ctx, &cluster_name, ctx.now)?;
-                        if !cands
-                            .iter()
-                            .any(|(i, _)| i.status == sched::InstanceStatus::Active)
-                        {
-                            return Err(invalid(
-                                "No Container Instances were found in your cluster.",
-                            )
-                            .into());
-                        }
-                        // A provider's tasks go to the instances that joined it.
-                        if let Some(p) = &provider {
-                            cands.retain(|(_, ci)| ci.capacity_provider_name.as_ref() == Some(p));
-                        }
-                        let etd = effective_td(&td.task_definition, input.overrides.as_ref());
-                        let request = sched::Request {
-                            count,
-                            needs: placement::engine_needs(&needs_of(&etd), &etd),
-                            group: input.group.clone().unwrap_or_else(|| {
-                                format!("family:{}", etd.family.clone().unwrap_or_default())
-                            }),
-                            family: etd.family.clone().unwrap_or_default(),
-                            constraints,
-                            strategies,
-                            required_attributes: placement::required_attributes(&etd),
-                        };
-                        let snapshot = sched::Snapshot {
-                            instances: cands.iter().map(|(i, _)| i.clone()).collect(),
-                        };
-                        let plan = sched::place(&snapshot, &request, &mut |n| {
-                            rand::random_range(0..n.max(1))
-                        });
-                        for p in plan.tasks {
-                            match p {
-                                Ok(p) => {
-                                    let id = p.instance.clone();
-                                    let Some((_, ci)) = cands.iter_mut().find(|(c, _)| c.id == id)
-                                    else {
-                                        continue;
-                                    };
-                                    let host = instance_host(scope(ctx), &id);
-                                    let mut t = launch.task(host, Some((&id, ci)), None);
-                                    t.task.capacity_provider_name = provider.clone();
-                                    take_placement(&mut t, &p);
-                                    create_task(
-                                        tx,
-                                        ctx,
-                                        &mut t,
-                                        launch.network_configuration,
-                                        &mut hosts,
-                                    )?;
-                                    ids.push(format!("{}/{}", t.cluster(), t.id()));
-                                    tasks.push(present(&t, &[TaskField::Tags]));
-                                }
-                                Err(why) => failures.push(placement::failure(&why)),
-                            }
-                        }
-                    }
+            // RunTask refuses what a service launch reports as a failure to place.
+            for (capacity, n) in &shares {
+                let (wanted, name) = match capacity {
+                    Capacity::Fargate { .. } => (s::Compatibility::Fargate, "FARGATE"),
+                    Capacity::Ec2 { .. } => (s::Compatibility::Ec2, "EC2"),
+                };
+                let compatible = td
+                    .task_definition
+                    .compatibilities
+                    .iter()
+                    .flatten()
+                    .any(|c| *c == wanted);
+                if *n > 0 && !compatible {
+                    return Err(invalid(format!(
+                        "Task definition does not support launch_type {name}."
+                    ))
+                    .into());
                 }
             }
+            let group = input.group.clone().unwrap_or_else(|| {
+                format!(
+                    "family:{}",
+                    td.task_definition.family.clone().unwrap_or_default()
+                )
+            });
+            let request = LaunchRequest {
+                shares,
+                placement_constraints: input.placement_constraints.as_deref(),
+                placement_strategy: input.placement_strategy.as_deref(),
+                group,
+                on_instance: None,
+            };
+            let mut reservations = Reservations::default();
+            let made = launch_tasks(tx, &ecs.index, &launch, &request, &mut reservations)?;
+            if made.no_active_instance {
+                return Err(invalid("No Container Instances were found in your cluster.").into());
+            }
+            reservations.apply(tx, scope(ctx), &ecs.index)?;
+            let hosts = made.hosts;
+            let ids: Vec<String> = made
+                .tasks
+                .iter()
+                .map(|t| format!("{}/{}", t.cluster(), t.id()))
+                .collect();
+            let tasks: Vec<s::Task> = made
+                .tasks
+                .iter()
+                .map(|t| present(t, &[TaskField::Tags]))
+                .collect();
+            let failures: Vec<s::Failure> = made.refusals.iter().map(placement::failure).collect();
             if let Some(tid) = &token_id {
                 tx.put(
                     scope(ctx),
@@ -951,9 +1037,6 @@ pub fn run(
                 hosts,
             ))
         })
-        .map_err(aws)?;
-    notify_all(ecs, &hosts);
-    Ok(resp)
 }
 
 pub fn start(
@@ -968,94 +1051,122 @@ pub fn start(
     }
     let tags = input.tags.clone().unwrap_or_default();
     common::validate_tags(&tags)?;
-    let (resp, hosts) = ecs
-        .store
-        .write(
-            |tx| -> Result<(s::StartTaskResponse, Vec<String>), Failure> {
-                let (cluster, _) = common::active_cluster(tx, ctx, input.cluster.as_deref())?;
-                let cluster_name = cluster.cluster_name.clone().unwrap_or_default();
-                let ident = task_definitions::parse_ident(ctx, &input.task_definition)?
-                    .ok_or_else(|| invalid("TaskDefinition not found."))?;
-                let (td, _) = task_definitions::resolve(tx, ctx, &ident)?
-                    .ok_or_else(|| invalid("TaskDefinition not found."))?;
-                validate_overrides(&td.task_definition, input.overrides.as_ref())?;
-                let launch = Launch {
-                    ctx,
-                    cluster: &cluster,
-                    td: &td.task_definition,
-                    td_tags: &td.tags,
-                    overrides: input.overrides.as_ref(),
-                    group: input.group.clone(),
-                    started_by: input.started_by.clone(),
-                    tags: tags.clone(),
-                    propagate_tags: input.propagate_tags,
-                    managed_tags: input.enable_ecs_managed_tags.unwrap_or(false),
-                    network_configuration: input.network_configuration.as_ref(),
-                };
-                launch.validate_network(false)?;
-                let cands: Vec<_> = candidates(tx, ctx, &cluster_name, ctx.now)?
-                    .into_iter()
-                    .filter(|(i, _)| i.status == sched::InstanceStatus::Active)
-                    .collect();
-                let etd = effective_td(&td.task_definition, input.overrides.as_ref());
-                // StartTask places where it is told: resources and the agent are checked,
-                // no constraints or strategies.
-                let request = sched::Request {
-                    count: 1,
-                    needs: placement::engine_needs(&needs_of(&etd), &etd),
-                    required_attributes: placement::required_attributes(&etd),
-                    ..sched::Request::default()
-                };
-                let mut hosts = Vec::new();
-                let mut tasks = Vec::new();
-                let mut failures = Vec::new();
-                for ident in &input.container_instances {
-                    let found = super::container_instances::store_id(ctx, &cluster_name, ident)
-                        .and_then(|id| cands.iter().find(|(c, _)| c.id == id));
-                    let Some((c, ci)) = found else {
-                        failures.push(s::Failure {
-                            arn: Some(ident.clone()),
-                            reason: Some("MISSING".into()),
-                            detail: None,
-                        });
-                        continue;
+    let (resp, hosts) = with_replanning(
+        PLAN_ATTEMPTS,
+        || {
+            ecs.store.write(
+                |tx| -> Result<(s::StartTaskResponse, Vec<String>), Failure> {
+                    let (cluster, _) = common::active_cluster(tx, ctx, input.cluster.as_deref())?;
+                    let cluster_name = cluster.cluster_name.clone().unwrap_or_default();
+                    let ident = task_definitions::parse_ident(ctx, &input.task_definition)?
+                        .ok_or_else(|| invalid("TaskDefinition not found."))?;
+                    let (td, _) = task_definitions::resolve(tx, ctx, &ident)?
+                        .ok_or_else(|| invalid("TaskDefinition not found."))?;
+                    validate_overrides(&td.task_definition, input.overrides.as_ref())?;
+                    let launch = Launch {
+                        ctx,
+                        cluster: &cluster,
+                        td: &td.task_definition,
+                        td_tags: &td.tags,
+                        overrides: input.overrides.as_ref(),
+                        group: input.group.clone(),
+                        started_by: input.started_by.clone(),
+                        tags: tags.clone(),
+                        propagate_tags: input.propagate_tags,
+                        managed_tags: input.enable_ecs_managed_tags.unwrap_or(false),
+                        network_configuration: input.network_configuration.as_ref(),
                     };
-                    // Check against the latest record (earlier tasks of this call count).
-                    let fresh = candidates(tx, ctx, &cluster_name, ctx.now)?
-                        .into_iter()
-                        .find(|(x, _)| x.id == c.id)
-                        .map(|(x, _)| x)
-                        .unwrap_or_else(|| c.clone());
-                    if let Some(why) = sched::check(&fresh, &request) {
-                        failures.push(placement::failure(&sched::Refusal::Instance {
-                            id: fresh.id.clone(),
-                            arn: fresh.arn.clone(),
-                            reason: why,
-                        }));
-                        continue;
-                    }
-                    let mut t =
-                        launch.task(instance_host(scope(ctx), &c.id), Some((&c.id, ci)), None);
-                    // The engine on this one instance picks its dynamic ports and GPU ids.
-                    let one = sched::Snapshot {
-                        instances: vec![fresh],
+                    launch.validate_network(false)?;
+                    let wanted: Vec<Option<String>> = input
+                        .container_instances
+                        .iter()
+                        .map(|ident| {
+                            super::container_instances::store_id(ctx, &cluster_name, ident)
+                        })
+                        .collect();
+                    // The named instances that are ACTIVE, as the index has them.
+                    let found = ecs.index.with_cluster(
+                        tx,
+                        scope(ctx),
+                        &cluster_name,
+                        ctx.now.millis(),
+                        |st| {
+                            wanted
+                                .iter()
+                                .map(|id| {
+                                    let id = id.as_deref()?;
+                                    let i = st.snapshot().instances.iter().find(|i| {
+                                        i.id == id && i.status == sched::InstanceStatus::Active
+                                    })?;
+                                    let (ci, v) = st.record(id)?;
+                                    Some((i.clone(), ci.clone(), *v))
+                                })
+                                .collect::<Vec<_>>()
+                        },
+                    )?;
+                    let etd = effective_td(&td.task_definition, input.overrides.as_ref());
+                    // StartTask places where it is told: resources and the agent are checked,
+                    // no constraints or strategies.
+                    let request = sched::Request {
+                        count: 1,
+                        needs: placement::engine_needs(&needs_of(&etd), &etd),
+                        required_attributes: placement::required_attributes(&etd),
+                        ..sched::Request::default()
                     };
-                    if let Some(Ok(p)) = sched::place(&one, &request, &mut |_| 0).tasks.first() {
-                        take_placement(&mut t, p);
+                    let mut hosts = Vec::new();
+                    let mut tasks = Vec::new();
+                    let mut failures = Vec::new();
+                    let mut reservations = Reservations::default();
+                    for (ident, found) in input.container_instances.iter().zip(found) {
+                        let Some((base, ci, version)) = found else {
+                            failures.push(s::Failure {
+                                arn: Some(ident.clone()),
+                                reason: Some("MISSING".into()),
+                                detail: None,
+                            });
+                            continue;
+                        };
+                        // Check against the instance as this call left it (its earlier tasks count).
+                        let fresh = reservations.as_left(&base);
+                        if let Some(why) = sched::check(&fresh, &request) {
+                            failures.push(placement::failure(&sched::Refusal::Instance {
+                                id: fresh.id.clone(),
+                                arn: fresh.arn.clone(),
+                                reason: why,
+                            }));
+                            continue;
+                        }
+                        let mut t = launch.task(
+                            instance_host(scope(ctx), &base.id),
+                            Some((&base.id, &ci)),
+                            None,
+                        );
+                        // The engine on this one instance picks its dynamic ports and GPU ids.
+                        let one = sched::Snapshot {
+                            instances: vec![fresh],
+                        };
+                        if let Some(Ok(p)) = sched::place(&one, &request, &mut |_| 0).tasks.first()
+                        {
+                            take_placement(&mut t, p);
+                        }
+                        create_task(tx, ctx, &mut t, launch.network_configuration, &mut hosts)?;
+                        reservations.add(&base.id, &ci, version, &t);
+                        tasks.push(present(&t, &[TaskField::Tags]));
                     }
-                    create_task(tx, ctx, &mut t, launch.network_configuration, &mut hosts)?;
-                    tasks.push(present(&t, &[TaskField::Tags]));
-                }
-                Ok((
-                    s::StartTaskResponse {
-                        tasks: Some(tasks),
-                        failures: Some(failures),
-                    },
-                    hosts,
-                ))
-            },
-        )
-        .map_err(aws)?;
+                    reservations.apply(tx, scope(ctx), &ecs.index)?;
+                    Ok((
+                        s::StartTaskResponse {
+                            tasks: Some(tasks),
+                            failures: Some(failures),
+                        },
+                        hosts,
+                    ))
+                },
+            )
+        },
+        |id| ecs.index.invalidate(scope(ctx), &[id.to_string()]),
+    )
+    .map_err(aws)?;
     notify_all(ecs, &hosts);
     Ok(resp)
 }
@@ -1099,7 +1210,7 @@ pub fn stop(
                 t.task.stopping_at = Some(ctx.now);
                 t.task.version = Some(t.task.version.unwrap_or(1) + 1);
                 tx.put(scope(ctx), task_kind::TASK, &id, Some(v), &t)?;
-                bump_host(tx, &t.host)?;
+                touch_host_task(tx, scope(ctx), &id, &t)?;
             }
             Ok((present(&t, &[TaskField::Tags]), t.host.clone()))
         })
@@ -1270,8 +1381,10 @@ fn apply_container_change(t: &mut StoredTask, c: &s::ContainerStateChange) {
 /// stop code; releases the instance's resources (and its ENI) once the task is STOPPED.
 /// Returns the hosts to wake: the task's own first, then those of tasks whose security
 /// group rules changed with it.
+#[allow(clippy::too_many_arguments)]
 pub fn apply_task_change(
     tx: &mut Tx<'_>,
+    index: &Arc<ClusterIndex>,
     scope_: Scope<'_>,
     id: &str,
     change: &s::SubmitTaskStateChangeRequest,
@@ -1336,6 +1449,7 @@ pub fn apply_task_change(
         peers = crate::ec2::interfaces::on_task_status(
             tx,
             scope_,
+            id,
             &mut t.task,
             after == TaskStatus::Stopped,
         )?;
@@ -1375,7 +1489,7 @@ pub fn apply_task_change(
             for c in t.task.containers.iter_mut().flatten() {
                 c.last_status = Some("STOPPED".into());
             }
-            release(tx, scope_, &t, before)?;
+            release(tx, index, scope_, &t, before)?;
             let cluster_task = format!("{}/{}", t.cluster(), t.id());
             tx.delete(
                 GLOBAL,
@@ -1383,22 +1497,41 @@ pub fn apply_task_change(
                 &host_task_id(&t.host, scope_, &cluster_task),
             )?;
         } else if after >= TaskStatus::Running && before < TaskStatus::Running {
-            move_counts(tx, scope_, &t, -1, 1)?;
+            move_counts(tx, index, scope_, &t, -1, 1)?;
         }
     }
     t.task.version = Some(t.task.version.unwrap_or(1) + 1);
     tx.put(scope_, task_kind::TASK, id, Some(v), &t)?;
     if host_changed && after != TaskStatus::Stopped {
-        bump_host(tx, &t.host)?;
+        touch_host_task(tx, scope_, id, &t)?;
     }
     peers.retain(|h| *h != t.host);
     peers.insert(0, t.host.clone());
     Ok(Some(peers))
 }
 
+/// Marks a task's assignment as changed on its host (its security group rules changed, or
+/// the members of a group its rules name): returns the host to wake, or None when the task
+/// is gone or STOPPED.
+pub fn touch_for_rules(
+    tx: &mut Tx<'_>,
+    scope_: Scope<'_>,
+    task_store_id: &str,
+) -> Result<Option<String>, Failure> {
+    let Some((t, _)) = tx.get_json::<StoredTask>(scope_, task_kind::TASK, task_store_id)? else {
+        return Ok(None);
+    };
+    if t.last_status() == TaskStatus::Stopped {
+        return Ok(None);
+    }
+    touch_host_task(tx, scope_, task_store_id, &t)?;
+    Ok(Some(t.host))
+}
+
 /// Moves a task between its instance's pending and running counts.
 fn move_counts(
     tx: &mut Tx<'_>,
+    index: &Arc<ClusterIndex>,
     scope_: Scope<'_>,
     t: &StoredTask,
     pending: i32,
@@ -1412,14 +1545,36 @@ fn move_counts(
     {
         ci.pending_tasks_count = Some((ci.pending_tasks_count.unwrap_or(0) + pending).max(0));
         ci.running_tasks_count = Some((ci.running_tasks_count.unwrap_or(0) + running).max(0));
-        tx.put(scope_, kind::CONTAINER_INSTANCE, ci_id, Some(v), &ci)?;
+        written_through(tx, index, scope_, ci_id, v, ci, Held::Same)?;
     }
+    Ok(())
+}
+
+/// Writes instance `ci_id` (read at version `v`) and, once committed, the index's entry.
+fn written_through(
+    tx: &mut Tx<'_>,
+    index: &Arc<ClusterIndex>,
+    scope_: Scope<'_>,
+    ci_id: &str,
+    v: i64,
+    ci: s::ContainerInstance,
+    held: Held,
+) -> Result<(), Failure> {
+    let version = tx.put(scope_, kind::CONTAINER_INSTANCE, ci_id, Some(v), &ci)?;
+    let index = index.clone();
+    let (account, region, id) = (
+        scope_.account.to_string(),
+        scope_.region.to_string(),
+        ci_id.to_string(),
+    );
+    tx.after_commit(move || index.written(Scope::new(&account, &region), &id, ci, version, held));
     Ok(())
 }
 
 /// Gives a stopped task's resources back to its instance.
 fn release(
     tx: &mut Tx<'_>,
+    index: &Arc<ClusterIndex>,
     scope_: Scope<'_>,
     t: &StoredTask,
     before: TaskStatus,
@@ -1436,7 +1591,11 @@ fn release(
         } else {
             ci.running_tasks_count = Some((ci.running_tasks_count.unwrap_or(0) - 1).max(0));
         }
-        tx.put(scope_, kind::CONTAINER_INSTANCE, ci_id, Some(v), &ci)?;
+        let gone = sched::RunningTask {
+            group: t.task.group.clone(),
+            family: t.task_definition.family.clone().unwrap_or_default(),
+        };
+        written_through(tx, index, scope_, ci_id, v, ci, Held::Removed(gone))?;
     }
     Ok(())
 }
@@ -1459,13 +1618,58 @@ pub fn submit_task_state_change(
     let id = submitted_task_id(ctx, input.cluster.as_deref(), input.task.as_deref())?;
     let hosts = ecs
         .store
-        .write(|tx| apply_task_change(tx, scope(ctx), &id, &input, None, &[], ctx.now))
+        .write(|tx| apply_task_change(tx, &ecs.index, scope(ctx), &id, &input, None, &[], ctx.now))
         .map_err(aws)?
         .ok_or_else(|| invalid("The referenced task was not found."))?;
     notify_all(ecs, &hosts);
     Ok(s::SubmitTaskStateChangeResponse {
         acknowledgment: Some("ACK".into()),
     })
+}
+
+/// Applies a batch of agents' task state changes in one transaction (the agent channel's
+/// `SubmitTaskStateChanges`).
+pub fn submit_task_state_changes(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    input: &berth_wire::agent::TaskStateChanges,
+) -> Result<berth_wire::agent::TaskStateChangesResponse, AwsError> {
+    if input.changes.len() > berth_wire::agent::MAX_STATE_CHANGES {
+        return Err(invalid(format!(
+            "changes can have at most {} items.",
+            berth_wire::agent::MAX_STATE_CHANGES
+        )));
+    }
+    let ids = input
+        .changes
+        .iter()
+        .map(|c| submitted_task_id(ctx, c.cluster.as_deref(), c.task.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (applied, missing, hosts) = ecs
+        .store
+        .write(|tx| -> Result<_, Failure> {
+            let mut hosts: Vec<String> = Vec::new();
+            let mut missing = Vec::new();
+            let mut applied = 0;
+            for (id, change) in ids.iter().zip(&input.changes) {
+                match apply_task_change(tx, &ecs.index, scope(ctx), id, change, None, &[], ctx.now)?
+                {
+                    Some(woken) => {
+                        applied += 1;
+                        for host in woken {
+                            if !hosts.contains(&host) {
+                                hosts.push(host);
+                            }
+                        }
+                    }
+                    None => missing.push(change.task.clone().unwrap_or_default()),
+                }
+            }
+            Ok((applied, missing, hosts))
+        })
+        .map_err(aws)?;
+    notify_all(ecs, &hosts);
+    Ok(berth_wire::agent::TaskStateChangesResponse { applied, missing })
 }
 
 pub fn submit_container_state_change(
@@ -1490,7 +1694,7 @@ pub fn submit_container_state_change(
     };
     let hosts = ecs
         .store
-        .write(|tx| apply_task_change(tx, scope(ctx), &id, &change, None, &[], ctx.now))
+        .write(|tx| apply_task_change(tx, &ecs.index, scope(ctx), &id, &change, None, &[], ctx.now))
         .map_err(aws)?
         .ok_or_else(|| invalid("The referenced task was not found."))?;
     notify_all(ecs, &hosts);
@@ -1516,6 +1720,7 @@ pub fn submit_health(
         .write(|tx| {
             apply_task_change(
                 tx,
+                &ecs.index,
                 scope(ctx),
                 &id,
                 &change,
@@ -1565,11 +1770,17 @@ pub struct Launched {
     pub hosts: Vec<String>,
 }
 
-/// Creates the tasks of a service launch with RunTask's machinery (capacity, placement,
-/// reservations), in the caller's transaction.
-pub fn launch_for_service(tx: &mut Tx<'_>, l: &ServiceLaunch<'_>) -> Result<Launched, Failure> {
+/// Creates the tasks of a service launch with RunTask's machinery ([`launch_tasks`]), in the
+/// caller's transaction; what they take on container instances goes into `reservations`,
+/// which the caller applies once before it commits (several launches of one transaction see
+/// each other's reservations).
+pub fn launch_for_service(
+    tx: &mut Tx<'_>,
+    index: &Arc<ClusterIndex>,
+    l: &ServiceLaunch<'_>,
+    reservations: &mut Reservations,
+) -> Result<Launched, Failure> {
     let ctx = l.ctx;
-    let cluster_name = l.cluster.cluster_name.clone().unwrap_or_default();
     let ident = task_definitions::parse_ident(ctx, l.task_definition)?
         .ok_or_else(|| invalid("TaskDefinition not found."))?;
     let (td, _) = task_definitions::resolve(tx, ctx, &ident)?
@@ -1593,15 +1804,72 @@ pub fn launch_for_service(tx: &mut Tx<'_>, l: &ServiceLaunch<'_>) -> Result<Laun
         managed_tags: l.managed_tags,
         network_configuration: l.network_configuration,
     };
-    let mut out = Launched::default();
-    for (capacity, count) in shares {
+    let request = LaunchRequest {
+        shares,
+        placement_constraints: l.placement_constraints,
+        placement_strategy: l.placement_strategy,
+        group: l.group.clone(),
+        on_instance: l.on_instance,
+    };
+    let made = launch_tasks(tx, index, &launch, &request, reservations)?;
+    Ok(Launched {
+        task_ids: made.tasks.iter().map(|t| t.id()).collect(),
+        refusals: made.refusals,
+        hosts: made.hosts,
+    })
+}
+
+/// What one launch asks for beyond the task definition and the task's fields ([`Launch`]):
+/// how many tasks go to which capacity, and where they may go on container instances.
+struct LaunchRequest<'a> {
+    /// Each capacity's share of the tasks ([`capacity::shares`]).
+    shares: Vec<(Capacity, usize)>,
+    placement_constraints: Option<&'a [s::PlacementConstraint]>,
+    placement_strategy: Option<&'a [s::PlacementStrategy]>,
+    /// The task group (RunTask's `group`, `family:<family>`, or `service:<name>`).
+    group: String,
+    /// Only this container instance (store id): a daemon's task.
+    on_instance: Option<&'a str>,
+}
+
+/// What a launch made.
+#[derive(Default)]
+struct Made {
+    tasks: Vec<StoredTask>,
+    /// One per task that could not be placed.
+    refusals: Vec<sched::Refusal>,
+    /// The hosts to wake once the transaction commits.
+    hosts: Vec<String>,
+    /// An EC2 share found no ACTIVE container instance in the cluster at all (RunTask
+    /// refuses the call; a service reports the refusals).
+    no_active_instance: bool,
+}
+
+/// The one launch path of RunTask and the service scheduler: Fargate shares go to the
+/// managed host; EC2 shares are planned from the cluster index ([`ClusterIndex`]) with the
+/// placement engine and applied by creating the tasks, their instances' reservations added to
+/// `reservations` (written by the caller with the versions planned from: a stale plan fails
+/// with a conflict and is planned again). A plan sees what earlier launches of the same
+/// `reservations` took.
+fn launch_tasks(
+    tx: &mut Tx<'_>,
+    index: &Arc<ClusterIndex>,
+    launch: &Launch<'_>,
+    r: &LaunchRequest<'_>,
+    reservations: &mut Reservations,
+) -> Result<Made, Failure> {
+    let ctx = launch.ctx;
+    let cluster_name = launch.cluster.cluster_name.clone().unwrap_or_default();
+    let mut made = Made::default();
+    for (capacity, count) in &r.shares {
+        let count = *count;
         if count == 0 {
             continue;
         }
         match capacity {
             Capacity::Fargate { provider } => {
                 launch.validate_network(true)?;
-                let provider = provider.unwrap_or_else(|| "FARGATE".into());
+                let provider = provider.clone().unwrap_or_else(|| "FARGATE".into());
                 for _ in 0..count {
                     let mut t = launch.task(MANAGED_HOST.to_string(), None, Some(&provider));
                     create_task(
@@ -1609,68 +1877,110 @@ pub fn launch_for_service(tx: &mut Tx<'_>, l: &ServiceLaunch<'_>) -> Result<Laun
                         ctx,
                         &mut t,
                         launch.network_configuration,
-                        &mut out.hosts,
+                        &mut made.hosts,
                     )?;
-                    out.task_ids.push(t.id());
+                    made.tasks.push(t);
                 }
             }
             Capacity::Ec2 { provider } => {
                 launch.validate_network(false)?;
-                let (constraints, strategies) = placement::rules(
-                    &td.task_definition,
-                    l.placement_constraints,
-                    l.placement_strategy,
-                )?;
-                let mut cands = candidates(tx, ctx, &cluster_name, ctx.now)?;
-                if let Some(only) = l.on_instance {
-                    cands.retain(|(i, _)| i.id == only);
-                }
-                // A provider's tasks go to the instances that joined it.
-                if let Some(p) = &provider {
-                    cands.retain(|(_, ci)| ci.capacity_provider_name.as_ref() == Some(p));
-                }
-                let etd = effective_td(&td.task_definition, None);
+                let (constraints, strategies) =
+                    placement::rules(launch.td, r.placement_constraints, r.placement_strategy)?;
+                let etd = effective_td(launch.td, launch.overrides);
                 let request = sched::Request {
                     count,
                     needs: placement::engine_needs(&needs_of(&etd), &etd),
-                    group: l.group.clone(),
+                    group: r.group.clone(),
                     family: etd.family.clone().unwrap_or_default(),
                     constraints,
                     strategies,
                     required_attributes: placement::required_attributes(&etd),
                 };
-                let snapshot = sched::Snapshot {
-                    instances: cands.iter().map(|(i, _)| i.clone()).collect(),
-                };
-                let plan = sched::place(&snapshot, &request, &mut |n| {
-                    rand::random_range(0..n.max(1))
-                });
-                for p in plan.tasks {
-                    match p {
-                        Ok(p) => {
-                            let id = p.instance;
-                            let Some((_, ci)) = cands.iter_mut().find(|(c, _)| c.id == id) else {
-                                continue;
+                // Plan from the index (current: this transaction holds the store's writer,
+                // and every committed write reached the index before it)...
+                let plan =
+                    index.with_cluster(tx, scope(ctx), &cluster_name, ctx.now.millis(), |st| {
+                        let all = st.snapshot();
+                        if !all
+                            .instances
+                            .iter()
+                            .any(|i| i.status == sched::InstanceStatus::Active)
+                        {
+                            return None;
+                        }
+                        // A provider's tasks go to the instances that joined it, a daemon's
+                        // to its instance; earlier launches of this transaction count.
+                        let narrowed;
+                        let snapshot = if r.on_instance.is_some()
+                            || provider.is_some()
+                            || !reservations.is_empty()
+                        {
+                            narrowed = sched::Snapshot {
+                                instances: all
+                                    .instances
+                                    .iter()
+                                    .filter(|i| r.on_instance.is_none_or(|only| i.id == only))
+                                    .filter(|i| {
+                                        provider.as_ref().is_none_or(|p| {
+                                            st.record(&i.id).is_some_and(|(ci, _)| {
+                                                ci.capacity_provider_name.as_ref() == Some(p)
+                                            })
+                                        })
+                                    })
+                                    .map(|i| reservations.as_left(i))
+                                    .collect(),
                             };
-                            let host = instance_host(scope(ctx), &id);
-                            let mut t = launch.task(host, Some((&id, ci)), None);
+                            &narrowed
+                        } else {
+                            all
+                        };
+                        let plan = sched::place(snapshot, &request, &mut |n| {
+                            rand::random_range(0..n.max(1))
+                        });
+                        Some(
+                            plan.tasks
+                                .into_iter()
+                                .map(|p| {
+                                    p.map(|p| {
+                                        let (ci, v) =
+                                            st.record(&p.instance).cloned().unwrap_or_default();
+                                        (p, ci, v)
+                                    })
+                                })
+                                .collect::<Vec<_>>(),
+                        )
+                    })?;
+                let Some(plan) = plan else {
+                    made.no_active_instance = true;
+                    made.refusals
+                        .extend((0..count).map(|_| sched::Refusal::NoInstances));
+                    continue;
+                };
+                // ...and apply it: each task created, its instance's reservation noted.
+                for p in plan {
+                    match p {
+                        Ok((p, ci, version)) => {
+                            let host = instance_host(scope(ctx), &p.instance);
+                            let mut t = launch.task(host, Some((&p.instance, &ci)), None);
                             t.task.capacity_provider_name = provider.clone();
+                            take_placement(&mut t, &p);
                             create_task(
                                 tx,
                                 ctx,
                                 &mut t,
                                 launch.network_configuration,
-                                &mut out.hosts,
+                                &mut made.hosts,
                             )?;
-                            out.task_ids.push(t.id());
+                            reservations.add(&p.instance, &ci, version, &t);
+                            made.tasks.push(t);
                         }
-                        Err(why) => out.refusals.push(why),
+                        Err(why) => made.refusals.push(why),
                     }
                 }
             }
         }
     }
-    Ok(out)
+    Ok(made)
 }
 
 /// How many tasks of `cluster` are running and pending (for DescribeClusters).
@@ -1687,40 +1997,54 @@ pub fn counts(tx: &Tx<'_>, ctx: &RequestContext, cluster: &str) -> Result<(i32, 
     Ok((running, pending))
 }
 
-/// Deletes STOPPED tasks older than the retention (ECS keeps them at least an hour).
+/// Deletes STOPPED tasks older than the retention (ECS keeps them at least an hour). The scan
+/// runs in read transactions (beside the writer, in WAL mode) and each chunk's deletions in a
+/// short write, so a store of a million tasks does not stall every write while it is swept.
 pub fn prune(store: &berth_store::Store, now: Timestamp) -> Result<usize, berth_store::StoreError> {
-    store.write(|tx| {
-        let mut pruned = 0;
-        let mut after: Option<(String, String, String)> = None;
-        loop {
-            let chunk = tx.list_everywhere(
+    let mut pruned = 0;
+    let mut after: Option<(String, String, String)> = None;
+    loop {
+        let chunk = store.read(|tx| {
+            tx.list_everywhere(
                 task_kind::TASK,
                 after
                     .as_ref()
                     .map(|(a, r, i)| (a.as_str(), r.as_str(), i.as_str())),
                 512,
-            )?;
-            let done = chunk.len() < 512;
-            for (account, region, rec) in &chunk {
-                let t: StoredTask = rec.decode(task_kind::TASK)?;
-                if t.last_status() == TaskStatus::Stopped
-                    && t.task
-                        .stopped_at
-                        .is_some_and(|at| now.millis() - at.millis() > STOPPED_RETENTION_MS)
-                {
-                    tx.delete(Scope::new(account, region), task_kind::TASK, &rec.id)?;
-                    pruned += 1;
-                }
-            }
-            after = chunk
-                .last()
-                .map(|(a, r, rec)| (a.clone(), r.clone(), rec.id.clone()));
-            if done {
-                break;
+            )
+        })?;
+        let done = chunk.len() < 512;
+        let mut expired = Vec::new();
+        for (account, region, rec) in &chunk {
+            let t: StoredTask = rec.decode(task_kind::TASK)?;
+            if t.last_status() == TaskStatus::Stopped
+                && t.task
+                    .stopped_at
+                    .is_some_and(|at| now.millis() - at.millis() > STOPPED_RETENTION_MS)
+            {
+                expired.push((account.clone(), region.clone(), rec.id.clone()));
             }
         }
-        Ok(pruned)
-    })
+        if !expired.is_empty() {
+            pruned += store.write(|tx| -> Result<usize, berth_store::StoreError> {
+                let mut n = 0;
+                for (account, region, id) in &expired {
+                    // Only what is still STOPPED (a task never leaves STOPPED, so it is).
+                    if tx.delete(Scope::new(account, region), task_kind::TASK, id)? {
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })?;
+        }
+        after = chunk
+            .last()
+            .map(|(a, r, rec)| (a.clone(), r.clone(), rec.id.clone()));
+        if done {
+            break;
+        }
+    }
+    Ok(pruned)
 }
 
 #[cfg(test)]
@@ -1784,7 +2108,9 @@ mod tests {
         assert_eq!(t.cpu.as_deref(), Some("256"));
         assert!(t.container_instance_arn.is_none());
         let (seq, assigned) = ecs.store.read(|tx| assignments(tx, MANAGED_HOST)).unwrap();
-        assert_eq!((seq, assigned.len()), (2, 2));
+        // Two creations, and the first task marked again when the second joined the VPC's
+        // default group (whose rule admits its members: the first task's rules changed).
+        assert_eq!((seq, assigned.len()), (3, 2));
 
         let arn = t.task_arn.clone().unwrap();
         let report = |status: &str, containers: serde_json::Value| {
@@ -2078,6 +2404,223 @@ mod tests {
             serde_json::json!({"placementConstraints": [{"type": "distinctInstance", "expression": "attribute:zone exists"}]}),
         ] {
             assert_eq!(run(bad).unwrap_err().code, "InvalidParameterException");
+        }
+    }
+
+    /// Registers a polling container instance with `cpu` units and 4096 MiB in cluster "c".
+    fn ec2_instance(ecs: &Ecs, c: &RequestContext, cpu: i32) -> (String, String) {
+        let ci = ecs
+            .register_container_instance(
+                c,
+                serde_json::from_value(serde_json::json!({
+                    "cluster": "c",
+                    "totalResources": [
+                        {"name": "CPU", "type": "INTEGER", "integerValue": cpu},
+                        {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}
+                    ],
+                    // What a host-mode definition requires.
+                    "attributes": [{"name": "com.amazonaws.ecs.capability.docker-remote-api.1.18"}]
+                }))
+                .unwrap(),
+            )
+            .unwrap()
+            .container_instance
+            .unwrap();
+        let arn = ci.container_instance_arn.unwrap();
+        let id = super::super::container_instances::store_id(c, "c", &arn).unwrap();
+        ecs.store
+            .write(|tx| record_poll(tx, &instance_host(scope(c), &id), c.now.millis()))
+            .unwrap();
+        (id, arn)
+    }
+
+    fn ec2_td(ecs: &Ecs, c: &RequestContext, family: &str, cpu: i32, host_port: Option<i32>) {
+        let ports = match host_port {
+            Some(p) => serde_json::json!([{"containerPort": p, "hostPort": p}]),
+            None => serde_json::json!([]),
+        };
+        let td: s::RegisterTaskDefinitionRequest = serde_json::from_value(serde_json::json!({
+            "family": family, "networkMode": "host",
+            "containerDefinitions": [{"name": "app", "image": "busybox", "cpu": cpu,
+                "memory": 16, "portMappings": ports}]
+        }))
+        .unwrap();
+        ecs.register_task_definition(c, td).unwrap();
+    }
+
+    fn run_ec2(ecs: &Ecs, c: &RequestContext, family: &str, count: i32) -> s::RunTaskResponse {
+        let req: s::RunTaskRequest = serde_json::from_value(serde_json::json!({
+            "cluster": "c", "taskDefinition": family, "launchType": "EC2", "count": count,
+        }))
+        .unwrap();
+        ecs.run_task(c, req).unwrap()
+    }
+
+    /// What the store says each instance holds: (remaining CPU recorded, CPU of its tasks
+    /// that are not STOPPED, their host ports).
+    fn held_from_store(ecs: &Ecs, c: &RequestContext) -> Vec<(String, i32, i32, Vec<i32>)> {
+        ecs.store
+            .read(|tx| -> Result<_, Failure> {
+                let tasks = tx.list_json::<StoredTask>(scope(c), task_kind::TASK, "c/")?;
+                let mut out = Vec::new();
+                for (id, ci) in
+                    tx.list_json::<s::ContainerInstance>(scope(c), kind::CONTAINER_INSTANCE, "c/")?
+                {
+                    let mine: Vec<&StoredTask> = tasks
+                        .iter()
+                        .map(|(_, t)| t)
+                        .filter(|t| t.container_instance.as_deref() == Some(id.as_str()))
+                        .filter(|t| t.last_status() != TaskStatus::Stopped)
+                        .collect();
+                    let remaining = ci
+                        .remaining_resources
+                        .iter()
+                        .flatten()
+                        .find(|r| r.name.as_deref() == Some("CPU"))
+                        .and_then(|r| r.integer_value)
+                        .unwrap_or(0);
+                    out.push((
+                        id,
+                        remaining,
+                        mine.iter().map(|t| t.reserved_cpu).sum(),
+                        mine.iter().flat_map(|t| t.reserved_ports.clone()).collect(),
+                    ));
+                }
+                Ok(out)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn replanning_stops_at_success_at_another_error_or_after_the_attempts() {
+        let conflict = |id: &str| {
+            Failure::Store(berth_store::StoreError::Conflict {
+                kind: kind::CONTAINER_INSTANCE.into(),
+                id: id.into(),
+                expected: 1,
+            })
+        };
+        // Stale twice, then applied.
+        let mut tries = 0;
+        let mut stale = Vec::new();
+        let out = with_replanning(
+            4,
+            || {
+                tries += 1;
+                if tries < 3 {
+                    Err(conflict("c/a"))
+                } else {
+                    Ok(tries)
+                }
+            },
+            |id| stale.push(id.to_string()),
+        );
+        assert_eq!(out.unwrap(), 3);
+        assert_eq!(stale, ["c/a", "c/a"]);
+        // Always stale: gives up with the conflict after the bounded attempts.
+        let mut tries = 0;
+        let out: Result<(), Failure> = with_replanning(
+            3,
+            || {
+                tries += 1;
+                Err(conflict("c/b"))
+            },
+            |_| {},
+        );
+        assert!(matches!(out, Err(Failure::Store(_))));
+        assert_eq!(tries, 3);
+        // Another error is not retried.
+        let mut tries = 0;
+        let out: Result<(), Failure> = with_replanning(
+            3,
+            || {
+                tries += 1;
+                Err(invalid("no").into())
+            },
+            |_| {},
+        );
+        assert!(matches!(out, Err(Failure::Aws(_))));
+        assert_eq!(tries, 1);
+    }
+
+    /// A plan made from a stale view of an instance (a write the index never heard of, as
+    /// another server replica's would be) fails its version check, and is planned again from
+    /// the store instead of overcommitting.
+    #[test]
+    fn a_stale_plan_is_planned_again_not_applied() {
+        let (ecs, c) = setup();
+        let (id, arn) = ec2_instance(&ecs, &c, 1024);
+        ec2_td(&ecs, &c, "small", 512, None);
+        // The index is built and current.
+        assert_eq!(run_ec2(&ecs, &c, "small", 1).tasks.unwrap().len(), 1);
+        // Deaf index: the store no longer tells it anything. Another writer takes the rest.
+        ecs.store.observe(&[], |_| {}).unwrap();
+        ecs.store
+            .write(|tx| -> Result<(), Failure> {
+                let (mut ci, v) = tx
+                    .get_json::<s::ContainerInstance>(scope(&c), kind::CONTAINER_INSTANCE, &id)?
+                    .unwrap();
+                for r in ci.remaining_resources.iter_mut().flatten() {
+                    if r.name.as_deref() == Some("CPU") {
+                        r.integer_value = Some(0);
+                    }
+                }
+                tx.put(scope(&c), kind::CONTAINER_INSTANCE, &id, Some(v), &ci)?;
+                Ok(())
+            })
+            .unwrap();
+        // The index still believes 512 units are free; the apply finds out, replans.
+        let out = run_ec2(&ecs, &c, "small", 1);
+        assert!(out.tasks.unwrap().is_empty());
+        let f = out.failures.unwrap();
+        assert_eq!(f[0].reason.as_deref(), Some("RESOURCE:CPU"));
+        assert_eq!(f[0].arn.as_deref(), Some(arn.as_str()));
+    }
+
+    /// Many clients racing for few free slots: the store never shows an instance holding more
+    /// than it registered, or a host port twice.
+    #[test]
+    fn concurrent_run_tasks_never_overcommit() {
+        let (ecs, c) = setup();
+        let ecs = Arc::new(ecs);
+        for _ in 0..3 {
+            ec2_instance(&ecs, &c, 1024);
+        }
+        // 1024 units / 384 = 2 per instance by CPU; port 8080 allows 1 per instance.
+        ec2_td(&ecs, &c, "cpu", 384, None);
+        ec2_td(&ecs, &c, "port", 1, Some(8080));
+        let threads: Vec<_> = (0..12)
+            .map(|k| {
+                let ecs = ecs.clone();
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    let family = if k % 2 == 0 { "cpu" } else { "port" };
+                    let mut placed = 0;
+                    for _ in 0..5 {
+                        placed += run_ec2(&ecs, &c, family, 1 + (k % 3)).tasks.unwrap().len();
+                    }
+                    (family, placed)
+                })
+            })
+            .collect();
+        let mut placed: std::collections::HashMap<&str, usize> = Default::default();
+        for t in threads {
+            let (family, n) = t.join().unwrap();
+            *placed.entry(family).or_default() += n;
+        }
+        assert_eq!(placed["cpu"], 6, "{placed:?}");
+        assert_eq!(placed["port"], 3, "{placed:?}");
+        for (id, remaining, used, ports) in held_from_store(&ecs, &c) {
+            assert!(used <= 1024, "{id} holds {used} CPU units");
+            assert_eq!(remaining, 1024 - used, "{id}");
+            let mut unique = ports.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(
+                unique.len(),
+                ports.len(),
+                "{id} gave a port twice: {ports:?}"
+            );
         }
     }
 

@@ -1,0 +1,478 @@
+//! The in-memory index of each cluster's container instances, as placement sees them: the
+//! engine's [`sched::Snapshot`] (registered and remaining resources, attributes, status, the
+//! groups and families of the tasks each holds) beside each instance's stored record and its
+//! version, and when its agent last polled. RunTask plans from it instead of reading every
+//! instance record (and every task) of the cluster.
+//!
+//! Coherence with the store:
+//! - **Built from the store** the first time a cluster is planned on (so after every start),
+//!   from the instance records and the host-task index (no task record is decoded when the
+//!   index carries the task's group and family).
+//! - **Write-through**: the task paths that change an instance's reservations or counts
+//!   (RunTask, StartTask, task state changes, polls) update the entry after their transaction
+//!   commits ([`berth_store::Tx::after_commit`]), and only if the entry was at the version the
+//!   write started from; otherwise the entry is marked stale.
+//! - **Every other writer** is caught by the store's commit observer: a committed change of an
+//!   instance record whose version the entry does not have marks the entry stale (a deletion
+//!   or a wiped account drops it). Stale entries are reloaded from the store before the next
+//!   plan. A failed write commits nothing, so it changes nothing here.
+//! - **Apply checks versions**: a plan writes each chosen instance back with the version it
+//!   was planned from (`put` with an expected version), so a plan made from a stale entry fails
+//!   with a conflict instead of overcommitting; the caller marks the entries stale and plans
+//!   again (bounded retries).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use berth_model::lifecycle::TaskStatus;
+use berth_scheduler as sched;
+use berth_store::{Change, Scope, Tx};
+use berth_wire::ecs::shapes as s;
+use serde::{Deserialize, Serialize};
+
+use super::common::kind;
+use super::placement;
+use crate::failure::Failure;
+
+/// What the host-task index stores for each task on a host (`ecs/host-task`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostTask {
+    /// The host's assignment sequence when the task last changed (for polls that ask only
+    /// for what changed).
+    pub seq: i64,
+    pub group: Option<String>,
+    pub family: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClusterKey {
+    account: String,
+    region: String,
+    cluster: String,
+}
+
+impl ClusterKey {
+    fn new(scope: Scope<'_>, cluster: &str) -> ClusterKey {
+        ClusterKey {
+            account: scope.account.to_string(),
+            region: scope.region.to_string(),
+            cluster: cluster.to_string(),
+        }
+    }
+}
+
+/// One cluster's instances (ACTIVE and DRAINING only: the others take and hold nothing
+/// placement cares about).
+#[derive(Default)]
+pub struct ClusterState {
+    loaded: bool,
+    /// The engine's view; `instances[k]` is the instance of `records[k]`.
+    snapshot: sched::Snapshot,
+    records: Vec<(s::ContainerInstance, i64)>,
+    last_poll_ms: Vec<Option<i64>>,
+    pos: HashMap<String, usize>,
+    stale: HashSet<String>,
+    /// Instances whose agent polled since their last poll time was read.
+    polled: HashSet<String>,
+}
+
+impl ClusterState {
+    /// The snapshot to plan from.
+    pub fn snapshot(&self) -> &sched::Snapshot {
+        &self.snapshot
+    }
+
+    /// The stored record and version instance `id` was planned from.
+    pub fn record(&self, id: &str) -> Option<&(s::ContainerInstance, i64)> {
+        self.pos.get(id).map(|k| &self.records[*k])
+    }
+
+    fn remove(&mut self, id: &str) {
+        let Some(k) = self.pos.remove(id) else {
+            return;
+        };
+        self.snapshot.instances.swap_remove(k);
+        self.records.swap_remove(k);
+        self.last_poll_ms.swap_remove(k);
+        if let Some(moved) = self.snapshot.instances.get(k) {
+            self.pos.insert(moved.id.clone(), k);
+        }
+    }
+
+    fn upsert(
+        &mut self,
+        id: &str,
+        ci: s::ContainerInstance,
+        version: i64,
+        tasks: Vec<sched::RunningTask>,
+        last_poll_ms: Option<i64>,
+    ) {
+        if !matches!(ci.status.as_deref(), Some("ACTIVE") | Some("DRAINING")) {
+            self.remove(id);
+            return;
+        }
+        let inst = placement::instance(id, &ci, false, tasks);
+        match self.pos.get(id) {
+            Some(k) => {
+                self.snapshot.instances[*k] = inst;
+                self.records[*k] = (ci, version);
+                self.last_poll_ms[*k] = last_poll_ms;
+            }
+            None => {
+                self.pos.insert(id.to_string(), self.records.len());
+                self.snapshot.instances.push(inst);
+                self.records.push((ci, version));
+                self.last_poll_ms.push(last_poll_ms);
+            }
+        }
+    }
+
+    /// Reloads instance `id` (its record, its tasks, its last poll) from the store.
+    fn reload(&mut self, tx: &Tx<'_>, scope: Scope<'_>, id: &str) -> Result<(), Failure> {
+        match tx.get_json::<s::ContainerInstance>(scope, kind::CONTAINER_INSTANCE, id)? {
+            None => self.remove(id),
+            Some((ci, version)) => {
+                let tasks = held_tasks(tx, scope, id)?;
+                let host = super::tasks::instance_host(scope, id);
+                let last = super::tasks::last_poll(tx, &host)?;
+                self.upsert(id, ci, version, tasks, last);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets each instance's `agent_connected` as of `now_ms`.
+    fn refresh_connected(&mut self, now_ms: i64) {
+        let limit = berth_wire::agent::DISCONNECT_AFTER_SECONDS * 1000;
+        for (i, last) in self.snapshot.instances.iter_mut().zip(&self.last_poll_ms) {
+            i.agent_connected = last.is_some_and(|at| now_ms - at < limit);
+        }
+    }
+}
+
+/// The tasks (not STOPPED) that instance `id` holds, from the host-task index.
+fn held_tasks(tx: &Tx<'_>, scope: Scope<'_>, id: &str) -> Result<Vec<sched::RunningTask>, Failure> {
+    let host = super::tasks::instance_host(scope, id);
+    let prefix = format!("{host}#{}|{}|", scope.account, scope.region);
+    let mut out = Vec::new();
+    for r in tx.list(
+        super::tasks::GLOBAL,
+        super::tasks::task_kind::HOST_TASK,
+        &prefix,
+        None,
+        usize::MAX,
+    )? {
+        if let Ok(h) = serde_json::from_str::<HostTask>(&r.body) {
+            out.push(sched::RunningTask {
+                group: h.group,
+                family: h.family,
+            });
+            continue;
+        }
+        // An index entry from before it carried the group: read the task.
+        let Some(task_id) = r.id.strip_prefix(&prefix) else {
+            continue;
+        };
+        if let Some((t, _)) =
+            tx.get_json::<super::tasks::StoredTask>(scope, super::tasks::task_kind::TASK, task_id)?
+            && t.last_status() != TaskStatus::Stopped
+        {
+            out.push(sched::RunningTask {
+                group: t.task.group.clone(),
+                family: t.task_definition.family.clone().unwrap_or_default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// How the tasks an instance holds changed in a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    Same,
+    Added(Vec<sched::RunningTask>),
+    Removed(sched::RunningTask),
+}
+
+/// Every cluster's index, built on first use.
+#[derive(Default)]
+pub struct ClusterIndex {
+    clusters: Mutex<HashMap<ClusterKey, Arc<Mutex<ClusterState>>>>,
+    /// Set when the store cannot tell the index what changed: every plan then rebuilds.
+    disabled: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding it leaves at worst an entry to reload: recover the guard.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The cluster part of an instance store id `<cluster>/<id>`.
+fn cluster_of(instance_store_id: &str) -> &str {
+    instance_store_id
+        .split_once('/')
+        .map_or(instance_store_id, |(c, _)| c)
+}
+
+impl ClusterIndex {
+    fn state(&self, scope: Scope<'_>, cluster: &str) -> Arc<Mutex<ClusterState>> {
+        lock(&self.clusters)
+            .entry(ClusterKey::new(scope, cluster))
+            .or_default()
+            .clone()
+    }
+
+    fn existing(&self, scope: Scope<'_>, cluster: &str) -> Option<Arc<Mutex<ClusterState>>> {
+        lock(&self.clusters)
+            .get(&ClusterKey::new(scope, cluster))
+            .cloned()
+    }
+
+    /// Runs `f` on `cluster`'s state, current as of `tx` and `now_ms`: built on first use,
+    /// stale entries reloaded, agents' connectivity evaluated at `now_ms`. Call it in the write
+    /// transaction that applies the plan, before that transaction writes anything.
+    pub fn with_cluster<T>(
+        &self,
+        tx: &Tx<'_>,
+        scope: Scope<'_>,
+        cluster: &str,
+        now_ms: i64,
+        f: impl FnOnce(&ClusterState) -> T,
+    ) -> Result<T, Failure> {
+        let state = self.state(scope, cluster);
+        let mut st = lock(&state);
+        if !st.loaded || self.disabled.load(Ordering::Relaxed) {
+            *st = ClusterState::default();
+            for r in tx.list(
+                scope,
+                kind::CONTAINER_INSTANCE,
+                &format!("{cluster}/"),
+                None,
+                usize::MAX,
+            )? {
+                let ci: s::ContainerInstance = r.decode(kind::CONTAINER_INSTANCE)?;
+                if !matches!(ci.status.as_deref(), Some("ACTIVE") | Some("DRAINING")) {
+                    continue;
+                }
+                let tasks = held_tasks(tx, scope, &r.id)?;
+                let host = super::tasks::instance_host(scope, &r.id);
+                let last = super::tasks::last_poll(tx, &host)?;
+                st.upsert(&r.id, ci, r.version, tasks, last);
+            }
+            st.loaded = true;
+        }
+        let stale: Vec<String> = st.stale.drain().collect();
+        for id in stale {
+            st.reload(tx, scope, &id)?;
+        }
+        let polled: Vec<String> = st.polled.drain().collect();
+        for id in polled {
+            if let Some(k) = st.pos.get(&id).copied() {
+                let host = super::tasks::instance_host(scope, &id);
+                st.last_poll_ms[k] = super::tasks::last_poll(tx, &host)?;
+            }
+        }
+        st.refresh_connected(now_ms);
+        Ok(f(&st))
+    }
+
+    /// Stops trusting the index: every plan rebuilds its cluster from the store.
+    pub fn disable(&self) {
+        self.disabled.store(true, Ordering::Relaxed);
+    }
+
+    /// Marks instances stale (their next plan reloads them).
+    pub fn invalidate(&self, scope: Scope<'_>, ids: &[String]) {
+        for id in ids {
+            if let Some(state) = self.existing(scope, cluster_of(id)) {
+                lock(&state).stale.insert(id.clone());
+            }
+        }
+    }
+
+    /// Write-through: instance `id` is now `ci` at `version` (written over `version - 1`),
+    /// holding the tasks it held changed by `held`. An entry that was not at `version - 1`
+    /// missed a write: it is marked stale instead.
+    pub fn written(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+        ci: s::ContainerInstance,
+        version: i64,
+        held: Held,
+    ) {
+        let Some(state) = self.existing(scope, cluster_of(id)) else {
+            return;
+        };
+        let mut st = lock(&state);
+        if !st.loaded {
+            return;
+        }
+        let Some(k) = st.pos.get(id).copied() else {
+            // Not indexed (e.g. INACTIVE): a reload decides.
+            st.stale.insert(id.to_string());
+            return;
+        };
+        if st.records[k].1 != version - 1 {
+            st.stale.insert(id.to_string());
+            return;
+        }
+        let mut tasks = std::mem::take(&mut st.snapshot.instances[k].tasks);
+        match held {
+            Held::Same => {}
+            Held::Added(add) => tasks.extend(add),
+            Held::Removed(gone) => {
+                if let Some(p) = tasks.iter().position(|t| *t == gone) {
+                    tasks.swap_remove(p);
+                }
+            }
+        }
+        let last = st.last_poll_ms[k];
+        st.upsert(id, ci, version, tasks, last);
+    }
+
+    /// The store's commit observer: marks stale what a commit changed behind the index's back.
+    pub fn observe(&self, changes: &[Change]) {
+        for c in changes {
+            match c {
+                Change::Record {
+                    account,
+                    region,
+                    kind: k,
+                    id,
+                    version,
+                } if k == kind::CONTAINER_INSTANCE => {
+                    let scope = Scope::new(account, region);
+                    let Some(state) = self.existing(scope, cluster_of(id)) else {
+                        continue;
+                    };
+                    let mut st = lock(&state);
+                    let current = st.pos.get(id.as_str()).map(|k| st.records[*k].1);
+                    match version {
+                        None => st.remove(id),
+                        Some(v) if current == Some(*v) => {}
+                        Some(_) => {
+                            st.stale.insert(id.clone());
+                        }
+                    }
+                }
+                Change::Record {
+                    kind: k, id: host, ..
+                } if k == super::tasks::task_kind::HOST => {
+                    // `instance|<account>|<region>|<cluster>/<id>`: an agent polled.
+                    let mut parts = host.splitn(4, '|');
+                    let (Some("instance"), Some(account), Some(region), Some(id)) =
+                        (parts.next(), parts.next(), parts.next(), parts.next())
+                    else {
+                        continue;
+                    };
+                    if let Some(state) = self.existing(Scope::new(account, region), cluster_of(id))
+                    {
+                        lock(&state).polled.insert(id.to_string());
+                    }
+                }
+                Change::Record { .. } => {}
+                Change::Account { account } => {
+                    lock(&self.clusters).retain(|k, _| k.account != *account);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ci(status: &str, cpu: i32) -> s::ContainerInstance {
+        s::ContainerInstance {
+            container_instance_arn: Some("arn".into()),
+            status: Some(status.into()),
+            remaining_resources: Some(vec![s::Resource {
+                name: Some("CPU".into()),
+                integer_value: Some(cpu),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }
+    }
+
+    const S: Scope<'static> = Scope {
+        account: "000000000000",
+        region: "us-east-1",
+    };
+
+    #[test]
+    fn write_through_applies_only_in_version_order_and_the_observer_marks_the_rest() {
+        let store = berth_store::Store::open_in_memory().unwrap();
+        let index = ClusterIndex::default();
+        store
+            .write(|tx| -> Result<(), Failure> {
+                tx.insert(S, kind::CONTAINER_INSTANCE, "c/a", &ci("ACTIVE", 100))?;
+                tx.insert(S, kind::CONTAINER_INSTANCE, "c/b", &ci("INACTIVE", 100))?;
+                Ok(())
+            })
+            .unwrap();
+        let cpu = |index: &ClusterIndex| {
+            store
+                .read(|tx| {
+                    index.with_cluster(tx, S, "c", 0, |st| {
+                        st.snapshot()
+                            .instances
+                            .iter()
+                            .map(|i| (i.id.clone(), i.remaining.cpu, i.tasks.len()))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .unwrap()
+        };
+        assert_eq!(cpu(&index), vec![("c/a".into(), 100, 0)]);
+        // In order: applied.
+        let t = sched::RunningTask {
+            group: Some("family:x".into()),
+            family: "x".into(),
+        };
+        index.written(S, "c/a", ci("ACTIVE", 60), 2, Held::Added(vec![t.clone()]));
+        assert_eq!(cpu(&index), vec![("c/a".into(), 60, 1)]);
+        // Out of order (a write it missed): stale, reloaded from the store (version 1 there).
+        index.written(S, "c/a", ci("ACTIVE", 10), 9, Held::Same);
+        assert_eq!(cpu(&index), vec![("c/a".into(), 100, 0)]);
+        // A write through another path: the observer marks it stale.
+        let index = Arc::new(index);
+        let i2 = index.clone();
+        store
+            .observe(&[kind::CONTAINER_INSTANCE], move |c| i2.observe(c))
+            .unwrap();
+        store
+            .write(|tx| -> Result<(), Failure> {
+                tx.put(
+                    S,
+                    kind::CONTAINER_INSTANCE,
+                    "c/a",
+                    Some(1),
+                    &ci("ACTIVE", 42),
+                )?;
+                tx.put(
+                    S,
+                    kind::CONTAINER_INSTANCE,
+                    "c/b",
+                    Some(1),
+                    &ci("ACTIVE", 7),
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        let mut now = cpu(&index);
+        now.sort();
+        assert_eq!(now, vec![("c/a".into(), 42, 0), ("c/b".into(), 7, 0)]);
+        store
+            .write(|tx| -> Result<(), Failure> {
+                tx.delete(S, kind::CONTAINER_INSTANCE, "c/a")?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(cpu(&index), vec![("c/b".into(), 7, 0)]);
+    }
+}
