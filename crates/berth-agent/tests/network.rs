@@ -499,6 +499,12 @@ async fn awsvpc_security_groups_allow_block_and_change_while_running() {
         })
         .await;
     }
+    // The subnet's bridge goes with its last task.
+    let br = berth_agent::network::subnet_bridge(&format!("subnet-test{net}"));
+    wait_for("the subnet bridge to go", Duration::from_secs(10), || {
+        !Path::new("/sys/class/net").join(&br).exists()
+    })
+    .await;
     let _ = stop.send(());
     h.await.unwrap();
 }

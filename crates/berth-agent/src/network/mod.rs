@@ -573,22 +573,71 @@ fn eni_settings(n: &TaskNetwork) -> Result<(Ipv4Addr, u8, Ipv4Addr, String), Net
     Ok((addr, subnet.prefix, gw, mac))
 }
 
+/// The host-wide lock under which subnet bridges are made, joined, and removed once empty
+/// (held until the returned file is dropped).
+fn bridge_lock() -> Result<std::fs::File, NetError> {
+    let path = Path::new(RUN_DIR).join("bridges.lock");
+    std::fs::create_dir_all(RUN_DIR).map_err(io("creating", Path::new(RUN_DIR)))?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io("opening", &path))?;
+    f.lock().map_err(io("locking", &path))?;
+    Ok(f)
+}
+
+/// Removes subnet bridge `name` if no task is plugged into it any more (call under
+/// [`bridge_lock`]).
+fn remove_if_empty(name: &str) {
+    let ports = Path::new("/sys/class/net").join(name).join("brif");
+    let empty = std::fs::read_dir(&ports).is_ok_and(|mut d| d.next().is_none());
+    if empty
+        && let Err(e) = ip(&["link", "del", name])
+        && link_exists(name)
+    {
+        tracing::warn!(%e, "removing an empty subnet bridge");
+    }
+    if let Ok(mut b) = BRIDGES.lock() {
+        b.retain(|(n, _, _)| n != name);
+    }
+}
+
+/// Removes every subnet bridge no task is plugged into (after a crash).
+fn remove_empty_subnet_bridges() {
+    let Ok(_lock) = bridge_lock() else { return };
+    for name in std::fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+    {
+        if name.len() == 14 && name.starts_with("bs") {
+            remove_if_empty(&name);
+        }
+    }
+}
+
 /// An awsvpc task's ENI: `eth0` in its namespace on its subnet's bridge, and its security
 /// groups.
 pub fn setup_awsvpc(task_id: &str, netns: &str, n: &TaskNetwork) -> Result<NetState, NetError> {
     let (addr, prefix, gw, mac) = eni_settings(n)?;
     let bridge = subnet_bridge(&n.interface.subnet_id);
-    ensure_bridge(&bridge, gw, prefix)?;
     ensure_netns(netns)?;
-    plug(
-        &eni_veth(task_id),
-        &bridge,
-        netns,
-        Some(&mac),
-        addr,
-        prefix,
-        gw,
-    )?;
+    {
+        let _lock = bridge_lock()?;
+        ensure_bridge(&bridge, gw, prefix)?;
+        plug(
+            &eni_veth(task_id),
+            &bridge,
+            netns,
+            Some(&mac),
+            addr,
+            prefix,
+            gw,
+        )?;
+    }
     apply_security_groups(netns, &n.security_groups)?;
     Ok(NetState {
         address: Some(addr),
@@ -607,6 +656,14 @@ pub fn apply_security_groups(netns: &str, groups: &[SecurityGroupRules]) -> Resu
 /// it, their host routes and its security groups), host-side veths, reservations and
 /// manifest. Idempotent; what cannot be removed is logged.
 pub fn teardown(task_id: &str, netns: &str) {
+    // The subnet bridge the task's ENI is plugged into goes once its last task has.
+    let subnet_bridge = std::fs::read_link(
+        Path::new("/sys/class/net")
+            .join(eni_veth(task_id))
+            .join("master"),
+    )
+    .ok()
+    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
     let table = port_table_name(task_id);
     if let Err(e) = run("nft", &["delete", "table", "ip", &table], None)
         && !e.to_string().contains("No such file")
@@ -629,6 +686,11 @@ pub fn teardown(task_id: &str, netns: &str) {
         {
             tracing::warn!(%e, "removing a task's veth");
         }
+    }
+    if let Some(b) = subnet_bridge
+        && let Ok(_lock) = bridge_lock()
+    {
+        remove_if_empty(&b);
     }
     release_all(task_id);
     let _ = std::fs::remove_file(manifest_path(task_id));
@@ -671,6 +733,7 @@ pub fn sweep(state_dir: &Path, keep: &HashSet<String>) -> usize {
             removed += 1;
         }
     }
+    remove_empty_subnet_bridges();
     removed
 }
 
