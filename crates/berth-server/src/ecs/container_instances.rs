@@ -621,15 +621,24 @@ pub fn deregister(
 
 /// How many container instances of `cluster` are ACTIVE or DRAINING.
 pub fn count_registered(tx: &Tx<'_>, ctx: &RequestContext, cluster: &str) -> Result<i32, Failure> {
-    let n = tx
-        .list_json::<s::ContainerInstance>(
-            scope(ctx),
-            kind::CONTAINER_INSTANCE,
-            &format!("{cluster}/"),
-        )?
-        .into_iter()
-        .filter(|(_, ci)| matches!(ci.status.as_deref(), Some("ACTIVE") | Some("DRAINING")))
-        .count();
+    /// Only the status of a record (the rest is skipped, not decoded).
+    #[derive(serde::Deserialize)]
+    struct Status {
+        status: Option<String>,
+    }
+    let mut n = 0usize;
+    for r in tx.list(
+        scope(ctx),
+        kind::CONTAINER_INSTANCE,
+        &format!("{cluster}/"),
+        None,
+        usize::MAX,
+    )? {
+        let st: Status = r.decode(kind::CONTAINER_INSTANCE)?;
+        if matches!(st.status.as_deref(), Some("ACTIVE") | Some("DRAINING")) {
+            n += 1;
+        }
+    }
     Ok(i32::try_from(n).unwrap_or(i32::MAX))
 }
 
