@@ -597,12 +597,10 @@ pub fn deregister(
                 t.task.stopping_at = Some(ctx.now);
                 t.task.version = Some(t.task.version.unwrap_or(1) + 1);
                 tx.put(scope(ctx), task_kind::TASK, &task_id, Some(v), &t)?;
+                tasks::touch_host_task(tx, scope(ctx), &task_id, &t)?;
                 stopped_any = true;
             }
             let host = tasks::instance_host(scope(ctx), &id);
-            if stopped_any {
-                tasks::bump_host(tx, &host)?;
-            }
             ci.status = Some("INACTIVE".into());
             ci.agent_connected = Some(false);
             ci.version = Some(ci.version.unwrap_or(1) + 1);

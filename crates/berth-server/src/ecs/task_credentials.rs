@@ -250,7 +250,7 @@ pub fn upkeep(store: &berth_store::Store, now_ms: i64) -> Result<(usize, usize),
                 {
                     let task_id = rec.id.rsplit('/').next().unwrap_or(&rec.id).to_string();
                     vend(tx, scope, &rec.id, &task_id, &c.role_arn, now_ms, Some(&c))?;
-                    super::tasks::bump_host(tx, &t.host)?;
+                    super::tasks::touch_host_task(tx, scope, &rec.id, &t)?;
                     rotated += 1;
                 }
             }

@@ -657,8 +657,9 @@ fn create_task(
 }
 
 /// Marks task `task_store_id` of `scope` as changed on `t.host` at a new assignment sequence
-/// (the host's agent must look again).
-fn touch_host_task(
+/// (the host's agent must look again; agents that poll for changes only see it this way, so
+/// every write an agent must act on goes through here, not through [`bump_host`] alone).
+pub fn touch_host_task(
     tx: &mut Tx<'_>,
     scope_: Scope<'_>,
     task_store_id: &str,
