@@ -227,6 +227,37 @@ fn main() {
         };
         let cluster = "bench-logs";
         ecs(&berth, "CreateCluster", &json!({"clusterName": cluster}));
+        // The execution role the tasks' logs are shipped with (its policy allows every logs
+        // call the driver makes, creating the group included).
+        let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+        let logs_policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": "*"}]});
+        berth.aws_cli(
+            REGION,
+            &[
+                "iam",
+                "create-role",
+                "--role-name",
+                "ecsTaskExecutionRole",
+                "--assume-role-policy-document",
+                &trust.to_string(),
+            ],
+        );
+        berth.aws_cli(
+            REGION,
+            &[
+                "iam",
+                "put-role-policy",
+                "--role-name",
+                "ecsTaskExecutionRole",
+                "--policy-name",
+                "logs",
+                "--policy-document",
+                &logs_policy.to_string(),
+            ],
+        );
         let _agent = agent.map(|()| {
             let a = BerthAgent::start(&berth, cluster, "us-east-1a");
             a.load_image(&image);

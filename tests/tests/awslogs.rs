@@ -6,6 +6,10 @@
 //! ships every line exactly once, in order, to the stream named after the container's
 //! runtime id (no stream prefix, as ECS on EC2 does).
 //!
+//! The Fargate task's logs are shipped with its execution role's credentials: a role with
+//! AmazonECSTaskExecutionRolePolicy ships them, a role without logs permissions ships
+//! nothing (the root key would have).
+//!
 //! Needs root, runc and busybox-static (CI has them); skips with a message when not root.
 
 // Tests fail by panicking: unwrap/expect are the intended failure mode here.
@@ -15,13 +19,46 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::types::{AwsVpcConfiguration, LaunchType, NetworkConfiguration};
 use berth_e2e::{
-    ACCOUNT_ID, BerthAgent, BerthServer, REGION, RawRequest, busybox_image_tar, containers_or_skip,
+    BerthAgent, BerthServer, REGION, RawRequest, busybox_image_tar, containers_or_skip,
     unique_name, wait_task_status,
 };
 use serde_json::{Value, json};
 
 const START: Duration = Duration::from_secs(60);
 const BURST: usize = 100_000;
+
+/// Creates a role that `ecs-tasks.amazonaws.com` may assume, with `managed` attached.
+fn execution_role(berth: &BerthServer, name: &str, managed: Option<&str>) -> String {
+    let trust = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+        "Action": "sts:AssumeRole"}]})
+    .to_string();
+    let role = berth.aws_cli_json(
+        REGION,
+        &[
+            "iam",
+            "create-role",
+            "--role-name",
+            name,
+            "--assume-role-policy-document",
+            &trust,
+        ],
+    );
+    if let Some(policy) = managed {
+        berth.aws_cli(
+            REGION,
+            &[
+                "iam",
+                "attach-role-policy",
+                "--role-name",
+                name,
+                "--policy-arn",
+                &format!("arn:aws:iam::aws:policy/service-role/{policy}"),
+            ],
+        );
+    }
+    role["Role"]["Arn"].as_str().unwrap().to_owned()
+}
 
 /// Prints the burst: `INFO line 000001` … `INFO line 100000`, as fast as the shell can.
 fn burst_command() -> String {
@@ -166,11 +203,34 @@ async fn fargate_output_is_read_back_complete_and_in_order() {
          echo 'ERROR on stderr' >&2; sleep 0.2; {}; echo 'INFO done'",
         burst_command()
     );
+    let role = execution_role(
+        &berth,
+        "ecsTaskExecutionRole",
+        Some("AmazonECSTaskExecutionRolePolicy"),
+    );
+    // awslogs-create-group needs logs:CreateLogGroup, which the managed policy lacks (as
+    // ECS's documentation says).
+    let create_group = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "logs:CreateLogGroup", "Resource": "*"}]})
+    .to_string();
+    berth.aws_cli(
+        REGION,
+        &[
+            "iam",
+            "put-role-policy",
+            "--role-name",
+            "ecsTaskExecutionRole",
+            "--policy-name",
+            "create-groups",
+            "--policy-document",
+            &create_group,
+        ],
+    );
     let input = json!({
         "family": family,
         "requiresCompatibilities": ["FARGATE"],
         "networkMode": "awsvpc", "cpu": "256", "memory": "512",
-        "executionRoleArn": format!("arn:aws:iam::{ACCOUNT_ID}:role/ecsTaskExecutionRole"),
+        "executionRoleArn": role,
         "containerDefinitions": [{
             "name": "app", "image": "busybox", "essential": true,
             "command": ["sh", "-c", script],
@@ -299,6 +359,74 @@ async fn fargate_output_is_read_back_complete_and_in_order() {
         messages(found["events"].as_array().unwrap()),
         [trace, "ERROR on stderr"]
     );
+
+    // An execution role without logs permissions: the container cannot start, as on ECS
+    // (the logging driver fails to create its group), and nothing is created.
+    let powerless = execution_role(&berth, "noLogsRole", None);
+    let denied_family = unique_name("denied");
+    let denied_group = format!("/ecs/{denied_family}");
+    let input = json!({
+        "family": denied_family,
+        "requiresCompatibilities": ["FARGATE"],
+        "networkMode": "awsvpc", "cpu": "256", "memory": "512",
+        "executionRoleArn": powerless,
+        "containerDefinitions": [{
+            "name": "app", "image": "busybox", "essential": true,
+            "command": ["sh", "-c", "echo 'INFO quiet'; sleep 1"],
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": denied_group, "awslogs-region": REGION,
+                "awslogs-stream-prefix": "web", "awslogs-create-group": "true",
+            }},
+        }],
+    })
+    .to_string();
+    berth.aws_cli_json(
+        REGION,
+        &[
+            "ecs",
+            "register-task-definition",
+            "--cli-input-json",
+            &input,
+        ],
+    );
+    let out = ecs
+        .run_task()
+        .cluster(&cluster)
+        .task_definition(&denied_family)
+        .launch_type(LaunchType::Fargate)
+        .network_configuration(
+            NetworkConfiguration::builder()
+                .awsvpc_configuration(
+                    AwsVpcConfiguration::builder()
+                        .subnets("subnet-12345678")
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("RunTask");
+    let arn = out.tasks()[0].task_arn().unwrap().to_owned();
+    let stopped = wait_task_status(&ecs, &cluster, &arn, "STOPPED", START).await;
+    let reason = stopped.stopped_reason().unwrap_or_default();
+    assert!(
+        reason.starts_with("CannotStartContainerError")
+            && reason.contains("AccessDeniedException")
+            && reason.contains(":assumed-role/noLogsRole/")
+            && reason.contains("logs:CreateLogGroup"),
+        "{reason}"
+    );
+    let groups = berth.aws_cli_json(
+        REGION,
+        &[
+            "logs",
+            "describe-log-groups",
+            "--log-group-name-prefix",
+            &denied_group,
+        ],
+    );
+    assert_eq!(groups["logGroups"], json!([]), "{groups}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

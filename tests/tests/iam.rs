@@ -403,6 +403,37 @@ fn a_user_may_run_tasks_only_where_its_policy_allows() {
         "AccessDenied",
         &[],
     );
+    // Her key's last use (a denied call is a use too) is what IAM reports.
+    let used = berth.aws_cli_json(
+        REGION,
+        &[
+            "iam",
+            "get-access-key-last-used",
+            "--access-key-id",
+            &alice.access_key_id,
+        ],
+    );
+    assert_eq!(used["UserName"], "alice", "{used}");
+    let last = &used["AccessKeyLastUsed"];
+    assert_eq!(last["ServiceName"], "iam", "{used}");
+    assert_eq!(last["Region"], REGION, "{used}");
+    assert!(last["LastUsedDate"].is_string(), "{used}");
+    // A key never used has no date, and N/A for the rest.
+    let idle = new_user(&berth, "idle");
+    let used = berth.aws_cli_json(
+        REGION,
+        &[
+            "iam",
+            "get-access-key-last-used",
+            "--access-key-id",
+            &idle.access_key_id,
+        ],
+    );
+    assert_eq!(
+        used["AccessKeyLastUsed"],
+        serde_json::json!({"ServiceName": "N/A", "Region": "N/A"}),
+        "{used}"
+    );
 }
 
 #[test]
@@ -687,4 +718,103 @@ fn assumed_roles_act_with_the_roles_rights_until_they_expire() {
         "ExpiredToken",
         &[],
     );
+}
+
+#[test]
+fn ecs_service_linked_role_is_created_protected_and_deleted_when_unused() {
+    let berth = BerthServer::start();
+    let account = berth.account_id().to_string();
+    let name = "AWSServiceRoleForECS";
+    // The account's first cluster brings ECS's service-linked role, as on AWS.
+    berth.aws_cli_json(REGION, &["ecs", "create-cluster", "--cluster-name", "slr"]);
+    let role = berth.aws_cli_json(REGION, &["iam", "get-role", "--role-name", name]);
+    assert_eq!(
+        role["Role"]["Arn"],
+        format!("arn:aws:iam::{account}:role/aws-service-role/ecs.amazonaws.com/{name}"),
+        "{role}"
+    );
+    let attached = berth.aws_cli_json(
+        REGION,
+        &["iam", "list-attached-role-policies", "--role-name", name],
+    );
+    assert_eq!(
+        attached["AttachedPolicies"][0]["PolicyArn"],
+        "arn:aws:iam::aws:policy/aws-service-role/AmazonECSServiceRolePolicy"
+    );
+    // Only AWS may change it.
+    for args in [
+        vec!["iam", "delete-role", "--role-name", name],
+        vec![
+            "iam",
+            "detach-role-policy",
+            "--role-name",
+            name,
+            "--policy-arn",
+            "arn:aws:iam::aws:policy/aws-service-role/AmazonECSServiceRolePolicy",
+        ],
+        vec![
+            "iam",
+            "update-assume-role-policy",
+            "--role-name",
+            name,
+            "--policy-document",
+            TRUST_ECS_TASKS,
+        ],
+    ] {
+        let msg = berth.aws_cli_error(REGION, &args, "UnmodifiableEntity");
+        assert!(
+            msg.contains(&format!("protected role '{name}'")),
+            "{args:?}: {msg}"
+        );
+    }
+    let slr = ["iam", "create-service-linked-role", "--aws-service-name"];
+    let msg = berth.aws_cli_error(
+        REGION,
+        &[&slr[..], &["ecs.amazonaws.com"]].concat(),
+        "InvalidInput",
+    );
+    assert!(msg.contains("has been taken in this account"), "{msg}");
+    berth.aws_cli_error(
+        REGION,
+        &[&slr[..], &["nope.amazonaws.com"]].concat(),
+        "InvalidInput",
+    );
+    // Deleting it fails while a cluster uses it, and names the cluster.
+    let delete = ["iam", "delete-service-linked-role", "--role-name", name];
+    let task = berth.aws_cli_json(REGION, &delete)["DeletionTaskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let status = |task: &str| {
+        berth.aws_cli_json(
+            REGION,
+            &[
+                "iam",
+                "get-service-linked-role-deletion-status",
+                "--deletion-task-id",
+                task,
+            ],
+        )
+    };
+    let failed = status(&task);
+    assert_eq!(failed["Status"], "FAILED", "{failed}");
+    assert_eq!(
+        failed["Reason"]["RoleUsageList"][0]["Resources"][0],
+        format!("arn:aws:ecs:{REGION}:{account}:cluster/slr"),
+        "{failed}"
+    );
+    // Once the cluster is gone, it goes.
+    berth.aws_cli_json(REGION, &["ecs", "delete-cluster", "--cluster", "slr"]);
+    let task = berth.aws_cli_json(REGION, &delete)["DeletionTaskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(status(&task)["Status"], "SUCCEEDED");
+    berth.aws_cli_error(
+        REGION,
+        &["iam", "get-role", "--role-name", name],
+        "NoSuchEntity",
+    );
+    let created = berth.aws_cli_json(REGION, &[&slr[..], &["ecs.amazonaws.com"]].concat());
+    assert_eq!(created["Role"]["RoleName"], name, "{created}");
 }

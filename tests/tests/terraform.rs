@@ -1,7 +1,10 @@
-//! Terraform's AWS provider against `berth up`: the configuration in `tests/terraform/ecs`
-//! (a cluster with settings and tags, a Fargate task definition, the cluster's capacity
-//! providers, a CloudWatch Logs log group with retention and tags) applies, plans clean a
-//! second time (no drift) and destroys.
+//! Terraform's AWS provider against Berth: the configuration in `tests/terraform/ecs` (a
+//! cluster with settings and tags, a Fargate task definition, the cluster's capacity
+//! providers, a CloudWatch Logs log group with retention and tags) applies to `berth up`,
+//! plans clean a second time (no drift) and destroys; `tests/terraform/services` (IAM roles,
+//! policies and attachments, an awslogs task definition naming both roles, a replica and a
+//! daemon service) applies to `berth server` with one real agent, runs, rolls out a new
+//! revision, plans clean and destroys.
 //!
 //! Providers come from a local filesystem mirror (default `/opt/tf-plugins`, override with
 //! `BERTH_TF_PLUGINS`); nothing is downloaded. `terraform` is taken from `BERTH_TERRAFORM`, else
@@ -193,8 +196,21 @@ fn copy_config(from: &Path, to: &Path) {
     }
 }
 
-#[test]
-fn terraform_apply_plan_destroy() {
+/// A Terraform working directory with one of `tests/terraform/<config>` copied in, the
+/// provider mirror configured and the provider pointed at `berth`.
+struct Workspace {
+    tf: Terraform,
+    /// Kept (with state and log) if the test fails; dropped last.
+    _dir: KeepOnPanic,
+}
+
+/// `None` when Terraform or the provider mirror is missing and `BERTH_SKIP_TERRAFORM` is set.
+fn workspace(
+    berth: &BerthServer,
+    config: &str,
+    name: &str,
+    vars: &[(&str, &str)],
+) -> Option<Workspace> {
     let skip = std::env::var_os("BERTH_SKIP_TERRAFORM").is_some_and(|v| v != "0" && !v.is_empty());
     let plugins = PathBuf::from(
         std::env::var_os("BERTH_TF_PLUGINS").unwrap_or_else(|| "/opt/tf-plugins".into()),
@@ -202,7 +218,7 @@ fn terraform_apply_plan_destroy() {
     let Some(bin) = terraform_bin() else {
         if skip {
             eprintln!("skipped: terraform not found and BERTH_SKIP_TERRAFORM is set");
-            return;
+            return None;
         }
         panic!("terraform not found on PATH (set BERTH_TERRAFORM, or BERTH_SKIP_TERRAFORM=1)");
     };
@@ -213,23 +229,22 @@ fn terraform_apply_plan_destroy() {
     );
     if !plugins.is_dir() {
         eprintln!("skipped: no provider mirror and BERTH_SKIP_TERRAFORM is set");
-        return;
+        return None;
     }
-
-    let berth = BerthServer::start();
     let work = KeepOnPanic(Some(
         tempfile::Builder::new()
             .prefix("berth-tf-")
             .tempdir()
             .unwrap(),
     ));
-    let workdir = work.path().join("ecs");
+    let workdir = work.path().join(config);
     fs::create_dir_all(&workdir).unwrap();
     copy_config(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("terraform/ecs"),
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("terraform")
+            .join(config),
         &workdir,
     );
-
     let cli_config = work.path().join("terraform.rc");
     fs::write(
         &cli_config,
@@ -248,43 +263,93 @@ fn terraform_apply_plan_destroy() {
         ),
     )
     .unwrap();
-
-    let name = unique_name("tf");
     let log = work.path().join("terraform.log");
     let s = |v: &str| v.to_owned();
+    let mut envs = vec![
+        (s("TF_CLI_CONFIG_FILE"), cli_config.display().to_string()),
+        (s("TF_IN_AUTOMATION"), s("1")),
+        (s("TF_INPUT"), s("0")),
+        (s("CHECKPOINT_DISABLE"), s("1")),
+        (s("TF_LOG"), s("DEBUG")),
+        (s("TF_LOG_PATH"), log.display().to_string()),
+        (s("AWS_EC2_METADATA_DISABLED"), s("true")),
+        (s("TF_VAR_endpoint"), berth.endpoint()),
+        (s("TF_VAR_region"), s(REGION)),
+        (s("TF_VAR_access_key"), s(berth.access_key_id())),
+        (s("TF_VAR_secret_key"), s(berth.secret_access_key())),
+        (s("TF_VAR_name"), s(name)),
+    ];
+    envs.extend(vars.iter().map(|(k, v)| (format!("TF_VAR_{k}"), s(v))));
     let tf = Terraform {
         bin,
         workdir,
-        log: log.clone(),
-        envs: vec![
-            (s("TF_CLI_CONFIG_FILE"), cli_config.display().to_string()),
-            (s("TF_IN_AUTOMATION"), s("1")),
-            (s("TF_INPUT"), s("0")),
-            (s("CHECKPOINT_DISABLE"), s("1")),
-            (s("TF_LOG"), s("DEBUG")),
-            (s("TF_LOG_PATH"), log.display().to_string()),
-            (s("AWS_EC2_METADATA_DISABLED"), s("true")),
-            (s("TF_VAR_endpoint"), berth.endpoint()),
-            (s("TF_VAR_region"), s(REGION)),
-            (s("TF_VAR_access_key"), s(berth.access_key_id())),
-            (s("TF_VAR_secret_key"), s(berth.secret_access_key())),
-            (s("TF_VAR_name"), name.clone()),
-        ],
+        log,
+        envs,
     };
-
-    let minutes = |m: u64| Duration::from_secs(m * 60);
     tf.ok(&["init", "-input=false", "-no-color"], minutes(3));
-    tf.ok(
-        &["apply", "-auto-approve", "-input=false", "-no-color"],
-        minutes(5),
-    );
+    Some(Workspace { tf, _dir: work })
+}
+
+fn minutes(m: u64) -> Duration {
+    Duration::from_secs(m * 60)
+}
+
+impl Terraform {
+    fn apply(&self, extra: &[&str]) {
+        let mut args = vec!["apply", "-auto-approve", "-input=false", "-no-color"];
+        args.extend_from_slice(extra);
+        self.ok(&args, minutes(5));
+    }
+
+    /// A second plan finds nothing to change: what the provider reads back equals what it
+    /// wrote.
+    fn assert_plan_is_clean(&self, extra: &[&str]) {
+        let mut args = vec![
+            "plan",
+            "-detailed-exitcode",
+            "-input=false",
+            "-no-color",
+            "-lock=false",
+        ];
+        args.extend_from_slice(extra);
+        let plan = self.run(&args, minutes(3));
+        assert_eq!(
+            plan.status.code(),
+            Some(0),
+            "terraform plan shows drift (exit 2) or failed (exit 1):\nstdout:\n{}\nstderr:\n{}\n{}",
+            plan.stdout,
+            plan.stderr,
+            self.log_tail()
+        );
+    }
+
+    fn destroy(&self, extra: &[&str]) {
+        let mut args = vec!["destroy", "-auto-approve", "-input=false", "-no-color"];
+        args.extend_from_slice(extra);
+        self.ok(&args, minutes(5));
+    }
+
+    fn outputs(&self) -> serde_json::Value {
+        let output = self.ok(&["output", "-json"], minutes(1));
+        serde_json::from_str(&output.stdout).unwrap()
+    }
+}
+
+#[test]
+fn terraform_apply_plan_destroy() {
+    let berth = BerthServer::start();
+    let name = unique_name("tf");
+    let Some(ws) = workspace(&berth, "ecs", &name, &[]) else {
+        return;
+    };
+    let tf = &ws.tf;
+    tf.apply(&[]);
 
     let cluster_name = format!("{name}-cluster");
     let cluster_arn = format!("arn:aws:ecs:{REGION}:{ACCOUNT_ID}:cluster/{cluster_name}");
     let family = format!("{name}-web");
 
-    let output = tf.ok(&["output", "-json"], minutes(1));
-    let outputs: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    let outputs = tf.outputs();
     assert_eq!(
         outputs["cluster_arn"]["value"].as_str(),
         Some(cluster_arn.as_str()),
@@ -414,30 +479,8 @@ fn terraform_apply_plan_destroy() {
         );
     });
 
-    // A second plan finds nothing to change: what the provider reads back equals what it wrote.
-    let plan = tf.run(
-        &[
-            "plan",
-            "-detailed-exitcode",
-            "-input=false",
-            "-no-color",
-            "-lock=false",
-        ],
-        minutes(3),
-    );
-    assert_eq!(
-        plan.status.code(),
-        Some(0),
-        "terraform plan shows drift (exit 2) or failed (exit 1):\nstdout:\n{}\nstderr:\n{}\n{}",
-        plan.stdout,
-        plan.stderr,
-        tf.log_tail()
-    );
-
-    tf.ok(
-        &["destroy", "-auto-approve", "-input=false", "-no-color"],
-        minutes(5),
-    );
+    tf.assert_plan_is_clean(&[]);
+    tf.destroy(&[]);
 
     rt.block_on(async {
         let listed = ecs.list_clusters().send().await.unwrap();
@@ -491,4 +534,246 @@ fn terraform_apply_plan_destroy() {
             );
         }
     });
+}
+
+/// DescribeServices of one service of `cluster`, through the CLI.
+fn describe_service(berth: &BerthServer, cluster: &str, service: &str) -> serde_json::Value {
+    let out = berth.aws_cli_json(
+        REGION,
+        &[
+            "ecs",
+            "describe-services",
+            "--cluster",
+            cluster,
+            "--services",
+            service,
+        ],
+    );
+    out["services"][0].clone()
+}
+
+/// Waits (polling DescribeServices) until the service runs one task of `revision` and its
+/// deployment is COMPLETED, then checks `aws ecs wait services-stable` agrees.
+fn wait_rolled_out(berth: &BerthServer, cluster: &str, service: &str, revision: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let s = describe_service(berth, cluster, service);
+        let deployments = s["deployments"].as_array().cloned().unwrap_or_default();
+        let done = deployments.len() == 1
+            && deployments[0]["taskDefinition"]
+                .as_str()
+                .is_some_and(|t| t.ends_with(revision))
+            && deployments[0]["rolloutState"] == "COMPLETED"
+            && s["runningCount"] == 1
+            && s["pendingCount"] == 0;
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{service} did not roll out {revision}: {}",
+            serde_json::to_string_pretty(&s).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let out = berth.aws_cli(
+        REGION,
+        &[
+            "ecs",
+            "wait",
+            "services-stable",
+            "--cluster",
+            cluster,
+            "--services",
+            service,
+        ],
+    );
+    assert!(out.status.success(), "services-stable: {out:?}");
+}
+
+/// Waits until the log group holds an event with `message` (shipped by the agent with the
+/// task's execution role credentials).
+fn wait_log_event(berth: &BerthServer, group: &str, message: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = berth.aws_cli_json(
+            REGION,
+            &[
+                "logs",
+                "filter-log-events",
+                "--log-group-name",
+                group,
+                "--filter-pattern",
+                &format!("\"{message}\""),
+            ],
+        );
+        if found["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["message"] == message))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no event {message:?} in {group}: {found}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// `tests/terraform/services` against `berth server` and one real agent: IAM roles, policies
+/// and attachments, a user in a group, a log group, a task definition naming a task role and
+/// an execution role and logging with awslogs, a replica service (circuit breaker, placement
+/// strategies, distinctInstance) and a daemon service. Both run their task; its output
+/// reaches the log group through the execution role; a new revision rolls out to both; the
+/// second plan is clean each time; destroy removes everything.
+#[test]
+fn terraform_iam_services_and_a_new_revision() {
+    if !berth_e2e::containers_or_skip("terraform_iam_services_and_a_new_revision") {
+        return;
+    }
+    let began = Instant::now();
+    let berth = BerthServer::builder().subcommand("server").start();
+    let cluster = unique_name("tfsvc");
+    berth.aws_cli_json(
+        REGION,
+        &["ecs", "create-cluster", "--cluster-name", &cluster],
+    );
+    let agent = berth.start_agent(&cluster, "us-east-1a");
+    agent.load_image(&berth_e2e::busybox_image_tar());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while berth.aws_cli_json(
+        REGION,
+        &["ecs", "list-container-instances", "--cluster", &cluster],
+    )["containerInstanceArns"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        assert!(Instant::now() < deadline, "the agent did not register");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let name = unique_name("tf");
+    let Some(ws) = workspace(&berth, "services", &name, &[("cluster", &cluster)]) else {
+        return;
+    };
+    let tf = &ws.tf;
+    eprintln!("[{:>6.1?}] apply", began.elapsed());
+    tf.apply(&[]);
+    let family = format!("{name}-app");
+    let (web, daemon) = (format!("{name}-web"), format!("{name}-daemon"));
+    let group = format!("/ecs/{name}");
+
+    eprintln!("[{:>6.1?}] iam checks", began.elapsed());
+    // IAM as configured.
+    let attached = berth.aws_cli_json(
+        REGION,
+        &[
+            "iam",
+            "list-attached-role-policies",
+            "--role-name",
+            &format!("{name}-execution"),
+        ],
+    );
+    assert_eq!(
+        attached["AttachedPolicies"][0]["PolicyName"], "AmazonECSTaskExecutionRolePolicy",
+        "{attached}"
+    );
+    let groups = berth.aws_cli_json(
+        REGION,
+        &[
+            "iam",
+            "list-groups-for-user",
+            "--user-name",
+            &format!("{name}-operator"),
+        ],
+    );
+    assert_eq!(
+        groups["Groups"][0]["GroupName"],
+        format!("{name}-operators"),
+        "{groups}"
+    );
+    let outputs = tf.outputs();
+    let td_arn = format!("arn:aws:ecs:{REGION}:{ACCOUNT_ID}:task-definition/{family}:1");
+    assert_eq!(outputs["task_definition_arn"]["value"], td_arn.as_str());
+    let td = berth.aws_cli_json(
+        REGION,
+        &[
+            "ecs",
+            "describe-task-definition",
+            "--task-definition",
+            &td_arn,
+        ],
+    )["taskDefinition"]
+        .clone();
+    assert_eq!(td["taskRoleArn"], outputs["task_role_arn"]["value"]);
+    assert_eq!(
+        td["executionRoleArn"],
+        format!("arn:aws:iam::{ACCOUNT_ID}:role/{name}-execution")
+    );
+
+    eprintln!("[{:>6.1?}] rollout v1", began.elapsed());
+    // Both services run their task, and the task's output is shipped.
+    wait_rolled_out(&berth, &cluster, &web, ":1");
+    wait_rolled_out(&berth, &cluster, &daemon, ":1");
+    let s = describe_service(&berth, &cluster, &web);
+    assert_eq!(
+        s["deploymentConfiguration"]["deploymentCircuitBreaker"],
+        serde_json::json!({"enable": true, "rollback": true})
+    );
+    assert_eq!(
+        s["placementStrategy"],
+        serde_json::json!([
+            {"type": "spread", "field": "attribute:ecs.availability-zone"},
+            {"type": "binpack", "field": "memory"},
+        ])
+    );
+    assert_eq!(
+        s["placementConstraints"],
+        serde_json::json!([{"type": "distinctInstance"}])
+    );
+    let d = describe_service(&berth, &cluster, &daemon);
+    assert_eq!(d["schedulingStrategy"], "DAEMON");
+    eprintln!("[{:>6.1?}] log v1", began.elapsed());
+    wait_log_event(&berth, &group, "hello from v1");
+    eprintln!("[{:>6.1?}] plan", began.elapsed());
+    tf.assert_plan_is_clean(&[]);
+
+    // A new revision rolls out to both services.
+    let v2 = ["-var", "message=v2"];
+    eprintln!("[{:>6.1?}] apply v2", began.elapsed());
+    tf.apply(&v2);
+    eprintln!("[{:>6.1?}] rollout v2", began.elapsed());
+    wait_rolled_out(&berth, &cluster, &web, ":2");
+    wait_rolled_out(&berth, &cluster, &daemon, ":2");
+    wait_log_event(&berth, &group, "hello from v2");
+    eprintln!("[{:>6.1?}] plan v2", began.elapsed());
+    tf.assert_plan_is_clean(&v2);
+
+    eprintln!("[{:>6.1?}] destroy", began.elapsed());
+    tf.destroy(&v2);
+    for service in [&web, &daemon] {
+        let s = describe_service(&berth, &cluster, service);
+        assert!(
+            s.is_null() || s["status"] != "ACTIVE",
+            "{service} still active after destroy: {s}"
+        );
+    }
+    let roles = berth.aws_cli_json(REGION, &["iam", "list-roles"]);
+    assert!(
+        !roles.to_string().contains(&name),
+        "roles left after destroy: {roles}"
+    );
+    let groups = berth.aws_cli_json(
+        REGION,
+        &[
+            "logs",
+            "describe-log-groups",
+            "--log-group-name-prefix",
+            &group,
+        ],
+    );
+    assert_eq!(groups["logGroups"], serde_json::json!([]), "{groups}");
+    eprintln!("[{:>6.1?}] end", began.elapsed());
+    drop(agent);
 }

@@ -20,21 +20,51 @@ pub use berth_wire::agent::{ContainerHealth, SUBMIT_TASK_HEALTH, TaskHealthRepor
 
 use berth_wire::logs::shapes as logs;
 
-/// Whose CloudWatch Logs a [`LogsCall`] is made in: the task it ships for (its account) and
-/// the `awslogs-region`.
+/// Whose CloudWatch Logs a [`LogsCall`] is made in, and as whom: the task it ships for (its
+/// account), the `awslogs-region`, and the task's execution role credentials.
 ///
-/// Credentials seam: ECS signs the awslogs driver's calls with the task execution role's
-/// credentials. Until Berth has IAM roles, a [`ControlPlane`] signs them with its own
-/// credentials (the agent's key, or the server itself for managed capacity); the execution
-/// role ARN is carried here so that an implementation can assume it once roles exist.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// As on ECS, the awslogs driver's calls are signed with the task execution role's
+/// credentials when the task has one; without one (allowed on EC2 capacity) they are made
+/// with the agent's own credentials, as ECS falls back to the container instance's role.
+#[derive(Debug, Clone)]
 pub struct LogsScope {
     /// The task whose container's output is shipped.
     pub task_arn: String,
     /// The region of the log group (`awslogs-region`).
     pub region: String,
-    /// The task definition's `executionRoleArn`, if any (not used yet).
-    pub execution_role_arn: Option<String>,
+    /// The execution role's current credentials (rotated in place by the task).
+    pub execution_role: ExecutionCredentials,
+}
+
+/// The execution role credentials of one task, shared between the task (which replaces them
+/// when the control plane rotates them) and the work done on its behalf (log shipping).
+/// Kept in memory only; `Debug` never shows the secret.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionCredentials(
+    std::sync::Arc<std::sync::RwLock<Option<berth_wire::agent::RoleCredentials>>>,
+);
+
+impl ExecutionCredentials {
+    /// Credentials holding `c`.
+    pub fn new(c: Option<berth_wire::agent::RoleCredentials>) -> ExecutionCredentials {
+        ExecutionCredentials(std::sync::Arc::new(std::sync::RwLock::new(c)))
+    }
+
+    /// The current credentials, if the task has an execution role.
+    pub fn current(&self) -> Option<berth_wire::agent::RoleCredentials> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces them (a rotation).
+    pub fn replace(&self, c: Option<berth_wire::agent::RoleCredentials>) {
+        match self.0.write() {
+            Ok(mut g) => *g = c,
+            Err(poisoned) => *poisoned.into_inner() = c,
+        }
+    }
 }
 
 /// A CloudWatch Logs call of the awslogs driver.
@@ -129,6 +159,8 @@ pub struct HttpConfig {
     pub access_key_id: String,
     /// Secret access key.
     pub secret_access_key: String,
+    /// Session token of temporary credentials (`x-amz-security-token`), if any.
+    pub session_token: Option<String>,
     /// Region to sign for.
     pub region: String,
     /// How many times a call is retried on connection errors (with backoff) before failing.
@@ -242,7 +274,7 @@ impl HttpControlPlane {
         timeout: Duration,
     ) -> Result<Response, ControlPlaneError> {
         let ep = &self.config.endpoint;
-        let base = vec![
+        let mut base = vec![
             (
                 "content-type".to_string(),
                 "application/x-amz-json-1.1".to_string(),
@@ -250,6 +282,9 @@ impl HttpControlPlane {
             ("host".to_string(), self.host.clone()),
             ("x-amz-target".to_string(), target.to_string()),
         ];
+        if let Some(token) = &self.config.session_token {
+            base.push(("x-amz-security-token".to_string(), token.clone()));
+        }
         let unsigned = berth_wire::sigv4::SignedRequest {
             method: "POST",
             raw_path: "/",
@@ -462,7 +497,8 @@ impl ControlPlane for HttpControlPlane {
     }
 
     /// Logs calls go to the public CloudWatch Logs API of the same endpoint, signed for
-    /// `awslogs-region` with the agent's credentials (see [`LogsScope`]). They are not
+    /// `awslogs-region` with the task's execution role credentials, else the agent's own
+    /// (see [`LogsScope`]). They are not
     /// retried here: the awslogs shipper has its own retries and must reconcile before it
     /// sends a batch again.
     fn logs(
@@ -471,12 +507,18 @@ impl ControlPlane for HttpControlPlane {
         call: LogsCall,
     ) -> BoxFuture<'_, Result<LogsReply, ControlPlaneError>> {
         Box::pin(async move {
+            let mut config = HttpConfig {
+                retries: 0,
+                region: scope.region.clone(),
+                ..self.config.clone()
+            };
+            if let Some(c) = scope.execution_role.current() {
+                config.access_key_id = c.access_key_id;
+                config.secret_access_key = c.secret_access_key;
+                config.session_token = Some(c.session_token);
+            }
             let this = HttpControlPlane {
-                config: HttpConfig {
-                    retries: 0,
-                    region: scope.region.clone(),
-                    ..self.config.clone()
-                },
+                config,
                 host: self.host.clone(),
             };
             let target = |op: &str| format!("{}.{op}", berth_wire::logs::TARGET_PREFIX);
@@ -528,6 +570,7 @@ mod tests {
             endpoint: e.into(),
             access_key_id: "a".into(),
             secret_access_key: "b".into(),
+            session_token: None,
             region: "us-east-1".into(),
             retries: 0,
         };

@@ -218,14 +218,16 @@ pub fn attributes(facts: &HostFacts, settings: &RegistrationSettings) -> Vec<s::
         ));
     }
     // The capabilities Berth's agent really has (amazon-ecs-agent's names). Not advertised
-    // until the agent does them: privileged-container, execution-role-awslogs (logs are
-    // shipped with the agent's own credentials), secrets, ecr-auth, efs, firelens, env-files.
+    // until the agent does them: privileged-container, secrets, ecr-auth, efs, firelens,
+    // env-files.
     for cap in [
         // stdout/stderr are kept in files on the host, or discarded.
         "com.amazonaws.ecs.capability.logging-driver.json-file",
         "com.amazonaws.ecs.capability.logging-driver.none",
         // The awslogs driver ships container output to CloudWatch Logs.
         "com.amazonaws.ecs.capability.logging-driver.awslogs",
+        // ... signed with the task's execution role credentials.
+        "ecs.capability.execution-role-awslogs",
         "ecs.capability.task-eni",
         "ecs.capability.container-health-check",
         "ecs.capability.container-ordering",
@@ -378,12 +380,11 @@ mod tests {
             value("com.amazonaws.ecs.capability.logging-driver.awslogs"),
             Some(None)
         );
-        for cap in [
-            "com.amazonaws.ecs.capability.execution-role-awslogs",
-            "com.amazonaws.ecs.capability.privileged-container",
-        ] {
-            assert_eq!(value(cap), None, "{cap}");
-        }
+        assert_eq!(value("ecs.capability.execution-role-awslogs"), Some(None));
+        assert_eq!(
+            value("com.amazonaws.ecs.capability.privileged-container"),
+            None
+        );
         assert!(req.instance_identity_document.is_none());
         let joined = registration(
             "web",

@@ -208,6 +208,8 @@ pub(crate) struct TaskManager {
     stopping: bool,
     /// The awslogs shipper of each container that has one.
     shippers: BTreeMap<usize, JoinHandle<crate::awslogs::Outcome>>,
+    /// The execution role's credentials, shared with the shippers (memory only).
+    execution_role: crate::control_plane::ExecutionCredentials,
 }
 
 impl TaskManager {
@@ -224,6 +226,13 @@ impl TaskManager {
             &shared.state_dir.join("volumes").join("shared"),
         );
         let (health_tx, health_rx) = mpsc::unbounded_channel();
+        let execution_role = crate::control_plane::ExecutionCredentials::new(
+            desired
+                .borrow()
+                .execution_role_credentials
+                .clone()
+                .or_else(|| rec.assignment.execution_role_credentials.clone()),
+        );
         TaskManager {
             shared,
             rec,
@@ -242,6 +251,7 @@ impl TaskManager {
             saved: None,
             stopping: false,
             shippers: BTreeMap::new(),
+            execution_role,
         }
     }
 
@@ -250,6 +260,7 @@ impl TaskManager {
         // restart, the next poll brings them again).
         let mut on_disk = self.rec.clone();
         on_disk.assignment.task_role_credentials = None;
+        on_disk.assignment.execution_role_credentials = None;
         let Ok(data) = serde_json::to_vec_pretty(&on_disk) else {
             return;
         };
@@ -330,6 +341,10 @@ impl TaskManager {
                 self.rec.assignment.task_role_credentials = fresh;
                 self.saved = None;
                 self.save();
+            }
+            let fresh = self.desired.borrow().execution_role_credentials.clone();
+            if fresh.is_some() && fresh != self.execution_role.current() {
+                self.execution_role.replace(fresh);
             }
             let desired_stop = self.desired.borrow().desired_status == "STOPPED";
             if desired_stop || self.rec.stop_reason.is_some() {
@@ -449,12 +464,7 @@ impl TaskManager {
             scope: crate::control_plane::LogsScope {
                 task_arn: self.rec.assignment.task_arn.clone(),
                 region: options.region.clone(),
-                execution_role_arn: self
-                    .rec
-                    .assignment
-                    .task_definition
-                    .execution_role_arn
-                    .clone(),
+                execution_role: self.execution_role.clone(),
             },
             options,
             files: vec![dir.join("stdout.log"), dir.join("stderr.log")],

@@ -724,6 +724,13 @@ fn authenticate(
     if key.access_key_id.starts_with("ASIA") {
         check_session(app, req, &key, now)?;
     }
+    app.key_usage.record(
+        &key.access_key_id,
+        &key.account,
+        &parts.service,
+        &verified.region,
+        now.millis(),
+    );
     Ok(Authenticated {
         account: key.account,
         region: verified.region,

@@ -29,18 +29,22 @@ pub struct App {
     pub trail: cloudtrail::Recorder,
     pub sts: sts::Sts,
     pub iam: iam::Iam,
+    /// Access keys' last uses (recorded by the gateway, flushed by housekeeping).
+    pub key_usage: Arc<iam::key_usage::KeyUsage>,
 }
 
 impl App {
     /// The services over `store`, with the CloudTrail writer thread started.
     pub fn new(store: Arc<Store>) -> App {
+        let key_usage = Arc::new(iam::key_usage::KeyUsage::default());
         App {
             ecs: ecs::Ecs::new(store.clone()),
             logs: logs::Logs::new(store.clone()),
             cloudtrail: cloudtrail::CloudTrail::new(store.clone()),
             trail: cloudtrail::Recorder::start(store.clone()),
             sts: sts::Sts::new(store.clone()),
-            iam: iam::Iam::new(store.clone()),
+            iam: iam::Iam::new(store.clone(), key_usage.clone()),
+            key_usage,
             store,
         }
     }

@@ -103,6 +103,9 @@ pub fn client_from_env(endpoint: Option<&str>) -> anyhow::Result<berth_agent::Ht
             endpoint,
             access_key_id: env("AWS_ACCESS_KEY_ID")?,
             secret_access_key: env("AWS_SECRET_ACCESS_KEY")?,
+            session_token: std::env::var("AWS_SESSION_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
             region,
             retries: 5,
         },

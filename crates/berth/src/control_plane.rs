@@ -196,6 +196,10 @@ async fn housekeeping(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot delete expired CloudTrail events"),
             _ => {}
         }
+        let (store, usage) = (app.store.clone(), app.key_usage.clone());
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || usage.flush(&store)).await {
+            tracing::warn!(error = %e, "cannot record access keys' last use");
+        }
         let store = app.store.clone();
         let credentials = tokio::task::spawn_blocking(move || {
             berth_server::ecs::task_credentials::upkeep(

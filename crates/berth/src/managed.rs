@@ -151,8 +151,9 @@ impl ControlPlane for ManagedCapacity {
     }
 
     /// The awslogs driver of managed tasks calls the Logs service in process, in the task's
-    /// account and the `awslogs-region`, as the task's own account (the execution role's
-    /// credentials once IAM roles exist). No HTTP, no key: `berth up` needs nothing more.
+    /// account and the `awslogs-region`, as the task's execution role session when it has
+    /// one (authorised against the role's policies as a signed call would be), else as the
+    /// task's account. No HTTP, no key: `berth up` needs nothing more.
     fn logs(
         &self,
         scope: LogsScope,
@@ -167,6 +168,37 @@ impl ControlPlane for ManagedCapacity {
                 ctx.region = scope.region;
                 ctx.principal_arn = format!("arn:aws:iam::{}:root", ctx.account_id);
                 ctx.user_agent = "berth-managed-capacity awslogs".into();
+                if let Some(c) = scope.execution_role.current() {
+                    let session = app
+                        .store
+                        .read(|tx| {
+                            berth_server::sts::session(tx, &ctx.account_id, &c.access_key_id)
+                        })
+                        .map_err(|e| AwsError::internal(e.to_string()))?
+                        .ok_or_else(|| {
+                            AwsError::new(
+                                "UnrecognizedClientException",
+                                400,
+                                "The security token included in the request is invalid.",
+                            )
+                        })?;
+                    ctx.principal_arn = session.session_arn;
+                    ctx.access_key_id = c.access_key_id;
+                    let input = match &call {
+                        LogsCall::CreateLogGroup(r) => serde_json::to_value(r),
+                        LogsCall::CreateLogStream(r) => serde_json::to_value(r),
+                        LogsCall::PutLogEvents(r) => serde_json::to_value(r),
+                        LogsCall::GetLogEvents(r) => serde_json::to_value(r),
+                    }
+                    .unwrap_or_default();
+                    let authz = berth_server::authz::logs_call(&ctx, operation, &input);
+                    berth_server::authz::authorize(
+                        &app.store,
+                        &ctx,
+                        &authz,
+                        berth_server::authz::Dialect::Json,
+                    )?;
+                }
                 let logs = &app.logs;
                 match call {
                     LogsCall::CreateLogGroup(r) => {

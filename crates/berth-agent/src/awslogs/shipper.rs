@@ -729,7 +729,7 @@ mod tests {
                 scope: LogsScope {
                     task_arn: "arn:aws:ecs:us-east-1:000000000000:task/c/t".into(),
                     region: "us-east-1".into(),
-                    execution_role_arn: None,
+                    execution_role: Default::default(),
                 },
                 options: super::super::options::parse(&opts, "us-east-1", "web", "t", "t-web")
                     .unwrap(),

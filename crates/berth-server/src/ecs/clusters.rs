@@ -322,6 +322,8 @@ pub fn create(
                     cluster: Some(present(tx, ctx, &existing, FULL)?),
                 });
             }
+            // ECS creates its service-linked role with an account's first cluster.
+            crate::iam::service_linked::ensure_for_ecs(tx, ctx)?;
             let providers = input.capacity_providers.clone().unwrap_or_default();
             let strategy = input
                 .default_capacity_provider_strategy

@@ -1,7 +1,9 @@
-//! Task roles: temporary credentials for a task's containers.
+//! Task roles and task execution roles: temporary credentials for a task's containers and for
+//! the agent working on the task's behalf.
 //!
 //! When a task with a task role (`taskRoleArn` of its definition, or of RunTask's overrides)
-//! is created, the control plane assumes the role on behalf of `ecs-tasks.amazonaws.com`:
+//! or an execution role (`executionRoleArn`) is created, the control plane assumes each role
+//! on behalf of `ecs-tasks.amazonaws.com`:
 //! the role's trust policy must allow that service, as on ECS. The session is an ordinary STS
 //! role session (an `ASIA…` key, a session record, session name = the task id), so calls the
 //! containers make are authenticated and authorised like any other. The credentials reach the
@@ -19,8 +21,33 @@ use crate::failure::Failure;
 use crate::iam::entities::{StoredRole, kind as iam_kind};
 use crate::sts::{SESSION_KIND, Session};
 
-/// Record kind, by task store id (`<cluster>/<id>`) in the task's region.
+/// Record kind of task role credentials, by task store id (`<cluster>/<id>`) in the task's
+/// region.
 pub const KIND: &str = "ecs/task-credentials";
+
+/// Record kind of execution role credentials, keyed like [`KIND`].
+pub const EXECUTION_KIND: &str = "ecs/execution-credentials";
+
+/// Which of a task's two roles a set of credentials belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolePurpose {
+    /// `taskRoleArn`: served to the task's containers.
+    Task,
+    /// `executionRoleArn`: used by the agent for image pulls, logs and secrets.
+    Execution,
+}
+
+impl RolePurpose {
+    pub const ALL: [RolePurpose; 2] = [RolePurpose::Task, RolePurpose::Execution];
+
+    /// The store kind of this purpose's credential records.
+    pub fn kind(self) -> &'static str {
+        match self {
+            RolePurpose::Task => KIND,
+            RolePurpose::Execution => EXECUTION_KIND,
+        }
+    }
+}
 
 /// How long task credentials last (ECS rotates its task credentials every few hours).
 pub const LIFETIME_MS: i64 = 6 * 3600 * 1000;
@@ -63,6 +90,7 @@ fn random_token() -> String {
 #[allow(clippy::too_many_arguments)]
 fn vend(
     tx: &mut Tx<'_>,
+    purpose: RolePurpose,
     scope: Scope<'_>,
     task_store_id: &str,
     task_id: &str,
@@ -141,7 +169,7 @@ fn vend(
         expires_ms,
         account: account.to_string(),
     };
-    tx.put(scope, KIND, task_store_id, None, &creds)?;
+    tx.put(scope, purpose.kind(), task_store_id, None, &creds)?;
     Ok(creds)
 }
 
@@ -163,36 +191,56 @@ pub fn task_role(
         .filter(|r| !r.is_empty())
 }
 
-/// Vends the first credentials of a new task that has a role.
+/// The role the agent acts as for a task: RunTask's override, else its definition's.
+pub fn execution_role(
+    td: &berth_wire::ecs::shapes::TaskDefinition,
+    overrides: Option<&berth_wire::ecs::shapes::TaskOverride>,
+) -> Option<String> {
+    overrides
+        .and_then(|o| o.execution_role_arn.clone())
+        .or_else(|| td.execution_role_arn.clone())
+        .filter(|r| !r.is_empty())
+}
+
+/// Vends the first credentials of a new task for each role it has.
 pub fn for_new_task(
     tx: &mut Tx<'_>,
     ctx: &RequestContext,
     task_store_id: &str,
     task_id: &str,
-    role_arn: Option<&str>,
+    td: &berth_wire::ecs::shapes::TaskDefinition,
+    overrides: Option<&berth_wire::ecs::shapes::TaskOverride>,
 ) -> Result<(), Failure> {
-    let Some(role_arn) = role_arn else {
-        return Ok(());
-    };
-    vend(
-        tx,
-        Scope::new(&ctx.account_id, &ctx.region),
-        task_store_id,
-        task_id,
-        role_arn,
-        ctx.now.millis(),
-        None,
-    )?;
+    for purpose in RolePurpose::ALL {
+        let role_arn = match purpose {
+            RolePurpose::Task => task_role(td, overrides),
+            RolePurpose::Execution => execution_role(td, overrides),
+        };
+        let Some(role_arn) = role_arn else {
+            continue;
+        };
+        vend(
+            tx,
+            purpose,
+            Scope::new(&ctx.account_id, &ctx.region),
+            task_store_id,
+            task_id,
+            &role_arn,
+            ctx.now.millis(),
+            None,
+        )?;
+    }
     Ok(())
 }
 
-/// A task's credentials as its assignment carries them.
+/// A task's credentials for one of its roles, as its assignment carries them.
 pub fn for_assignment(
     tx: &Tx<'_>,
+    purpose: RolePurpose,
     scope: Scope<'_>,
     task_store_id: &str,
 ) -> Result<Option<RoleCredentials>, Failure> {
-    let Some((c, _)) = tx.get_json::<TaskCredentials>(scope, KIND, task_store_id)? else {
+    let Some((c, _)) = tx.get_json::<TaskCredentials>(scope, purpose.kind(), task_store_id)? else {
         return Ok(None);
     };
     let Some(key) = tx.access_key(&c.access_key_id)? else {
@@ -217,41 +265,53 @@ pub fn for_assignment(
 pub fn upkeep(store: &berth_store::Store, now_ms: i64) -> Result<(usize, usize), Failure> {
     store.write(|tx| -> Result<(usize, usize), Failure> {
         let (mut rotated, mut revoked) = (0, 0);
-        let mut after: Option<(String, String, String)> = None;
-        loop {
-            let page = tx.list_everywhere(
-                KIND,
-                after
-                    .as_ref()
-                    .map(|(a, r, i)| (a.as_str(), r.as_str(), i.as_str())),
-                500,
-            )?;
-            let Some(last) = page.last() else { break };
-            after = Some((last.0.clone(), last.1.clone(), last.2.id.clone()));
-            for (account, region, rec) in page {
-                let c: TaskCredentials = rec.decode(KIND)?;
-                let scope = Scope::new(&account, &region);
-                let task = tx.get_json::<super::tasks::StoredTask>(
-                    scope,
-                    super::tasks::task_kind::TASK,
-                    &rec.id,
+        for purpose in RolePurpose::ALL {
+            let kind = purpose.kind();
+            let mut after: Option<(String, String, String)> = None;
+            loop {
+                let page = tx.list_everywhere(
+                    kind,
+                    after
+                        .as_ref()
+                        .map(|(a, r, i)| (a.as_str(), r.as_str(), i.as_str())),
+                    500,
                 )?;
-                let running = task
-                    .as_ref()
-                    .is_some_and(|(t, _)| t.last_status().as_str() != "STOPPED");
-                if !running {
-                    revoke(tx, &c)?;
-                    tx.delete(scope, KIND, &rec.id)?;
-                    revoked += 1;
-                    continue;
-                }
-                if c.expires_ms - now_ms < ROTATE_BEFORE_MS
-                    && let Some((t, _)) = task
-                {
-                    let task_id = rec.id.rsplit('/').next().unwrap_or(&rec.id).to_string();
-                    vend(tx, scope, &rec.id, &task_id, &c.role_arn, now_ms, Some(&c))?;
-                    super::tasks::touch_host_task(tx, scope, &rec.id, &t)?;
-                    rotated += 1;
+                let Some(last) = page.last() else { break };
+                after = Some((last.0.clone(), last.1.clone(), last.2.id.clone()));
+                for (account, region, rec) in page {
+                    let c: TaskCredentials = rec.decode(kind)?;
+                    let scope = Scope::new(&account, &region);
+                    let task = tx.get_json::<super::tasks::StoredTask>(
+                        scope,
+                        super::tasks::task_kind::TASK,
+                        &rec.id,
+                    )?;
+                    let running = task
+                        .as_ref()
+                        .is_some_and(|(t, _)| t.last_status().as_str() != "STOPPED");
+                    if !running {
+                        revoke(tx, &c)?;
+                        tx.delete(scope, kind, &rec.id)?;
+                        revoked += 1;
+                        continue;
+                    }
+                    if c.expires_ms - now_ms < ROTATE_BEFORE_MS
+                        && let Some((t, _)) = task
+                    {
+                        let task_id = rec.id.rsplit('/').next().unwrap_or(&rec.id).to_string();
+                        vend(
+                            tx,
+                            purpose,
+                            scope,
+                            &rec.id,
+                            &task_id,
+                            &c.role_arn,
+                            now_ms,
+                            Some(&c),
+                        )?;
+                        super::tasks::touch_host_task(tx, scope, &rec.id, &t)?;
+                        rotated += 1;
+                    }
                 }
             }
         }

@@ -24,6 +24,7 @@ use super::capacity::{self, Capacity};
 use super::cluster_index::{ClusterIndex, Held, HostTask};
 use super::common::{self, Page, aws, invalid, kind, scope};
 use super::placement;
+use super::task_credentials::RolePurpose;
 use super::task_definitions::{self, Ident};
 use crate::failure::Failure;
 
@@ -176,10 +177,16 @@ pub fn assignments_since(
             stopped_reason: t.task.stopped_reason.clone(),
             task_role_credentials: super::task_credentials::for_assignment(
                 tx,
+                RolePurpose::Task,
                 Scope::new(account, region),
                 id,
             )?,
-            execution_role_credentials: None,
+            execution_role_credentials: super::task_credentials::for_assignment(
+                tx,
+                RolePurpose::Execution,
+                Scope::new(account, region),
+                id,
+            )?,
             network: None,
         });
     }
@@ -636,8 +643,14 @@ fn create_task(
     let id = format!("{}/{}", t.cluster(), t.id());
     tx.insert(scope(ctx), task_kind::TASK, &id, t)?;
     count_transition(tx, scope(ctx), &t.cluster(), None, t.last_status())?;
-    let role = super::task_credentials::task_role(&t.task_definition, t.task.overrides.as_ref());
-    super::task_credentials::for_new_task(tx, ctx, &id, &t.id(), role.as_deref())?;
+    super::task_credentials::for_new_task(
+        tx,
+        ctx,
+        &id,
+        &t.id(),
+        &t.task_definition,
+        t.task.overrides.as_ref(),
+    )?;
     let seq = bump_host(tx, &t.host)?;
     tx.put(
         GLOBAL,

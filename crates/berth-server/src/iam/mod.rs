@@ -9,9 +9,11 @@ pub mod common;
 pub mod details;
 pub mod entities;
 pub mod groups;
+pub mod key_usage;
 pub mod managed;
 pub mod policies;
 pub mod roles;
+pub mod service_linked;
 pub mod users;
 
 use std::sync::Arc;
@@ -27,11 +29,13 @@ use crate::failure::Failure;
 /// The IAM service over the store.
 pub struct Iam {
     pub store: Arc<Store>,
+    /// Access keys' last uses, recorded by the gateway.
+    pub usage: Arc<key_usage::KeyUsage>,
 }
 
 impl Iam {
-    pub fn new(store: Arc<Store>) -> Iam {
-        Iam { store }
+    pub fn new(store: Arc<Store>, usage: Arc<key_usage::KeyUsage>) -> Iam {
+        Iam { store, usage }
     }
 
     fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, Failure>) -> Result<T, AwsError> {
@@ -163,7 +167,7 @@ impl Api for Iam {
         ctx: &RequestContext,
         input: s::GetAccessKeyLastUsedRequest,
     ) -> R<s::GetAccessKeyLastUsedResponse> {
-        self.read(|tx| users::access_key_last_used(tx, ctx, &input.access_key_id))
+        self.read(|tx| users::access_key_last_used(tx, ctx, &self.usage, &input.access_key_id))
     }
 
     // ----- roles -----
@@ -191,7 +195,10 @@ impl Api for Iam {
         ctx: &RequestContext,
         input: s::UpdateRoleRequest,
     ) -> R<s::UpdateRoleResponse> {
-        self.write(|tx| roles::update(tx, ctx, input))?;
+        self.write(|tx| {
+            service_linked::must_be_modifiable(tx, ctx, &input.role_name)?;
+            roles::update(tx, ctx, input)
+        })?;
         Ok(s::UpdateRoleResponse::default())
     }
     fn update_role_description(
@@ -208,10 +215,40 @@ impl Api for Iam {
         ctx: &RequestContext,
         input: s::UpdateAssumeRolePolicyRequest,
     ) -> R<()> {
-        self.write(|tx| roles::update_trust(tx, ctx, &input.role_name, input.policy_document))
+        self.write(|tx| {
+            service_linked::must_be_modifiable(tx, ctx, &input.role_name)?;
+            roles::update_trust(tx, ctx, &input.role_name, input.policy_document)
+        })
+    }
+    fn create_service_linked_role(
+        &self,
+        ctx: &RequestContext,
+        input: s::CreateServiceLinkedRoleRequest,
+    ) -> R<s::CreateServiceLinkedRoleResponse> {
+        let role = self.write(|tx| service_linked::create(tx, ctx, input))?;
+        Ok(s::CreateServiceLinkedRoleResponse { role: Some(role) })
+    }
+    fn delete_service_linked_role(
+        &self,
+        ctx: &RequestContext,
+        input: s::DeleteServiceLinkedRoleRequest,
+    ) -> R<s::DeleteServiceLinkedRoleResponse> {
+        let deletion_task_id =
+            self.write(|tx| service_linked::delete(tx, ctx, &input.role_name))?;
+        Ok(s::DeleteServiceLinkedRoleResponse { deletion_task_id })
+    }
+    fn get_service_linked_role_deletion_status(
+        &self,
+        ctx: &RequestContext,
+        input: s::GetServiceLinkedRoleDeletionStatusRequest,
+    ) -> R<s::GetServiceLinkedRoleDeletionStatusResponse> {
+        self.read(|tx| service_linked::deletion_status(tx, ctx, &input.deletion_task_id))
     }
     fn delete_role(&self, ctx: &RequestContext, input: s::DeleteRoleRequest) -> R<()> {
-        self.write(|tx| roles::delete(tx, ctx, &input.role_name))
+        self.write(|tx| {
+            service_linked::must_be_modifiable(tx, ctx, &input.role_name)?;
+            roles::delete(tx, ctx, &input.role_name)
+        })
     }
     fn tag_role(&self, ctx: &RequestContext, input: s::TagRoleRequest) -> R<()> {
         common::check_tags(&input.tags)?;
@@ -253,6 +290,7 @@ impl Api for Iam {
         input: s::PutRolePermissionsBoundaryRequest,
     ) -> R<()> {
         self.write(|tx| {
+            service_linked::must_be_modifiable(tx, ctx, &input.role_name)?;
             entities::set_boundary::<StoredRole>(
                 tx,
                 ctx,
@@ -266,7 +304,10 @@ impl Api for Iam {
         ctx: &RequestContext,
         input: s::DeleteRolePermissionsBoundaryRequest,
     ) -> R<()> {
-        self.write(|tx| entities::set_boundary::<StoredRole>(tx, ctx, &input.role_name, None))
+        self.write(|tx| {
+            service_linked::must_be_modifiable(tx, ctx, &input.role_name)?;
+            entities::set_boundary::<StoredRole>(tx, ctx, &input.role_name, None)
+        })
     }
 
     // ----- managed policies -----
@@ -447,6 +488,7 @@ impl Api for Iam {
     }
     fn put_role_policy(&self, ctx: &RequestContext, input: s::PutRolePolicyRequest) -> R<()> {
         self.write(|tx| {
+            service_linked::must_be_modifiable(tx, ctx, &input.role_name)?;
             entities::put_inline::<StoredRole>(
                 tx,
                 ctx,
@@ -486,6 +528,7 @@ impl Api for Iam {
     }
     fn delete_role_policy(&self, ctx: &RequestContext, input: s::DeleteRolePolicyRequest) -> R<()> {
         self.write(|tx| {
+            service_linked::must_be_modifiable(tx, ctx, &input.role_name)?;
             entities::delete_inline::<StoredRole>(tx, ctx, &input.role_name, &input.policy_name)
         })
     }
@@ -572,11 +615,13 @@ impl Api for Iam {
     }
     fn attach_role_policy(&self, ctx: &RequestContext, input: s::AttachRolePolicyRequest) -> R<()> {
         self.write(|tx| {
+            service_linked::must_be_modifiable(tx, ctx, &input.role_name)?;
             entities::attach::<StoredRole>(tx, ctx, &input.role_name, &input.policy_arn)
         })
     }
     fn detach_role_policy(&self, ctx: &RequestContext, input: s::DetachRolePolicyRequest) -> R<()> {
         self.write(|tx| {
+            service_linked::must_be_modifiable(tx, ctx, &input.role_name)?;
             entities::detach::<StoredRole>(tx, ctx, &input.role_name, &input.policy_arn)
         })
     }
@@ -719,6 +764,7 @@ impl Api for Iam {
         input: s::AddRoleToInstanceProfileRequest,
     ) -> R<()> {
         self.write(|tx| {
+            service_linked::must_be_modifiable(tx, ctx, &input.role_name)?;
             roles::add_role_to_profile(tx, ctx, &input.instance_profile_name, &input.role_name)
         })
     }

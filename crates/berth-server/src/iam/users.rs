@@ -295,18 +295,27 @@ pub fn delete_access_key(
 pub fn access_key_last_used(
     tx: &Tx<'_>,
     ctx: &RequestContext,
+    usage: &super::key_usage::KeyUsage,
     id: &str,
 ) -> Result<s::GetAccessKeyLastUsedResponse, Failure> {
     let k = tx
         .access_key(id)?
         .filter(|k| k.account == ctx.account_id)
         .ok_or_else(|| common::no_such(format!("The Access Key with id {id} cannot be found")))?;
+    let last = usage.last_used(tx, id, &k.account)?;
     Ok(s::GetAccessKeyLastUsedResponse {
-        // Berth does not record key use yet: IAM's answer for a key never used.
-        access_key_last_used: Some(s::AccessKeyLastUsed {
-            last_used_date: None,
-            region: "N/A".into(),
-            service_name: "N/A".into(),
+        // A key never used: IAM's answer is N/A for the service and region, and no date.
+        access_key_last_used: Some(match last {
+            Some(u) => s::AccessKeyLastUsed {
+                last_used_date: Some(berth_wire::Timestamp(u.at_ms)),
+                region: u.region,
+                service_name: u.service,
+            },
+            None => s::AccessKeyLastUsed {
+                last_used_date: None,
+                region: "N/A".into(),
+                service_name: "N/A".into(),
+            },
         }),
         user_name: Some(
             user_name_of(&k.principal_arn)

@@ -1,6 +1,9 @@
-# IAM for ECS, driven by tests/tests/terraform.rs against `berth up`: a task role and an
-# execution role, managed and inline policies, AWS managed policy attachments, a user in a
-# group, and a task definition that names both roles.
+# IAM and services for ECS, driven by tests/tests/terraform.rs against `berth server` with one
+# `berth agent`: a task role and an execution role, managed and inline policies, AWS managed
+# policy attachments, a user in a group, a log group, a task definition that names both roles
+# and logs with awslogs, and two services using it: a replica service with a deployment
+# circuit breaker, placement strategies and a constraint, and a daemon service. Changing
+# `message` registers a new revision that both services roll out.
 
 terraform {
   required_version = ">= 1.5"
@@ -36,6 +39,16 @@ variable "name" {
   default = "berth-tf"
 }
 
+variable "cluster" {
+  type        = string
+  description = "The cluster the test's agent joined (created by the test)."
+}
+
+variable "message" {
+  type    = string
+  default = "v1"
+}
+
 provider "aws" {
   region     = var.region
   access_key = var.access_key
@@ -47,9 +60,10 @@ provider "aws" {
   skip_region_validation      = true
 
   endpoints {
-    ecs = var.endpoint
-    iam = var.endpoint
-    sts = var.endpoint
+    ecs  = var.endpoint
+    iam  = var.endpoint
+    logs = var.endpoint
+    sts  = var.endpoint
   }
 }
 
@@ -139,23 +153,94 @@ resource "aws_iam_user_group_membership" "operator" {
   groups = [aws_iam_group.operators.name]
 }
 
+resource "aws_cloudwatch_log_group" "app" {
+  name              = "/ecs/${var.name}"
+  retention_in_days = 7
+  tags = {
+    Project = "berth"
+  }
+}
+
+data "aws_ecs_cluster" "main" {
+  cluster_name = var.cluster
+}
+
 resource "aws_ecs_task_definition" "app" {
   family                   = "${var.name}-app"
-  requires_compatibilities = ["FARGATE"]
-  network_mode             = "awsvpc"
-  cpu                      = "256"
-  memory                   = "512"
+  requires_compatibilities = ["EC2"]
+  network_mode             = "host"
   task_role_arn            = aws_iam_role.task.arn
   execution_role_arn       = aws_iam_role.execution.arn
 
   container_definitions = jsonencode([
     {
-      name      = "app"
-      image     = "busybox"
-      essential = true
-      command   = ["sleep", "3600"]
+      name              = "app"
+      image             = "busybox"
+      essential         = true
+      memoryReservation = 32
+      # sleep as PID 1 ignores SIGTERM: don't wait ECS's default 30 s before SIGKILL.
+      stopTimeout = 2
+      command           = ["sh", "-c", "echo \"hello from ${var.message}\"; exec sleep 3600"]
+      logConfiguration = {
+        logDriver = "awslogs"
+        options = {
+          "awslogs-group"         = aws_cloudwatch_log_group.app.name
+          "awslogs-region"        = var.region
+          "awslogs-stream-prefix" = "app"
+        }
+      }
     }
   ])
+}
+
+resource "aws_ecs_service" "web" {
+  name                               = "${var.name}-web"
+  cluster                            = data.aws_ecs_cluster.main.arn
+  task_definition                    = aws_ecs_task_definition.app.arn
+  desired_count                      = 1
+  launch_type                        = "EC2"
+  deployment_minimum_healthy_percent = 0
+  deployment_maximum_percent         = 100
+
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+
+  ordered_placement_strategy {
+    type  = "spread"
+    field = "attribute:ecs.availability-zone"
+  }
+
+  ordered_placement_strategy {
+    type  = "binpack"
+    field = "memory"
+  }
+
+  placement_constraints {
+    type = "distinctInstance"
+  }
+
+  tags = {
+    Project = "berth"
+  }
+
+  depends_on = [aws_iam_role_policy_attachment.execution]
+}
+
+resource "aws_ecs_service" "agent" {
+  name                = "${var.name}-daemon"
+  cluster             = data.aws_ecs_cluster.main.arn
+  task_definition     = aws_ecs_task_definition.app.arn
+  launch_type         = "EC2"
+  scheduling_strategy = "DAEMON"
+
+  placement_constraints {
+    type       = "memberOf"
+    expression = "attribute:ecs.os-type == linux"
+  }
+
+  depends_on = [aws_iam_role_policy_attachment.execution]
 }
 
 output "task_role_arn" {
@@ -168,4 +253,8 @@ output "policy_arn" {
 
 output "task_definition_arn" {
   value = aws_ecs_task_definition.app.arn
+}
+
+output "web_service_arn" {
+  value = aws_ecs_service.web.id
 }
