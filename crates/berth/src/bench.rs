@@ -542,7 +542,7 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
         )
         .await?;
     timed(
-        "DescribeClusters (counts every task)".into(),
+        "DescribeClusters (task counters, registered instances counted)".into(),
         t.elapsed().as_secs_f64() * 1e3,
     );
     drop(server);
