@@ -25,6 +25,9 @@ pub struct Model {
     /// `json`, `query` or `ec2` (the model's `metadata.protocol`).
     protocol: String,
     xml_namespace: String,
+    /// Operations of the model that are left out of the generated code (see
+    /// [`Model::restrict`]); dispatch answers them as not served.
+    unserved: BTreeSet<String>,
 }
 
 impl Model {
@@ -49,7 +52,55 @@ impl Model {
             operations: obj("operations"),
             protocol: meta("protocol"),
             xml_namespace: meta("xmlNamespace"),
+            unserved: BTreeSet::new(),
         }
+    }
+
+    /// Keeps only `operations` and the shapes they reach (members, list and map elements),
+    /// for big models (EC2's has some 750 operations) of which Berth serves a handful. The
+    /// other operations stay known by name: dispatch answers them as not served.
+    pub fn restrict(&mut self, operations: &[&str]) {
+        for op in operations {
+            assert!(
+                self.operations.contains_key(*op),
+                "model has no operation {op}"
+            );
+        }
+        let all: Vec<String> = self.operations.keys().cloned().collect();
+        for op in all {
+            if !operations.contains(&op.as_str()) {
+                self.operations.remove(&op);
+                self.unserved.insert(op);
+            }
+        }
+        let mut keep = BTreeSet::new();
+        let mut stack: Vec<String> = Vec::new();
+        for o in self.operations.values() {
+            for k in ["input", "output"] {
+                if let Some(sh) = o
+                    .get(k)
+                    .and_then(|x| x.get("shape"))
+                    .and_then(Value::as_str)
+                {
+                    stack.push(sh.to_string());
+                }
+            }
+        }
+        while let Some(name) = stack.pop() {
+            if !keep.insert(name.clone()) {
+                continue;
+            }
+            let s = self.shape(&name);
+            for (_, m) in members(s) {
+                stack.push(member_target(&m).to_string());
+            }
+            for k in ["member", "key", "value"] {
+                if let Some(m) = s.get(k) {
+                    stack.push(member_target(m).to_string());
+                }
+            }
+        }
+        self.shapes.retain(|name, _| keep.contains(name));
     }
 
     /// Whether the model speaks a query protocol (`query` or `ec2`): form requests, XML
@@ -379,6 +430,11 @@ impl Model {
             let _ = write!(out, "\"{op}\", ");
         }
         out.push_str("];\n");
+        out.push_str("/// Operations of the model Berth does not generate code for (answered as not served).\npub const UNSERVED_OPERATIONS: &[&str] = &[");
+        for op in &self.unserved {
+            let _ = write!(out, "\"{op}\", ");
+        }
+        out.push_str("];\n");
         if self.is_query() {
             self.emit_query_dispatch(out, module);
             return;
@@ -425,6 +481,7 @@ impl Model {
                 "        \"{op}\" => crate::query::encode(schema(), \"{op}\", &ctx.request_id, &{call}),"
             );
         }
+        out.push_str("        other if UNSERVED_OPERATIONS.contains(&other) => ::std::result::Result::Err(crate::AwsError::not_implemented(other)),\n");
         out.push_str("        other => ::std::result::Result::Err(crate::AwsError::unknown_operation(other)),\n    }\n}\n");
     }
 }

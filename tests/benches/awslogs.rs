@@ -128,7 +128,7 @@ fn run_once(berth: &Arc<BerthServer>, cluster: &str, fargate: bool, n: usize, i:
     let mut run = json!({"cluster": cluster, "taskDefinition": family, "launchType": launch});
     if fargate {
         run["networkConfiguration"] =
-            json!({"awsvpcConfiguration": {"subnets": ["subnet-12345678"]}});
+            json!({"awsvpcConfiguration": {"subnets": [berth.default_subnet()]}});
     }
     let deadline = Instant::now() + TIMEOUT;
     let arn = loop {

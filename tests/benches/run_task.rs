@@ -131,11 +131,14 @@ fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
 
+/// The default subnet of the benchmark's server (set once it is up).
+static SUBNET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 fn network() -> NetworkConfiguration {
     NetworkConfiguration::builder()
         .awsvpc_configuration(
             AwsVpcConfiguration::builder()
-                .subnets("subnet-12345678")
+                .subnets(SUBNET.get().cloned().unwrap_or_default())
                 .build()
                 .unwrap(),
         )
@@ -402,6 +405,7 @@ fn main() {
         .unwrap();
 
     let berth = BerthServer::builder().bin(&bin).start();
+    let _ = SUBNET.set(berth.default_subnet());
     berth.load_image(&image);
     let pid = berth.pid().expect("berth up runs");
     let data_dir = berth.data_dir().to_path_buf();

@@ -623,6 +623,49 @@ impl BerthServer {
         self.raw(&req)
     }
 
+    /// The id of the account's default subnet in `<REGION>a` (EC2's DescribeSubnets, signed
+    /// by root): what the awsvpc tasks of the suites run in. Asked each time, since
+    /// `berth reset` makes a new default network.
+    pub fn default_subnet(&self) -> String {
+        let body = format!(
+            "Action=DescribeSubnets&Version=2016-11-15&Filter.1.Name=default-for-az&Filter.1.Value.1=true&Filter.2.Name=availability-zone&Filter.2.Value.1={REGION}a"
+        );
+        let req = RawRequest::new("POST", "/")
+            .header(
+                "Content-Type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )
+            .body(body.into_bytes())
+            .sign(&self.host(), &self.signing_params(REGION).service("ec2"));
+        let resp = self.raw(&req);
+        let xml = resp.text();
+        assert_eq!(resp.status, 200, "DescribeSubnets: {xml}");
+        let start = xml.find("<subnetId>").expect("a default subnet") + "<subnetId>".len();
+        let end = xml[start..].find("</subnetId>").expect("a closed subnetId") + start;
+        xml[start..end].to_string()
+    }
+
+    /// `awsvpcConfiguration={subnets=[<default subnet>]}` for the CLI's
+    /// `--network-configuration`.
+    pub fn cli_network(&self) -> String {
+        format!(
+            "awsvpcConfiguration={{subnets=[{}]}}",
+            self.default_subnet()
+        )
+    }
+
+    /// An awsvpc network configuration in the default subnet, for aws-sdk-ecs calls.
+    pub fn sdk_network(&self) -> aws_sdk_ecs::types::NetworkConfiguration {
+        aws_sdk_ecs::types::NetworkConfiguration::builder()
+            .awsvpc_configuration(
+                aws_sdk_ecs::types::AwsVpcConfiguration::builder()
+                    .subnets(self.default_subnet())
+                    .build()
+                    .expect("subnets are set"),
+            )
+            .build()
+    }
+
     /// Kills the server with SIGKILL (no chance to clean up) and reaps it.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -260,7 +260,7 @@ async fn fargate_output_is_read_back_complete_and_in_order() {
             NetworkConfiguration::builder()
                 .awsvpc_configuration(
                     AwsVpcConfiguration::builder()
-                        .subnets("subnet-12345678")
+                        .subnets(berth.default_subnet())
                         .build()
                         .unwrap(),
                 )
@@ -398,7 +398,7 @@ async fn fargate_output_is_read_back_complete_and_in_order() {
             NetworkConfiguration::builder()
                 .awsvpc_configuration(
                     AwsVpcConfiguration::builder()
-                        .subnets("subnet-12345678")
+                        .subnets(berth.default_subnet())
                         .build()
                         .unwrap(),
                 )

@@ -78,6 +78,7 @@ fn api_calls_are_recorded_and_looked_up() {
     }
     let mut berth = BerthServer::start();
     berth.load_image(&busybox_image_tar());
+    let network = berth.cli_network();
     let cluster = unique_name("trail");
     let family = unique_name("trail-td");
     let td_secret = format!("td-secret-{}", random_string(b"abcdefghij", 16));
@@ -131,7 +132,7 @@ fn api_calls_are_recorded_and_looked_up() {
             "--launch-type",
             "FARGATE",
             "--network-configuration",
-            "awsvpcConfiguration={subnets=[subnet-12345678]}",
+            &network,
             "--overrides",
             &overrides,
         ],
@@ -151,7 +152,7 @@ fn api_calls_are_recorded_and_looked_up() {
             "--launch-type",
             "FARGATE",
             "--network-configuration",
-            "awsvpcConfiguration={subnets=[subnet-12345678]}",
+            &network,
         ],
         "ClusterNotFoundException",
     );

@@ -20,8 +20,6 @@ use berth_e2e::{
 };
 use serde_json::{Value, json};
 
-const CLI_NETWORK: &str = "awsvpcConfiguration={subnets=[subnet-12345678]}";
-
 struct Env {
     berth: BerthServer,
     ecs: Client,
@@ -218,7 +216,7 @@ async fn replica_service_scales_0_5_2() {
         "--launch-type",
         "FARGATE",
         "--network-configuration",
-        CLI_NETWORK,
+        &env.berth.cli_network(),
         "--tags",
         "key=team,value=a",
     ]);
@@ -385,7 +383,7 @@ async fn rolling_update_never_goes_below_the_minimum() {
         "--launch-type",
         "FARGATE",
         "--network-configuration",
-        CLI_NETWORK,
+        &env.berth.cli_network(),
         "--deployment-configuration",
         "maximumPercent=150,minimumHealthyPercent=100",
     ]);
@@ -489,7 +487,7 @@ async fn a_bad_revision_trips_the_circuit_breaker_and_rolls_back() {
         "--launch-type",
         "FARGATE",
         "--network-configuration",
-        CLI_NETWORK,
+        &env.berth.cli_network(),
         "--deployment-configuration",
         "deploymentCircuitBreaker={enable=true,rollback=true},maximumPercent=200,minimumHealthyPercent=100",
     ]);

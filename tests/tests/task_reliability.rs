@@ -267,7 +267,7 @@ async fn a_killed_server_loses_and_doubles_no_starting_task() {
             NetworkConfiguration::builder()
                 .awsvpc_configuration(
                     AwsVpcConfiguration::builder()
-                        .subnets("subnet-12345678")
+                        .subnets(berth.default_subnet())
                         .build()
                         .unwrap(),
                 )

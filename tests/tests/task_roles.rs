@@ -109,7 +109,7 @@ fn run(berth: &BerthServer, cluster: &str, family: &str) -> String {
             "--launch-type",
             "EC2",
             "--network-configuration",
-            "awsvpcConfiguration={subnets=[subnet-0a1b2c3d]}",
+            &berth.cli_network(),
         ],
     );
     assert_eq!(out["failures"], json!([]), "{out:#}");
@@ -320,7 +320,7 @@ fn a_container_calls_berth_with_its_task_role_and_only_its_own() {
             "--launch-type",
             "EC2",
             "--network-configuration",
-            "awsvpcConfiguration={subnets=[subnet-0a1b2c3d]}",
+            &berth.cli_network(),
         ],
         "InvalidParameterException",
     );

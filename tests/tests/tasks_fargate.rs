@@ -16,9 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::Client;
-use aws_sdk_ecs::types::{
-    AwsVpcConfiguration, Container, DesiredStatus, LaunchType, NetworkConfiguration, Task,
-};
+use aws_sdk_ecs::types::{Container, DesiredStatus, LaunchType, Task};
 use berth_e2e::{
     BerthServer, REGION, RawRequest, assert_sdk_error, busybox_image_tar, containers_or_skip, raw,
     unique_name, wait_task_status,
@@ -54,19 +52,6 @@ async fn setup(test: &str) -> Option<Env> {
     })
 }
 
-fn network() -> NetworkConfiguration {
-    NetworkConfiguration::builder()
-        .awsvpc_configuration(
-            AwsVpcConfiguration::builder()
-                .subnets("subnet-12345678")
-                .build()
-                .unwrap(),
-        )
-        .build()
-}
-
-const CLI_NETWORK: &str = "awsvpcConfiguration={subnets=[subnet-12345678]}";
-
 impl Env {
     /// Registers a Fargate task definition (cpu 256, memory 512, awsvpc) through the CLI.
     fn register(&self, family: &str, containers: Value, volumes: Value) {
@@ -99,7 +84,7 @@ impl Env {
             .cluster(&self.cluster)
             .task_definition(family)
             .launch_type(LaunchType::Fargate)
-            .network_configuration(network())
+            .network_configuration(self.berth.sdk_network())
             .send()
             .await
             .expect("RunTask");
@@ -273,7 +258,7 @@ async fn a_non_essential_exit_keeps_the_task_running_until_stop_task() {
             "--launch-type",
             "FARGATE",
             "--network-configuration",
-            CLI_NETWORK,
+            &env.berth.cli_network(),
         ],
     );
     let arn = out["tasks"][0]["taskArn"].as_str().unwrap().to_owned();
@@ -534,7 +519,7 @@ async fn environment_and_command_overrides_reach_the_process() {
             "--launch-type",
             "FARGATE",
             "--network-configuration",
-            CLI_NETWORK,
+            &env.berth.cli_network(),
             "--overrides",
             &overrides,
         ],
@@ -772,7 +757,7 @@ async fn run_task_count_client_token_list_filters_and_validation() {
             .cluster(&env.cluster)
             .task_definition(&family)
             .launch_type(LaunchType::Fargate)
-            .network_configuration(network())
+            .network_configuration(env.berth.sdk_network())
             .count(3)
             .started_by("e2e-batch")
             .client_token("token-123")
@@ -872,7 +857,7 @@ async fn run_task_count_client_token_list_filters_and_validation() {
         .cluster(&env.cluster)
         .task_definition(&family)
         .launch_type(LaunchType::Fargate)
-        .network_configuration(network())
+        .network_configuration(env.berth.sdk_network())
         .count(11)
         .send()
         .await;

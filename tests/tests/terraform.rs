@@ -4,7 +4,9 @@
 //! plans clean a second time (no drift) and destroys; `tests/terraform/services` (IAM roles,
 //! policies and attachments, an awslogs task definition naming both roles, a replica and a
 //! daemon service) applies to `berth server` with one real agent, runs, rolls out a new
-//! revision, plans clean and destroys.
+//! revision, plans clean and destroys; `tests/terraform/vpc` (a VPC, a subnet, security
+//! groups and rules, an awsvpc service using them) applies to `berth server`, plans clean and
+//! destroys.
 //!
 //! Providers come from a local filesystem mirror (default `/opt/tf-plugins`, override with
 //! `BERTH_TF_PLUGINS`); nothing is downloaded. `terraform` is taken from `BERTH_TERRAFORM`, else
@@ -776,4 +778,62 @@ fn terraform_iam_services_and_a_new_revision() {
     assert_eq!(groups["logGroups"], serde_json::json!([]), "{groups}");
     eprintln!("[{:>6.1?}] end", began.elapsed());
     drop(agent);
+}
+
+/// `tests/terraform/vpc`: aws_vpc, aws_subnet, aws_security_group with inline ingress and
+/// egress rules, aws_vpc_security_group_ingress_rule, and an awsvpc aws_ecs_service using
+/// them (desired count 0: the API is the point here) apply, plan clean and destroy.
+#[test]
+fn terraform_vpc_subnet_security_groups_and_awsvpc_service() {
+    let berth = BerthServer::builder().subcommand("server").start();
+    let name = unique_name("tfvpc");
+    let Some(ws) = workspace(&berth, "vpc", &name, &[]) else {
+        return;
+    };
+    let tf = &ws.tf;
+    tf.apply(&[]);
+    let outputs = tf.outputs();
+    let vpc_id = outputs["vpc_id"]["value"].as_str().unwrap().to_owned();
+    let subnet_id = outputs["subnet_id"]["value"].as_str().unwrap().to_owned();
+    let group_id = outputs["web_group_id"]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let vpcs = berth.aws_cli_json(REGION, &["ec2", "describe-vpcs", "--vpc-ids", &vpc_id]);
+    assert_eq!(vpcs["Vpcs"][0]["CidrBlock"], "10.20.0.0/16", "{vpcs}");
+    let subnet = berth.aws_cli_json(
+        REGION,
+        &["ec2", "describe-subnets", "--subnet-ids", &subnet_id],
+    );
+    assert_eq!(subnet["Subnets"][0]["VpcId"], vpc_id.as_str(), "{subnet}");
+    let group = berth.aws_cli_json(
+        REGION,
+        &["ec2", "describe-security-groups", "--group-ids", &group_id],
+    );
+    let ingress = &group["SecurityGroups"][0]["IpPermissions"][0];
+    assert_eq!(ingress["FromPort"], 80, "{group}");
+    assert_eq!(ingress["IpRanges"][0]["CidrIp"], "10.20.0.0/16", "{group}");
+    let service = berth.aws_cli_json(
+        REGION,
+        &[
+            "ecs",
+            "describe-services",
+            "--cluster",
+            &format!("{name}-cluster"),
+            "--services",
+            &format!("{name}-web"),
+        ],
+    );
+    let awsvpc = &service["services"][0]["networkConfiguration"]["awsvpcConfiguration"];
+    assert_eq!(awsvpc["subnets"][0], subnet_id.as_str(), "{service}");
+    assert_eq!(awsvpc["securityGroups"][0], group_id.as_str(), "{service}");
+
+    tf.assert_plan_is_clean(&[]);
+    tf.destroy(&[]);
+    berth.aws_cli_error(
+        REGION,
+        &["ec2", "describe-vpcs", "--vpc-ids", &vpc_id],
+        "InvalidVpcID.NotFound",
+    );
 }

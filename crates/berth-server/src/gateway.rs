@@ -414,6 +414,11 @@ const QUERY_SERVICES: &[QueryService] = &[
         schema: berth_wire::iam::schema,
         event_source: "iam.amazonaws.com",
     },
+    QueryService {
+        signing_name: berth_wire::ec2::SIGNING_NAME,
+        schema: berth_wire::ec2::schema,
+        event_source: "ec2.amazonaws.com",
+    },
 ];
 
 /// A query request's parameters as CloudTrail shows them: a JSON object of the form's
@@ -554,7 +559,16 @@ async fn handle_query(
             body: &body,
         };
         let now = Timestamp::now();
-        let key = authenticate(&app, &signed, signing_name, now).map_err(query_auth_error)?;
+        let ec2 = signing_name == berth_wire::ec2::SIGNING_NAME;
+        let key = authenticate(&app, &signed, signing_name, now)
+            .map_err(query_auth_error)
+            .map_err(|e| {
+                if ec2 {
+                    crate::ec2::error::gateway(e)
+                } else {
+                    e
+                }
+            })?;
         let ctx = RequestContext {
             account_id: key.account,
             region: key.region,
@@ -571,7 +585,15 @@ async fn handle_query(
             let call = crate::authz::query_call(&ctx, signing_name, &action_inner, |k| {
                 params.get(k).map(str::to_string)
             });
-            crate::authz::authorize(&app.store, &ctx, &call, crate::authz::Dialect::Query)
+            crate::authz::authorize(&app.store, &ctx, &call, crate::authz::Dialect::Query).map_err(
+                |e| {
+                    if ec2 {
+                        crate::ec2::error::gateway(e)
+                    } else {
+                        e
+                    }
+                },
+            )
         } else {
             Ok(())
         };
@@ -581,6 +603,9 @@ async fn handle_query(
             }
             n if n == berth_wire::iam::SIGNING_NAME => {
                 berth_wire::iam::dispatch(&app.iam, &ctx, &action_inner, &params)
+            }
+            n if n == berth_wire::ec2::SIGNING_NAME => {
+                crate::ec2::dispatch(&app.ec2, &ctx, &action_inner, &params)
             }
             _ => Err(AwsError::unknown_operation(&action_inner)),
         });

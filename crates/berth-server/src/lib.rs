@@ -6,6 +6,7 @@ pub mod admin;
 pub mod agent_channel;
 pub mod authz;
 pub mod cloudtrail;
+pub mod ec2;
 pub mod ecs;
 pub mod failure;
 pub mod gateway;
@@ -29,6 +30,7 @@ pub struct App {
     pub trail: cloudtrail::Recorder,
     pub sts: sts::Sts,
     pub iam: iam::Iam,
+    pub ec2: ec2::Ec2,
     /// Access keys' last uses (recorded by the gateway, flushed by housekeeping).
     pub key_usage: Arc<iam::key_usage::KeyUsage>,
 }
@@ -36,9 +38,11 @@ pub struct App {
 impl App {
     /// The services over `store`, with the CloudTrail writer thread started.
     pub fn new(store: Arc<Store>) -> App {
+        let ecs = ecs::Ecs::new(store.clone());
         let key_usage = Arc::new(iam::key_usage::KeyUsage::default());
         App {
-            ecs: ecs::Ecs::new(store.clone()),
+            ec2: ec2::Ec2::new(store.clone(), ecs.notifier.clone()),
+            ecs,
             logs: logs::Logs::new(store.clone()),
             cloudtrail: cloudtrail::CloudTrail::new(store.clone()),
             trail: cloudtrail::Recorder::start(store.clone()),

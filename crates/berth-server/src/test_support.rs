@@ -15,3 +15,21 @@ pub fn context(now_ms: i64) -> RequestContext {
         now: Timestamp(now_ms),
     }
 }
+
+/// The id of the default subnet in `<region>a` of the context's account (made on first use).
+pub fn default_subnet(store: &berth_store::Store, ctx: &RequestContext) -> String {
+    use crate::ec2::entities::{self, kind};
+    let scope = entities::scope(ctx);
+    store
+        .write(|tx| -> Result<String, crate::failure::Failure> {
+            entities::ensure_defaults(tx, scope)?;
+            Ok(
+                entities::all::<berth_wire::ec2::shapes::Subnet>(tx, scope, kind::SUBNET)?
+                    .into_iter()
+                    .find(|s| s.availability_zone.as_deref() == Some(&format!("{}a", ctx.region)))
+                    .and_then(|s| s.subnet_id)
+                    .unwrap_or_default(),
+            )
+        })
+        .unwrap()
+}

@@ -79,3 +79,17 @@ pub mod iam {
     pub const VALIDATION: (&str, u16) = ("ValidationError", 400);
     include!(concat!(env!("OUT_DIR"), "/iam.rs"));
 }
+
+/// Amazon EC2 (`ec2` query protocol, version 2016-11-15), generated from
+/// `models/ec2/2016-11-15/service-2.json`: only the operations Berth serves and the shapes
+/// they reach (the others answer as not served).
+#[allow(clippy::all, missing_docs, rust_2018_idioms)]
+pub mod ec2 {
+    /// The `Version` form field of this service.
+    pub const VERSION: &str = "2016-11-15";
+    /// The SigV4 signing name of this service.
+    pub const SIGNING_NAME: &str = "ec2";
+    /// The error EC2 sends for a parameter that fails the model's constraints.
+    pub const VALIDATION: (&str, u16) = ("InvalidParameterValue", 400);
+    include!(concat!(env!("OUT_DIR"), "/ec2.rs"));
+}

@@ -486,6 +486,21 @@ fn check_network(
     Ok(())
 }
 
+/// Checks an awsvpc service's subnets and security groups against the VPC objects.
+fn check_vpc(
+    tx: &mut Tx<'_>,
+    ctx: &RequestContext,
+    td: &s::TaskDefinition,
+    net: Option<&s::NetworkConfiguration>,
+) -> Result<(), Failure> {
+    if td.network_mode == Some(s::NetworkMode::Awsvpc)
+        && let Some(conf) = net.and_then(|n| n.awsvpc_configuration.as_ref())
+    {
+        crate::ec2::interfaces::check_awsvpc(tx, scope(ctx), conf)?;
+    }
+    Ok(())
+}
+
 fn fargate(svc: &s::Service, cluster: &s::Cluster) -> bool {
     match svc.launch_type {
         Some(l) => l == s::LaunchType::Fargate,
@@ -676,6 +691,7 @@ pub fn create(
                 service.platform_family = Some("Linux".into());
             }
             check_network(&td, is_fargate, input.network_configuration.as_ref())?;
+            check_vpc(tx, ctx, &td, input.network_configuration.as_ref())?;
             validate_placement(
                 &td,
                 daemon,
@@ -819,6 +835,7 @@ pub fn update(
             }
             let is_fargate = fargate(&svc.service, &cluster);
             check_network(&td, is_fargate, svc.service.network_configuration.as_ref())?;
+            check_vpc(tx, ctx, &td, svc.service.network_configuration.as_ref())?;
             validate_placement(
                 &td,
                 daemon,
@@ -1325,7 +1342,7 @@ mod tests {
         let mut req = serde_json::json!({
             "cluster": "c", "serviceName": "web", "taskDefinition": "web:1", "desiredCount": 2,
             "launchType": "FARGATE",
-            "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}},
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": [crate::test_support::default_subnet(&ecs.store, c)]}},
             "tags": [{"key": "team", "value": "a"}]
         });
         for (k, v) in extra.as_object().unwrap() {
@@ -1400,7 +1417,7 @@ mod tests {
         let again: s::CreateServiceRequest = serde_json::from_value(serde_json::json!({
             "cluster": "c", "serviceName": "web", "taskDefinition": "web:1", "desiredCount": 1,
             "launchType": "FARGATE",
-            "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}}
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": [crate::test_support::default_subnet(&ecs.store, &c)]}}
         }))
         .unwrap();
         let e = ecs.create_service(&c, again).unwrap_err();

@@ -138,6 +138,7 @@ pub fn assignments_since(
 ) -> Result<(i64, Vec<TaskAssignment>), Failure> {
     let seq = tx.sequence(GLOBAL, &host_sequence(host))?;
     let mut out = Vec::new();
+    let mut networks = crate::ec2::interfaces::Networks::default();
     for r in tx.list(
         GLOBAL,
         task_kind::HOST_TASK,
@@ -187,7 +188,7 @@ pub fn assignments_since(
                 Scope::new(account, region),
                 id,
             )?,
-            network: None,
+            network: networks.of(tx, Scope::new(account, region), &t.task)?,
         });
     }
     Ok((seq, out))
@@ -637,10 +638,34 @@ pub fn reserve_current_tasks(
 fn create_task(
     tx: &mut Tx<'_>,
     ctx: &RequestContext,
-    t: &StoredTask,
+    t: &mut StoredTask,
+    network: Option<&s::NetworkConfiguration>,
     hosts: &mut Vec<String>,
 ) -> Result<(), Failure> {
     let id = format!("{}/{}", t.cluster(), t.id());
+    // An awsvpc task gets its ENI now (the tasks whose rules name its groups hear of it).
+    if t.task_definition.network_mode == Some(s::NetworkMode::Awsvpc)
+        && let Some(conf) = network.and_then(|n| n.awsvpc_configuration.as_ref())
+    {
+        let zone = t
+            .container_instance
+            .as_ref()
+            .and(t.task.availability_zone.clone());
+        let peers = crate::ec2::interfaces::attach_task(
+            tx,
+            ctx,
+            &id,
+            &t.host,
+            &mut t.task,
+            conf,
+            zone.as_deref(),
+        )?;
+        for h in peers {
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+    }
     tx.insert(scope(ctx), task_kind::TASK, &id, t)?;
     count_transition(tx, scope(ctx), &t.cluster(), None, t.last_status())?;
     super::task_credentials::for_new_task(
@@ -1126,7 +1151,7 @@ pub fn start(
                         {
                             take_placement(&mut t, p);
                         }
-                        create_task(tx, ctx, &t, &mut hosts)?;
+                        create_task(tx, ctx, &mut t, launch.network_configuration, &mut hosts)?;
                         reservations.add(&base.id, &ci, version, &t);
                         tasks.push(present(&t, &[TaskField::Tags]));
                     }
@@ -1355,7 +1380,9 @@ fn apply_container_change(t: &mut StoredTask, c: &s::ContainerStateChange) {
 }
 
 /// The state an agent reports for a task, applied forward-only, with ECS's timestamps and
-/// stop code; releases the instance's resources once the task is STOPPED.
+/// stop code; releases the instance's resources (and its ENI) once the task is STOPPED.
+/// Returns the hosts to wake: the task's own first, then those of tasks whose security
+/// group rules changed with it.
 #[allow(clippy::too_many_arguments)]
 pub fn apply_task_change(
     tx: &mut Tx<'_>,
@@ -1366,7 +1393,7 @@ pub fn apply_task_change(
     health: Option<s::HealthStatus>,
     container_health: &[(String, s::HealthStatus)],
     now: Timestamp,
-) -> Result<Option<String>, Failure> {
+) -> Result<Option<Vec<String>>, Failure> {
     let Some((mut t, v)) = tx.get_json::<StoredTask>(scope_, task_kind::TASK, id)? else {
         return Ok(None);
     };
@@ -1418,8 +1445,16 @@ pub fn apply_task_change(
     }
     let reported = change.status.as_deref().and_then(TaskStatus::parse);
     let after = reported.map_or(before, |r| before.advance(r));
+    let mut peers = Vec::new();
     if after != before {
         t.task.last_status = Some(after.as_str().into());
+        peers = crate::ec2::interfaces::on_task_status(
+            tx,
+            scope_,
+            id,
+            &mut t.task,
+            after == TaskStatus::Stopped,
+        )?;
         if after >= TaskStatus::Running
             && t.task.started_at.is_none()
             && reported == Some(TaskStatus::Running)
@@ -1475,7 +1510,27 @@ pub fn apply_task_change(
     if host_changed && after != TaskStatus::Stopped {
         touch_host_task(tx, scope_, id, &t)?;
     }
-    Ok(Some(t.host.clone()))
+    peers.retain(|h| *h != t.host);
+    peers.insert(0, t.host.clone());
+    Ok(Some(peers))
+}
+
+/// Marks a task's assignment as changed on its host (its security group rules changed, or
+/// the members of a group its rules name): returns the host to wake, or None when the task
+/// is gone or STOPPED.
+pub fn touch_for_rules(
+    tx: &mut Tx<'_>,
+    scope_: Scope<'_>,
+    task_store_id: &str,
+) -> Result<Option<String>, Failure> {
+    let Some((t, _)) = tx.get_json::<StoredTask>(scope_, task_kind::TASK, task_store_id)? else {
+        return Ok(None);
+    };
+    if t.last_status() == TaskStatus::Stopped {
+        return Ok(None);
+    }
+    touch_host_task(tx, scope_, task_store_id, &t)?;
+    Ok(Some(t.host))
 }
 
 /// Moves a task between its instance's pending and running counts.
@@ -1566,12 +1621,12 @@ pub fn submit_task_state_change(
     input: s::SubmitTaskStateChangeRequest,
 ) -> Result<s::SubmitTaskStateChangeResponse, AwsError> {
     let id = submitted_task_id(ctx, input.cluster.as_deref(), input.task.as_deref())?;
-    let host = ecs
+    let hosts = ecs
         .store
         .write(|tx| apply_task_change(tx, &ecs.index, scope(ctx), &id, &input, None, &[], ctx.now))
         .map_err(aws)?
         .ok_or_else(|| invalid("The referenced task was not found."))?;
-    ecs.notifier.notify(&host);
+    notify_all(ecs, &hosts);
     Ok(s::SubmitTaskStateChangeResponse {
         acknowledgment: Some("ACK".into()),
     })
@@ -1604,10 +1659,12 @@ pub fn submit_task_state_changes(
             for (id, change) in ids.iter().zip(&input.changes) {
                 match apply_task_change(tx, &ecs.index, scope(ctx), id, change, None, &[], ctx.now)?
                 {
-                    Some(host) => {
+                    Some(woken) => {
                         applied += 1;
-                        if !hosts.contains(&host) {
-                            hosts.push(host);
+                        for host in woken {
+                            if !hosts.contains(&host) {
+                                hosts.push(host);
+                            }
                         }
                     }
                     None => missing.push(change.task.clone().unwrap_or_default()),
@@ -1640,12 +1697,12 @@ pub fn submit_container_state_change(
         }]),
         ..Default::default()
     };
-    let host = ecs
+    let hosts = ecs
         .store
         .write(|tx| apply_task_change(tx, &ecs.index, scope(ctx), &id, &change, None, &[], ctx.now))
         .map_err(aws)?
         .ok_or_else(|| invalid("The referenced task was not found."))?;
-    ecs.notifier.notify(&host);
+    notify_all(ecs, &hosts);
     Ok(s::SubmitContainerStateChangeResponse {
         acknowledgment: Some("ACK".into()),
     })
@@ -1819,8 +1876,14 @@ fn launch_tasks(
                 launch.validate_network(true)?;
                 let provider = provider.clone().unwrap_or_else(|| "FARGATE".into());
                 for _ in 0..count {
-                    let t = launch.task(MANAGED_HOST.to_string(), None, Some(&provider));
-                    create_task(tx, ctx, &t, &mut made.hosts)?;
+                    let mut t = launch.task(MANAGED_HOST.to_string(), None, Some(&provider));
+                    create_task(
+                        tx,
+                        ctx,
+                        &mut t,
+                        launch.network_configuration,
+                        &mut made.hosts,
+                    )?;
                     made.tasks.push(t);
                 }
             }
@@ -1906,7 +1969,13 @@ fn launch_tasks(
                             let mut t = launch.task(host, Some((&p.instance, &ci)), None);
                             t.task.capacity_provider_name = provider.clone();
                             take_placement(&mut t, &p);
-                            create_task(tx, ctx, &t, &mut made.hosts)?;
+                            create_task(
+                                tx,
+                                ctx,
+                                &mut t,
+                                launch.network_configuration,
+                                &mut made.hosts,
+                            )?;
                             reservations.add(&p.instance, &ci, version, &t);
                             made.tasks.push(t);
                         }
@@ -2084,7 +2153,7 @@ mod tests {
     ) -> s::RunTaskResponse {
         let req: s::RunTaskRequest = serde_json::from_value(serde_json::json!({
             "cluster": "c", "taskDefinition": "web", "launchType": "FARGATE", "count": count,
-            "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}},
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": [crate::test_support::default_subnet(&ecs.store, c)]}},
             "clientToken": token,
         }))
         .unwrap();
@@ -2104,7 +2173,9 @@ mod tests {
         assert_eq!(t.cpu.as_deref(), Some("256"));
         assert!(t.container_instance_arn.is_none());
         let (seq, assigned) = ecs.store.read(|tx| assignments(tx, MANAGED_HOST)).unwrap();
-        assert_eq!((seq, assigned.len()), (2, 2));
+        // Two creations, and the first task marked again when the second joined the VPC's
+        // default group (whose rule admits its members: the first task's rules changed).
+        assert_eq!((seq, assigned.len()), (3, 2));
 
         let arn = t.task_arn.clone().unwrap();
         let report = |status: &str, containers: serde_json::Value| {
@@ -2303,7 +2374,7 @@ mod tests {
         let (ecs, c) = setup();
         let req: s::RunTaskRequest = serde_json::from_value(serde_json::json!({
             "cluster": "c", "taskDefinition": "web", "launchType": "EC2",
-            "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}}
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": [crate::test_support::default_subnet(&ecs.store, &c)]}}
         }))
         .unwrap();
         let e = ecs.run_task(&c, req).unwrap_err();
@@ -2829,7 +2900,7 @@ mod tests {
             &ecs,
             &c,
             serde_json::json!({"cluster": "c", "taskDefinition": "web", "count": 3,
-                "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}},
+                "networkConfiguration": {"awsvpcConfiguration": {"subnets": [crate::test_support::default_subnet(&ecs.store, &c)]}},
                 "capacityProviderStrategy": [
                     {"capacityProvider": "FARGATE", "base": 1, "weight": 1},
                     {"capacityProvider": "FARGATE_SPOT", "weight": 1}]}),
