@@ -195,3 +195,23 @@ fn bench_placement_runs_end_to_end_at_a_tiny_size() {
         "{stdout}"
     );
 }
+
+#[test]
+fn bench_service_runs_end_to_end_at_a_tiny_size() {
+    let out = Command::new(berth_bin().unwrap())
+        .args(["bench", "service", "--instances", "5", "--tasks", "20"])
+        .args(["--min-poll-interval-ms", "100", "--timeout-seconds", "120"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("| scale 0 → 20"), "{stdout}");
+    assert!(
+        stdout.contains("| rolling deployment svc:1 → svc:2"),
+        "{stdout}"
+    );
+}

@@ -49,6 +49,9 @@ pub enum Change {
     },
     /// Every record of the account was removed.
     Account { account: String },
+    /// Writes reported earlier were lost (their group's commit failed): whatever an observer
+    /// derived from them must be rebuilt from the store.
+    Reset,
 }
 
 /// One stored record.
@@ -202,4 +205,6 @@ pub enum StoreError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("the store's connection lock was poisoned by a panic")]
     Poisoned,
+    #[error("the write was not committed: {0}")]
+    Commit(String),
 }

@@ -87,4 +87,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX trail_events_by_age ON trail_events (event_time_ms);
     CREATE INDEX trail_resources_by_age ON trail_resources (event_time_ms);",
     ),
+    (
+        4,
+        // Records of one kind in every account and region (`Tx::list_everywhere`: the
+        // service controller's and housekeeping's sweeps) without scanning every record.
+        "CREATE INDEX records_by_kind ON records (kind, account, region, id);",
+    ),
 ];

@@ -1,8 +1,20 @@
 //! The SQLite backend: one writer connection, a small pool of reader connections (WAL lets
 //! readers run beside the writer), every call a transaction.
+//!
+//! **Group commit.** Writes share the writer's transaction while others wait for it: each
+//! write runs its closure (on its own thread, holding the writer) inside a savepoint of the
+//! open transaction, which is committed by the first write that finishes with nobody waiting
+//! (or when the group holds [`GROUP_MAX_WRITES`] writes or is [`GROUP_MAX_AGE`] old). A write
+//! returns once its group committed, so what it acknowledged is in the WAL as before. A
+//! closure that fails is rolled back to its savepoint alone: it never takes its group's other
+//! writes with it. Under load one commit (its WAL pages, its B-tree pages written once) serves
+//! dozens of calls; alone, a write commits at once as it always did.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -15,10 +27,34 @@ use crate::{
 /// Readers kept open beside the writer.
 const READERS: usize = 4;
 
+/// At most this many writes share one commit.
+pub const GROUP_MAX_WRITES: usize = 256;
+/// A group open this long commits at the next write's end even if others wait.
+pub const GROUP_MAX_AGE: Duration = Duration::from_millis(20);
+
 pub struct Store {
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// Writes waiting for the writer: while some are, a finished write leaves its group's
+    /// transaction open for them.
+    waiting: AtomicUsize,
     readers: Vec<Mutex<Connection>>,
     observer: RwLock<Option<Observer>>,
+    /// Writes committed and commits made (their ratio is the mean group size).
+    committed_writes: AtomicU64,
+    commits: AtomicU64,
+}
+
+/// The writer connection and the group of writes its open transaction holds, if any.
+struct Writer {
+    conn: Connection,
+    group: Option<Group>,
+}
+
+/// Writes done in the open transaction, waiting for its commit.
+struct Group {
+    opened: Instant,
+    /// Each write's way to hear the commit's outcome.
+    members: Vec<SyncSender<Result<(), String>>>,
 }
 
 /// Told, after each commit, which records of the kinds it watches the commit changed.
@@ -30,13 +66,13 @@ struct Observer {
 
 type ObserverFn = Arc<dyn Fn(&[Change]) + Send + Sync>;
 
-/// Work to run once the transaction has committed (never if it rolls back).
+/// Work to run once the write's changes are the store's state (see [`Tx::after_commit`]).
 type Effect = Box<dyn FnOnce() + Send>;
 
 /// A transaction. Reads see one consistent snapshot; writes (through [`Store::write`]) commit
 /// together or not at all.
 pub struct Tx<'c> {
-    tx: rusqlite::Transaction<'c>,
+    conn: &'c Connection,
     watched: Option<Arc<[String]>>,
     changes: Vec<Change>,
     effects: Vec<Effect>,
@@ -60,7 +96,136 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// The writer, held: ends the group when due, including when a write's closure panics (its
+/// savepoint rolled back, the group committed so nobody waits forever).
+struct Holding<'s> {
+    store: &'s Store,
+    w: MutexGuard<'s, Writer>,
+    /// A write's savepoint is open.
+    in_write: bool,
+    observer: Option<Observer>,
+}
+
+impl Holding<'_> {
+    /// Opens the group's transaction if none is open.
+    fn begin(&mut self) -> Result<(), StoreError> {
+        if self.w.group.is_none() {
+            self.w.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.w.group = Some(Group {
+                opened: Instant::now(),
+                members: Vec::new(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Commits the open group (or, if the commit fails, rolls it back and tells its members
+    /// and the observer).
+    fn commit(&mut self) {
+        let Some(g) = self.w.group.take() else {
+            return;
+        };
+        let outcome = match self.w.conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                if !g.members.is_empty() {
+                    self.store.commits.fetch_add(1, Ordering::Relaxed);
+                }
+                self.store
+                    .committed_writes
+                    .fetch_add(g.members.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                if !self.w.conn.is_autocommit() {
+                    let _ = self.w.conn.execute_batch("ROLLBACK");
+                }
+                self.reset_observer();
+                Err(format!("the commit failed: {e}"))
+            }
+        };
+        for m in g.members {
+            let _ = m.send(outcome.clone());
+        }
+    }
+
+    /// The open transaction was lost (SQLite rolled it back): its members fail.
+    fn lost(&mut self, why: &str) {
+        if let Some(g) = self.w.group.take() {
+            self.reset_observer();
+            for m in g.members {
+                let _ = m.send(Err(why.to_string()));
+            }
+        }
+    }
+
+    fn reset_observer(&self) {
+        if let Some(o) = &self.observer {
+            (o.call)(&[Change::Reset]);
+        }
+    }
+
+    /// Commits when nobody waits for the writer, or the group is full or old.
+    fn commit_if_due(&mut self) {
+        let due = match &self.w.group {
+            None => return,
+            Some(g) => {
+                self.store.waiting.load(Ordering::SeqCst) == 0
+                    || g.members.len() >= GROUP_MAX_WRITES
+                    || g.opened.elapsed() >= GROUP_MAX_AGE
+            }
+        };
+        if due {
+            self.commit();
+        }
+    }
+
+    /// Undoes the current write (its savepoint); a transaction SQLite already rolled back
+    /// takes its group with it.
+    fn undo_write(&mut self) {
+        if !self.in_write {
+            return;
+        }
+        self.in_write = false;
+        if self.w.conn.is_autocommit() {
+            self.lost("the transaction was rolled back by a failed write");
+            return;
+        }
+        if self
+            .w
+            .conn
+            .execute_batch("ROLLBACK TO w; RELEASE w")
+            .is_err()
+        {
+            let _ = self.w.conn.execute_batch("ROLLBACK");
+            self.lost("the transaction was rolled back by a failed write");
+        }
+    }
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.undo_write();
+            self.commit();
+        }
+    }
+}
+
 impl Store {
+    fn new(writer: Connection, readers: Vec<Mutex<Connection>>) -> Store {
+        Store {
+            writer: Mutex::new(Writer {
+                conn: writer,
+                group: None,
+            }),
+            waiting: AtomicUsize::new(0),
+            readers,
+            observer: RwLock::new(None),
+            committed_writes: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+        }
+    }
+
     /// Opens (creating if needed) the store in the SQLite file `path` and migrates it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let mut writer = open_connection(path)?;
@@ -68,11 +233,7 @@ impl Store {
         let readers = (0..READERS)
             .map(|_| open_connection(path).map(Mutex::new))
             .collect::<Result<_, _>>()?;
-        Ok(Store {
-            writer: Mutex::new(writer),
-            readers,
-            observer: RwLock::new(None),
-        })
+        Ok(Store::new(writer, readers))
     }
 
     /// An in-memory store for unit tests (a shared-cache database private to this store).
@@ -99,11 +260,18 @@ impl Store {
         let mut writer = open()?;
         migrate(&mut writer)?;
         // Shared-cache memory databases lock at table level; one connection serves all.
-        Ok(Store {
-            writer: Mutex::new(writer),
-            readers: Vec::new(),
-            observer: RwLock::new(None),
-        })
+        Ok(Store::new(writer, Vec::new()))
+    }
+
+    fn hold(&self, observer: Option<Observer>) -> Holding<'_> {
+        // A panic inside a write is cleaned up by its Holding before the lock is released.
+        let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        Holding {
+            store: self,
+            w,
+            in_write: false,
+            observer,
+        }
     }
 
     /// Runs `f` in a read-only snapshot.
@@ -119,68 +287,107 @@ impl Store {
                 break;
             }
         }
-        let mut guard = match guard {
+        let guard = match guard {
             Some(g) => g,
             None => match self
                 .readers
                 .get(next_id() as usize % self.readers.len().max(1))
             {
                 Some(r) => lock(r)?,
-                None => lock(&self.writer)?,
+                None => {
+                    // No readers (in memory): read on the writer, its open group committed.
+                    let observer = self.observer_now()?;
+                    let mut h = self.hold(observer);
+                    h.commit();
+                    return read_on(&h.w.conn, f);
+                }
             },
         };
-        let tx = guard
-            .transaction_with_behavior(TransactionBehavior::Deferred)
-            .map_err(StoreError::from)?;
-        let tx = Tx {
-            tx,
-            watched: None,
-            changes: Vec::new(),
-            effects: Vec::new(),
-        };
-        let out = f(&tx)?;
-        tx.tx.commit().map_err(StoreError::from)?;
-        Ok(out)
+        read_on(&guard, f)
     }
 
-    /// Runs `f` in a write transaction; it commits when `f` returns `Ok`, else rolls back.
+    /// Writes committed and commits made since the store was opened.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        (
+            self.committed_writes.load(Ordering::Relaxed),
+            self.commits.load(Ordering::Relaxed),
+        )
+    }
+
+    fn observer_now(&self) -> Result<Option<Observer>, StoreError> {
+        Ok(self
+            .observer
+            .read()
+            .map_err(|_| StoreError::Poisoned)?
+            .clone())
+    }
+
+    /// Runs `f` in a write transaction: its writes are committed when `f` returns `Ok` (the
+    /// call returns once they are), and undone when it returns an error. Writes that overlap
+    /// in time share one commit (group commit, see the module's documentation).
     pub fn write<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let observer = self
-            .observer
-            .read()
-            .map_err(|_| StoreError::Poisoned)?
-            .clone();
-        let mut guard = lock(&self.writer)?;
-        let tx = guard
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
+        let observer = self.observer_now()?;
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut h = self.hold(observer);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        if let Err(e) = h.begin() {
+            return Err(e.into());
+        }
+        if let Err(e) = h.w.conn.execute_batch("SAVEPOINT w") {
+            h.commit_if_due();
+            return Err(StoreError::from(e).into());
+        }
+        h.in_write = true;
         let mut tx = Tx {
-            tx,
-            watched: observer.as_ref().map(|o| o.kinds.clone()),
+            conn: &h.w.conn,
+            watched: h.observer.as_ref().map(|o| o.kinds.clone()),
             changes: Vec::new(),
             effects: Vec::new(),
         };
-        let out = f(&mut tx)?;
+        let out = f(&mut tx);
         let Tx {
-            tx,
-            changes,
-            effects,
-            ..
+            changes, effects, ..
         } = tx;
-        tx.commit().map_err(StoreError::from)?;
-        // Still under the writer's lock: effects and observers see commits in commit order.
+        let out = match out {
+            Ok(v) => match h.w.conn.execute_batch("RELEASE w") {
+                Ok(()) => Ok(v),
+                Err(e) => Err(StoreError::from(e).into()),
+            },
+            Err(e) => Err(e),
+        };
+        let v = match out {
+            Ok(v) => v,
+            Err(e) => {
+                h.undo_write();
+                h.commit_if_due();
+                return Err(e);
+            }
+        };
+        h.in_write = false;
+        // Still holding the writer: effects and observers see writes in the order later
+        // writes see them. (If the group's commit fails they are told with `Change::Reset`.)
         for e in effects {
             e();
         }
-        if let Some(o) = observer
+        if let Some(o) = &h.observer
             && !changes.is_empty()
         {
             (o.call)(&changes);
         }
-        Ok(out)
+        let (done, outcome) = sync_channel(1);
+        if let Some(g) = h.w.group.as_mut() {
+            g.members.push(done);
+        }
+        h.commit_if_due();
+        drop(h);
+        match outcome.recv() {
+            Ok(Ok(())) => Ok(v),
+            Ok(Err(why)) => Err(StoreError::Commit(why).into()),
+            Err(_) => Err(StoreError::Commit("the group's commit was abandoned".into()).into()),
+        }
     }
 
     /// Calls `observer` after every committed write transaction that changed records of
@@ -204,6 +411,29 @@ impl Store {
     pub fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError> {
         self.read(|tx| tx.access_key(access_key_id))
     }
+}
+
+/// Runs `f` in a deferred (snapshot) transaction on `conn`.
+fn read_on<T, E: From<StoreError>>(
+    conn: &Connection,
+    f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    // A panic in an earlier read may have left its transaction open.
+    if !conn.is_autocommit() {
+        conn.execute_batch("ROLLBACK").map_err(StoreError::from)?;
+    }
+    conn.execute_batch("BEGIN DEFERRED")
+        .map_err(StoreError::from)?;
+    let tx = Tx {
+        conn,
+        watched: None,
+        changes: Vec::new(),
+        effects: Vec::new(),
+    };
+    let out = f(&tx);
+    let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    conn.execute_batch(end).map_err(StoreError::from)?;
+    out
 }
 
 fn next_id() -> u128 {
@@ -257,8 +487,10 @@ fn prefix_end(prefix: &str) -> Option<String> {
 }
 
 impl Tx<'_> {
-    /// Runs `f` once this transaction has committed (in order, before the next write
-    /// transaction starts); never when it rolls back. For write-through caches.
+    /// Runs `f` once this write's changes are the store's state, before the next write runs
+    /// (in write order); never when the write fails. With group commit that is before the
+    /// group's commit: if that commit fails, the observer hears [`Change::Reset`]. For
+    /// write-through caches.
     pub fn after_commit(&mut self, f: impl FnOnce() + Send + 'static) {
         self.effects.push(Box::new(f));
     }
@@ -287,7 +519,7 @@ impl Tx<'_> {
         id: &str,
     ) -> Result<Option<Record>, StoreError> {
         Ok(self
-            .tx
+            .conn
             .prepare_cached("SELECT version, body FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id = ?4")?
             .query_row(params![scope.account, scope.region, kind, id], |r| {
                 Ok(Record { id: id.to_string(), version: r.get(0)?, body: r.get(1)? })
@@ -334,7 +566,7 @@ impl Tx<'_> {
             }
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(
             params![scope.account, scope.region, kind, lower, upper, limit],
             |r| {
@@ -364,7 +596,7 @@ impl Tx<'_> {
     /// How many records of `kind` start with `prefix`.
     pub fn count(&self, scope: Scope<'_>, kind: &str, prefix: &str) -> Result<i64, StoreError> {
         let upper = prefix_end(prefix);
-        Ok(self.tx.prepare_cached(
+        Ok(self.conn.prepare_cached(
             "SELECT COUNT(*) FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id >= ?4 AND (?5 IS NULL OR id < ?5)",
         )?
         .query_row(params![scope.account, scope.region, kind, prefix, upper], |r| r.get(0))?)
@@ -381,7 +613,7 @@ impl Tx<'_> {
         value: &T,
     ) -> Result<i64, StoreError> {
         let body = encode(kind, id, value)?;
-        let n = self.tx.prepare_cached(
+        let n = self.conn.prepare_cached(
             "INSERT INTO records (account, region, kind, id, version, body) VALUES (?1, ?2, ?3, ?4, 1, ?5) ON CONFLICT DO NOTHING",
         )?
         .execute(params![scope.account, scope.region, kind, id, body])?;
@@ -409,7 +641,7 @@ impl Tx<'_> {
         let body = encode(kind, id, value)?;
         match expected {
             Some(v) => {
-                let n = self.tx.prepare_cached(
+                let n = self.conn.prepare_cached(
                     "UPDATE records SET version = version + 1, body = ?6 WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id = ?4 AND version = ?5",
                 )?
                 .execute(params![scope.account, scope.region, kind, id, v, body])?;
@@ -424,7 +656,7 @@ impl Tx<'_> {
                 Ok(v + 1)
             }
             None => {
-                let version: i64 = self.tx.prepare_cached(
+                let version: i64 = self.conn.prepare_cached(
                     "INSERT INTO records (account, region, kind, id, version, body) VALUES (?1, ?2, ?3, ?4, 1, ?5)
                      ON CONFLICT (account, region, kind, id) DO UPDATE SET version = version + 1, body = excluded.body
                      RETURNING version",
@@ -439,7 +671,7 @@ impl Tx<'_> {
     /// Deletes `kind/id`; true if it existed.
     pub fn delete(&mut self, scope: Scope<'_>, kind: &str, id: &str) -> Result<bool, StoreError> {
         let existed = self
-            .tx
+            .conn
             .prepare_cached(
                 "DELETE FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id = ?4",
             )?
@@ -454,7 +686,7 @@ impl Tx<'_> {
     /// Increments and returns the named counter (starting at 1), e.g. a family's revision.
     pub fn next_sequence(&mut self, scope: Scope<'_>, name: &str) -> Result<i64, StoreError> {
         Ok(self
-            .tx
+            .conn
             .prepare_cached(
                 "INSERT INTO sequences (account, region, name, value) VALUES (?1, ?2, ?3, 1)
              ON CONFLICT (account, region, name) DO UPDATE SET value = value + 1 RETURNING value",
@@ -462,10 +694,39 @@ impl Tx<'_> {
             .query_row(params![scope.account, scope.region, name], |r| r.get(0))?)
     }
 
+    /// Adds `delta` to the named counter (created at 0 first); returns its new value.
+    pub fn add_to_sequence(
+        &mut self,
+        scope: Scope<'_>,
+        name: &str,
+        delta: i64,
+    ) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "INSERT INTO sequences (account, region, name, value) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (account, region, name) DO UPDATE SET value = value + ?4 RETURNING value",
+            )?
+            .query_row(params![scope.account, scope.region, name, delta], |r| {
+                r.get(0)
+            })?)
+    }
+
+    /// The named counter's current value, if it ever counted.
+    pub fn sequence_if_any(&self, scope: Scope<'_>, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT value FROM sequences WHERE account = ?1 AND region = ?2 AND name = ?3",
+            )?
+            .query_row(params![scope.account, scope.region, name], |r| r.get(0))
+            .optional()?)
+    }
+
     /// The named counter's current value (0 if it never counted).
     pub fn sequence(&self, scope: Scope<'_>, name: &str) -> Result<i64, StoreError> {
         Ok(self
-            .tx
+            .conn
             .prepare_cached(
                 "SELECT value FROM sequences WHERE account = ?1 AND region = ?2 AND name = ?3",
             )?
@@ -489,7 +750,7 @@ impl Tx<'_> {
             if strict { ">" } else { ">=" }
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![kind, a, r, i, limit], |row| {
             Ok((
                 row.get(0)?,
@@ -511,19 +772,19 @@ impl Tx<'_> {
                 account: account.to_string(),
             });
         }
-        self.tx
+        self.conn
             .execute("DELETE FROM records WHERE account = ?1", params![account])?;
-        self.tx
+        self.conn
             .execute("DELETE FROM sequences WHERE account = ?1", params![account])?;
-        self.tx.execute(
+        self.conn.execute(
             "DELETE FROM log_events WHERE account = ?1",
             params![account],
         )?;
-        self.tx.execute(
+        self.conn.execute(
             "DELETE FROM trail_resources WHERE account = ?1",
             params![account],
         )?;
-        self.tx.execute(
+        self.conn.execute(
             "DELETE FROM trail_events WHERE account = ?1",
             params![account],
         )?;
@@ -532,11 +793,11 @@ impl Tx<'_> {
 
     /// Appends CloudTrail events (their `seq` is assigned here) with their resources.
     pub fn append_trail_events(&mut self, events: &[TrailEvent]) -> Result<(), StoreError> {
-        let mut insert = self.tx.prepare_cached(
+        let mut insert = self.conn.prepare_cached(
             "INSERT INTO trail_events (account, region, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
-        let mut resource = self.tx.prepare_cached(
+        let mut resource = self.conn.prepare_cached(
             "INSERT INTO trail_resources (seq, account, region, event_time_ms, resource_type, resource_name)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
@@ -553,7 +814,7 @@ impl Tx<'_> {
                 e.access_key_id,
                 e.body
             ])?;
-            let seq = self.tx.last_insert_rowid();
+            let seq = self.conn.last_insert_rowid();
             for r in &e.resources {
                 resource.execute(params![
                     seq,
@@ -638,7 +899,7 @@ impl Tx<'_> {
             " ORDER BY event_time_ms DESC, seq DESC LIMIT ?{}",
             args.len()
         ));
-        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
             Ok(TrailEvent {
                 seq: r.get(0)?,
@@ -656,7 +917,7 @@ impl Tx<'_> {
             })
         })?;
         let mut events: Vec<TrailEvent> = rows.collect::<Result<_, _>>()?;
-        let mut resources = self.tx.prepare_cached(
+        let mut resources = self.conn.prepare_cached(
             "SELECT resource_type, resource_name FROM trail_resources WHERE seq = ?1 ORDER BY rowid",
         )?;
         for e in &mut events {
@@ -674,11 +935,11 @@ impl Tx<'_> {
 
     /// Deletes the trail events (of every account) older than `before_ms`; how many went.
     pub fn prune_trail_events(&mut self, before_ms: i64) -> Result<usize, StoreError> {
-        self.tx
+        self.conn
             .prepare_cached("DELETE FROM trail_resources WHERE event_time_ms < ?1")?
             .execute(params![before_ms])?;
         Ok(self
-            .tx
+            .conn
             .prepare_cached("DELETE FROM trail_events WHERE event_time_ms < ?1")?
             .execute(params![before_ms])?)
     }
@@ -693,7 +954,7 @@ impl Tx<'_> {
         ingestion_ms: i64,
         events: &[(i64, &str)],
     ) -> Result<i64, StoreError> {
-        let mut stmt = self.tx.prepare_cached(
+        let mut stmt = self.conn.prepare_cached(
             "INSERT INTO log_events (account, region, log_group, log_stream, timestamp_ms, ingestion_ms, message)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
@@ -708,7 +969,7 @@ impl Tx<'_> {
                 ingestion_ms,
                 message
             ])?;
-            last = self.tx.last_insert_rowid();
+            last = self.conn.last_insert_rowid();
         }
         Ok(last)
     }
@@ -795,7 +1056,7 @@ impl Tx<'_> {
             " ORDER BY timestamp_ms {dir}, seq {dir} LIMIT ?{}",
             args.len()
         ));
-        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
             Ok(LogEvent {
                 seq: r.get(0)?,
@@ -815,7 +1076,7 @@ impl Tx<'_> {
         group: &str,
         stream: Option<&str>,
     ) -> Result<usize, StoreError> {
-        Ok(self.tx.prepare_cached(
+        Ok(self.conn.prepare_cached(
             "DELETE FROM log_events WHERE account = ?1 AND region = ?2 AND log_group = ?3 AND (?4 IS NULL OR log_stream = ?4)",
         )?
         .execute(params![scope.account, scope.region, group, stream])?)
@@ -828,7 +1089,7 @@ impl Tx<'_> {
         group: &str,
         before_ms: i64,
     ) -> Result<usize, StoreError> {
-        Ok(self.tx.prepare_cached(
+        Ok(self.conn.prepare_cached(
             "DELETE FROM log_events WHERE account = ?1 AND region = ?2 AND log_group = ?3 AND timestamp_ms < ?4",
         )?
         .execute(params![scope.account, scope.region, group, before_ms])?)
@@ -836,7 +1097,7 @@ impl Tx<'_> {
 
     pub fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError> {
         Ok(self
-            .tx
+            .conn
             .prepare_cached(
                 "SELECT access_key_id, secret_access_key, account, principal_arn, status, created_at_ms FROM access_keys WHERE access_key_id = ?1",
             )?
@@ -859,7 +1120,7 @@ impl Tx<'_> {
         account: &str,
         principal_arn: &str,
     ) -> Result<Vec<AccessKey>, StoreError> {
-        let mut stmt = self.tx.prepare_cached(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT access_key_id, secret_access_key, account, principal_arn, status, created_at_ms FROM access_keys
              WHERE account = ?1 AND principal_arn = ?2 ORDER BY created_at_ms, access_key_id",
         )?;
@@ -877,7 +1138,7 @@ impl Tx<'_> {
     }
 
     pub fn insert_access_key(&mut self, key: &AccessKey) -> Result<(), StoreError> {
-        let n = self.tx.execute(
+        let n = self.conn.execute(
             "INSERT INTO access_keys (access_key_id, secret_access_key, account, principal_arn, status, created_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
             params![key.access_key_id, key.secret_access_key, key.account, key.principal_arn, key.status, key.created_at_ms],
@@ -897,7 +1158,7 @@ impl Tx<'_> {
         access_key_id: &str,
         status: &str,
     ) -> Result<bool, StoreError> {
-        Ok(self.tx.execute(
+        Ok(self.conn.execute(
             "UPDATE access_keys SET status = ?2 WHERE access_key_id = ?1",
             params![access_key_id, status],
         )? > 0)
@@ -905,7 +1166,7 @@ impl Tx<'_> {
 
     /// Deletes a key; false when no such key exists.
     pub fn delete_access_key(&mut self, access_key_id: &str) -> Result<bool, StoreError> {
-        Ok(self.tx.execute(
+        Ok(self.conn.execute(
             "DELETE FROM access_keys WHERE access_key_id = ?1",
             params![access_key_id],
         )? > 0)
@@ -918,7 +1179,7 @@ impl Tx<'_> {
         from_principal: &str,
         to_principal: &str,
     ) -> Result<usize, StoreError> {
-        Ok(self.tx.execute(
+        Ok(self.conn.execute(
             "UPDATE access_keys SET principal_arn = ?3 WHERE account = ?1 AND principal_arn = ?2",
             params![account, from_principal, to_principal],
         )?)
@@ -982,6 +1243,69 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// Many threads writing at once: every write that succeeds is committed and visible when
+    /// its call returns, the failing ones (and a panicking one) undo only themselves, and
+    /// writes share commits.
+    #[test]
+    fn group_commit_isolates_failures_and_shares_commits() {
+        let dir = std::env::temp_dir().join(format!(
+            "berth-store-group-{}-{}",
+            std::process::id(),
+            next_id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Arc::new(Store::open(&dir.join("db.sqlite")).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for k in 0..200 {
+                        let id = format!("{t}-{k}");
+                        let fail = k % 7 == 3;
+                        let r: Result<(), StoreError> = store.write(|tx| {
+                            tx.insert(S, "k", &id, &k)?;
+                            if fail {
+                                return Err(StoreError::Poisoned);
+                            }
+                            tx.insert(S, "k", &format!("{id}-second"), &k)?;
+                            Ok(())
+                        });
+                        assert_eq!(r.is_ok(), !fail, "{id}: {r:?}");
+                        // Read-your-writes through another connection.
+                        let seen = store.read(|tx| tx.get(S, "k", &id)).unwrap();
+                        assert_eq!(seen.is_some(), !fail, "{id}");
+                        if t == 0 && k == 100 {
+                            let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                let _: Result<(), StoreError> = store.write(|tx| {
+                                    tx.insert(S, "k", "panicked", &1)?;
+                                    panic!("a write panics");
+                                });
+                            }));
+                            assert!(p.is_err());
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let n = store.read(|tx| tx.count(S, "k", "")).unwrap();
+        let ok_per_thread = (0..200).filter(|k| k % 7 != 3).count() as i64;
+        assert_eq!(n, 8 * ok_per_thread * 2);
+        assert!(
+            store
+                .read(|tx| tx.get(S, "k", "panicked"))
+                .unwrap()
+                .is_none()
+        );
+        let (writes, commits) = store.commit_stats();
+        assert!(writes >= 8 * ok_per_thread as u64, "{writes} {commits}");
+        assert!(commits <= writes, "{writes} {commits}");
+        eprintln!("{writes} writes in {commits} commits");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -542,7 +542,7 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
         )
         .await?;
     timed(
-        "DescribeClusters (counts every task)".into(),
+        "DescribeClusters (task counters, registered instances counted)".into(),
         t.elapsed().as_secs_f64() * 1e3,
     );
     drop(server);
@@ -553,5 +553,210 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
             args.tasks
         );
     }
+    Ok(())
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServiceArgs {
+    /// Simulated container instances.
+    #[arg(long, default_value_t = 100)]
+    pub instances: usize,
+    /// The service's desired count.
+    #[arg(long, default_value_t = 1000)]
+    pub tasks: u64,
+    /// Delay before a simulated agent reports a task RUNNING (or STOPPED).
+    #[arg(long, default_value_t = 100)]
+    pub transition_delay_ms: u64,
+    /// Shortest time between two polls of one simulated instance.
+    #[arg(long, default_value_t = 1000)]
+    pub min_poll_interval_ms: u64,
+    /// How long each phase may take before the run is called failed.
+    #[arg(long, default_value_t = 900)]
+    pub timeout_seconds: u64,
+}
+
+/// What DescribeServices said at one moment.
+struct ServiceView {
+    running: i64,
+    desired: i64,
+    deployments: usize,
+    /// The primary deployment's task definition and rollout state.
+    primary: (String, String),
+}
+
+async fn describe_service(client: &mut Client) -> anyhow::Result<ServiceView> {
+    let r: serde_json::Value = client
+        .call(
+            &sim::ecs("DescribeServices"),
+            &serde_json::json!({"cluster": "bench", "services": ["bench"]}),
+        )
+        .await?;
+    let svc = &r["services"][0];
+    let deployments = svc["deployments"].as_array().cloned().unwrap_or_default();
+    let primary = deployments
+        .iter()
+        .find(|d| d["status"] == "PRIMARY")
+        .map(|d| {
+            (
+                d["taskDefinition"].as_str().unwrap_or("").to_string(),
+                d["rolloutState"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .unwrap_or_default();
+    Ok(ServiceView {
+        running: svc["runningCount"].as_i64().unwrap_or(0),
+        desired: svc["desiredCount"].as_i64().unwrap_or(0),
+        deployments: deployments.len(),
+        primary,
+    })
+}
+
+/// Polls DescribeServices until the service runs `want` tasks of one COMPLETED deployment
+/// of `revision`; returns (seconds to reach it, the fewest and most tasks running sampled
+/// on the way).
+async fn until_steady(
+    client: &mut Client,
+    want: i64,
+    revision: &str,
+    timeout: Duration,
+) -> anyhow::Result<(f64, i64, i64)> {
+    let t0 = Instant::now();
+    let (mut fewest, mut most) = (i64::MAX, 0);
+    loop {
+        let v = describe_service(client).await?;
+        fewest = fewest.min(v.running);
+        most = most.max(v.running);
+        if v.running == want
+            && v.desired == want
+            && v.deployments == 1
+            && v.primary.0.ends_with(revision)
+            && v.primary.1 == "COMPLETED"
+        {
+            return Ok((t0.elapsed().as_secs_f64(), fewest, most));
+        }
+        if t0.elapsed() > timeout {
+            bail!(
+                "the service did not reach {want} running tasks of {revision} within {} s: {} running, {} deployments, primary {:?}",
+                timeout.as_secs(),
+                v.running,
+                v.deployments,
+                v.primary
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `berth bench service`: a replica service on simulated instances scaled from 0 to
+/// `args.tasks`, then rolled to a new revision at minimumHealthyPercent 100 / maximumPercent
+/// 200, each timed until DescribeServices shows the steady state (every task RUNNING, one
+/// deployment, rolloutState COMPLETED).
+pub async fn service(args: ServiceArgs) -> anyhow::Result<()> {
+    println!("# berth bench service");
+    println!();
+    println!(
+        "machine: {} · {} cores · {} · berth {}",
+        cpu_model(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        mem_total(),
+        env!("CARGO_PKG_VERSION")
+    );
+    let (server, creds) = start_server().await?;
+    let pid = server.pid().context("the server has no pid")?;
+    let mut admin = Client::new(creds.clone());
+    let _: serde_json::Value = admin
+        .call(
+            &sim::ecs("CreateCluster"),
+            &serde_json::json!({"clusterName": "bench"}),
+        )
+        .await?;
+    for revision in 1..=2 {
+        let _: serde_json::Value = admin
+            .call(
+                &sim::ecs("RegisterTaskDefinition"),
+                &serde_json::json!({
+                    "family": "svc", "networkMode": "host", "requiresCompatibilities": ["EC2"],
+                    "containerDefinitions": [{"name": "app", "image": "busybox",
+                        "cpu": TASK_CPU, "memory": TASK_MEMORY,
+                        "command": ["sleep", "3600"],
+                        "environment": [{"name": "REVISION", "value": revision.to_string()}]}]
+                }),
+            )
+            .await?;
+    }
+    let stats = sim::start(
+        creds.clone(),
+        SimArgs {
+            cluster: "bench".into(),
+            instances: args.instances,
+            cpu: CPU_PER_INSTANCE,
+            memory: MEMORY_PER_INSTANCE,
+            zones: ZONES.iter().map(|z| z.to_string()).collect(),
+            transition_delay_ms: args.transition_delay_ms,
+            min_poll_interval_ms: args.min_poll_interval_ms,
+            register_concurrency: 32,
+            reporters: 2,
+        },
+    )
+    .await?;
+    while stats.polls_started.load(Ordering::Relaxed) < args.instances as u64 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let timeout = Duration::from_secs(args.timeout_seconds);
+    let want = i64::try_from(args.tasks).unwrap_or(i64::MAX);
+    let _: serde_json::Value = admin
+        .call(
+            &sim::ecs("CreateService"),
+            &serde_json::json!({"cluster": "bench", "serviceName": "bench",
+                "taskDefinition": "svc:1", "desiredCount": 0, "launchType": "EC2",
+                "deploymentConfiguration": {"minimumHealthyPercent": 100, "maximumPercent": 200}}),
+        )
+        .await?;
+    let _: serde_json::Value = admin
+        .call(
+            &sim::ecs("UpdateService"),
+            &serde_json::json!({"cluster": "bench", "service": "bench", "desiredCount": want}),
+        )
+        .await?;
+    let (scale_secs, _, _) = until_steady(&mut admin, want, "svc:1", timeout).await?;
+    let (scaled_rss, _) = memory(pid);
+    let _: serde_json::Value = admin
+        .call(
+            &sim::ecs("UpdateService"),
+            &serde_json::json!({"cluster": "bench", "service": "bench", "taskDefinition": "svc:2"}),
+        )
+        .await?;
+    let (roll_secs, fewest, most) = until_steady(&mut admin, want, "svc:2", timeout).await?;
+    let (rss, hwm) = memory(pid);
+    println!();
+    println!(
+        "{} simulated instances, tasks reported RUNNING/STOPPED {} ms after the agent sees them, polls at most every {} ms",
+        args.instances, args.transition_delay_ms, args.min_poll_interval_ms
+    );
+    println!();
+    println!("| phase | tasks | seconds to steady state | tasks/s |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| scale 0 → {want} (UpdateService desiredCount) | {want} | {scale_secs:.1} | {:.0} |",
+        want as f64 / scale_secs
+    );
+    println!(
+        "| rolling deployment svc:1 → svc:2, min 100 % / max 200 % (to rolloutState COMPLETED) | {want} | {roll_secs:.1} | {:.0} |",
+        want as f64 / roll_secs
+    );
+    println!();
+    println!(
+        "during the rolling deployment, tasks RUNNING (sampled every ~100 ms): fewest {fewest}, most {most}"
+    );
+    println!(
+        "server RSS: {scaled_rss:.0} MiB after scaling, {rss:.0} MiB after the deployment (peak {hwm:.0})"
+    );
+    println!(
+        "simulated agents: {} polls, {} report calls, {} errors",
+        stats.polls.load(Ordering::Relaxed),
+        stats.report_calls.load(Ordering::Relaxed),
+        stats.errors.load(Ordering::Relaxed)
+    );
+    drop(server);
     Ok(())
 }

@@ -50,6 +50,9 @@ enum BenchCommand {
     /// Placement throughput: the placement function alone, then RunTask end to end through
     /// the signed API against a fresh `berth server` and simulated instances.
     Placement(bench::PlacementArgs),
+    /// Services at scale: a replica service on simulated instances scaled from 0 to N tasks,
+    /// then a rolling deployment of the N tasks at 100 %/200 %, each timed to steady state.
+    Service(bench::ServiceArgs),
 }
 
 #[derive(Subcommand)]
@@ -136,6 +139,7 @@ fn main() -> anyhow::Result<()> {
         Command::Image(cmd) => image(cmd),
         Command::Sim(args) => runtime.block_on(sim::run(args)),
         Command::Bench(BenchCommand::Placement(args)) => runtime.block_on(bench::placement(args)),
+        Command::Bench(BenchCommand::Service(args)) => runtime.block_on(bench::service(args)),
     }
 }
 

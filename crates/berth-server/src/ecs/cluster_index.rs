@@ -377,6 +377,8 @@ impl ClusterIndex {
                 Change::Account { account } => {
                     lock(&self.clusters).retain(|k, _| k.account != *account);
                 }
+                // Writes the index heard of were lost: rebuild everything on next use.
+                Change::Reset => lock(&self.clusters).clear(),
             }
         }
     }

@@ -597,12 +597,10 @@ pub fn deregister(
                 t.task.stopping_at = Some(ctx.now);
                 t.task.version = Some(t.task.version.unwrap_or(1) + 1);
                 tx.put(scope(ctx), task_kind::TASK, &task_id, Some(v), &t)?;
+                tasks::touch_host_task(tx, scope(ctx), &task_id, &t)?;
                 stopped_any = true;
             }
             let host = tasks::instance_host(scope(ctx), &id);
-            if stopped_any {
-                tasks::bump_host(tx, &host)?;
-            }
             ci.status = Some("INACTIVE".into());
             ci.agent_connected = Some(false);
             ci.version = Some(ci.version.unwrap_or(1) + 1);
@@ -621,15 +619,24 @@ pub fn deregister(
 
 /// How many container instances of `cluster` are ACTIVE or DRAINING.
 pub fn count_registered(tx: &Tx<'_>, ctx: &RequestContext, cluster: &str) -> Result<i32, Failure> {
-    let n = tx
-        .list_json::<s::ContainerInstance>(
-            scope(ctx),
-            kind::CONTAINER_INSTANCE,
-            &format!("{cluster}/"),
-        )?
-        .into_iter()
-        .filter(|(_, ci)| matches!(ci.status.as_deref(), Some("ACTIVE") | Some("DRAINING")))
-        .count();
+    /// Only the status of a record (the rest is skipped, not decoded).
+    #[derive(serde::Deserialize)]
+    struct Status {
+        status: Option<String>,
+    }
+    let mut n = 0usize;
+    for r in tx.list(
+        scope(ctx),
+        kind::CONTAINER_INSTANCE,
+        &format!("{cluster}/"),
+        None,
+        usize::MAX,
+    )? {
+        let st: Status = r.decode(kind::CONTAINER_INSTANCE)?;
+        if matches!(st.status.as_deref(), Some("ACTIVE") | Some("DRAINING")) {
+            n += 1;
+        }
+    }
     Ok(i32::try_from(n).unwrap_or(i32::MAX))
 }
 

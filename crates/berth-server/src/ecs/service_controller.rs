@@ -424,7 +424,7 @@ fn reconcile_one(
                     t.task.stopping_at = Some(now);
                     t.task.version = Some(t.task.version.unwrap_or(1) + 1);
                     tx.put(scope_, task_kind::TASK, &tid, Some(tv), &t)?;
-                    tasks::bump_host(tx, &t.host)?;
+                    tasks::touch_host_task(tx, scope_, &tid, &t)?;
                     if !hosts.contains(&t.host) {
                         hosts.push(t.host.clone());
                     }

@@ -309,7 +309,7 @@ pub fn upkeep(store: &berth_store::Store, now_ms: i64) -> Result<(usize, usize),
                             now_ms,
                             Some(&c),
                         )?;
-                        super::tasks::bump_host(tx, &t.host)?;
+                        super::tasks::touch_host_task(tx, scope, &rec.id, &t)?;
                         rotated += 1;
                     }
                 }

@@ -669,6 +669,7 @@ fn create_task(
         }
     }
     tx.insert(scope(ctx), task_kind::TASK, &id, t)?;
+    count_transition(tx, scope(ctx), &t.cluster(), None, t.last_status())?;
     super::task_credentials::for_new_task(
         tx,
         ctx,
@@ -696,8 +697,9 @@ fn create_task(
 }
 
 /// Marks task `task_store_id` of `scope` as changed on `t.host` at a new assignment sequence
-/// (the host's agent must look again).
-fn touch_host_task(
+/// (the host's agent must look again; agents that poll for changes only see it this way, so
+/// every write an agent must act on goes through here, not through [`bump_host`] alone).
+pub fn touch_host_task(
     tx: &mut Tx<'_>,
     scope_: Scope<'_>,
     task_store_id: &str,
@@ -1504,6 +1506,9 @@ pub fn apply_task_change(
     }
     t.task.version = Some(t.task.version.unwrap_or(1) + 1);
     tx.put(scope_, task_kind::TASK, id, Some(v), &t)?;
+    if after != before {
+        count_transition(tx, scope_, &t.cluster(), Some(before), after)?;
+    }
     if host_changed && after != TaskStatus::Stopped {
         touch_host_task(tx, scope_, id, &t)?;
     }
@@ -1985,11 +1990,71 @@ fn launch_tasks(
     Ok(made)
 }
 
+/// The counters of a cluster's running and pending tasks (DescribeClusters'
+/// `runningTasksCount`/`pendingTasksCount`), kept beside the tasks by the two paths that set
+/// a task's status ([`create_task`], [`apply_task_change`]) so that reading them costs two
+/// rows, not a scan of every task.
+fn count_names(cluster: &str) -> (String, String) {
+    (
+        format!("tasks-running/{cluster}"),
+        format!("tasks-pending/{cluster}"),
+    )
+}
+
+/// Moves task counts of `cluster` for a task whose status went from `before` (None: a new
+/// task) to `after`. Call it after the task's record is written: a cluster whose counters
+/// never counted (a store from before them) is counted once, this change included.
+fn count_transition(
+    tx: &mut Tx<'_>,
+    scope_: Scope<'_>,
+    cluster: &str,
+    before: Option<TaskStatus>,
+    after: TaskStatus,
+) -> Result<(), Failure> {
+    let (running, pending) = count_names(cluster);
+    if tx.sequence_if_any(scope_, &running)?.is_none() {
+        let (r, p) = scan_counts(tx, scope_, cluster)?;
+        tx.add_to_sequence(scope_, &running, i64::from(r))?;
+        tx.add_to_sequence(scope_, &pending, i64::from(p))?;
+        return Ok(());
+    }
+    let name = |s: TaskStatus| match s {
+        TaskStatus::Running => Some(&running),
+        s if s.is_pending() => Some(&pending),
+        _ => None,
+    };
+    let (from, to) = (before.and_then(name), name(after));
+    if from != to {
+        if let Some(n) = from {
+            tx.add_to_sequence(scope_, n, -1)?;
+        }
+        if let Some(n) = to {
+            tx.add_to_sequence(scope_, n, 1)?;
+        }
+    }
+    Ok(())
+}
+
 /// How many tasks of `cluster` are running and pending (for DescribeClusters).
 pub fn counts(tx: &Tx<'_>, ctx: &RequestContext, cluster: &str) -> Result<(i32, i32), Failure> {
+    let (running, pending) = count_names(cluster);
+    match (
+        tx.sequence_if_any(scope(ctx), &running)?,
+        tx.sequence_if_any(scope(ctx), &pending)?,
+    ) {
+        (Some(r), Some(p)) => Ok((
+            i32::try_from(r.max(0)).unwrap_or(i32::MAX),
+            i32::try_from(p.max(0)).unwrap_or(i32::MAX),
+        )),
+        _ => scan_counts(tx, scope(ctx), cluster),
+    }
+}
+
+/// Counts `cluster`'s running and pending tasks by reading every one.
+fn scan_counts(tx: &Tx<'_>, scope_: Scope<'_>, cluster: &str) -> Result<(i32, i32), Failure> {
     let mut running = 0;
     let mut pending = 0;
-    for (_, t) in tx.list_json::<StoredTask>(scope(ctx), task_kind::TASK, &format!("{cluster}/"))? {
+    for (_, t) in tx.list_json::<StoredTask>(scope_, task_kind::TASK, &format!("{cluster}/"))? {
         match t.last_status() {
             TaskStatus::Running => running += 1,
             s if s.is_pending() => pending += 1,
@@ -2212,6 +2277,43 @@ mod tests {
         // Pruned after the retention.
         let later = Timestamp(c.now.millis() + STOPPED_RETENTION_MS + 1);
         assert_eq!(prune(&ecs.store, later).unwrap(), 1);
+    }
+
+    /// DescribeClusters' counters follow every status change, as a scan of the tasks would
+    /// count them.
+    #[test]
+    fn task_counters_match_a_scan() {
+        let (ecs, c) = setup();
+        let arns: Vec<String> = run_fargate(&ecs, &c, 5, None)
+            .tasks
+            .unwrap()
+            .into_iter()
+            .map(|t| t.task_arn.unwrap())
+            .collect();
+        let both = |ecs: &Ecs| {
+            ecs.store
+                .read(|tx| -> Result<_, Failure> {
+                    Ok((counts(tx, &c, "c")?, scan_counts(tx, scope(&c), "c")?))
+                })
+                .unwrap()
+        };
+        assert_eq!(both(&ecs), ((0, 5), (0, 5)));
+        for (k, status) in [
+            (0, "RUNNING"),
+            (1, "RUNNING"),
+            (1, "STOPPED"),
+            (2, "STOPPED"),
+        ] {
+            let change: s::SubmitTaskStateChangeRequest =
+                serde_json::from_value(serde_json::json!({
+                    "cluster": "c", "task": arns[k], "status": status
+                }))
+                .unwrap();
+            ecs.submit_task_state_change(&c, change).unwrap();
+        }
+        let (counted, scanned) = both(&ecs);
+        assert_eq!(counted, scanned);
+        assert_eq!(counted, (1, 2));
     }
 
     #[test]
