@@ -17,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_ecs::types::{AwsVpcConfiguration, LaunchType, NetworkConfiguration};
+use aws_sdk_ecs::types::LaunchType;
 use berth_e2e::{
     BerthAgent, BerthServer, REGION, RawRequest, busybox_image_tar, containers_or_skip,
     unique_name, wait_task_status,
@@ -58,6 +58,31 @@ fn execution_role(berth: &BerthServer, name: &str, managed: Option<&str>) -> Str
         );
     }
     role["Role"]["Arn"].as_str().unwrap().to_owned()
+}
+
+/// Registers the Fargate task definition `input` and runs it once in the default subnet;
+/// returns the task's ARN.
+async fn register_and_run(
+    berth: &BerthServer,
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    family: &str,
+    input: &str,
+) -> String {
+    berth.aws_cli_json(
+        REGION,
+        &["ecs", "register-task-definition", "--cli-input-json", input],
+    );
+    let out = ecs
+        .run_task()
+        .cluster(cluster)
+        .task_definition(family)
+        .launch_type(LaunchType::Fargate)
+        .network_configuration(berth.sdk_network())
+        .send()
+        .await
+        .expect("RunTask");
+    out.tasks()[0].task_arn().unwrap().to_owned()
 }
 
 /// Prints the burst: `INFO line 000001` … `INFO line 100000`, as fast as the shell can.
@@ -242,34 +267,7 @@ async fn fargate_output_is_read_back_complete_and_in_order() {
         }],
     })
     .to_string();
-    berth.aws_cli_json(
-        REGION,
-        &[
-            "ecs",
-            "register-task-definition",
-            "--cli-input-json",
-            &input,
-        ],
-    );
-    let out = ecs
-        .run_task()
-        .cluster(&cluster)
-        .task_definition(&family)
-        .launch_type(LaunchType::Fargate)
-        .network_configuration(
-            NetworkConfiguration::builder()
-                .awsvpc_configuration(
-                    AwsVpcConfiguration::builder()
-                        .subnets(berth.default_subnet())
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("RunTask");
-    let arn = out.tasks()[0].task_arn().unwrap().to_owned();
+    let arn = register_and_run(&berth, &ecs, &cluster, &family, &input).await;
     let task_id = arn.rsplit('/').next().unwrap().to_owned();
     let stream = format!("web/app/{task_id}");
     let stopped = wait_task_status(&ecs, &cluster, &arn, "STOPPED", START).await;
@@ -380,34 +378,7 @@ async fn fargate_output_is_read_back_complete_and_in_order() {
         }],
     })
     .to_string();
-    berth.aws_cli_json(
-        REGION,
-        &[
-            "ecs",
-            "register-task-definition",
-            "--cli-input-json",
-            &input,
-        ],
-    );
-    let out = ecs
-        .run_task()
-        .cluster(&cluster)
-        .task_definition(&denied_family)
-        .launch_type(LaunchType::Fargate)
-        .network_configuration(
-            NetworkConfiguration::builder()
-                .awsvpc_configuration(
-                    AwsVpcConfiguration::builder()
-                        .subnets(berth.default_subnet())
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("RunTask");
-    let arn = out.tasks()[0].task_arn().unwrap().to_owned();
+    let arn = register_and_run(&berth, &ecs, &cluster, &denied_family, &input).await;
     let stopped = wait_task_status(&ecs, &cluster, &arn, "STOPPED", START).await;
     let reason = stopped.stopped_reason().unwrap_or_default();
     assert!(

@@ -500,6 +500,23 @@ fn revoke(
     })
 }
 
+/// What a Revoke… call names: `None` when it names rules only by id, else the permissions
+/// it spells out (as `IpPermissions` or the older flat parameters).
+fn revoked_permissions(
+    rule_ids: Option<&Vec<String>>,
+    ip_permissions: Option<&Vec<s::IpPermission>>,
+    flat: &Flat<'_>,
+) -> Result<Option<Vec<s::IpPermission>>, AwsError> {
+    let by_id_only = rule_ids.is_some_and(|r| !r.is_empty())
+        && flat.is_empty()
+        && ip_permissions.is_none_or(|p| p.is_empty());
+    if by_id_only {
+        Ok(None)
+    } else {
+        rules::requested(ip_permissions, flat).map(Some)
+    }
+}
+
 pub fn revoke_ingress(
     tx: &mut Tx<'_>,
     ctx: &RequestContext,
@@ -513,17 +530,11 @@ pub fn revoke_ingress(
         source_group_name: input.source_security_group_name.as_deref(),
         source_group_owner: input.source_security_group_owner_id.as_deref(),
     };
-    let perms = if input
-        .security_group_rule_ids
-        .as_ref()
-        .is_some_and(|r| !r.is_empty())
-        && flat.is_empty()
-        && input.ip_permissions.as_ref().is_none_or(|p| p.is_empty())
-    {
-        None
-    } else {
-        Some(rules::requested(input.ip_permissions.as_ref(), &flat)?)
-    };
+    let perms = revoked_permissions(
+        input.security_group_rule_ids.as_ref(),
+        input.ip_permissions.as_ref(),
+        &flat,
+    )?;
     revoke(
         tx,
         ctx,
@@ -547,17 +558,11 @@ pub fn revoke_egress(
         source_group_name: input.source_security_group_name.as_deref(),
         source_group_owner: input.source_security_group_owner_id.as_deref(),
     };
-    let perms = if input
-        .security_group_rule_ids
-        .as_ref()
-        .is_some_and(|r| !r.is_empty())
-        && flat.is_empty()
-        && input.ip_permissions.as_ref().is_none_or(|p| p.is_empty())
-    {
-        None
-    } else {
-        Some(rules::requested(input.ip_permissions.as_ref(), &flat)?)
-    };
+    let perms = revoked_permissions(
+        input.security_group_rule_ids.as_ref(),
+        input.ip_permissions.as_ref(),
+        &flat,
+    )?;
     revoke(
         tx,
         ctx,
