@@ -731,6 +731,18 @@ pub fn create(
     Ok(out)
 }
 
+/// UpdateService's rule for a setting that starts a new deployment: a value given and
+/// different from the service's replaces it; returns whether it did.
+fn replace_changed<T: PartialEq + Clone>(slot: &mut Option<T>, given: &Option<T>) -> bool {
+    match given {
+        Some(v) if slot.as_ref() != Some(v) => {
+            *slot = Some(v.clone());
+            true
+        }
+        _ => false,
+    }
+}
+
 pub fn update(
     ecs: &Ecs,
     ctx: &RequestContext,
@@ -793,24 +805,11 @@ pub fn update(
             if let Some(g) = input.health_check_grace_period_seconds {
                 s_.health_check_grace_period_seconds = Some(g);
             }
-            if let Some(n) = &input.network_configuration
-                && s_.network_configuration.as_ref() != Some(n)
-            {
-                s_.network_configuration = Some(n.clone());
-                redeploy = true;
-            }
-            if let Some(c) = &input.placement_constraints
-                && s_.placement_constraints.as_ref() != Some(c)
-            {
-                s_.placement_constraints = Some(c.clone());
-                redeploy = true;
-            }
-            if let Some(p) = &input.placement_strategy
-                && s_.placement_strategy.as_ref() != Some(p)
-            {
-                s_.placement_strategy = Some(p.clone());
-                redeploy = true;
-            }
+            redeploy |=
+                replace_changed(&mut s_.network_configuration, &input.network_configuration);
+            redeploy |=
+                replace_changed(&mut s_.placement_constraints, &input.placement_constraints);
+            redeploy |= replace_changed(&mut s_.placement_strategy, &input.placement_strategy);
             if let Some(p) = input.propagate_tags {
                 s_.propagate_tags = Some(p);
             }
@@ -820,16 +819,11 @@ pub fn update(
             if let Some(e) = input.enable_execute_command {
                 s_.enable_execute_command = Some(e);
             }
-            if let Some(p) = &input.platform_version
-                && s_.platform_version.as_ref() != Some(p)
-            {
-                s_.platform_version = Some(p.clone());
-                redeploy = true;
-            }
-            if let Some(cp) = &input.capacity_provider_strategy
-                && s_.capacity_provider_strategy.as_ref() != Some(cp)
-            {
-                s_.capacity_provider_strategy = Some(cp.clone());
+            redeploy |= replace_changed(&mut s_.platform_version, &input.platform_version);
+            if replace_changed(
+                &mut s_.capacity_provider_strategy,
+                &input.capacity_provider_strategy,
+            ) {
                 s_.launch_type = None;
                 redeploy = true;
             }
