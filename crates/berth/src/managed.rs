@@ -187,7 +187,12 @@ impl ControlPlane for ManagedCapacity {
                     let input = match &call {
                         LogsCall::CreateLogGroup(r) => serde_json::to_value(r),
                         LogsCall::CreateLogStream(r) => serde_json::to_value(r),
-                        LogsCall::PutLogEvents(r) => serde_json::to_value(r),
+                        // Only the names decide the resource; the batch (up to 10,000
+                        // events) is not serialised again for that.
+                        LogsCall::PutLogEvents(r) => Ok(serde_json::json!({
+                            "logGroupName": r.log_group_name,
+                            "logStreamName": r.log_stream_name,
+                        })),
                         LogsCall::GetLogEvents(r) => serde_json::to_value(r),
                     }
                     .unwrap_or_default();
