@@ -113,6 +113,15 @@ pub struct ServerArgs {
     pub instance_lost_after_seconds: u64,
 }
 
+/// mimalloc instead of glibc's malloc: the control plane allocates from hundreds of
+/// blocking-pool threads at once, where glibc's arenas spent a fifth of the server's CPU
+/// (BENCHMARKS.md, "Placement at scale").
+/// Threads `berth server` runs blocking work (store calls) on.
+const SERVER_BLOCKING_THREADS: usize = 64;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     // The hidden `berth shim`: before any thread or async runtime exists (it forks).
     agent::shim_if_requested();
@@ -124,11 +133,15 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("berth")
-        .build()
-        .context("cannot start the async runtime")?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().thread_name("berth");
+    if matches!(cli.command, Command::Server(_)) {
+        // A control plane alone blocks only on the store: more threads than this only wait
+        // for its writer, each with its own stack and allocator heap (an agent's blocking
+        // calls, in `up`, may wait for a container for minutes: those keep tokio's default).
+        builder.max_blocking_threads(SERVER_BLOCKING_THREADS);
+    }
+    let runtime = builder.build().context("cannot start the async runtime")?;
     match cli.command {
         Command::Up(args) => runtime.block_on(control_plane::run(args, control_plane::Mode::Up)),
         Command::Server(args) => {
