@@ -82,7 +82,7 @@ fn host_of(app: &App, ctx: &RequestContext, req: &PollRequest) -> Result<String,
         .store
         .read(|tx| -> Result<bool, Failure> {
             Ok(tx
-                .get(common::scope(ctx), common::kind::CONTAINER_INSTANCE, &id)?
+                .version(common::scope(ctx), common::kind::CONTAINER_INSTANCE, &id)?
                 .is_some())
         })
         .map_err(aws)?;

@@ -156,8 +156,14 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     // Reads map the database file instead of copying each page in (pread) and caching it per
     // connection: a write elsewhere empties a reader's page cache, a mapping stays valid.
     conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+    // Room for every statement the handlers prepare (rusqlite keeps 16 by default, fewer than
+    // one busy connection cycles through, so statements were compiled again and again).
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
+
+/// Prepared statements each connection keeps.
+const STATEMENT_CACHE: usize = 128;
 
 /// How much of the database file connections map (SQLite caps it at its own limit, 2 GiB by
 /// default); the rest is read with pread.
@@ -584,6 +590,20 @@ impl Tx<'_> {
     }
 
     /// The record `kind/id`, if any.
+    /// The version of record `kind/id`, if it exists, without reading its body.
+    pub fn version(
+        &self,
+        scope: Scope<'_>,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT version FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id = ?4")?
+            .query_row(params![scope.account, scope.region, kind, id], |r| r.get(0))
+            .optional()?)
+    }
+
     pub fn get(
         &self,
         scope: Scope<'_>,

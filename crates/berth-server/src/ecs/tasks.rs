@@ -24,7 +24,7 @@ use super::capacity::{self, Capacity};
 use super::cluster_index::{ClusterIndex, Held, HostTask};
 use super::common::{self, Page, aws, invalid, kind, scope};
 use super::placement;
-use super::task_credentials::RolePurpose;
+use super::task_credentials::{self, RolePurpose};
 use super::task_definitions::{self, Ident};
 use crate::failure::Failure;
 
@@ -138,6 +138,11 @@ pub fn assignments_since(
 ) -> Result<(i64, Vec<TaskAssignment>), Failure> {
     let seq = tx.sequence(GLOBAL, &host_sequence(host))?;
     let mut out = Vec::new();
+    // Every change an agent must act on moves the host's sequence: none since `since`, none
+    // to read.
+    if since.is_some_and(|since| seq <= since) {
+        return Ok((seq, out));
+    }
     let mut networks = crate::ec2::interfaces::Networks::default();
     for r in tx.list(
         GLOBAL,
@@ -176,18 +181,31 @@ pub fn assignments_since(
             launch_type: t.task.launch_type,
             containers: t.task.containers.clone().unwrap_or_default(),
             stopped_reason: t.task.stopped_reason.clone(),
-            task_role_credentials: super::task_credentials::for_assignment(
-                tx,
-                RolePurpose::Task,
-                Scope::new(account, region),
-                id,
-            )?,
-            execution_role_credentials: super::task_credentials::for_assignment(
-                tx,
-                RolePurpose::Execution,
-                Scope::new(account, region),
-                id,
-            )?,
+            // Credentials are vended only for the roles a task has: no role, nothing to read.
+            task_role_credentials: match task_credentials::task_role(
+                &t.task_definition,
+                t.task.overrides.as_ref(),
+            ) {
+                Some(_) => task_credentials::for_assignment(
+                    tx,
+                    RolePurpose::Task,
+                    Scope::new(account, region),
+                    id,
+                )?,
+                None => None,
+            },
+            execution_role_credentials: match task_credentials::execution_role(
+                &t.task_definition,
+                t.task.overrides.as_ref(),
+            ) {
+                Some(_) => task_credentials::for_assignment(
+                    tx,
+                    RolePurpose::Execution,
+                    Scope::new(account, region),
+                    id,
+                )?,
+                None => None,
+            },
             network: networks.of(tx, Scope::new(account, region), &t.task)?,
         });
     }
@@ -315,10 +333,13 @@ fn needs_of(td: &s::TaskDefinition) -> placement::Needs {
 }
 
 /// Wakes the agents of `hosts` (after the transaction that changed their tasks committed).
+/// Wakes the polls of `hosts` (their assignments changed) and the service controller (a task
+/// changed, whether or not an agent must hear of it).
 fn notify_all(ecs: &Ecs, hosts: &[String]) {
     for h in hosts {
         ecs.notifier.notify(h);
     }
+    ecs.notifier.wake_controller();
 }
 
 /// What RunTask and StartTask share once the capacity is known.
@@ -1383,8 +1404,9 @@ fn apply_container_change(t: &mut StoredTask, c: &s::ContainerStateChange) {
 
 /// The state an agent reports for a task, applied forward-only, with ECS's timestamps and
 /// stop code; releases the instance's resources (and its ENI) once the task is STOPPED.
-/// Returns the hosts to wake: the task's own first, then those of tasks whose security
-/// group rules changed with it.
+/// Returns the hosts whose assignments changed (None when the task is unknown): the task's
+/// own when it must act (an essential container stopped the task), and those of tasks whose
+/// security group rules changed with it.
 #[allow(clippy::too_many_arguments)]
 pub fn apply_task_change(
     tx: &mut Tx<'_>,
@@ -1509,11 +1531,13 @@ pub fn apply_task_change(
     if after != before {
         count_transition(tx, scope_, &t.cluster(), Some(before), after)?;
     }
+    peers.retain(|h| *h != t.host);
+    // The task's own agent reported this change: its poll is woken only when the change is
+    // one it must act on (its assignment's sequence moved), not by its own report.
     if host_changed && after != TaskStatus::Stopped {
         touch_host_task(tx, scope_, id, &t)?;
+        peers.insert(0, t.host.clone());
     }
-    peers.retain(|h| *h != t.host);
-    peers.insert(0, t.host.clone());
     Ok(Some(peers))
 }
 
