@@ -46,6 +46,9 @@ pub struct Store {
     _checkpointer: Option<Checkpointer>,
 }
 
+/// WAL frames (pages) past which the checkpointer truncates the WAL: 64 MiB of 4 KiB pages.
+const WAL_RESTART_FRAMES: i64 = 16 * 1024;
+
 /// How often the checkpointer looks at the WAL.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
@@ -72,7 +75,16 @@ impl Checkpointer {
                     drop(stopped);
                     // Busy or failed checkpoints are retried at the next turn; the WAL only
                     // grows meanwhile, nothing is lost.
-                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    let log_frames = conn
+                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
+                        .unwrap_or(0);
+                    // A PASSIVE checkpoint copies the WAL back, but the WAL starts over only
+                    // when a writer finds no reader in it, which under steady load never
+                    // happens: past the limit, wait for the readers (they are short) and
+                    // truncate it, holding new writers back for that moment.
+                    if log_frames > WAL_RESTART_FRAMES {
+                        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                    }
                     stopped = flag.lock().unwrap_or_else(|p| p.into_inner());
                     if !*stopped {
                         stopped = wake
