@@ -1734,4 +1734,53 @@ mod tests {
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// Readers that never stop must not keep the WAL from starting over: it stays bounded
+    /// while writes far larger than its limit go through.
+    #[test]
+    fn the_wal_stays_bounded_under_steady_reads() {
+        let dir = std::env::temp_dir().join(format!(
+            "berth-store-wal-{}-{}",
+            std::process::id(),
+            next_id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite");
+        let store = Arc::new(Store::open(&path).unwrap());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (store, stop) = (store.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        store
+                            .read(|tx| -> Result<usize, StoreError> {
+                                Ok(tx.list(S, "blob", "", None, 5)?.len())
+                            })
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        // 192 MiB written, three times the WAL's limit.
+        let body = "x".repeat(256 * 1024);
+        let wal = dir.join("db.sqlite-wal");
+        let mut largest = 0;
+        for k in 0..768 {
+            store
+                .write(|tx| tx.put(S, "blob", &format!("{}", k % 64), None, &body))
+                .unwrap();
+            largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+        }
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            r.join().unwrap();
+        }
+        assert!(
+            largest < 160 * 1024 * 1024,
+            "the WAL grew to {largest} bytes"
+        );
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
