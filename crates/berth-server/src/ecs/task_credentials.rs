@@ -202,6 +202,18 @@ pub fn execution_role(
         .filter(|r| !r.is_empty())
 }
 
+/// The role a task has for `purpose`, if any.
+pub fn role_for(
+    purpose: RolePurpose,
+    td: &berth_wire::ecs::shapes::TaskDefinition,
+    overrides: Option<&berth_wire::ecs::shapes::TaskOverride>,
+) -> Option<String> {
+    match purpose {
+        RolePurpose::Task => task_role(td, overrides),
+        RolePurpose::Execution => execution_role(td, overrides),
+    }
+}
+
 /// Vends the first credentials of a new task for each role it has.
 pub fn for_new_task(
     tx: &mut Tx<'_>,
@@ -212,11 +224,7 @@ pub fn for_new_task(
     overrides: Option<&berth_wire::ecs::shapes::TaskOverride>,
 ) -> Result<(), Failure> {
     for purpose in RolePurpose::ALL {
-        let role_arn = match purpose {
-            RolePurpose::Task => task_role(td, overrides),
-            RolePurpose::Execution => execution_role(td, overrides),
-        };
-        let Some(role_arn) = role_arn else {
+        let Some(role_arn) = role_for(purpose, td, overrides) else {
             continue;
         };
         vend(

@@ -169,6 +169,16 @@ pub fn assignments_since(
         else {
             continue;
         };
+        // Credentials are vended only for the roles a task has: no role, nothing to read.
+        let credentials = |purpose| -> Result<_, Failure> {
+            match task_credentials::role_for(purpose, &t.task_definition, t.task.overrides.as_ref())
+            {
+                Some(_) => {
+                    task_credentials::for_assignment(tx, purpose, Scope::new(account, region), id)
+                }
+                None => Ok(None),
+            }
+        };
         out.push(TaskAssignment {
             task_arn: t.task.task_arn.clone().unwrap_or_default(),
             cluster_arn: t.task.cluster_arn.clone().unwrap_or_default(),
@@ -181,31 +191,8 @@ pub fn assignments_since(
             launch_type: t.task.launch_type,
             containers: t.task.containers.clone().unwrap_or_default(),
             stopped_reason: t.task.stopped_reason.clone(),
-            // Credentials are vended only for the roles a task has: no role, nothing to read.
-            task_role_credentials: match task_credentials::task_role(
-                &t.task_definition,
-                t.task.overrides.as_ref(),
-            ) {
-                Some(_) => task_credentials::for_assignment(
-                    tx,
-                    RolePurpose::Task,
-                    Scope::new(account, region),
-                    id,
-                )?,
-                None => None,
-            },
-            execution_role_credentials: match task_credentials::execution_role(
-                &t.task_definition,
-                t.task.overrides.as_ref(),
-            ) {
-                Some(_) => task_credentials::for_assignment(
-                    tx,
-                    RolePurpose::Execution,
-                    Scope::new(account, region),
-                    id,
-                )?,
-                None => None,
-            },
+            task_role_credentials: credentials(RolePurpose::Task)?,
+            execution_role_credentials: credentials(RolePurpose::Execution)?,
             network: networks.of(tx, Scope::new(account, region), &t.task)?,
         });
     }
