@@ -394,7 +394,20 @@ impl BerthServer {
                 Duration::from_secs(2),
             ) && resp.status == 200
             {
-                return Ok(());
+                // Another test's server may have won the port between picking and binding it:
+                // only our own process counts as ready.
+                let pid = serde_json::from_slice::<serde_json::Value>(&resp.body)
+                    .ok()
+                    .and_then(|v| v["pid"].as_u64());
+                let ours = self.child.as_ref().map(|c| u64::from(c.id()));
+                if pid.is_none() || pid == ours {
+                    return Ok(());
+                }
+                self.kill9();
+                return Err(StartError::AddrInUse(format!(
+                    "{} is served by another berth (pid {pid:?})",
+                    self.addr
+                )));
             }
             if Instant::now() > deadline {
                 self.kill9();

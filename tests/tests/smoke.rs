@@ -70,6 +70,15 @@ fn health_needs_no_signature() {
     let berth = BerthServer::start();
     let resp = berth.raw(&RawRequest::new("GET", "/_berth/health"));
     assert_eq!(resp.status, 200, "{}", resp.text());
+    // It names the serving process (the harness checks that it reached its own).
+    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(
+        body["pid"].as_u64(),
+        berth.pid().map(u64::from),
+        "{}",
+        resp.text()
+    );
 }
 
 #[test]

@@ -27,7 +27,8 @@ use crate::cloudtrail::ApiCall;
 /// operations; this bounds memory).
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
-/// The path that answers 200 without authentication once Berth serves (for readiness probes).
+/// The path that answers 200 without authentication once Berth serves (for readiness probes),
+/// with the serving process's pid.
 pub const HEALTH_PATH: &str = "/_berth/health";
 
 /// A JSON-protocol service the gateway routes to.
@@ -157,7 +158,9 @@ async fn handle(
             200,
             "application/json",
             &rid,
-            br#"{"status":"ok"}"#.to_vec(),
+            // The pid tells a readiness probe that it reached the process it started, not
+            // another server that won the port.
+            format!(r#"{{"status":"ok","pid":{}}}"#, std::process::id()).into_bytes(),
         );
     }
     let target = parts
