@@ -12,7 +12,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -57,22 +57,19 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// the WAL's threshold, holding the writer for the copy of every page: a tenth of the server's
 /// time under load. Stopped (and joined) when the store is dropped.
 struct Checkpointer {
-    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    /// Dropped to stop the thread (it sees the channel disconnect).
+    stop: Option<SyncSender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Checkpointer {
     fn start(path: &Path) -> Result<Checkpointer, StoreError> {
         let conn = open_connection(path)?;
-        let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-        let stop2 = stop.clone();
+        let (stop, stopped) = sync_channel::<()>(0);
         let thread = std::thread::Builder::new()
             .name("berth-checkpoint".into())
             .spawn(move || {
-                let (flag, wake) = &*stop2;
-                let mut stopped = flag.lock().unwrap_or_else(|p| p.into_inner());
-                while !*stopped {
-                    drop(stopped);
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
                     // Busy or failed checkpoints are retried at the next turn; the WAL only
                     // grows meanwhile, nothing is lost.
                     let log_frames = conn
@@ -85,13 +82,6 @@ impl Checkpointer {
                     if log_frames > WAL_RESTART_FRAMES {
                         let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
                     }
-                    stopped = flag.lock().unwrap_or_else(|p| p.into_inner());
-                    if !*stopped {
-                        stopped = wake
-                            .wait_timeout(stopped, CHECKPOINT_EVERY)
-                            .map(|(g, _)| g)
-                            .unwrap_or_else(|p| p.into_inner().0);
-                    }
                 }
             })
             .map_err(|e| StoreError::Open {
@@ -99,7 +89,7 @@ impl Checkpointer {
                 reason: format!("cannot start the checkpoint thread: {e}"),
             })?;
         Ok(Checkpointer {
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -107,9 +97,7 @@ impl Checkpointer {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        let (flag, wake) = &*self.stop;
-        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        wake.notify_all();
+        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -297,7 +285,11 @@ impl Drop for Holding<'_> {
 }
 
 impl Store {
-    fn new(writer: Connection, readers: Vec<Mutex<Connection>>) -> Store {
+    fn new(
+        writer: Connection,
+        readers: Vec<Mutex<Connection>>,
+        checkpointer: Option<Checkpointer>,
+    ) -> Store {
         Store {
             writer: Mutex::new(Writer {
                 conn: writer,
@@ -308,7 +300,7 @@ impl Store {
             observer: RwLock::new(None),
             committed_writes: AtomicU64::new(0),
             commits: AtomicU64::new(0),
-            _checkpointer: None,
+            _checkpointer: checkpointer,
         }
     }
 
@@ -321,9 +313,11 @@ impl Store {
         let readers = (0..READERS)
             .map(|_| open_connection(path).map(Mutex::new))
             .collect::<Result<_, _>>()?;
-        let mut store = Store::new(writer, readers);
-        store._checkpointer = Some(Checkpointer::start(path)?);
-        Ok(store)
+        Ok(Store::new(
+            writer,
+            readers,
+            Some(Checkpointer::start(path)?),
+        ))
     }
 
     /// An in-memory store for unit tests (a shared-cache database private to this store).
@@ -350,7 +344,7 @@ impl Store {
         let mut writer = open()?;
         migrate(&mut writer)?;
         // Shared-cache memory databases lock at table level; one connection serves all.
-        Ok(Store::new(writer, Vec::new()))
+        Ok(Store::new(writer, Vec::new(), None))
     }
 
     fn hold(&self, observer: Option<Observer>) -> Holding<'_> {
@@ -601,7 +595,6 @@ impl Tx<'_> {
         }
     }
 
-    /// The record `kind/id`, if any.
     /// The version of record `kind/id`, if it exists, without reading its body.
     pub fn version(
         &self,
@@ -616,6 +609,7 @@ impl Tx<'_> {
             .optional()?)
     }
 
+    /// The record `kind/id`, if any.
     pub fn get(
         &self,
         scope: Scope<'_>,

@@ -319,9 +319,9 @@ fn needs_of(td: &s::TaskDefinition) -> placement::Needs {
     )
 }
 
-/// Wakes the agents of `hosts` (after the transaction that changed their tasks committed).
-/// Wakes the polls of `hosts` (their assignments changed) and the service controller (a task
-/// changed, whether or not an agent must hear of it).
+/// Once the transaction that changed their tasks committed: wakes the polls of `hosts` (their
+/// assignments changed) and the service controller (a task changed, whether or not an agent
+/// must hear of it).
 fn notify_all(ecs: &Ecs, hosts: &[String]) {
     for h in hosts {
         ecs.notifier.notify(h);
