@@ -168,27 +168,39 @@ async fn simulated_agents_take_tasks_to_running_and_stopped() {
     }
 }
 
-#[test]
-fn bench_placement_runs_end_to_end_at_a_tiny_size() {
+/// Runs `berth bench <args>`, which must succeed; its standard output.
+fn bench(args: &[&str]) -> String {
     let out = Command::new(berth_bin().unwrap())
-        .args(["bench", "placement", "--instances", "20", "--tasks", "100"])
-        .args([
-            "--clients",
-            "4",
-            "--micro-seconds",
-            "1",
-            "--min-poll-interval-ms",
-            "100",
-        ])
-        .args(["--settle-timeout-seconds", "60"])
+        .arg("bench")
+        .args(args)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[test]
+fn bench_placement_runs_end_to_end_at_a_tiny_size() {
+    let stdout = bench(&[
+        "placement",
+        "--instances",
+        "20",
+        "--tasks",
+        "100",
+        "--clients",
+        "4",
+        "--micro-seconds",
+        "1",
+        "--min-poll-interval-ms",
+        "100",
+        "--settle-timeout-seconds",
+        "60",
+    ]);
     assert!(stdout.contains("placements/s"), "{stdout}");
     assert!(
         stdout.contains("reported RUNNING by the simulated agents: "),
@@ -198,17 +210,17 @@ fn bench_placement_runs_end_to_end_at_a_tiny_size() {
 
 #[test]
 fn bench_service_runs_end_to_end_at_a_tiny_size() {
-    let out = Command::new(berth_bin().unwrap())
-        .args(["bench", "service", "--instances", "5", "--tasks", "20"])
-        .args(["--min-poll-interval-ms", "100", "--timeout-seconds", "120"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = bench(&[
+        "service",
+        "--instances",
+        "5",
+        "--tasks",
+        "20",
+        "--min-poll-interval-ms",
+        "100",
+        "--timeout-seconds",
+        "120",
+    ]);
     assert!(stdout.contains("| scale 0 → 20"), "{stdout}");
     assert!(
         stdout.contains("| rolling deployment svc:1 → svc:2"),

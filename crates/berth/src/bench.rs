@@ -272,6 +272,38 @@ async fn start_server() -> anyhow::Result<(Server, Arc<Credentials>)> {
     Ok((server, creds))
 }
 
+/// Registers `instances` simulated instances of the bench's size in cluster `bench` and starts
+/// their agents.
+async fn start_fleet(
+    creds: Arc<Credentials>,
+    instances: usize,
+    transition_delay_ms: u64,
+    min_poll_interval_ms: u64,
+) -> anyhow::Result<Arc<sim::SimStats>> {
+    sim::start(
+        creds,
+        SimArgs {
+            cluster: "bench".into(),
+            instances,
+            cpu: CPU_PER_INSTANCE,
+            memory: MEMORY_PER_INSTANCE,
+            zones: ZONES.iter().map(|z| z.to_string()).collect(),
+            transition_delay_ms,
+            min_poll_interval_ms,
+            register_concurrency: 32,
+            reporters: 2,
+        },
+    )
+    .await
+}
+
+/// Waits until each of the fleet's `instances` sent its first poll (its heartbeat).
+async fn until_every_instance_polled(stats: &sim::SimStats, instances: usize) {
+    while stats.polls_started.load(Ordering::Relaxed) < instances as u64 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
     let (server, creds) = start_server().await?;
     let pid = server.pid().context("the server has no pid")?;
@@ -294,26 +326,16 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
         .await?;
     let (idle_rss, _) = memory(pid);
     let t0 = Instant::now();
-    let stats = sim::start(
+    let stats = start_fleet(
         creds.clone(),
-        SimArgs {
-            cluster: "bench".into(),
-            instances: args.instances,
-            cpu: CPU_PER_INSTANCE,
-            memory: MEMORY_PER_INSTANCE,
-            zones: ZONES.iter().map(|z| z.to_string()).collect(),
-            transition_delay_ms: args.transition_delay_ms,
-            min_poll_interval_ms: args.min_poll_interval_ms,
-            register_concurrency: 32,
-            reporters: 2,
-        },
+        args.instances,
+        args.transition_delay_ms,
+        args.min_poll_interval_ms,
     )
     .await?;
     let registration = t0.elapsed();
     // Every instance's first poll (its heartbeat) before placing.
-    while stats.polls_started.load(Ordering::Relaxed) < args.instances as u64 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_every_instance_polled(&stats, args.instances).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (fleet_rss, _) = memory(pid);
     println!();
@@ -684,24 +706,14 @@ pub async fn service(args: ServiceArgs) -> anyhow::Result<()> {
             )
             .await?;
     }
-    let stats = sim::start(
+    let stats = start_fleet(
         creds.clone(),
-        SimArgs {
-            cluster: "bench".into(),
-            instances: args.instances,
-            cpu: CPU_PER_INSTANCE,
-            memory: MEMORY_PER_INSTANCE,
-            zones: ZONES.iter().map(|z| z.to_string()).collect(),
-            transition_delay_ms: args.transition_delay_ms,
-            min_poll_interval_ms: args.min_poll_interval_ms,
-            register_concurrency: 32,
-            reporters: 2,
-        },
+        args.instances,
+        args.transition_delay_ms,
+        args.min_poll_interval_ms,
     )
     .await?;
-    while stats.polls_started.load(Ordering::Relaxed) < args.instances as u64 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_every_instance_polled(&stats, args.instances).await;
     let timeout = Duration::from_secs(args.timeout_seconds);
     let want = i64::try_from(args.tasks).unwrap_or(i64::MAX);
     let _: serde_json::Value = admin
