@@ -42,6 +42,8 @@ pub struct Store {
     /// Writes committed and commits made (their ratio is the mean group size).
     committed_writes: AtomicU64,
     commits: AtomicU64,
+    /// Nanoseconds the writer was held, in total (how busy the one serial path is).
+    writer_held_ns: AtomicU64,
     /// Copies the WAL back into the database file beside the writer (`None` in memory).
     _checkpointer: Option<Checkpointer>,
 }
@@ -148,6 +150,9 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         reason: e.to_string(),
     })?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Only a new, empty database takes it (an existing one keeps the page size it has): a
+    // task record and a container instance record fit in place on pages of this size.
+    conn.pragma_update(None, "page_size", PAGE_BYTES)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // NORMAL in WAL mode: a commit is in the WAL (the OS's page cache) when it returns, so
     // a killed process loses nothing; only a power cut may drop the last commits.
@@ -161,6 +166,9 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
+
+/// The page size of a new database.
+const PAGE_BYTES: i64 = 4096;
 
 /// Prepared statements each connection keeps.
 const STATEMENT_CACHE: usize = 128;
@@ -177,6 +185,7 @@ struct Holding<'s> {
     /// A write's savepoint is open.
     in_write: bool,
     observer: Option<Observer>,
+    since: Instant,
 }
 
 impl Holding<'_> {
@@ -281,6 +290,8 @@ impl Drop for Holding<'_> {
             self.undo_write();
             self.commit();
         }
+        let held = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.store.writer_held_ns.fetch_add(held, Ordering::Relaxed);
     }
 }
 
@@ -300,6 +311,7 @@ impl Store {
             observer: RwLock::new(None),
             committed_writes: AtomicU64::new(0),
             commits: AtomicU64::new(0),
+            writer_held_ns: AtomicU64::new(0),
             _checkpointer: checkpointer,
         }
     }
@@ -355,6 +367,7 @@ impl Store {
             w,
             in_write: false,
             observer,
+            since: Instant::now(),
         }
     }
 
@@ -396,6 +409,12 @@ impl Store {
             self.committed_writes.load(Ordering::Relaxed),
             self.commits.load(Ordering::Relaxed),
         )
+    }
+
+    /// How long, in total, the writer was held since the store was opened: against the
+    /// elapsed time, the share of it the one serial path was busy.
+    pub fn writer_held(&self) -> Duration {
+        Duration::from_nanos(self.writer_held_ns.load(Ordering::Relaxed))
     }
 
     fn observer_now(&self) -> Result<Option<Observer>, StoreError> {
@@ -1725,6 +1744,51 @@ mod tests {
         let s = Store::open(&path).unwrap();
         let (v, _): (i64, i64) = s.read(|tx| tx.get_json(S, "k", "x")).unwrap().unwrap();
         assert_eq!(v, 42);
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A database made before records became a rowid table (schema 4) opens with its
+    /// records, and they are read, replaced and listed by kind as before.
+    #[test]
+    fn records_survive_the_move_to_a_rowid_table() {
+        let dir = std::env::temp_dir().join(format!(
+            "berth-store-migrate-{}-{}",
+            std::process::id(),
+            next_id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)",
+            )
+            .unwrap();
+            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= 4) {
+                conn.execute_batch(sql).unwrap();
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, 0)",
+                    params![version],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO records (account, region, kind, id, version, body) VALUES (?1, ?2, 'k', 'old', 3, '7')",
+                params![S.account, S.region],
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let (v, version): (i64, i64) = s.read(|tx| tx.get_json(S, "k", "old")).unwrap().unwrap();
+        assert_eq!((v, version), (7, 3));
+        s.write(|tx| tx.put(S, "k", "old", Some(3), &8)).unwrap();
+        s.write(|tx| tx.insert(S, "k", "new", &9)).unwrap();
+        assert!(s.write(|tx| tx.insert(S, "k", "new", &10)).is_err());
+        let (v, version): (i64, i64) = s.read(|tx| tx.get_json(S, "k", "old")).unwrap().unwrap();
+        assert_eq!((v, version), (8, 4));
+        let kinds = s.read(|tx| tx.list_everywhere("k", None, 10)).unwrap();
+        assert_eq!(kinds.len(), 2);
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
     }
