@@ -145,6 +145,15 @@ fn json_error(err: &AwsError, content_type: &str, request_id: &str) -> Response 
     resp
 }
 
+fn health_body(app: &App) -> String {
+    let (writes, commits) = app.store.commit_stats();
+    format!(
+        r#"{{"status":"ok","pid":{},"store":{{"writes":{writes},"commits":{commits},"writerHeldMs":{}}}}}"#,
+        std::process::id(),
+        app.store.writer_held().as_millis()
+    )
+}
+
 async fn handle(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -159,8 +168,9 @@ async fn handle(
             "application/json",
             &rid,
             // The pid tells a readiness probe that it reached the process it started, not
-            // another server that won the port.
-            format!(r#"{{"status":"ok","pid":{}}}"#, std::process::id()).into_bytes(),
+            // another server that won the port; the store's figures tell a benchmark how
+            // busy the writer was.
+            health_body(&app).into_bytes(),
         );
     }
     let target = parts

@@ -229,6 +229,21 @@ fn mem_total() -> String {
         )
 }
 
+/// How long the server's store writer has been held in total (from its health answer), ms.
+async fn writer_held_ms(host: &str) -> Option<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(host).await.ok()?;
+    let ask = format!("GET /_berth/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    conn.write_all(ask.as_bytes()).await.ok()?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.ok()?;
+    let (_, rest) = answer.split_once("\"writerHeldMs\":")?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 async fn start_server() -> anyhow::Result<(Server, Arc<Credentials>)> {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -402,18 +417,26 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
             (latencies, first_error)
         }));
     }
-    let mut last = (Instant::now(), 0u64);
+    let mut last = (Instant::now(), 0u64, writer_held_ms(&creds.host).await);
     while !done.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(200)).await;
         if last.0.elapsed() >= Duration::from_secs(10) {
             let now = placed.load(Ordering::Relaxed);
+            let held = writer_held_ms(&creds.host).await;
+            let busy = match (last.2, held) {
+                (Some(a), Some(b)) => format!(
+                    "{:.0} %",
+                    (b - a) as f64 / 10.0 / last.0.elapsed().as_secs_f64()
+                ),
+                _ => "?".into(),
+            };
             eprintln!(
-                "bench: {now} placed ({:.0}/s over the last 10 s), {} reported RUNNING, server RSS {:.0} MiB",
+                "bench: {now} placed ({:.0}/s over the last 10 s), {} reported RUNNING, server RSS {:.0} MiB, writer held {busy} of the time",
                 (now - last.1) as f64 / last.0.elapsed().as_secs_f64(),
                 stats.reported_running.load(Ordering::Relaxed),
                 memory(pid).0
             );
-            last = (Instant::now(), now);
+            last = (Instant::now(), now, held);
         }
         if errors.load(Ordering::Relaxed) > 1000 {
             done.store(true, Ordering::Relaxed);
