@@ -21,10 +21,15 @@ use crate::failure::Failure;
 #[derive(Default)]
 pub struct Notifier {
     hosts: Mutex<HashMap<String, Arc<Notify>>>,
-    /// When each host's heartbeat was last written to the store.
+    /// When each host's heartbeat was last written to the store or queued for writing.
     heartbeats: Mutex<HashMap<String, i64>>,
+    /// Heartbeats waiting for [`Notifier::flush_heartbeats`], by host.
+    queued_heartbeats: Mutex<HashMap<String, i64>>,
     controller: Notify,
 }
+
+/// How often queued heartbeats are written, all in one write transaction.
+pub const HEARTBEAT_FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// A poll writes the host's heartbeat when the stored one is older than this; polls in
 /// between only read. `agentConnected` tolerates [`berth_wire::agent::DISCONNECT_AFTER_SECONDS`]
@@ -39,17 +44,59 @@ impl Notifier {
         hosts.entry(host.to_string()).or_default().clone()
     }
 
-    /// Whether a poll of `host` at `now_ms` should write its heartbeat (and, if so, counts it
-    /// as written).
+    /// Whether a poll of `host` at `now_ms` must write its heartbeat itself: only the first
+    /// poll this process sees of a host does (a newly registered instance is placeable once
+    /// its agent polled, so that one is not delayed). A later heartbeat that is due is queued
+    /// for [`Notifier::flush_heartbeats`]: a fleet of 10,000 agents would otherwise take the
+    /// store's one writer a thousand times a second for a timestamp each.
     fn heartbeat_due(&self, host: &str, now_ms: i64) -> bool {
         let mut beats = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
         match beats.get(host) {
             Some(at) if now_ms - at < HEARTBEAT_WRITE_EVERY_MS && now_ms >= *at => false,
-            _ => {
+            Some(_) => {
+                beats.insert(host.to_string(), now_ms);
+                drop(beats);
+                self.queued_heartbeats
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(host.to_string(), now_ms);
+                false
+            }
+            None => {
                 beats.insert(host.to_string(), now_ms);
                 true
             }
         }
+    }
+
+    /// Writes the queued heartbeats in one transaction (called every
+    /// [`HEARTBEAT_FLUSH_EVERY`]); returns how many. If the write fails they stay queued.
+    pub fn flush_heartbeats(&self, store: &berth_store::Store) -> Result<usize, Failure> {
+        let queued = std::mem::take(
+            &mut *self
+                .queued_heartbeats
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        if queued.is_empty() {
+            return Ok(0);
+        }
+        let written = store.write(|tx| -> Result<_, Failure> {
+            for (host, at) in &queued {
+                tasks::record_poll(tx, host, *at)?;
+            }
+            Ok(queued.len())
+        });
+        if written.is_err() {
+            let mut q = self
+                .queued_heartbeats
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for (host, at) in queued {
+                q.entry(host).or_insert(at);
+            }
+        }
+        written
     }
 
     /// Wakes `host`'s poll, if one waits; else the next poll returns at once anyway, because
@@ -126,15 +173,13 @@ pub async fn poll_host_changes(
         let (seq, tasks) = tokio::task::spawn_blocking(move || {
             let now = Timestamp::now().millis();
             let since = changes_only.then_some(acked_seq);
+            // The writer is held only for the heartbeat, never for building the answer.
             if app2.ecs.notifier.heartbeat_due(&h, now) {
-                app2.store.write(|tx| -> Result<_, Failure> {
-                    tasks::record_poll(tx, &h, now)?;
-                    tasks::assignments_since(tx, &h, since)
-                })
-            } else {
                 app2.store
-                    .read(|tx| -> Result<_, Failure> { tasks::assignments_since(tx, &h, since) })
+                    .write(|tx| -> Result<_, Failure> { tasks::record_poll(tx, &h, now) })?;
             }
+            app2.store
+                .read(|tx| -> Result<_, Failure> { tasks::assignments_since(tx, &h, since) })
         })
         .await
         .map_err(|e| AwsError::internal(format!("the poll failed: {e}")))?

@@ -90,6 +90,7 @@ pub async fn run(args: ServerArgs, mode: Mode) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     tokio::spawn(housekeeping(app.clone(), stop_rx.clone()));
+    tokio::spawn(heartbeats(app.clone(), stop_rx.clone()));
     // The service scheduler: one controller per process.
     tokio::spawn(berth_server::ecs::service_controller::run(
         app.clone(),
@@ -151,6 +152,25 @@ async fn run_managed_capacity(
     .await;
     if let Err(e) = result {
         tracing::error!(error = %format!("{e:#}"), "managed capacity stopped; Fargate tasks cannot run");
+    }
+}
+
+/// Writes the agents' queued heartbeats, all at once, every
+/// [`berth_server::agent_channel::HEARTBEAT_FLUSH_EVERY`].
+async fn heartbeats(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(berth_server::agent_channel::HEARTBEAT_FLUSH_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let app = app.clone();
+        let flushed =
+            tokio::task::spawn_blocking(move || app.ecs.notifier.flush_heartbeats(&app.store))
+                .await;
+        if let Ok(Err(e)) = flushed {
+            tracing::warn!(error = %e, "cannot record the agents' heartbeats");
+        }
     }
 }
 
