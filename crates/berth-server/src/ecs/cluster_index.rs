@@ -278,6 +278,20 @@ impl ClusterIndex {
         Ok(f(&st))
     }
 
+    /// The index's copy of instance `id` and its version, when the index trusts it (loaded,
+    /// not stale); the caller checks the version against the store before using it.
+    pub fn cached(&self, scope: Scope<'_>, id: &str) -> Option<(s::ContainerInstance, i64)> {
+        if self.disabled.load(Ordering::Relaxed) {
+            return None;
+        }
+        let state = self.existing(scope, cluster_of(id))?;
+        let st = lock(&state);
+        if !st.loaded || st.stale.contains(id) {
+            return None;
+        }
+        st.record(id).cloned()
+    }
+
     /// Stops trusting the index: every plan rebuilds its cluster from the store.
     pub fn disable(&self) {
         self.disabled.store(true, Ordering::Relaxed);

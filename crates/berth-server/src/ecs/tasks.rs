@@ -1389,6 +1389,24 @@ fn apply_container_change(t: &mut StoredTask, c: &s::ContainerStateChange) {
     }
 }
 
+/// Task `id` as `tx` sees it: `read_before` (the task and its version, decoded outside the
+/// write) when its version is still the stored one, else read and decoded here. Decoding a
+/// task is most of what applying a state change costs; done before the write, it does not
+/// hold the store's one writer.
+fn current_task(
+    tx: &Tx<'_>,
+    scope_: Scope<'_>,
+    id: &str,
+    read_before: Option<(StoredTask, i64)>,
+) -> Result<Option<(StoredTask, i64)>, Failure> {
+    if let Some((t, v)) = read_before
+        && tx.version(scope_, task_kind::TASK, id)? == Some(v)
+    {
+        return Ok(Some((t, v)));
+    }
+    Ok(tx.get_json::<StoredTask>(scope_, task_kind::TASK, id)?)
+}
+
 /// The state an agent reports for a task, applied forward-only, with ECS's timestamps and
 /// stop code; releases the instance's resources (and its ENI) once the task is STOPPED.
 /// Returns the hosts whose assignments changed (None when the task is unknown): the task's
@@ -1400,12 +1418,13 @@ pub fn apply_task_change(
     index: &Arc<ClusterIndex>,
     scope_: Scope<'_>,
     id: &str,
+    read_before: Option<(StoredTask, i64)>,
     change: &s::SubmitTaskStateChangeRequest,
     health: Option<s::HealthStatus>,
     container_health: &[(String, s::HealthStatus)],
     now: Timestamp,
 ) -> Result<Option<Vec<String>>, Failure> {
-    let Some((mut t, v)) = tx.get_json::<StoredTask>(scope_, task_kind::TASK, id)? else {
+    let Some((mut t, v)) = current_task(tx, scope_, id, read_before)? else {
         return Ok(None);
     };
     let before = t.last_status();
@@ -1558,14 +1577,28 @@ fn move_counts(
     let Some(ci_id) = &t.container_instance else {
         return Ok(());
     };
-    if let Some((mut ci, v)) =
-        tx.get_json::<s::ContainerInstance>(scope_, kind::CONTAINER_INSTANCE, ci_id)?
-    {
+    if let Some((mut ci, v)) = current_instance(tx, index, scope_, ci_id)? {
         ci.pending_tasks_count = Some((ci.pending_tasks_count.unwrap_or(0) + pending).max(0));
         ci.running_tasks_count = Some((ci.running_tasks_count.unwrap_or(0) + running).max(0));
         written_through(tx, index, scope_, ci_id, v, ci, Held::Same)?;
     }
     Ok(())
+}
+
+/// Container instance `ci_id` as `tx` sees it: the cluster index's copy when its version is
+/// the stored one (no decoding of the attribute-heavy record), else read from the store.
+fn current_instance(
+    tx: &Tx<'_>,
+    index: &ClusterIndex,
+    scope_: Scope<'_>,
+    ci_id: &str,
+) -> Result<Option<(s::ContainerInstance, i64)>, Failure> {
+    if let Some((ci, v)) = index.cached(scope_, ci_id)
+        && tx.version(scope_, kind::CONTAINER_INSTANCE, ci_id)? == Some(v)
+    {
+        return Ok(Some((ci, v)));
+    }
+    Ok(tx.get_json::<s::ContainerInstance>(scope_, kind::CONTAINER_INSTANCE, ci_id)?)
 }
 
 /// Writes instance `ci_id` (read at version `v`) and, once committed, the index's entry.
@@ -1600,9 +1633,7 @@ fn release(
     let Some(ci_id) = &t.container_instance else {
         return Ok(());
     };
-    if let Some((mut ci, v)) =
-        tx.get_json::<s::ContainerInstance>(scope_, kind::CONTAINER_INSTANCE, ci_id)?
-    {
+    if let Some((mut ci, v)) = current_instance(tx, index, scope_, ci_id)? {
         adjust_remaining(&mut ci, t, 1);
         if before < TaskStatus::Running {
             ci.pending_tasks_count = Some((ci.pending_tasks_count.unwrap_or(0) - 1).max(0));
@@ -1636,7 +1667,19 @@ pub fn submit_task_state_change(
     let id = submitted_task_id(ctx, input.cluster.as_deref(), input.task.as_deref())?;
     let hosts = ecs
         .store
-        .write(|tx| apply_task_change(tx, &ecs.index, scope(ctx), &id, &input, None, &[], ctx.now))
+        .write(|tx| {
+            apply_task_change(
+                tx,
+                &ecs.index,
+                scope(ctx),
+                &id,
+                None,
+                &input,
+                None,
+                &[],
+                ctx.now,
+            )
+        })
         .map_err(aws)?
         .ok_or_else(|| invalid("The referenced task was not found."))?;
     notify_all(ecs, &hosts);
@@ -1663,15 +1706,33 @@ pub fn submit_task_state_changes(
         .iter()
         .map(|c| submitted_task_id(ctx, c.cluster.as_deref(), c.task.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
+    // The tasks are decoded before the write; it uses each copy whose version is unchanged.
+    let mut read_before = ecs
+        .store
+        .read(|tx| -> Result<Vec<_>, Failure> {
+            ids.iter()
+                .map(|id| Ok(tx.get_json::<StoredTask>(scope(ctx), task_kind::TASK, id)?))
+                .collect()
+        })
+        .map_err(aws)?;
     let (applied, missing, hosts) = ecs
         .store
         .write(|tx| -> Result<_, Failure> {
             let mut hosts: Vec<String> = Vec::new();
             let mut missing = Vec::new();
             let mut applied = 0;
-            for (id, change) in ids.iter().zip(&input.changes) {
-                match apply_task_change(tx, &ecs.index, scope(ctx), id, change, None, &[], ctx.now)?
-                {
+            for ((id, change), read) in ids.iter().zip(&input.changes).zip(&mut read_before) {
+                match apply_task_change(
+                    tx,
+                    &ecs.index,
+                    scope(ctx),
+                    id,
+                    read.take(),
+                    change,
+                    None,
+                    &[],
+                    ctx.now,
+                )? {
                     Some(woken) => {
                         applied += 1;
                         for host in woken {
@@ -1712,7 +1773,19 @@ pub fn submit_container_state_change(
     };
     let hosts = ecs
         .store
-        .write(|tx| apply_task_change(tx, &ecs.index, scope(ctx), &id, &change, None, &[], ctx.now))
+        .write(|tx| {
+            apply_task_change(
+                tx,
+                &ecs.index,
+                scope(ctx),
+                &id,
+                None,
+                &change,
+                None,
+                &[],
+                ctx.now,
+            )
+        })
         .map_err(aws)?
         .ok_or_else(|| invalid("The referenced task was not found."))?;
     notify_all(ecs, &hosts);
@@ -1741,6 +1814,7 @@ pub fn submit_health(
                 &ecs.index,
                 scope(ctx),
                 &id,
+                None,
                 &change,
                 Some(report.health_status),
                 &containers,
