@@ -1748,16 +1748,22 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// A database made before records became a rowid table (schema 4) opens with its
-    /// records, and they are read, replaced and listed by kind as before.
-    #[test]
-    fn records_survive_the_move_to_a_rowid_table() {
+    /// A new, empty directory for one test's database files.
+    fn temp_dir(test: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!(
-            "berth-store-migrate-{}-{}",
+            "berth-store-{test}-{}-{}",
             std::process::id(),
             next_id()
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A database made before records became a rowid table (schema 4) opens with its
+    /// records, and they are read, replaced and listed by kind as before.
+    #[test]
+    fn records_survive_the_move_to_a_rowid_table() {
+        let dir = temp_dir("migrate");
         let path = dir.join("state.db");
         {
             let conn = Connection::open(&path).unwrap();
@@ -1797,12 +1803,7 @@ mod tests {
     /// while writes far larger than its limit go through.
     #[test]
     fn the_wal_stays_bounded_under_steady_reads() {
-        let dir = std::env::temp_dir().join(format!(
-            "berth-store-wal-{}-{}",
-            std::process::id(),
-            next_id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir("wal");
         let path = dir.join("db.sqlite");
         let store = Arc::new(Store::open(&path).unwrap());
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

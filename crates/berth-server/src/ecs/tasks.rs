@@ -1659,29 +1659,41 @@ fn submitted_task_id(
     task_store_id(ctx, &cluster, task).ok_or_else(|| invalid("The referenced task was not found."))
 }
 
+/// Applies one reported change of task `id` in its own write; the hosts to wake, or the
+/// error an agent gets when the task is unknown.
+fn apply_one_change(
+    ecs: &Ecs,
+    ctx: &RequestContext,
+    id: &str,
+    change: &s::SubmitTaskStateChangeRequest,
+    health: Option<s::HealthStatus>,
+    container_health: &[(String, s::HealthStatus)],
+) -> Result<Vec<String>, AwsError> {
+    ecs.store
+        .write(|tx| {
+            apply_task_change(
+                tx,
+                &ecs.index,
+                scope(ctx),
+                id,
+                None,
+                change,
+                health,
+                container_health,
+                ctx.now,
+            )
+        })
+        .map_err(aws)?
+        .ok_or_else(|| invalid("The referenced task was not found."))
+}
+
 pub fn submit_task_state_change(
     ecs: &Ecs,
     ctx: &RequestContext,
     input: s::SubmitTaskStateChangeRequest,
 ) -> Result<s::SubmitTaskStateChangeResponse, AwsError> {
     let id = submitted_task_id(ctx, input.cluster.as_deref(), input.task.as_deref())?;
-    let hosts = ecs
-        .store
-        .write(|tx| {
-            apply_task_change(
-                tx,
-                &ecs.index,
-                scope(ctx),
-                &id,
-                None,
-                &input,
-                None,
-                &[],
-                ctx.now,
-            )
-        })
-        .map_err(aws)?
-        .ok_or_else(|| invalid("The referenced task was not found."))?;
+    let hosts = apply_one_change(ecs, ctx, &id, &input, None, &[])?;
     notify_all(ecs, &hosts);
     Ok(s::SubmitTaskStateChangeResponse {
         acknowledgment: Some("ACK".into()),
@@ -1771,23 +1783,7 @@ pub fn submit_container_state_change(
         }]),
         ..Default::default()
     };
-    let hosts = ecs
-        .store
-        .write(|tx| {
-            apply_task_change(
-                tx,
-                &ecs.index,
-                scope(ctx),
-                &id,
-                None,
-                &change,
-                None,
-                &[],
-                ctx.now,
-            )
-        })
-        .map_err(aws)?
-        .ok_or_else(|| invalid("The referenced task was not found."))?;
+    let hosts = apply_one_change(ecs, ctx, &id, &change, None, &[])?;
     notify_all(ecs, &hosts);
     Ok(s::SubmitContainerStateChangeResponse {
         acknowledgment: Some("ACK".into()),
@@ -1807,22 +1803,14 @@ pub fn submit_health(
         .map(|c| (c.container_name.clone(), c.health_status))
         .collect();
     let change = s::SubmitTaskStateChangeRequest::default();
-    ecs.store
-        .write(|tx| {
-            apply_task_change(
-                tx,
-                &ecs.index,
-                scope(ctx),
-                &id,
-                None,
-                &change,
-                Some(report.health_status),
-                &containers,
-                ctx.now,
-            )
-        })
-        .map_err(aws)?
-        .ok_or_else(|| invalid("The referenced task was not found."))?;
+    apply_one_change(
+        ecs,
+        ctx,
+        &id,
+        &change,
+        Some(report.health_status),
+        &containers,
+    )?;
     ecs.notifier.wake_controller();
     Ok(())
 }
