@@ -237,11 +237,9 @@ async fn writer_held_ms(host: &str) -> Option<u64> {
     conn.write_all(ask.as_bytes()).await.ok()?;
     let mut answer = String::new();
     conn.read_to_string(&mut answer).await.ok()?;
-    let (_, rest) = answer.split_once("\"writerHeldMs\":")?;
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
+    let (_, body) = answer.split_once("\r\n\r\n")?;
+    let health: serde_json::Value = serde_json::from_str(body).ok()?;
+    health["store"]["writerHeldMs"].as_u64()
 }
 
 async fn start_server() -> anyhow::Result<(Server, Arc<Credentials>)> {

@@ -1389,22 +1389,23 @@ fn apply_container_change(t: &mut StoredTask, c: &s::ContainerStateChange) {
     }
 }
 
-/// Task `id` as `tx` sees it: `read_before` (the task and its version, decoded outside the
-/// write) when its version is still the stored one, else read and decoded here. Decoding a
-/// task is most of what applying a state change costs; done before the write, it does not
-/// hold the store's one writer.
-fn current_task(
+/// Record `kind/id` as `tx` sees it: `copy` (decoded outside the write, or the cluster
+/// index's) when its version is still the stored one, else read and decoded here. Decoding
+/// a task or an attribute-heavy container instance is most of what applying a state change
+/// costs; done elsewhere, it does not hold the store's one writer.
+fn current_record<T: serde::de::DeserializeOwned>(
     tx: &Tx<'_>,
     scope_: Scope<'_>,
+    kind: &str,
     id: &str,
-    read_before: Option<(StoredTask, i64)>,
-) -> Result<Option<(StoredTask, i64)>, Failure> {
-    if let Some((t, v)) = read_before
-        && tx.version(scope_, task_kind::TASK, id)? == Some(v)
+    copy: Option<(T, i64)>,
+) -> Result<Option<(T, i64)>, Failure> {
+    if let Some((record, v)) = copy
+        && tx.version(scope_, kind, id)? == Some(v)
     {
-        return Ok(Some((t, v)));
+        return Ok(Some((record, v)));
     }
-    Ok(tx.get_json::<StoredTask>(scope_, task_kind::TASK, id)?)
+    Ok(tx.get_json::<T>(scope_, kind, id)?)
 }
 
 /// The state an agent reports for a task, applied forward-only, with ECS's timestamps and
@@ -1424,7 +1425,7 @@ pub fn apply_task_change(
     container_health: &[(String, s::HealthStatus)],
     now: Timestamp,
 ) -> Result<Option<Vec<String>>, Failure> {
-    let Some((mut t, v)) = current_task(tx, scope_, id, read_before)? else {
+    let Some((mut t, v)) = current_record(tx, scope_, task_kind::TASK, id, read_before)? else {
         return Ok(None);
     };
     let before = t.last_status();
@@ -1585,20 +1586,20 @@ fn move_counts(
     Ok(())
 }
 
-/// Container instance `ci_id` as `tx` sees it: the cluster index's copy when its version is
-/// the stored one (no decoding of the attribute-heavy record), else read from the store.
+/// Container instance `ci_id` as `tx` sees it, from the cluster index's copy when current.
 fn current_instance(
     tx: &Tx<'_>,
     index: &ClusterIndex,
     scope_: Scope<'_>,
     ci_id: &str,
 ) -> Result<Option<(s::ContainerInstance, i64)>, Failure> {
-    if let Some((ci, v)) = index.cached(scope_, ci_id)
-        && tx.version(scope_, kind::CONTAINER_INSTANCE, ci_id)? == Some(v)
-    {
-        return Ok(Some((ci, v)));
-    }
-    Ok(tx.get_json::<s::ContainerInstance>(scope_, kind::CONTAINER_INSTANCE, ci_id)?)
+    current_record(
+        tx,
+        scope_,
+        kind::CONTAINER_INSTANCE,
+        ci_id,
+        index.cached(scope_, ci_id),
+    )
 }
 
 /// Writes instance `ci_id` (read at version `v`) and, once committed, the index's entry.
