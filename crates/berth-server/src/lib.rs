@@ -11,6 +11,7 @@ pub mod ecs;
 pub mod failure;
 pub mod gateway;
 pub mod iam;
+pub mod ids;
 pub mod logs;
 pub mod sts;
 #[cfg(test)]

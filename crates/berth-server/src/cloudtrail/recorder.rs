@@ -113,7 +113,10 @@ impl Drop for Recorder {
 }
 
 fn build(call: &ApiCall) -> TrailEvent {
-    event::build(call, uuid::Uuid::new_v4().to_string())
+    event::build(
+        call,
+        crate::ids::time_ordered(call.ctx.now.millis()).to_string(),
+    )
 }
 
 fn write_loop(store: &Store, rx: Receiver<Message>) {

@@ -228,8 +228,11 @@ fn task_arn(ctx: &RequestContext, cluster: &str, id: &str) -> String {
     common::arn(ctx, format!("task/{cluster}/{id}"))
 }
 
-fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+/// A new task id: 32 hex digits as ECS's, in creation order (see [`crate::ids`]).
+fn new_id(ctx: &RequestContext) -> String {
+    crate::ids::time_ordered(ctx.now.millis())
+        .simple()
+        .to_string()
 }
 
 /// The store id (`<cluster>/<id>`) a `task` parameter (id or ARN) names in `cluster`.
@@ -388,7 +391,7 @@ impl Launch<'_> {
     ) -> StoredTask {
         let ctx = self.ctx;
         let cluster_name = self.cluster.cluster_name.clone().unwrap_or_default();
-        let id = new_id();
+        let id = new_id(ctx);
         let arn = task_arn(ctx, &cluster_name, &id);
         let td = effective_td(self.td, self.overrides);
         let needs = needs_of(&td);
