@@ -12,6 +12,7 @@
 //! (plain records, ranges, sequences) so that PostgreSQL can serve the same calls.
 
 mod migrations;
+mod priority;
 mod sqlite;
 
 pub use sqlite::{Store, Tx};

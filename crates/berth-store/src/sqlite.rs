@@ -116,8 +116,14 @@ struct Writer {
 struct Group {
     opened: Instant,
     /// Each write's way to hear the commit's outcome.
-    members: Vec<SyncSender<Result<(), String>>>,
+    members: Vec<CommitListener>,
 }
+
+/// How a group's commit went (the reason when it failed).
+type CommitOutcome = Result<(), String>;
+
+/// Where a write hears its group's [`CommitOutcome`].
+type CommitListener = SyncSender<CommitOutcome>;
 
 /// Told, after each commit, which records of the kinds it watches the commit changed.
 #[derive(Clone)]
@@ -186,6 +192,11 @@ struct Holding<'s> {
     in_write: bool,
     observer: Option<Observer>,
     since: Instant,
+    /// Outcomes of ended groups, told to their members once the writer is released (each
+    /// one wakes a thread: woken while the writer is held, they preempted its holder).
+    outcomes: Vec<(CommitListener, CommitOutcome)>,
+    /// The holding thread's raised priority (see [`crate::priority`]).
+    _raised: crate::priority::Raised,
 }
 
 impl Holding<'_> {
@@ -225,18 +236,16 @@ impl Holding<'_> {
                 Err(format!("the commit failed: {e}"))
             }
         };
-        for m in g.members {
-            let _ = m.send(outcome.clone());
-        }
+        self.outcomes
+            .extend(g.members.into_iter().map(|m| (m, outcome.clone())));
     }
 
     /// The open transaction was lost (SQLite rolled it back): its members fail.
     fn lost(&mut self, why: &str) {
         if let Some(g) = self.w.group.take() {
             self.reset_observer();
-            for m in g.members {
-                let _ = m.send(Err(why.to_string()));
-            }
+            self.outcomes
+                .extend(g.members.into_iter().map(|m| (m, Err(why.to_string()))));
         }
     }
 
@@ -292,6 +301,19 @@ impl Drop for Holding<'_> {
         }
         let held = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.store.writer_held_ns.fetch_add(held, Ordering::Relaxed);
+        // Outcomes [`release`] did not take (a panic, a read on the writer): told now.
+        for (m, outcome) in self.outcomes.drain(..) {
+            let _ = m.send(outcome);
+        }
+    }
+}
+
+/// Releases the writer, then tells the members of the groups it ended how their commit went.
+fn release(mut h: Holding<'_>) {
+    let outcomes = std::mem::take(&mut h.outcomes);
+    drop(h);
+    for (m, outcome) in outcomes {
+        let _ = m.send(outcome);
     }
 }
 
@@ -368,6 +390,8 @@ impl Store {
             in_write: false,
             observer,
             since: Instant::now(),
+            outcomes: Vec::new(),
+            _raised: crate::priority::raise(),
         }
     }
 
@@ -437,10 +461,12 @@ impl Store {
         let mut h = self.hold(observer);
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         if let Err(e) = h.begin() {
+            release(h);
             return Err(e.into());
         }
         if let Err(e) = h.w.conn.execute_batch("SAVEPOINT w") {
             h.commit_if_due();
+            release(h);
             return Err(StoreError::from(e).into());
         }
         h.in_write = true;
@@ -466,6 +492,7 @@ impl Store {
             Err(e) => {
                 h.undo_write();
                 h.commit_if_due();
+                release(h);
                 return Err(e);
             }
         };
@@ -485,7 +512,7 @@ impl Store {
             g.members.push(done);
         }
         h.commit_if_due();
-        drop(h);
+        release(h);
         match outcome.recv() {
             Ok(Ok(())) => Ok(v),
             Ok(Err(why)) => Err(StoreError::Commit(why).into()),
