@@ -191,9 +191,8 @@ fn held_tasks(tx: &Tx<'_>, scope: Scope<'_>, id: &str) -> Result<Vec<sched::Runn
 /// How the tasks an instance holds changed in a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Held {
-    Same,
     Added(Vec<sched::RunningTask>),
-    Removed(sched::RunningTask),
+    Removed(Vec<sched::RunningTask>),
 }
 
 /// Every cluster's index, built on first use.
@@ -335,11 +334,12 @@ impl ClusterIndex {
         }
         let mut tasks = std::mem::take(&mut st.snapshot.instances[k].tasks);
         match held {
-            Held::Same => {}
             Held::Added(add) => tasks.extend(add),
             Held::Removed(gone) => {
-                if let Some(p) = tasks.iter().position(|t| *t == gone) {
-                    tasks.swap_remove(p);
+                for g in gone {
+                    if let Some(p) = tasks.iter().position(|t| *t == g) {
+                        tasks.swap_remove(p);
+                    }
                 }
             }
         }
@@ -453,7 +453,7 @@ mod tests {
         index.written(S, "c/a", ci("ACTIVE", 60), 2, Held::Added(vec![t.clone()]));
         assert_eq!(cpu(&index), vec![("c/a".into(), 60, 1)]);
         // Out of order (a write it missed): stale, reloaded from the store (version 1 there).
-        index.written(S, "c/a", ci("ACTIVE", 10), 9, Held::Same);
+        index.written(S, "c/a", ci("ACTIVE", 10), 9, Held::Added(Vec::new()));
         assert_eq!(cpu(&index), vec![("c/a".into(), 100, 0)]);
         // A write through another path: the observer marks it stale.
         let index = Arc::new(index);

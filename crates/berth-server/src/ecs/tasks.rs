@@ -1420,6 +1420,7 @@ fn current_record<T: serde::de::DeserializeOwned>(
 pub fn apply_task_change(
     tx: &mut Tx<'_>,
     index: &Arc<ClusterIndex>,
+    accounting: &mut Accounting,
     scope_: Scope<'_>,
     id: &str,
     read_before: Option<(StoredTask, i64)>,
@@ -1525,7 +1526,7 @@ pub fn apply_task_change(
             for c in t.task.containers.iter_mut().flatten() {
                 c.last_status = Some("STOPPED".into());
             }
-            release(tx, index, scope_, &t, before)?;
+            accounting.release(tx, index, scope_, &t, before)?;
             let cluster_task = format!("{}/{}", t.cluster(), t.id());
             tx.delete(
                 GLOBAL,
@@ -1533,13 +1534,13 @@ pub fn apply_task_change(
                 &host_task_id(&t.host, scope_, &cluster_task),
             )?;
         } else if after >= TaskStatus::Running && before < TaskStatus::Running {
-            move_counts(tx, index, scope_, &t, -1, 1)?;
+            accounting.move_counts(tx, index, scope_, &t, -1, 1)?;
         }
     }
     t.task.version = Some(t.task.version.unwrap_or(1) + 1);
     tx.put(scope_, task_kind::TASK, id, Some(v), &t)?;
     if after != before {
-        count_transition(tx, scope_, &t.cluster(), Some(before), after)?;
+        accounting.count(&t.cluster(), before, after);
     }
     peers.retain(|h| *h != t.host);
     // The task's own agent reported this change: its poll is woken only when the change is
@@ -1569,88 +1570,138 @@ pub fn touch_for_rules(
     Ok(Some(t.host))
 }
 
-/// Moves a task between its instance's pending and running counts.
-fn move_counts(
-    tx: &mut Tx<'_>,
-    index: &Arc<ClusterIndex>,
-    scope_: Scope<'_>,
-    t: &StoredTask,
-    pending: i32,
-    running: i32,
-) -> Result<(), Failure> {
-    let Some(ci_id) = &t.container_instance else {
-        return Ok(());
-    };
-    if let Some((mut ci, v)) = current_instance(tx, index, scope_, ci_id)? {
-        ci.pending_tasks_count = Some((ci.pending_tasks_count.unwrap_or(0) + pending).max(0));
-        ci.running_tasks_count = Some((ci.running_tasks_count.unwrap_or(0) + running).max(0));
-        written_through(tx, index, scope_, ci_id, v, ci, Held::Same)?;
-    }
-    Ok(())
+/// What the task transitions of one write do to their container instances and cluster
+/// counters, applied once per instance and per counter at the write's end
+/// ([`Accounting::apply`]). A batch of state reports from one agent names many tasks of the
+/// same instance: each had rewritten the instance's whole record (about 4 KiB) and moved the
+/// counters on its own.
+#[derive(Default)]
+pub struct Accounting {
+    /// Each instance touched: as read (and the version it had), adjusted task by task, and
+    /// the tasks it no longer holds.
+    instances: Vec<(String, s::ContainerInstance, i64, Vec<sched::RunningTask>)>,
+    /// (cluster, running, pending) deltas of the tasks' counters.
+    counts: Vec<(String, i64, i64)>,
 }
 
-/// Container instance `ci_id` as `tx` sees it, from the cluster index's copy when current.
-fn current_instance(
-    tx: &Tx<'_>,
-    index: &ClusterIndex,
-    scope_: Scope<'_>,
-    ci_id: &str,
-) -> Result<Option<(s::ContainerInstance, i64)>, Failure> {
-    current_record(
-        tx,
-        scope_,
-        kind::CONTAINER_INSTANCE,
-        ci_id,
-        index.cached(scope_, ci_id),
-    )
-}
-
-/// Writes instance `ci_id` (read at version `v`) and, once committed, the index's entry.
-fn written_through(
-    tx: &mut Tx<'_>,
-    index: &Arc<ClusterIndex>,
-    scope_: Scope<'_>,
-    ci_id: &str,
-    v: i64,
-    ci: s::ContainerInstance,
-    held: Held,
-) -> Result<(), Failure> {
-    let version = tx.put(scope_, kind::CONTAINER_INSTANCE, ci_id, Some(v), &ci)?;
-    let index = index.clone();
-    let (account, region, id) = (
-        scope_.account.to_string(),
-        scope_.region.to_string(),
-        ci_id.to_string(),
-    );
-    tx.after_commit(move || index.written(Scope::new(&account, &region), &id, ci, version, held));
-    Ok(())
-}
-
-/// Gives a stopped task's resources back to its instance.
-fn release(
-    tx: &mut Tx<'_>,
-    index: &Arc<ClusterIndex>,
-    scope_: Scope<'_>,
-    t: &StoredTask,
-    before: TaskStatus,
-) -> Result<(), Failure> {
-    let Some(ci_id) = &t.container_instance else {
-        return Ok(());
-    };
-    if let Some((mut ci, v)) = current_instance(tx, index, scope_, ci_id)? {
-        adjust_remaining(&mut ci, t, 1);
-        if before < TaskStatus::Running {
-            ci.pending_tasks_count = Some((ci.pending_tasks_count.unwrap_or(0) - 1).max(0));
-        } else {
-            ci.running_tasks_count = Some((ci.running_tasks_count.unwrap_or(0) - 1).max(0));
+impl Accounting {
+    /// Instance `ci_id` as this write left it so far, read (from the cluster index's copy when
+    /// current) the first time; None when it is gone.
+    fn instance(
+        &mut self,
+        tx: &Tx<'_>,
+        index: &ClusterIndex,
+        scope_: Scope<'_>,
+        ci_id: &str,
+    ) -> Result<Option<usize>, Failure> {
+        if let Some(k) = self.instances.iter().position(|(i, ..)| i == ci_id) {
+            return Ok(Some(k));
         }
-        let gone = sched::RunningTask {
-            group: t.task.group.clone(),
-            family: t.task_definition.family.clone().unwrap_or_default(),
+        let cached = index.cached(scope_, ci_id);
+        let Some((ci, v)) = current_record(tx, scope_, kind::CONTAINER_INSTANCE, ci_id, cached)?
+        else {
+            return Ok(None);
         };
-        written_through(tx, index, scope_, ci_id, v, ci, Held::Removed(gone))?;
+        self.instances.push((ci_id.to_string(), ci, v, Vec::new()));
+        Ok(Some(self.instances.len() - 1))
     }
-    Ok(())
+
+    /// Moves a task between its instance's pending and running counts.
+    fn move_counts(
+        &mut self,
+        tx: &Tx<'_>,
+        index: &ClusterIndex,
+        scope_: Scope<'_>,
+        t: &StoredTask,
+        pending: i32,
+        running: i32,
+    ) -> Result<(), Failure> {
+        let Some(ci_id) = &t.container_instance else {
+            return Ok(());
+        };
+        if let Some(k) = self.instance(tx, index, scope_, ci_id)? {
+            let ci = &mut self.instances[k].1;
+            ci.pending_tasks_count = Some((ci.pending_tasks_count.unwrap_or(0) + pending).max(0));
+            ci.running_tasks_count = Some((ci.running_tasks_count.unwrap_or(0) + running).max(0));
+        }
+        Ok(())
+    }
+
+    /// Gives a stopped task's resources back to its instance.
+    fn release(
+        &mut self,
+        tx: &Tx<'_>,
+        index: &ClusterIndex,
+        scope_: Scope<'_>,
+        t: &StoredTask,
+        before: TaskStatus,
+    ) -> Result<(), Failure> {
+        let Some(ci_id) = &t.container_instance else {
+            return Ok(());
+        };
+        if let Some(k) = self.instance(tx, index, scope_, ci_id)? {
+            let (_, ci, _, gone) = &mut self.instances[k];
+            adjust_remaining(ci, t, 1);
+            if before < TaskStatus::Running {
+                ci.pending_tasks_count = Some((ci.pending_tasks_count.unwrap_or(0) - 1).max(0));
+            } else {
+                ci.running_tasks_count = Some((ci.running_tasks_count.unwrap_or(0) - 1).max(0));
+            }
+            gone.push(sched::RunningTask {
+                group: t.task.group.clone(),
+                family: t.task_definition.family.clone().unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts a task of `cluster` whose status went from `before` to `after`.
+    fn count(&mut self, cluster: &str, before: TaskStatus, after: TaskStatus) {
+        let delta = |s: TaskStatus| match s {
+            TaskStatus::Running => (1, 0),
+            s if s.is_pending() => (0, 1),
+            _ => (0, 0),
+        };
+        let ((r0, p0), (r1, p1)) = (delta(before), delta(after));
+        let k = match self.counts.iter().position(|(c, ..)| c == cluster) {
+            Some(k) => k,
+            None => {
+                self.counts.push((cluster.to_string(), 0, 0));
+                self.counts.len() - 1
+            }
+        };
+        self.counts[k].1 += r1 - r0;
+        self.counts[k].2 += p1 - p0;
+    }
+
+    /// Writes each touched instance once, with the version it was read at expected (a
+    /// conflict if anything else moved it meanwhile), and the index's entry once committed;
+    /// then moves the counters. Call it after the tasks' records are written.
+    pub fn apply(
+        self,
+        tx: &mut Tx<'_>,
+        index: &Arc<ClusterIndex>,
+        scope_: Scope<'_>,
+    ) -> Result<(), Failure> {
+        for (ci_id, ci, v, gone) in self.instances {
+            let version = tx.put(scope_, kind::CONTAINER_INSTANCE, &ci_id, Some(v), &ci)?;
+            let index = index.clone();
+            let (account, region) = (scope_.account.to_string(), scope_.region.to_string());
+            tx.after_commit(move || {
+                index.written(
+                    Scope::new(&account, &region),
+                    &ci_id,
+                    ci,
+                    version,
+                    Held::Removed(gone),
+                )
+            });
+        }
+        for (cluster, running, pending) in self.counts {
+            move_cluster_counts(tx, scope_, &cluster, running, pending)?;
+        }
+        Ok(())
+    }
 }
 
 fn submitted_task_id(
@@ -1675,9 +1726,11 @@ fn apply_one_change(
 ) -> Result<Vec<String>, AwsError> {
     ecs.store
         .write(|tx| {
-            apply_task_change(
+            let mut accounting = Accounting::default();
+            let applied = apply_task_change(
                 tx,
                 &ecs.index,
+                &mut accounting,
                 scope(ctx),
                 id,
                 None,
@@ -1685,7 +1738,9 @@ fn apply_one_change(
                 health,
                 container_health,
                 ctx.now,
-            )
+            )?;
+            accounting.apply(tx, &ecs.index, scope(ctx))?;
+            Ok::<_, Failure>(applied)
         })
         .map_err(aws)?
         .ok_or_else(|| invalid("The referenced task was not found."))
@@ -1737,10 +1792,12 @@ pub fn submit_task_state_changes(
             let mut hosts: Vec<String> = Vec::new();
             let mut missing = Vec::new();
             let mut applied = 0;
+            let mut accounting = Accounting::default();
             for ((id, change), read) in ids.iter().zip(&input.changes).zip(&mut read_before) {
                 match apply_task_change(
                     tx,
                     &ecs.index,
+                    &mut accounting,
                     scope(ctx),
                     id,
                     read.take(),
@@ -1760,6 +1817,7 @@ pub fn submit_task_state_changes(
                     None => missing.push(change.task.clone().unwrap_or_default()),
                 }
             }
+            accounting.apply(tx, &ecs.index, scope(ctx))?;
             Ok((applied, missing, hosts))
         })
         .map_err(aws)?;
@@ -2088,26 +2146,34 @@ fn count_transition(
     before: Option<TaskStatus>,
     after: TaskStatus,
 ) -> Result<(), Failure> {
-    let (running, pending) = count_names(cluster);
-    if tx.sequence_if_any(scope_, &running)?.is_none() {
+    let mut a = Accounting::default();
+    a.count(cluster, before.unwrap_or(TaskStatus::Stopped), after);
+    let (_, running, pending) = a.counts.pop().unwrap_or_default();
+    move_cluster_counts(tx, scope_, cluster, running, pending)
+}
+
+/// Adds `running` and `pending` to `cluster`'s task counters. Call it after the tasks'
+/// records are written: a cluster whose counters never counted (a store from before them)
+/// is counted once by a scan, these changes included.
+fn move_cluster_counts(
+    tx: &mut Tx<'_>,
+    scope_: Scope<'_>,
+    cluster: &str,
+    running: i64,
+    pending: i64,
+) -> Result<(), Failure> {
+    let (running_name, pending_name) = count_names(cluster);
+    if tx.sequence_if_any(scope_, &running_name)?.is_none() {
         let (r, p) = scan_counts(tx, scope_, cluster)?;
-        tx.add_to_sequence(scope_, &running, i64::from(r))?;
-        tx.add_to_sequence(scope_, &pending, i64::from(p))?;
+        tx.add_to_sequence(scope_, &running_name, i64::from(r))?;
+        tx.add_to_sequence(scope_, &pending_name, i64::from(p))?;
         return Ok(());
     }
-    let name = |s: TaskStatus| match s {
-        TaskStatus::Running => Some(&running),
-        s if s.is_pending() => Some(&pending),
-        _ => None,
-    };
-    let (from, to) = (before.and_then(name), name(after));
-    if from != to {
-        if let Some(n) = from {
-            tx.add_to_sequence(scope_, n, -1)?;
-        }
-        if let Some(n) = to {
-            tx.add_to_sequence(scope_, n, 1)?;
-        }
+    if running != 0 {
+        tx.add_to_sequence(scope_, &running_name, running)?;
+    }
+    if pending != 0 {
+        tx.add_to_sequence(scope_, &pending_name, pending)?;
     }
     Ok(())
 }
@@ -2803,6 +2869,71 @@ mod tests {
                 "{id} gave a port twice: {ports:?}"
             );
         }
+    }
+
+    /// A batch of reports naming several tasks of one instance writes the instance once,
+    /// with every task's counts and released resources, and moves the cluster's counters.
+    #[test]
+    fn a_batch_of_reports_accounts_each_task_and_writes_its_instance_once() {
+        let (ecs, c) = setup();
+        let (ci_id, _) = ec2_instance(&ecs, &c, 1024);
+        ec2_td(&ecs, &c, "cpu", 100, None);
+        let arns: Vec<String> = run_ec2(&ecs, &c, "cpu", 4)
+            .tasks
+            .unwrap()
+            .into_iter()
+            .map(|t| t.task_arn.unwrap())
+            .collect();
+        let instance = |ecs: &Ecs| {
+            ecs.store
+                .read(|tx| {
+                    tx.get_json::<s::ContainerInstance>(scope(&c), kind::CONTAINER_INSTANCE, &ci_id)
+                })
+                .unwrap()
+                .unwrap()
+        };
+        let report = |status: &str| berth_wire::agent::TaskStateChanges {
+            changes: arns
+                .iter()
+                .map(|a| s::SubmitTaskStateChangeRequest {
+                    cluster: Some("c".into()),
+                    task: Some(a.clone()),
+                    status: Some(status.into()),
+                    ..Default::default()
+                })
+                .collect(),
+        };
+        let cpu_left = |ci: &s::ContainerInstance| {
+            ci.remaining_resources
+                .iter()
+                .flatten()
+                .find(|r| r.name.as_deref() == Some("CPU"))
+                .and_then(|r| r.integer_value)
+        };
+        let (placed, v0) = instance(&ecs);
+        assert_eq!(placed.pending_tasks_count, Some(4));
+        assert_eq!(cpu_left(&placed), Some(1024 - 400));
+
+        let done = submit_task_state_changes(&ecs, &c, &report("RUNNING")).unwrap();
+        assert_eq!(done.applied, 4);
+        let (running, v1) = instance(&ecs);
+        assert_eq!(v1, v0 + 1, "one write of the instance for the whole batch");
+        assert_eq!(running.pending_tasks_count, Some(0));
+        assert_eq!(running.running_tasks_count, Some(4));
+        assert_eq!(ecs.store.read(|tx| counts(tx, &c, "c")).unwrap(), (4, 0));
+
+        submit_task_state_changes(&ecs, &c, &report("STOPPED")).unwrap();
+        let (stopped, v2) = instance(&ecs);
+        assert_eq!(v2, v1 + 1);
+        assert_eq!(stopped.running_tasks_count, Some(0));
+        assert_eq!(
+            cpu_left(&stopped),
+            Some(1024),
+            "every task's CPU given back"
+        );
+        assert_eq!(ecs.store.read(|tx| counts(tx, &c, "c")).unwrap(), (0, 0));
+        // The index saw the same: the freed CPU places 10 tasks again at once.
+        assert_eq!(run_ec2(&ecs, &c, "cpu", 10).tasks.unwrap().len(), 10);
     }
 
     /// Registers a connected container instance of cluster "c" from `body` (JSON of
