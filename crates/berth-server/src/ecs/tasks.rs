@@ -793,21 +793,30 @@ impl Reservations {
         index: &Arc<ClusterIndex>,
     ) -> Result<(), Failure> {
         for (id, ci, version, added) in self.touched {
-            let v = tx.put(scope_, kind::CONTAINER_INSTANCE, &id, Some(version), &ci)?;
-            let index = index.clone();
-            let (account, region) = (scope_.account.to_string(), scope_.region.to_string());
-            tx.after_commit(move || {
-                index.written(
-                    Scope::new(&account, &region),
-                    &id,
-                    ci,
-                    v,
-                    Held::Added(added),
-                )
-            });
+            written_through(tx, index, scope_, id, version, ci, Held::Added(added))?;
         }
         Ok(())
     }
+}
+
+/// Writes container instance `ci_id` expecting version `v` (a conflict if it moved since it
+/// was read or planned from) and, once committed, the cluster index's entry.
+fn written_through(
+    tx: &mut Tx<'_>,
+    index: &Arc<ClusterIndex>,
+    scope_: Scope<'_>,
+    ci_id: String,
+    v: i64,
+    ci: s::ContainerInstance,
+    held: Held,
+) -> Result<(), Failure> {
+    let version = tx.put(scope_, kind::CONTAINER_INSTANCE, &ci_id, Some(v), &ci)?;
+    let index = index.clone();
+    let (account, region) = (scope_.account.to_string(), scope_.region.to_string());
+    tx.after_commit(move || {
+        index.written(Scope::new(&account, &region), &ci_id, ci, version, held)
+    });
+    Ok(())
 }
 
 /// How many times a write whose plan went stale is planned again.
@@ -1606,6 +1615,21 @@ impl Accounting {
         Ok(Some(self.instances.len() - 1))
     }
 
+    /// The instance task `t` was placed on, as this write left it so far (None: no instance,
+    /// or it is gone).
+    fn instance_of(
+        &mut self,
+        tx: &Tx<'_>,
+        index: &ClusterIndex,
+        scope_: Scope<'_>,
+        t: &StoredTask,
+    ) -> Result<Option<usize>, Failure> {
+        match &t.container_instance {
+            Some(ci_id) => self.instance(tx, index, scope_, ci_id),
+            None => Ok(None),
+        }
+    }
+
     /// Moves a task between its instance's pending and running counts.
     fn move_counts(
         &mut self,
@@ -1616,10 +1640,7 @@ impl Accounting {
         pending: i32,
         running: i32,
     ) -> Result<(), Failure> {
-        let Some(ci_id) = &t.container_instance else {
-            return Ok(());
-        };
-        if let Some(k) = self.instance(tx, index, scope_, ci_id)? {
+        if let Some(k) = self.instance_of(tx, index, scope_, t)? {
             let ci = &mut self.instances[k].1;
             ci.pending_tasks_count = Some((ci.pending_tasks_count.unwrap_or(0) + pending).max(0));
             ci.running_tasks_count = Some((ci.running_tasks_count.unwrap_or(0) + running).max(0));
@@ -1627,7 +1648,8 @@ impl Accounting {
         Ok(())
     }
 
-    /// Gives a stopped task's resources back to its instance.
+    /// Gives a stopped task's resources back to its instance, out of its pending or running
+    /// count (by its status `before` it stopped).
     fn release(
         &mut self,
         tx: &Tx<'_>,
@@ -1636,23 +1658,20 @@ impl Accounting {
         t: &StoredTask,
         before: TaskStatus,
     ) -> Result<(), Failure> {
-        let Some(ci_id) = &t.container_instance else {
-            return Ok(());
-        };
-        if let Some(k) = self.instance(tx, index, scope_, ci_id)? {
+        if let Some(k) = self.instance_of(tx, index, scope_, t)? {
             let (_, ci, _, gone) = &mut self.instances[k];
             adjust_remaining(ci, t, 1);
-            if before < TaskStatus::Running {
-                ci.pending_tasks_count = Some((ci.pending_tasks_count.unwrap_or(0) - 1).max(0));
-            } else {
-                ci.running_tasks_count = Some((ci.running_tasks_count.unwrap_or(0) - 1).max(0));
-            }
             gone.push(sched::RunningTask {
                 group: t.task.group.clone(),
                 family: t.task_definition.family.clone().unwrap_or_default(),
             });
         }
-        Ok(())
+        let (pending, running) = if before < TaskStatus::Running {
+            (-1, 0)
+        } else {
+            (0, -1)
+        };
+        self.move_counts(tx, index, scope_, t, pending, running)
     }
 
     /// Counts a task of `cluster` whose status went from `before` to `after`.
@@ -1684,18 +1703,7 @@ impl Accounting {
         scope_: Scope<'_>,
     ) -> Result<(), Failure> {
         for (ci_id, ci, v, gone) in self.instances {
-            let version = tx.put(scope_, kind::CONTAINER_INSTANCE, &ci_id, Some(v), &ci)?;
-            let index = index.clone();
-            let (account, region) = (scope_.account.to_string(), scope_.region.to_string());
-            tx.after_commit(move || {
-                index.written(
-                    Scope::new(&account, &region),
-                    &ci_id,
-                    ci,
-                    version,
-                    Held::Removed(gone),
-                )
-            });
+            written_through(tx, index, scope_, ci_id, v, ci, Held::Removed(gone))?;
         }
         for (cluster, running, pending) in self.counts {
             move_cluster_counts(tx, scope_, &cluster, running, pending)?;
