@@ -302,9 +302,7 @@ impl Drop for Holding<'_> {
         let held = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.store.writer_held_ns.fetch_add(held, Ordering::Relaxed);
         // Outcomes [`release`] did not take (a panic, a read on the writer): told now.
-        for (m, outcome) in self.outcomes.drain(..) {
-            let _ = m.send(outcome);
-        }
+        tell(std::mem::take(&mut self.outcomes));
     }
 }
 
@@ -312,6 +310,11 @@ impl Drop for Holding<'_> {
 fn release(mut h: Holding<'_>) {
     let outcomes = std::mem::take(&mut h.outcomes);
     drop(h);
+    tell(outcomes);
+}
+
+/// Tells each member its group's outcome (a member that stopped listening is skipped).
+fn tell(outcomes: Vec<(CommitListener, CommitOutcome)>) {
     for (m, outcome) in outcomes {
         let _ = m.send(outcome);
     }

@@ -1676,12 +1676,7 @@ impl Accounting {
 
     /// Counts a task of `cluster` whose status went from `before` to `after`.
     fn count(&mut self, cluster: &str, before: TaskStatus, after: TaskStatus) {
-        let delta = |s: TaskStatus| match s {
-            TaskStatus::Running => (1, 0),
-            s if s.is_pending() => (0, 1),
-            _ => (0, 0),
-        };
-        let ((r0, p0), (r1, p1)) = (delta(before), delta(after));
+        let (running, pending) = count_deltas(Some(before), after);
         let k = match self.counts.iter().position(|(c, ..)| c == cluster) {
             Some(k) => k,
             None => {
@@ -1689,8 +1684,8 @@ impl Accounting {
                 self.counts.len() - 1
             }
         };
-        self.counts[k].1 += r1 - r0;
-        self.counts[k].2 += p1 - p0;
+        self.counts[k].1 += running;
+        self.counts[k].2 += pending;
     }
 
     /// Writes each touched instance once, with the version it was read at expected (a
@@ -2154,10 +2149,20 @@ fn count_transition(
     before: Option<TaskStatus>,
     after: TaskStatus,
 ) -> Result<(), Failure> {
-    let mut a = Accounting::default();
-    a.count(cluster, before.unwrap_or(TaskStatus::Stopped), after);
-    let (_, running, pending) = a.counts.pop().unwrap_or_default();
+    let (running, pending) = count_deltas(before, after);
     move_cluster_counts(tx, scope_, cluster, running, pending)
+}
+
+/// How a task whose status went from `before` (None: a new task) to `after` moves its
+/// cluster's (running, pending) counters.
+fn count_deltas(before: Option<TaskStatus>, after: TaskStatus) -> (i64, i64) {
+    let counted = |s: TaskStatus| match s {
+        TaskStatus::Running => (1, 0),
+        s if s.is_pending() => (0, 1),
+        _ => (0, 0),
+    };
+    let ((r0, p0), (r1, p1)) = (before.map_or((0, 0), counted), counted(after));
+    (r1 - r0, p1 - p0)
 }
 
 /// Adds `running` and `pending` to `cluster`'s task counters. Call it after the tasks'
