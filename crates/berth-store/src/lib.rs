@@ -74,6 +74,27 @@ impl Record {
     }
 }
 
+/// One task filed under the host that runs it (an agent's assignments): the host's
+/// assignment sequence when the task last changed, so that a poll can ask for what changed
+/// after the sequence it saw. `task` is `{account}|{region}|{task}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEntry {
+    pub task: String,
+    pub seq: i64,
+    pub body: String,
+}
+
+impl HostEntry {
+    /// The entry's body decoded as `T`.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, StoreError> {
+        serde_json::from_str(&self.body).map_err(|e| StoreError::Decode {
+            kind: "host entry".to_string(),
+            id: self.task.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
 /// An access key as the gateway needs it to verify a signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessKey {

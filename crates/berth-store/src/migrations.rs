@@ -116,4 +116,26 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     CREATE UNIQUE INDEX records_by_key ON records (account, region, kind, id);
     CREATE INDEX records_by_kind ON records (kind, account, region, id);",
     ),
+    (
+        6,
+        // Host entries move out of `records` (kind `ecs/host-task`, account-wide, id
+        // `{host}#{task}`) into a table of their own, indexed by the host's sequence as well:
+        // a poll for what changed reads only the entries that did, not every task of the host
+        // with its body parsed to compare sequences; and a new entry costs two b-tree inserts,
+        // not three.
+        "CREATE TABLE host_entries (
+        host TEXT NOT NULL,
+        task TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (host, task)
+    ) WITHOUT ROWID;
+    CREATE INDEX host_entries_by_seq ON host_entries (host, seq);
+    INSERT INTO host_entries (host, task, seq, body)
+        SELECT substr(id, 1, instr(id, '#') - 1), substr(id, instr(id, '#') + 1),
+               coalesce(json_extract(body, '$.seq'), 0), body
+        FROM records
+        WHERE account = '' AND region = '' AND kind = 'ecs/host-task' AND instr(id, '#') > 0;
+    DELETE FROM records WHERE account = '' AND region = '' AND kind = 'ecs/host-task';",
+    ),
 ];

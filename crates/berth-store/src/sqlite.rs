@@ -20,8 +20,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::migrations::MIGRATIONS;
 use crate::{
-    AccessKey, Change, LogEvent, LogRange, LogStreams, Record, Scope, StoreError, TrailAttribute,
-    TrailEvent, TrailQuery, TrailResource,
+    AccessKey, Change, HostEntry, LogEvent, LogRange, LogStreams, Record, Scope, StoreError,
+    TrailAttribute, TrailEvent, TrailQuery, TrailResource,
 };
 
 /// Readers kept open beside the writer.
@@ -164,6 +164,10 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     // a killed process loses nothing; only a power cut may drop the last commits.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Each write runs in a savepoint of its group's transaction: the original of every page
+    // it changes goes to the savepoint's sub-journal, which past 64 KiB spilled into a
+    // temporary file (a write() per page, inside the writer). In memory, it is a copy.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     // Reads map the database file instead of copying each page in (pread) and caching it per
     // connection: a write elsewhere empties a reader's page cache, a mapping stays valid.
     conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
@@ -607,6 +611,17 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// What [`encode`] calls a host entry in its errors.
+const HOST_ENTRY: &str = "host entry";
+
+fn host_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostEntry> {
+    Ok(HostEntry {
+        task: r.get(0)?,
+        seq: r.get(1)?,
+        body: r.get(2)?,
+    })
+}
+
 /// The smallest string greater than every string starting with `prefix`, for range scans.
 fn prefix_end(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
@@ -738,6 +753,25 @@ impl Tx<'_> {
             .into_iter()
             .map(|r| Ok((r.id.clone(), r.decode(kind)?)))
             .collect()
+    }
+
+    /// `host`'s entries whose task starts with `prefix`, in task order.
+    pub fn host_entries(&self, host: &str, prefix: &str) -> Result<Vec<HostEntry>, StoreError> {
+        let upper = prefix_end(prefix);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT task, seq, body FROM host_entries WHERE host = ?1 AND task >= ?2 AND (?3 IS NULL OR task < ?3) ORDER BY task",
+        )?;
+        let rows = stmt.query_map(params![host, prefix, upper], host_entry)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// `host`'s entries that changed after its sequence `since`, in sequence order.
+    pub fn host_entries_since(&self, host: &str, since: i64) -> Result<Vec<HostEntry>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT task, seq, body FROM host_entries WHERE host = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![host, since], host_entry)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// How many records of `kind` start with `prefix`.
@@ -912,6 +946,34 @@ impl Tx<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Files `task` under `host` as changed at the host's sequence `seq` (created or
+    /// overwritten), with `value` as its body.
+    pub fn put_host_entry<T: serde::Serialize>(
+        &mut self,
+        host: &str,
+        task: &str,
+        seq: i64,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let body = encode(HOST_ENTRY, task, value)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO host_entries (host, task, seq, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (host, task) DO UPDATE SET seq = excluded.seq, body = excluded.body",
+            )?
+            .execute(params![host, task, seq, body])?;
+        Ok(())
+    }
+
+    /// Removes `task` from `host`'s entries; true if it was there.
+    pub fn delete_host_entry(&mut self, host: &str, task: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM host_entries WHERE host = ?1 AND task = ?2")?
+            .execute(params![host, task])?
+            > 0)
+    }
+
     /// Removes every record and counter of `account` in every region; access keys stay.
     pub fn wipe_account(&mut self, account: &str) -> Result<(), StoreError> {
         if self.watched.is_some() {
@@ -923,6 +985,11 @@ impl Tx<'_> {
             .execute("DELETE FROM records WHERE account = ?1", params![account])?;
         self.conn
             .execute("DELETE FROM sequences WHERE account = ?1", params![account])?;
+        // Host entries name their task `{account}|{region}|...` ('}' follows '|').
+        self.conn.execute(
+            "DELETE FROM host_entries WHERE task >= ?1 || '|' AND task < ?1 || '}'",
+            params![account],
+        )?;
         self.conn.execute(
             "DELETE FROM log_events WHERE account = ?1",
             params![account],
@@ -1349,6 +1416,87 @@ mod tests {
         account: "111122223333",
         region: "us-east-1",
     };
+
+    #[test]
+    fn host_entries_list_by_task_and_by_sequence() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .write(|tx| -> Result<(), StoreError> {
+                tx.put_host_entry("h1", "111|r|c/a", 1, &"a")?;
+                tx.put_host_entry("h1", "111|r|c/b", 2, &"b")?;
+                tx.put_host_entry("h1", "222|r|c/c", 3, &"c")?;
+                tx.put_host_entry("h2", "111|r|c/d", 1, &"d")?;
+                // `a` changes again: it moves after `c` in sequence order.
+                tx.put_host_entry("h1", "111|r|c/a", 4, &"a2")?;
+                Ok(())
+            })
+            .unwrap();
+        let (all, mine, since, gone, after_wipe) = store
+            .write(|tx| -> Result<_, StoreError> {
+                let all = tx.host_entries("h1", "")?;
+                let mine = tx.host_entries("h1", "111|r|")?;
+                let since = tx.host_entries_since("h1", 2)?;
+                let gone = tx.delete_host_entry("h1", "111|r|c/b")?
+                    && !tx.delete_host_entry("h1", "111|r|c/b")?;
+                tx.wipe_account("111")?;
+                let after_wipe = (tx.host_entries("h1", "")?, tx.host_entries("h2", "")?);
+                Ok((all, mine, since, gone, after_wipe))
+            })
+            .unwrap();
+        let tasks = |v: &[HostEntry]| v.iter().map(|e| e.task.clone()).collect::<Vec<_>>();
+        assert_eq!(tasks(&all), ["111|r|c/a", "111|r|c/b", "222|r|c/c"]);
+        assert_eq!(tasks(&mine), ["111|r|c/a", "111|r|c/b"]);
+        assert_eq!(tasks(&since), ["222|r|c/c", "111|r|c/a"]);
+        assert_eq!(since[1].seq, 4);
+        assert_eq!(since[1].decode::<String>().unwrap(), "a2");
+        assert!(gone);
+        assert_eq!(tasks(&after_wipe.0), ["222|r|c/c"]);
+        assert!(after_wipe.1.is_empty());
+    }
+
+    #[test]
+    fn host_entries_move_out_of_records() {
+        // A store whose host entries are still records (before migration 6) keeps them.
+        let dir = temp_dir("host-entries");
+        let path = dir.join("berth.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL);",
+            )
+            .unwrap();
+            let tx = conn.transaction().unwrap();
+            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v < 6) {
+                tx.execute_batch(sql).unwrap();
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, 0)",
+                    params![version],
+                )
+                .unwrap();
+            }
+            tx.execute(
+                "INSERT INTO records (account, region, kind, id, version, body) VALUES ('', '', 'ecs/host-task', 'instance|111|r|c/i#111|r|c/t', 1, '{\"seq\":7,\"family\":\"f\"}')",
+                [],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let (entries, left) = store
+            .read(|tx| -> Result<_, StoreError> {
+                Ok((
+                    tx.host_entries_since("instance|111|r|c/i", 6)?,
+                    tx.count(Scope::new("", ""), "ecs/host-task", "")?,
+                ))
+            })
+            .unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].task, "111|r|c/t");
+        assert_eq!(entries[0].seq, 7);
+        assert_eq!(left, 0);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn insert_get_put_with_versions() {

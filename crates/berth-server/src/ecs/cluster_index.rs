@@ -6,7 +6,7 @@
 //!
 //! Coherence with the store:
 //! - **Built from the store** the first time a cluster is planned on (so after every start),
-//!   from the instance records and the host-task index (no task record is decoded when the
+//!   from the instance records and the host entries (no task record is decoded when the
 //!   index carries the task's group and family).
 //! - **Write-through**: the task paths that change an instance's reservations or counts
 //!   (RunTask, StartTask, task state changes, polls) update the entry after their transaction
@@ -35,7 +35,7 @@ use super::common::kind;
 use super::placement;
 use crate::failure::Failure;
 
-/// What the host-task index stores for each task on a host (`ecs/host-task`).
+/// What a host's entry for each of its tasks holds (`Tx::put_host_entry`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HostTask {
@@ -152,19 +152,13 @@ impl ClusterState {
     }
 }
 
-/// The tasks (not STOPPED) that instance `id` holds, from the host-task index.
+/// The tasks (not STOPPED) that instance `id` holds, from its host entries.
 fn held_tasks(tx: &Tx<'_>, scope: Scope<'_>, id: &str) -> Result<Vec<sched::RunningTask>, Failure> {
     let host = super::tasks::instance_host(scope, id);
-    let prefix = format!("{host}#{}|{}|", scope.account, scope.region);
+    let prefix = format!("{}|{}|", scope.account, scope.region);
     let mut out = Vec::new();
-    for r in tx.list(
-        super::tasks::GLOBAL,
-        super::tasks::task_kind::HOST_TASK,
-        &prefix,
-        None,
-        usize::MAX,
-    )? {
-        if let Ok(h) = serde_json::from_str::<HostTask>(&r.body) {
+    for r in tx.host_entries(&host, &prefix)? {
+        if let Ok(h) = r.decode::<HostTask>() {
             out.push(sched::RunningTask {
                 group: h.group,
                 family: h.family,
@@ -172,7 +166,7 @@ fn held_tasks(tx: &Tx<'_>, scope: Scope<'_>, id: &str) -> Result<Vec<sched::Runn
             continue;
         }
         // An index entry from before it carried the group: read the task.
-        let Some(task_id) = r.id.strip_prefix(&prefix) else {
+        let Some(task_id) = r.task.strip_prefix(&prefix) else {
             continue;
         };
         if let Some((t, _)) =

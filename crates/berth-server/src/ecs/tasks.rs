@@ -31,8 +31,6 @@ use crate::failure::Failure;
 /// Store kinds of the task machinery.
 pub mod task_kind {
     pub const TASK: &str = "ecs/task";
-    /// Account-wide index `<host>#<account>|<region>|<cluster>/<task id>` of a host's tasks.
-    pub const HOST_TASK: &str = "ecs/host-task";
     /// Account-wide record of a host: its last poll.
     pub const HOST: &str = "ecs/host";
     /// RunTask clientToken → the tasks it made.
@@ -104,11 +102,9 @@ pub fn instance_host(scope: Scope<'_>, instance_store_id: &str) -> String {
     )
 }
 
-fn host_task_id(host: &str, scope: Scope<'_>, task_store_id: &str) -> String {
-    format!(
-        "{host}#{}|{}|{}",
-        scope.account, scope.region, task_store_id
-    )
+/// How a task is named among its host's entries: `{account}|{region}|{cluster/id}`.
+fn host_entry_task(scope: Scope<'_>, task_store_id: &str) -> String {
+    format!("{}|{}|{}", scope.account, scope.region, task_store_id)
 }
 
 fn host_sequence(host: &str) -> String {
@@ -144,22 +140,12 @@ pub fn assignments_since(
         return Ok((seq, out));
     }
     let mut networks = crate::ec2::interfaces::Networks::default();
-    for r in tx.list(
-        GLOBAL,
-        task_kind::HOST_TASK,
-        &format!("{host}#"),
-        None,
-        usize::MAX,
-    )? {
-        if let Some(since) = since
-            && serde_json::from_str::<HostTask>(&r.body).is_ok_and(|h| h.seq <= since)
-        {
-            continue;
-        }
-        let Some((_, rest)) = r.id.split_once('#') else {
-            continue;
-        };
-        let mut parts = rest.splitn(3, '|');
+    let entries = match since {
+        Some(since) => tx.host_entries_since(host, since)?,
+        None => tx.host_entries(host, "")?,
+    };
+    for e in entries {
+        let mut parts = e.task.splitn(3, '|');
         let (Some(account), Some(region), Some(id)) = (parts.next(), parts.next(), parts.next())
         else {
             continue;
@@ -622,10 +608,10 @@ pub fn reserve_current_tasks(
     ci: &mut s::ContainerInstance,
 ) -> Result<(), Failure> {
     let host = instance_host(scope_, instance_store_id);
-    let prefix = format!("{host}#{}|{}|", scope_.account, scope_.region);
+    let prefix = host_entry_task(scope_, "");
     let (mut running, mut pending) = (0, 0);
-    for r in tx.list(GLOBAL, task_kind::HOST_TASK, &prefix, None, usize::MAX)? {
-        let Some(id) = r.id.strip_prefix(&prefix) else {
+    for e in tx.host_entries(&host, &prefix)? {
+        let Some(id) = e.task.strip_prefix(&prefix) else {
             continue;
         };
         let Some((t, _)) = tx.get_json::<StoredTask>(scope_, task_kind::TASK, id)? else {
@@ -689,18 +675,7 @@ fn create_task(
         &t.task_definition,
         t.task.overrides.as_ref(),
     )?;
-    let seq = bump_host(tx, &t.host)?;
-    tx.put(
-        GLOBAL,
-        task_kind::HOST_TASK,
-        &host_task_id(&t.host, scope(ctx), &id),
-        None,
-        &HostTask {
-            seq,
-            group: t.task.group.clone(),
-            family: t.task_definition.family.clone().unwrap_or_default(),
-        },
-    )?;
+    touch_host_task(tx, scope(ctx), &id, t)?;
     if !hosts.contains(&t.host) {
         hosts.push(t.host.clone());
     }
@@ -717,11 +692,10 @@ pub fn touch_host_task(
     t: &StoredTask,
 ) -> Result<i64, Failure> {
     let seq = bump_host(tx, &t.host)?;
-    tx.put(
-        GLOBAL,
-        task_kind::HOST_TASK,
-        &host_task_id(&t.host, scope_, task_store_id),
-        None,
+    tx.put_host_entry(
+        &t.host,
+        &host_entry_task(scope_, task_store_id),
+        seq,
         &HostTask {
             seq,
             group: t.task.group.clone(),
@@ -1537,11 +1511,7 @@ pub fn apply_task_change(
             }
             accounting.release(tx, index, scope_, &t, before)?;
             let cluster_task = format!("{}/{}", t.cluster(), t.id());
-            tx.delete(
-                GLOBAL,
-                task_kind::HOST_TASK,
-                &host_task_id(&t.host, scope_, &cluster_task),
-            )?;
+            tx.delete_host_entry(&t.host, &host_entry_task(scope_, &cluster_task))?;
         } else if after >= TaskStatus::Running && before < TaskStatus::Running {
             accounting.move_counts(tx, index, scope_, &t, -1, 1)?;
         }
