@@ -113,14 +113,20 @@ impl ClusterState {
             self.remove(id);
             return;
         }
-        let inst = placement::instance(id, &ci, false, tasks);
         match self.pos.get(id) {
             Some(k) => {
-                self.snapshot.instances[*k] = inst;
+                // Most writes of an instance change only what its tasks use: the entry's
+                // attributes and registration stay, its usage is set.
+                if placement::differs_in_usage_only(&self.records[*k].0, &ci) {
+                    placement::set_usage(&mut self.snapshot.instances[*k], &ci, tasks);
+                } else {
+                    self.snapshot.instances[*k] = placement::instance(id, &ci, false, tasks);
+                }
                 self.records[*k] = (ci, version);
                 self.last_poll_ms[*k] = last_poll_ms;
             }
             None => {
+                let inst = placement::instance(id, &ci, false, tasks);
                 self.pos.insert(id.to_string(), self.records.len());
                 self.snapshot.instances.push(inst);
                 self.records.push((ci, version));

@@ -193,7 +193,6 @@ pub fn instance(
     tasks: Vec<sched::RunningTask>,
 ) -> sched::Instance {
     let registered = ci.registered_resources.as_deref().unwrap_or_default();
-    let remaining = ci.remaining_resources.as_deref().unwrap_or_default();
     let mut i = sched::Instance::new(id, ci.container_instance_arn.clone().unwrap_or_default());
     i.ec2_instance_id = ci.ec2_instance_id.clone();
     i.status = if ci.status.as_deref() == Some("ACTIVE") {
@@ -208,19 +207,43 @@ pub fn instance(
         .and_then(|v| v.agent_version.clone());
     i.registered_at_ms = ci.registered_at.map(|t| t.millis());
     i.registered = resources(registered);
-    i.remaining = resources(remaining);
-    i.used_ports = port_set(remaining, "PORTS");
-    i.used_ports_udp = port_set(remaining, "PORTS_UDP");
-    i.gpus = string_set(remaining, "GPU");
     i.attributes = ci
         .attributes
         .iter()
         .flatten()
         .map(|a| (a.name.clone(), a.value.clone()))
         .collect();
+    set_usage(&mut i, ci, tasks);
+    i
+}
+
+/// Sets on `i` what tasks change on container instance `ci` (remaining resources, host ports
+/// and GPUs in use, running tasks count) and the tasks it holds.
+pub fn set_usage(
+    i: &mut sched::Instance,
+    ci: &s::ContainerInstance,
+    tasks: Vec<sched::RunningTask>,
+) {
+    let remaining = ci.remaining_resources.as_deref().unwrap_or_default();
+    i.remaining = resources(remaining);
+    i.used_ports = port_set(remaining, "PORTS");
+    i.used_ports_udp = port_set(remaining, "PORTS_UDP");
+    i.gpus = string_set(remaining, "GPU");
     i.running_tasks_count = ci.running_tasks_count.unwrap_or(0);
     i.tasks = tasks;
-    i
+}
+
+/// Whether container instances `a` and `b` differ at most in what [`set_usage`] sets, so
+/// that the engine's view of `a` becomes `b`'s by setting its usage only (what placing a task
+/// or a task's state change writes, most writes of an instance).
+pub fn differs_in_usage_only(a: &s::ContainerInstance, b: &s::ContainerInstance) -> bool {
+    a.container_instance_arn == b.container_instance_arn
+        && a.ec2_instance_id == b.ec2_instance_id
+        && a.status == b.status
+        && a.version_info == b.version_info
+        && a.registered_at == b.registered_at
+        && a.registered_resources == b.registered_resources
+        && a.attributes == b.attributes
 }
 
 fn bad(e: sched::InvalidPlacement) -> AwsError {
@@ -277,6 +300,67 @@ pub fn failure(r: &sched::Refusal) -> s::Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resource(name: &str, int: Option<i32>, set: Option<&[&str]>) -> s::Resource {
+        s::Resource {
+            name: Some(name.into()),
+            r#type: Some(
+                if set.is_some() {
+                    "STRINGSET"
+                } else {
+                    "INTEGER"
+                }
+                .into(),
+            ),
+            integer_value: int,
+            string_set_value: set.map(|v| v.iter().map(|p| p.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    /// An entry refreshed by its usage alone is the entry built from the new record.
+    #[test]
+    fn setting_usage_matches_a_rebuild_when_only_usage_changed() {
+        let before = s::ContainerInstance {
+            container_instance_arn: Some("arn:aws:ecs:r:1:container-instance/c/i".into()),
+            status: Some("ACTIVE".into()),
+            attributes: Some(vec![s::Attribute {
+                name: "ecs.availability-zone".into(),
+                value: Some("r-a".into()),
+                ..Default::default()
+            }]),
+            registered_resources: Some(vec![
+                resource("CPU", Some(1024), None),
+                resource("PORTS", None, Some(&["22"])),
+            ]),
+            remaining_resources: Some(vec![
+                resource("CPU", Some(1024), None),
+                resource("PORTS", None, Some(&["22"])),
+            ]),
+            running_tasks_count: Some(0),
+            ..Default::default()
+        };
+        let mut after = before.clone();
+        after.remaining_resources = Some(vec![
+            resource("CPU", Some(768), None),
+            resource("PORTS", None, Some(&["22", "8080"])),
+        ]);
+        after.running_tasks_count = Some(1);
+        let held = vec![sched::RunningTask {
+            group: Some("family:web".into()),
+            family: "web".into(),
+        }];
+        assert!(differs_in_usage_only(&before, &after));
+        let mut refreshed = instance("c/i", &before, false, Vec::new());
+        set_usage(&mut refreshed, &after, held.clone());
+        assert_eq!(refreshed, instance("c/i", &after, false, held));
+        let mut drained = after.clone();
+        drained.status = Some("DRAINING".into());
+        assert!(!differs_in_usage_only(&after, &drained));
+        let mut tagged = after.clone();
+        tagged.attributes = None;
+        assert!(!differs_in_usage_only(&after, &tagged));
+    }
 
     #[test]
     fn rules_are_checked_as_ecs_checks_them() {
