@@ -148,9 +148,10 @@ fn json_error(err: &AwsError, content_type: &str, request_id: &str) -> Response 
 fn health_body(app: &App) -> String {
     let (writes, commits) = app.store.commit_stats();
     format!(
-        r#"{{"status":"ok","pid":{},"store":{{"writes":{writes},"commits":{commits},"writerHeldMs":{}}}}}"#,
+        r#"{{"status":"ok","pid":{},"store":{{"writes":{writes},"commits":{commits},"writerHeldMs":{},"walRestarts":{}}}}}"#,
         std::process::id(),
-        app.store.writer_held().as_millis()
+        app.store.writer_held().as_millis(),
+        app.store.wal_restarts()
     )
 }
 

@@ -11,7 +11,7 @@
 //! dozens of calls; alone, a write commits at once as it always did.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
@@ -46,9 +46,13 @@ pub struct Store {
     writer_held_ns: AtomicU64,
     /// Copies the WAL back into the database file beside the writer (`None` in memory).
     _checkpointer: Option<Checkpointer>,
+    /// The checkpointer asks the writer to start the WAL over (see [`Checkpointer`]).
+    restart_wal: Arc<AtomicBool>,
+    /// WAL restarts done.
+    wal_restarts: AtomicU64,
 }
 
-/// WAL frames (pages) past which the checkpointer truncates the WAL: 64 MiB of 4 KiB pages.
+/// WAL frames (pages) past which the writer starts the WAL over: 64 MiB of 4 KiB pages.
 const WAL_RESTART_FRAMES: i64 = 16 * 1024;
 
 /// How often the checkpointer looks at the WAL.
@@ -58,6 +62,14 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// writer or a reader). SQLite's automatic checkpoint would run inside the commit that crossed
 /// the WAL's threshold, holding the writer for the copy of every page: a tenth of the server's
 /// time under load. Stopped (and joined) when the store is dropped.
+///
+/// A PASSIVE checkpoint copies the WAL back, but the WAL starts over only when a writer finds
+/// it all copied and no reader in it, which under steady load never happens. Past
+/// [`WAL_RESTART_FRAMES`] the thread asks the writer to restart it: the writer's holder does,
+/// between two groups (see [`Holding::commit`]). The thread used to do it itself (a TRUNCATE
+/// checkpoint), but it needs SQLite's write lock, which a busy writer's back-to-back groups
+/// hold almost always: it got it about once in ten seconds, and the WAL grew past a GiB, every
+/// read probing a hash table per 4,096 of its frames.
 struct Checkpointer {
     /// Dropped to stop the thread (it sees the channel disconnect).
     stop: Option<SyncSender<()>>,
@@ -65,7 +77,7 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    fn start(path: &Path) -> Result<Checkpointer, StoreError> {
+    fn start(path: &Path, restart: Arc<AtomicBool>) -> Result<Checkpointer, StoreError> {
         let conn = open_connection(path)?;
         let (stop, stopped) = sync_channel::<()>(0);
         let thread = std::thread::Builder::new()
@@ -77,12 +89,8 @@ impl Checkpointer {
                     let log_frames = conn
                         .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
                         .unwrap_or(0);
-                    // A PASSIVE checkpoint copies the WAL back, but the WAL starts over only
-                    // when a writer finds no reader in it, which under steady load never
-                    // happens: past the limit, wait for the readers (they are short) and
-                    // truncate it, holding new writers back for that moment.
                     if log_frames > WAL_RESTART_FRAMES {
-                        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                        restart.store(true, Ordering::Relaxed);
                     }
                 }
             })
@@ -155,7 +163,7 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         path: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // Only a new, empty database takes it (an existing one keeps the page size it has): a
     // task record and a container instance record fit in place on pages of this size.
     conn.pragma_update(None, "page_size", PAGE_BYTES)?;
@@ -176,6 +184,12 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
+
+/// How long a connection waits for a lock another one holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the writer waits for readers to leave the WAL it restarts.
+const RESTART_WAIT: Duration = Duration::from_millis(50);
 
 /// The page size of a new database.
 const PAGE_BYTES: i64 = 4096;
@@ -230,6 +244,9 @@ impl Holding<'_> {
                 self.store
                     .committed_writes
                     .fetch_add(g.members.len() as u64, Ordering::Relaxed);
+                if self.store.restart_wal.swap(false, Ordering::Relaxed) {
+                    self.restart_wal();
+                }
                 Ok(())
             }
             Err(e) => {
@@ -242,6 +259,24 @@ impl Holding<'_> {
         };
         self.outcomes
             .extend(g.members.into_iter().map(|m| (m, outcome.clone())));
+    }
+
+    /// Starts the WAL over, between two groups (no transaction open, so SQLite's write lock
+    /// is free): what the checkpointer has not copied yet is copied, the readers still in the
+    /// WAL are waited for (briefly: a long one only postpones the restart to a later request),
+    /// and the next commit writes from the WAL's start.
+    fn restart_wal(&mut self) {
+        let conn = &self.w.conn;
+        if conn.busy_timeout(RESTART_WAIT).is_err() {
+            return;
+        }
+        let restarted = conn
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0))
+            .is_ok_and(|busy| busy == 0);
+        if restarted {
+            self.store.wal_restarts.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = conn.busy_timeout(BUSY_TIMEOUT);
     }
 
     /// The open transaction was lost (SQLite rolled it back): its members fail.
@@ -329,6 +364,7 @@ impl Store {
         writer: Connection,
         readers: Vec<Mutex<Connection>>,
         checkpointer: Option<Checkpointer>,
+        restart_wal: Arc<AtomicBool>,
     ) -> Store {
         Store {
             writer: Mutex::new(Writer {
@@ -342,6 +378,8 @@ impl Store {
             commits: AtomicU64::new(0),
             writer_held_ns: AtomicU64::new(0),
             _checkpointer: checkpointer,
+            restart_wal,
+            wal_restarts: AtomicU64::new(0),
         }
     }
 
@@ -351,13 +389,17 @@ impl Store {
         migrate(&mut writer)?;
         // The checkpointer copies the WAL back, not the commits (see [`Checkpointer`]).
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // A restarted WAL keeps its file (no truncation and growth again), up to this size.
+        writer.pragma_update(None, "journal_size_limit", WAL_RESTART_FRAMES * PAGE_BYTES)?;
         let readers = (0..READERS)
             .map(|_| open_connection(path).map(Mutex::new))
             .collect::<Result<_, _>>()?;
+        let restart_wal = Arc::new(AtomicBool::new(false));
         Ok(Store::new(
             writer,
             readers,
-            Some(Checkpointer::start(path)?),
+            Some(Checkpointer::start(path, restart_wal.clone())?),
+            restart_wal,
         ))
     }
 
@@ -385,7 +427,7 @@ impl Store {
         let mut writer = open()?;
         migrate(&mut writer)?;
         // Shared-cache memory databases lock at table level; one connection serves all.
-        Ok(Store::new(writer, Vec::new(), None))
+        Ok(Store::new(writer, Vec::new(), None, Arc::default()))
     }
 
     fn hold(&self, observer: Option<Observer>) -> Holding<'_> {
@@ -440,6 +482,11 @@ impl Store {
             self.committed_writes.load(Ordering::Relaxed),
             self.commits.load(Ordering::Relaxed),
         )
+    }
+
+    /// How many times the writer started the WAL over (see [`Checkpointer`]).
+    pub fn wal_restarts(&self) -> u64 {
+        self.wal_restarts.load(Ordering::Relaxed)
     }
 
     /// How long, in total, the writer was held since the store was opened: against the
@@ -1452,6 +1499,32 @@ mod tests {
         assert!(gone);
         assert_eq!(tasks(&after_wipe.0), ["222|r|c/c"]);
         assert!(after_wipe.1.is_empty());
+    }
+
+    /// Asked by the checkpointer, the writer starts the WAL over after a group's commit, and
+    /// what was written stays readable.
+    #[test]
+    fn the_writer_restarts_the_wal_when_asked() {
+        let dir = temp_dir("wal-restart");
+        let store = Store::open(&dir.join("berth.db")).unwrap();
+        let put = |n: i64| {
+            store
+                .write(|tx| tx.put(S, "cluster", &format!("c{n}"), None, &n))
+                .unwrap()
+        };
+        put(1);
+        assert_eq!(store.wal_restarts(), 0);
+        store.restart_wal.store(true, Ordering::Relaxed);
+        put(2);
+        assert_eq!(store.wal_restarts(), 1);
+        put(3);
+        let listed = store
+            .read(|tx| tx.list(S, "cluster", "", None, 10))
+            .unwrap()
+            .len();
+        assert_eq!(listed, 3);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
