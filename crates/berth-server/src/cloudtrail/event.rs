@@ -152,16 +152,26 @@ pub fn event_time(ms: i64) -> String {
 /// A body as CloudTrail shows it: parsed, redacted; `null` when empty (`{}`), not JSON, or
 /// too large.
 fn elements(body: &[u8]) -> Value {
+    shown(parsed(body))
+}
+
+/// A body parsed, if it is JSON and not too large.
+fn parsed(body: &[u8]) -> Option<Value> {
     if body.len() > MAX_ELEMENTS_BYTES {
-        return Value::Null;
+        return None;
     }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(o)) if o.is_empty() => Value::Null,
-        Ok(mut v) => {
+    serde_json::from_slice::<Value>(body).ok()
+}
+
+/// A parsed body as CloudTrail shows it (see [`elements`]).
+fn shown(body: Option<Value>) -> Value {
+    match body {
+        Some(Value::Object(o)) if o.is_empty() => Value::Null,
+        Some(mut v) => {
             redact::redact(&mut v);
             v
         }
-        Err(_) => Value::Null,
+        None => Value::Null,
     }
 }
 
@@ -170,20 +180,18 @@ pub fn build(call: &ApiCall, event_id: String) -> TrailEvent {
     let ctx = &call.ctx;
     let read_only = is_read_only(&call.operation);
     let request = elements(&call.request);
-    let response = match &call.response {
-        Ok(body) if !read_only => elements(body),
-        _ => Value::Null,
+    // A write's reply, parsed once: its ARNs are read before it is redacted.
+    let reply = match &call.response {
+        Ok(body) if !read_only => parsed(body),
+        _ => None,
     };
     // The resources a call acts on: those its request names, and for a write those its
     // reply names (a read's reply, like a lookup's query, merely mentions resources).
     let mut named = resources::from_request(call.event_source, &request);
-    if !read_only
-        && let Ok(body) = &call.response
-        && body.len() <= MAX_ELEMENTS_BYTES
-        && let Ok(v) = serde_json::from_slice::<Value>(body)
-    {
-        resources::add_arns(&v, &mut named);
+    if let Some(v) = &reply {
+        resources::add_arns(v, &mut named);
     }
+    let response = shown(reply);
     if call.event_source != "cloudtrail.amazonaws.com" {
         resources::add_arns(&request, &mut named);
     }
