@@ -1,6 +1,8 @@
 //! Schema migrations, applied in order at open; each runs once, in its own transaction.
 
-/// (version, SQL). Append only: never edit a migration that has shipped.
+/// (version, SQL). Append only: never edit a migration that has shipped. Since migration 6,
+/// long bodies of `records` and `trail_events` may be compressed blobs (`sqlite::stored`):
+/// a migration cannot read them as JSON with SQL.
 pub const MIGRATIONS: &[(i64, &str)] = &[
     (
         1,

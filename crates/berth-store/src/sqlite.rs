@@ -731,7 +731,7 @@ impl Tx<'_> {
             .conn
             .prepare_cached("SELECT version, body FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id = ?4")?
             .query_row(params![scope.account, scope.region, kind, id], |r| {
-                Ok(Record { id: id.to_string(), version: r.get(0)?, body: r.get(1)? })
+                Ok(Record { id: id.to_string(), version: r.get(0)?, body: stored_body(r, 1)? })
             })
             .optional()?)
     }
@@ -782,7 +782,7 @@ impl Tx<'_> {
                 Ok(Record {
                     id: r.get(0)?,
                     version: r.get(1)?,
-                    body: r.get(2)?,
+                    body: stored_body(r, 2)?,
                 })
             },
         )?;
@@ -840,7 +840,7 @@ impl Tx<'_> {
         id: &str,
         value: &T,
     ) -> Result<i64, StoreError> {
-        let body = encode(kind, id, value)?;
+        let body = stored(&encode(kind, id, value)?);
         let n = self.conn.prepare_cached(
             "INSERT INTO records (account, region, kind, id, version, body) VALUES (?1, ?2, ?3, ?4, 1, ?5) ON CONFLICT DO NOTHING",
         )?
@@ -866,7 +866,7 @@ impl Tx<'_> {
         expected: Option<i64>,
         value: &T,
     ) -> Result<i64, StoreError> {
-        let body = encode(kind, id, value)?;
+        let body = stored(&encode(kind, id, value)?);
         match expected {
             Some(v) => {
                 let n = self.conn.prepare_cached(
@@ -986,7 +986,7 @@ impl Tx<'_> {
                 Record {
                     id: row.get(2)?,
                     version: row.get(3)?,
-                    body: row.get(4)?,
+                    body: stored_body(row, 4)?,
                 },
             ))
         })?;
@@ -1073,7 +1073,7 @@ impl Tx<'_> {
                 e.read_only,
                 e.username,
                 e.access_key_id,
-                e.body
+                stored(&e.body)
             ])?;
             let seq = self.conn.last_insert_rowid();
             for r in &e.resources {
@@ -1174,7 +1174,7 @@ impl Tx<'_> {
                 username: r.get(6)?,
                 access_key_id: r.get(7)?,
                 resources: Vec::new(),
-                body: r.get(8)?,
+                body: stored_body(r, 8)?,
             })
         })?;
         let mut events: Vec<TrailEvent> = rows.collect::<Result<_, _>>()?;
@@ -1447,6 +1447,37 @@ impl Tx<'_> {
     }
 }
 
+/// Bodies (records', CloudTrail events') at least this long are stored compressed.
+const COMPRESS_FROM_BYTES: usize = 256;
+
+/// A body as it is stored: JSON text when short, else compressed (LZ4 block, its length
+/// first) as a blob. A task's JSON (about 2 KiB) shrinks to a fraction: records share pages
+/// instead of taking one each, and each write dirties and logs fewer of them. Bodies written
+/// before compression are text and read as they are.
+fn stored(json: &str) -> rusqlite::types::Value {
+    if json.len() < COMPRESS_FROM_BYTES {
+        rusqlite::types::Value::Text(json.to_string())
+    } else {
+        rusqlite::types::Value::Blob(lz4_flex::block::compress_prepend_size(json.as_bytes()))
+    }
+}
+
+/// Column `i` of `r`, a body as [`stored`] stores it, as JSON text.
+fn stored_body(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
+    use rusqlite::types::{Type, ValueRef};
+    let failed = |t, e: Box<dyn std::error::Error + Send + Sync>| {
+        rusqlite::Error::FromSqlConversionFailure(i, t, e)
+    };
+    match r.get_ref(i)? {
+        ValueRef::Blob(b) => {
+            let json = lz4_flex::block::decompress_size_prepended(b)
+                .map_err(|e| failed(Type::Blob, Box::new(e)))?;
+            String::from_utf8(json).map_err(|e| failed(Type::Blob, Box::new(e)))
+        }
+        _ => r.get(i),
+    }
+}
+
 fn encode<T: serde::Serialize>(kind: &str, id: &str, value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Encode {
         kind: kind.into(),
@@ -1499,6 +1530,51 @@ mod tests {
         assert!(gone);
         assert_eq!(tasks(&after_wipe.0), ["222|r|c/c"]);
         assert!(after_wipe.1.is_empty());
+    }
+
+    /// Long bodies are stored compressed and read back as the JSON they were; short ones,
+    /// and text bodies of stores from before compression, are text.
+    #[test]
+    fn long_bodies_are_stored_compressed() {
+        let store = Store::open_in_memory().unwrap();
+        let long = serde_json::json!({ "name": "x".repeat(4000), "n": 1 });
+        store
+            .write(|tx| -> Result<(), StoreError> {
+                tx.put(S, "k", "long", None, &long)?;
+                tx.put(S, "k", "short", None, &7)?;
+                tx.conn.execute(
+                    "INSERT INTO records (account, region, kind, id, version, body) VALUES (?1, ?2, 'k', 'old', 1, ?3)",
+                    params![S.account, S.region, serde_json::to_string(&long).unwrap()],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        let (types, long_back, old_back, listed) = store
+            .read(|tx| -> Result<_, StoreError> {
+                let types: Vec<(String, String, i64)> = tx
+                    .conn
+                    .prepare("SELECT id, typeof(body), length(body) FROM records WHERE kind = 'k' ORDER BY id")?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<_, _>>()?;
+                Ok((
+                    types,
+                    tx.get_json::<serde_json::Value>(S, "k", "long")?,
+                    tx.get_json::<serde_json::Value>(S, "k", "old")?,
+                    tx.list(S, "k", "", None, 10)?.len(),
+                ))
+            })
+            .unwrap();
+        assert_eq!(types[0].0, "long");
+        assert_eq!(types[0].1, "blob");
+        assert!(
+            types[0].2 < 200,
+            "4 KiB of repeated text compresses: {}",
+            types[0].2
+        );
+        assert_eq!((types[1].1.as_str(), types[2].1.as_str()), ("text", "text"));
+        assert_eq!(long_back.unwrap().0, long);
+        assert_eq!(old_back.unwrap().0, long);
+        assert_eq!(listed, 3);
     }
 
     /// Asked by the checkpointer, the writer starts the WAL over after a group's commit, and
