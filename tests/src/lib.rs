@@ -119,6 +119,35 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 /// A random string of `len` characters drawn from `alphabet` (at most 256 symbols).
+/// Python that defines `body_text(b)`: a `records` or `trail_events` body read with Python's
+/// `sqlite3` as the JSON text it holds. Berth stores long bodies LZ4-compressed (a block, its
+/// length first as four little-endian bytes) and short ones as text; tests that look into
+/// the store prepend this to their script. (A text body written back is read as it is.)
+pub const PY_BODY_TEXT: &str = "\
+def body_text(b):
+    if isinstance(b, str):
+        return b
+    src, out, i = b[4:], bytearray(), 0
+    def length(n, i):
+        if n == 15:
+            while True:
+                x = src[i]; i += 1; n += x
+                if x != 255:
+                    break
+        return n, i
+    while i < len(src):
+        token = src[i]; i += 1
+        n, i = length(token >> 4, i)
+        out += src[i:i + n]; i += n
+        if i >= len(src):
+            break
+        offset = src[i] | (src[i + 1] << 8); i += 2
+        n, i = length(token & 15, i)
+        for _ in range(n + 4):
+            out.append(out[-offset])
+    return out.decode()
+";
+
 pub fn random_string(alphabet: &[u8], len: usize) -> String {
     assert!(!alphabet.is_empty() && alphabet.len() <= 256);
     let mut out = String::with_capacity(len);

@@ -687,11 +687,11 @@ fn assumed_roles_act_with_the_roles_rights_until_they_expire() {
     let key_id = env[0].1.clone();
     let out = std::process::Command::new("python3")
         .arg("-c")
-        .arg(
-            "import sqlite3,sys,json\n\
+        .arg(berth_e2e::PY_BODY_TEXT.to_string()
+            + "import sqlite3,sys,json\n\
              c=sqlite3.connect(sys.argv[1])\n\
              (body,)=c.execute(\"SELECT body FROM records WHERE kind='sts/session' AND id=?\",(sys.argv[2],)).fetchone()\n\
-             b=json.loads(body); b['expires_ms']=1000\n\
+             b=json.loads(body_text(body)); b['expires_ms']=1000\n\
              c.execute(\"UPDATE records SET body=? WHERE kind='sts/session' AND id=?\",(json.dumps(b),sys.argv[2])); c.commit()",
         )
         .arg(&db)

@@ -127,10 +127,11 @@ fn credentials_id(berth: &BerthServer, task_arn: &str) -> String {
     let out: Output = std::process::Command::new("python3")
         .arg("-c")
         .arg(
-            "import sqlite3,sys,json\n\
+            berth_e2e::PY_BODY_TEXT.to_string()
+                + "import sqlite3,sys,json\n\
              c=sqlite3.connect(sys.argv[1])\n\
              for (i,b) in c.execute(\"SELECT id, body FROM records WHERE kind='ecs/task-credentials'\"):\n\
-             \x20   if i.endswith('/'+sys.argv[2]): print(json.loads(b)['credentials_id'])",
+             \x20   if i.endswith('/'+sys.argv[2]): print(json.loads(body_text(b))['credentials_id'])",
         )
         .arg(berth.data_dir().join("berth.db"))
         .arg(id)
