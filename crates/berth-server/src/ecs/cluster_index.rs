@@ -179,10 +179,7 @@ fn held_tasks(tx: &Tx<'_>, scope: Scope<'_>, id: &str) -> Result<Vec<sched::Runn
             tx.get_json::<super::tasks::StoredTask>(scope, super::tasks::task_kind::TASK, task_id)?
             && t.last_status() != TaskStatus::Stopped
         {
-            out.push(sched::RunningTask {
-                group: t.task.group.clone(),
-                family: t.task_definition.family.clone().unwrap_or_default(),
-            });
+            out.push(t.running_task());
         }
     }
     Ok(out)

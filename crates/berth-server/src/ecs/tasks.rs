@@ -92,6 +92,13 @@ impl StoredTask {
         let arn = self.task.cluster_arn.as_deref().unwrap_or("");
         arn.rsplit('/').next().unwrap_or("").to_string()
     }
+    /// The task as placement counts it on its instance (task group and family).
+    pub fn running_task(&self) -> sched::RunningTask {
+        sched::RunningTask {
+            group: self.task.group.clone(),
+            family: self.task_definition.family.clone().unwrap_or_default(),
+        }
+    }
 }
 
 /// The host name of a container instance (stored as `<cluster>/<id>` in `scope`).
@@ -705,23 +712,64 @@ pub fn touch_host_task(
     Ok(seq)
 }
 
+/// Container instances one write touches, each once: as first read or planned from (with the
+/// version it had), adjusted in memory task by task, with the tasks it gained or gave back;
+/// written once each at the write's end with that version expected (a conflict if anything
+/// else moved it meanwhile), and through to the cluster index once committed.
+#[derive(Default)]
+struct TouchedInstances(Vec<(String, s::ContainerInstance, i64, Vec<sched::RunningTask>)>);
+
+impl TouchedInstances {
+    /// Where instance `id` is, if it was touched.
+    fn position(&self, id: &str) -> Option<usize> {
+        self.0.iter().position(|(i, ..)| i == id)
+    }
+
+    /// Touches instance `id`, as `ci` at `version`; where it is.
+    fn push(&mut self, id: &str, ci: s::ContainerInstance, version: i64) -> usize {
+        self.0.push((id.to_string(), ci, version, Vec::new()));
+        self.0.len() - 1
+    }
+
+    /// Writes each instance with the version it was first seen at, and the index's entry
+    /// once committed, with `held` of the tasks it gained or gave back.
+    fn apply(
+        self,
+        tx: &mut Tx<'_>,
+        index: &Arc<ClusterIndex>,
+        scope_: Scope<'_>,
+        held: fn(Vec<sched::RunningTask>) -> Held,
+    ) -> Result<(), Failure> {
+        for (id, ci, v, tasks) in self.0 {
+            let version = tx.put(scope_, kind::CONTAINER_INSTANCE, &id, Some(v), &ci)?;
+            let index = index.clone();
+            let (account, region) = (scope_.account.to_string(), scope_.region.to_string());
+            let held = held(tasks);
+            tx.after_commit(move || {
+                index.written(Scope::new(&account, &region), &id, ci, version, held)
+            });
+        }
+        Ok(())
+    }
+}
+
 /// What the tasks of one call reserve on their instances: each instance's record as the plan
 /// saw it (and the version it had), adjusted task by task, written once per instance with that
 /// version expected (a stale plan fails with a conflict, it never overcommits), and written
 /// through to the cluster index once committed.
 #[derive(Default)]
 pub struct Reservations {
-    touched: Vec<(String, s::ContainerInstance, i64, Vec<sched::RunningTask>)>,
+    touched: TouchedInstances,
 }
 
 impl Reservations {
     fn is_empty(&self) -> bool {
-        self.touched.is_empty()
+        self.touched.0.is_empty()
     }
 
     /// Instance `i` (as the index has it) with what these reservations took on it.
     fn as_left(&self, i: &sched::Instance) -> sched::Instance {
-        match self.current(&i.id) {
+        match self.touched.position(&i.id).map(|k| &self.touched.0[k]) {
             Some((_, now, _, added)) => {
                 let mut held = i.tasks.clone();
                 held.extend(added.iter().cloned());
@@ -731,31 +779,16 @@ impl Reservations {
         }
     }
 
-    /// The instance `id` as this call left it so far, if it touched it.
-    fn current(
-        &self,
-        id: &str,
-    ) -> Option<&(String, s::ContainerInstance, i64, Vec<sched::RunningTask>)> {
-        self.touched.iter().find(|(i, ..)| i == id)
-    }
-
     /// Reserves `t` on instance `id` (stored as `ci` at `version` when planned).
     fn add(&mut self, id: &str, ci: &s::ContainerInstance, version: i64, t: &StoredTask) {
-        let k = match self.touched.iter().position(|(i, ..)| i == id) {
-            Some(k) => k,
-            None => {
-                self.touched
-                    .push((id.to_string(), ci.clone(), version, Vec::new()));
-                self.touched.len() - 1
-            }
-        };
-        let (_, ci, _, added) = &mut self.touched[k];
+        let k = self
+            .touched
+            .position(id)
+            .unwrap_or_else(|| self.touched.push(id, ci.clone(), version));
+        let (_, ci, _, added) = &mut self.touched.0[k];
         adjust_remaining(ci, t, -1);
         ci.pending_tasks_count = Some(ci.pending_tasks_count.unwrap_or(0) + 1);
-        added.push(sched::RunningTask {
-            group: t.task.group.clone(),
-            family: t.task_definition.family.clone().unwrap_or_default(),
-        });
+        added.push(t.running_task());
     }
 
     /// Writes each touched instance with the version it was planned from (a conflict if it
@@ -766,31 +799,8 @@ impl Reservations {
         scope_: Scope<'_>,
         index: &Arc<ClusterIndex>,
     ) -> Result<(), Failure> {
-        for (id, ci, version, added) in self.touched {
-            written_through(tx, index, scope_, id, version, ci, Held::Added(added))?;
-        }
-        Ok(())
+        self.touched.apply(tx, index, scope_, Held::Added)
     }
-}
-
-/// Writes container instance `ci_id` expecting version `v` (a conflict if it moved since it
-/// was read or planned from) and, once committed, the cluster index's entry.
-fn written_through(
-    tx: &mut Tx<'_>,
-    index: &Arc<ClusterIndex>,
-    scope_: Scope<'_>,
-    ci_id: String,
-    v: i64,
-    ci: s::ContainerInstance,
-    held: Held,
-) -> Result<(), Failure> {
-    let version = tx.put(scope_, kind::CONTAINER_INSTANCE, &ci_id, Some(v), &ci)?;
-    let index = index.clone();
-    let (account, region) = (scope_.account.to_string(), scope_.region.to_string());
-    tx.after_commit(move || {
-        index.written(Scope::new(&account, &region), &ci_id, ci, version, held)
-    });
-    Ok(())
 }
 
 /// How many times a write whose plan went stale is planned again.
@@ -838,12 +848,7 @@ pub fn held_tasks(
         if let Some(ci) = &t.container_instance
             && t.last_status() != TaskStatus::Stopped
         {
-            held.entry(ci.clone())
-                .or_default()
-                .push(sched::RunningTask {
-                    group: t.task.group.clone(),
-                    family: t.task_definition.family.clone().unwrap_or_default(),
-                });
+            held.entry(ci.clone()).or_default().push(t.running_task());
         }
     }
     Ok(held)
@@ -1556,9 +1561,8 @@ pub fn touch_for_rules(
 /// counters on its own.
 #[derive(Default)]
 pub struct Accounting {
-    /// Each instance touched: as read (and the version it had), adjusted task by task, and
-    /// the tasks it no longer holds.
-    instances: Vec<(String, s::ContainerInstance, i64, Vec<sched::RunningTask>)>,
+    /// Each instance touched, with the tasks it no longer holds.
+    instances: TouchedInstances,
     /// (cluster, running, pending) deltas of the tasks' counters.
     counts: Vec<(String, i64, i64)>,
 }
@@ -1573,7 +1577,7 @@ impl Accounting {
         scope_: Scope<'_>,
         ci_id: &str,
     ) -> Result<Option<usize>, Failure> {
-        if let Some(k) = self.instances.iter().position(|(i, ..)| i == ci_id) {
+        if let Some(k) = self.instances.position(ci_id) {
             return Ok(Some(k));
         }
         let cached = index.cached(scope_, ci_id);
@@ -1581,8 +1585,7 @@ impl Accounting {
         else {
             return Ok(None);
         };
-        self.instances.push((ci_id.to_string(), ci, v, Vec::new()));
-        Ok(Some(self.instances.len() - 1))
+        Ok(Some(self.instances.push(ci_id, ci, v)))
     }
 
     /// The instance task `t` was placed on, as this write left it so far (None: no instance,
@@ -1611,7 +1614,7 @@ impl Accounting {
         running: i32,
     ) -> Result<(), Failure> {
         if let Some(k) = self.instance_of(tx, index, scope_, t)? {
-            let ci = &mut self.instances[k].1;
+            let ci = &mut self.instances.0[k].1;
             ci.pending_tasks_count = Some((ci.pending_tasks_count.unwrap_or(0) + pending).max(0));
             ci.running_tasks_count = Some((ci.running_tasks_count.unwrap_or(0) + running).max(0));
         }
@@ -1629,12 +1632,9 @@ impl Accounting {
         before: TaskStatus,
     ) -> Result<(), Failure> {
         if let Some(k) = self.instance_of(tx, index, scope_, t)? {
-            let (_, ci, _, gone) = &mut self.instances[k];
+            let (_, ci, _, gone) = &mut self.instances.0[k];
             adjust_remaining(ci, t, 1);
-            gone.push(sched::RunningTask {
-                group: t.task.group.clone(),
-                family: t.task_definition.family.clone().unwrap_or_default(),
-            });
+            gone.push(t.running_task());
         }
         let (pending, running) = if before < TaskStatus::Running {
             (-1, 0)
@@ -1667,9 +1667,7 @@ impl Accounting {
         index: &Arc<ClusterIndex>,
         scope_: Scope<'_>,
     ) -> Result<(), Failure> {
-        for (ci_id, ci, v, gone) in self.instances {
-            written_through(tx, index, scope_, ci_id, v, ci, Held::Removed(gone))?;
-        }
+        self.instances.apply(tx, index, scope_, Held::Removed)?;
         for (cluster, running, pending) in self.counts {
             move_cluster_counts(tx, scope_, &cluster, running, pending)?;
         }
