@@ -2,6 +2,8 @@
 //! signing name `berth`): what has no AWS counterpart, such as wiping an account between
 //! integration tests. Only an account's root may call it.
 
+use std::sync::Arc;
+
 use berth_wire::{AwsError, RequestContext};
 
 use crate::App;
@@ -35,6 +37,14 @@ pub fn dispatch(
                     Ok(())
                 })
                 .map_err(|f| f.into_aws(|m| AwsError::internal(m)))?;
+            if !Arc::ptr_eq(&app.store, &app.trail_store) {
+                app.trail_store
+                    .write(|tx| -> Result<(), Failure> {
+                        tx.wipe_account(&ctx.account_id)?;
+                        Ok(())
+                    })
+                    .map_err(|f| f.into_aws(|m| AwsError::internal(m)))?;
+            }
             tracing::info!(account = %ctx.account_id, "account reset");
             Ok(br#"{"reset":true}"#.to_vec())
         }

@@ -24,6 +24,9 @@ use berth_store::Store;
 /// Everything a request handler may reach: the store and the services over it.
 pub struct App {
     pub store: Arc<Store>,
+    /// Where CloudTrail's event history is kept: a database of its own in a server (so that
+    /// recording every call never takes the main store's writer), the main store in tests.
+    pub trail_store: Arc<Store>,
     pub ecs: ecs::Ecs,
     pub logs: logs::Logs,
     pub cloudtrail: cloudtrail::CloudTrail,
@@ -37,16 +40,24 @@ pub struct App {
 }
 
 impl App {
-    /// The services over `store`, with the CloudTrail writer thread started.
+    /// The services over `store`, CloudTrail's events kept in it too, with the CloudTrail
+    /// writer thread started.
     pub fn new(store: Arc<Store>) -> App {
+        App::with_trail_store(store.clone(), store)
+    }
+
+    /// The services over `store`, CloudTrail's events kept in `trail_store`, with the
+    /// CloudTrail writer thread started.
+    pub fn with_trail_store(store: Arc<Store>, trail_store: Arc<Store>) -> App {
         let ecs = ecs::Ecs::new(store.clone());
         let key_usage = Arc::new(iam::key_usage::KeyUsage::default());
         App {
             ec2: ec2::Ec2::new(store.clone(), ecs.notifier.clone()),
             ecs,
             logs: logs::Logs::new(store.clone()),
-            cloudtrail: cloudtrail::CloudTrail::new(store.clone()),
-            trail: cloudtrail::Recorder::start(store.clone()),
+            cloudtrail: cloudtrail::CloudTrail::new(trail_store.clone()),
+            trail: cloudtrail::Recorder::start(trail_store.clone()),
+            trail_store,
             sts: sts::Sts::new(store.clone()),
             iam: iam::Iam::new(store.clone(), key_usage.clone()),
             key_usage,

@@ -484,6 +484,52 @@ impl Store {
         )
     }
 
+    /// Moves the CloudTrail events this store holds into the store at `trail` (a database of
+    /// their own, so that recording calls never takes this store's writer): copied in one
+    /// transaction of the trail's database, then deleted here in another. A move cut between
+    /// the two is finished by the next one: an event already there (same `seq`) is not
+    /// copied twice, nor are its resources. How many events moved.
+    pub fn move_trail_events_to(&self, trail: &Path) -> Result<usize, StoreError> {
+        let mut h = self.hold(None);
+        h.commit();
+        let conn = &h.w.conn;
+        let any: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM trail_events)", [], |r| {
+            r.get(0)
+        })?;
+        if !any {
+            release(h);
+            return Ok(0);
+        }
+        let path = trail.to_str().ok_or_else(|| StoreError::Open {
+            path: trail.display().to_string(),
+            reason: "the path is not UTF-8".to_string(),
+        })?;
+        conn.execute("ATTACH DATABASE ?1 AS trail", params![path])?;
+        let moved = (|| -> Result<usize, StoreError> {
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 INSERT INTO trail.trail_resources
+                   SELECT * FROM main.trail_resources
+                   WHERE seq NOT IN (SELECT seq FROM trail.trail_events);
+                 INSERT OR IGNORE INTO trail.trail_events SELECT * FROM main.trail_events;
+                 COMMIT;",
+            )?;
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            conn.execute("DELETE FROM main.trail_resources", [])?;
+            let n = conn.execute("DELETE FROM main.trail_events", [])?;
+            conn.execute_batch("COMMIT")?;
+            Ok(n)
+        })();
+        if moved.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        let detached = conn.execute_batch("DETACH DATABASE trail");
+        release(h);
+        let n = moved?;
+        detached?;
+        Ok(n)
+    }
+
     /// How many times the writer started the WAL over (see [`Checkpointer`]).
     pub fn wal_restarts(&self) -> u64 {
         self.wal_restarts.load(Ordering::Relaxed)
@@ -1948,10 +1994,9 @@ mod tests {
         assert!(read(LogRange { group: "h", ..all }).is_empty());
     }
 
-    #[test]
-    fn trail_events_lookup_by_attribute_newest_first() {
-        let store = Store::open_in_memory().unwrap();
-        let event = |t: i64, name: &str, resources: &[(&str, &str)]| TrailEvent {
+    /// A CloudTrail event of account S at `t` with `resources` (type, name).
+    fn trail_event(t: i64, name: &str, resources: &[(&str, &str)]) -> TrailEvent {
+        TrailEvent {
             seq: 0,
             account: S.account.into(),
             region: S.region.into(),
@@ -1970,7 +2015,87 @@ mod tests {
                 })
                 .collect(),
             body: "{}".into(),
+        }
+    }
+
+    /// Events move to a trail database of their own with their resources; a move cut
+    /// between its copy and its deletion is finished by the next without copying twice.
+    #[test]
+    fn trail_events_move_to_their_own_database() {
+        let dir = temp_dir("trail-move");
+        let main = Store::open(&dir.join("berth.db")).unwrap();
+        let trail = Store::open(&dir.join("trail.db")).unwrap();
+        assert_eq!(main.move_trail_events_to(&dir.join("trail.db")).unwrap(), 0);
+        let append = |store: &Store, events: Vec<TrailEvent>| {
+            store.write(|tx| tx.append_trail_events(&events)).unwrap()
         };
+        append(
+            &main,
+            vec![
+                trail_event(10, "RunTask", &[("AWS::ECS::Cluster", "web")]),
+                trail_event(20, "CreateCluster", &[("AWS::ECS::Cluster", "api")]),
+            ],
+        );
+        // As if an earlier move had copied the first event and stopped before deleting.
+        main.read(|tx| {
+            let e: TrailEvent = tx
+                .trail_events(S, &TrailQuery { attribute: None, start_ms: None, end_ms: None, before: None, limit: 10 })?
+                .pop()
+                .unwrap();
+            assert_eq!(e.event_name, "RunTask");
+            trail.write(|t| {
+                t.conn.execute(
+                    "INSERT INTO trail_events (seq, account, region, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, '{}')",
+                    params![e.seq, e.account, e.region, e.event_time_ms, e.event_id, e.event_name, e.event_source, e.read_only, e.username, e.access_key_id],
+                )?;
+                t.conn.execute(
+                    "INSERT INTO trail_resources (seq, account, region, event_time_ms, resource_type, resource_name) VALUES (?1, ?2, ?3, ?4, 'AWS::ECS::Cluster', 'web')",
+                    params![e.seq, e.account, e.region, e.event_time_ms],
+                )?;
+                Ok::<_, StoreError>(())
+            })
+        })
+        .unwrap();
+        assert_eq!(main.move_trail_events_to(&dir.join("trail.db")).unwrap(), 2);
+        let all = TrailQuery {
+            attribute: None,
+            start_ms: None,
+            end_ms: None,
+            before: None,
+            limit: 10,
+        };
+        assert!(main.read(|tx| tx.trail_events(S, &all)).unwrap().is_empty());
+        let names = |attribute| -> Vec<String> {
+            trail
+                .read(|tx| tx.trail_events(S, &TrailQuery { attribute, ..all }))
+                .unwrap()
+                .into_iter()
+                .map(|e| e.event_name)
+                .collect()
+        };
+        assert_eq!(names(None), vec!["CreateCluster", "RunTask"]);
+        assert_eq!(
+            names(Some(TrailAttribute::ResourceName("web"))),
+            vec!["RunTask"]
+        );
+        assert_eq!(
+            names(Some(TrailAttribute::ResourceName("api"))),
+            vec!["CreateCluster"]
+        );
+        // New events follow the moved ones.
+        append(&trail, vec![trail_event(30, "DeleteCluster", &[])]);
+        assert_eq!(
+            names(None),
+            vec!["DeleteCluster", "CreateCluster", "RunTask"]
+        );
+        drop((main, trail));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn trail_events_lookup_by_attribute_newest_first() {
+        let store = Store::open_in_memory().unwrap();
+        let event = trail_event;
         store
             .write(|tx| {
                 tx.append_trail_events(&[

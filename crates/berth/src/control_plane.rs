@@ -42,6 +42,16 @@ pub async fn run(args: ServerArgs, mode: Mode) -> anyhow::Result<()> {
         anyhow::bail!("--account-id must be 12 digits, got '{a}'");
     }
     let store = Store::open(&data_dir.join("berth.db")).context("cannot open the store")?;
+    // CloudTrail's event history in a database of its own: recording every call never takes
+    // the main store's writer. Events recorded before it existed move there once.
+    let trail_path = data_dir.join("trail.db");
+    let trail_store = Store::open(&trail_path).context("cannot open the CloudTrail store")?;
+    let moved = store
+        .move_trail_events_to(&trail_path)
+        .context("cannot move CloudTrail events to their own store")?;
+    if moved > 0 {
+        tracing::info!(events = moved, "moved CloudTrail events to trail.db");
+    }
     let account = accounts::settle_account(&store, args.account_id.as_deref(), DEFAULT_ACCOUNT_ID)?;
     let given = args
         .root_access_key_id
@@ -84,7 +94,10 @@ pub async fn run(args: ServerArgs, mode: Mode) -> anyhow::Result<()> {
     );
     println!("berth: to use it from a shell: . {}", env_file.display());
 
-    let app = Arc::new(App::new(Arc::new(store)));
+    let app = Arc::new(App::with_trail_store(
+        Arc::new(store),
+        Arc::new(trail_store),
+    ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -204,7 +217,7 @@ async fn housekeeping(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot delete expired log events"),
             _ => {}
         }
-        let store = app.store.clone();
+        let store = app.trail_store.clone();
         let expired = tokio::task::spawn_blocking(move || {
             berth_server::cloudtrail::prune(&store, berth_wire::Timestamp::now().millis())
         })
