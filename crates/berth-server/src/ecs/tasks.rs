@@ -639,7 +639,8 @@ pub fn reserve_current_tasks(
     Ok(())
 }
 
-/// Stores a new task, indexes it under its host and wakes the host. Its instance's
+/// Stores a new task, indexes it under its host and wakes the host; its cluster's counters
+/// move in `counts` (written by the caller after the call's tasks). Its instance's
 /// reservation is [`Reservations`]'s business.
 fn create_task(
     tx: &mut Tx<'_>,
@@ -647,6 +648,7 @@ fn create_task(
     t: &mut StoredTask,
     network: Option<&s::NetworkConfiguration>,
     hosts: &mut Vec<String>,
+    counts: &mut ClusterCounts,
 ) -> Result<(), Failure> {
     let id = format!("{}/{}", t.cluster(), t.id());
     // An awsvpc task gets its ENI now (the tasks whose rules name its groups hear of it).
@@ -673,7 +675,7 @@ fn create_task(
         }
     }
     tx.insert(scope(ctx), task_kind::TASK, &id, t)?;
-    count_transition(tx, scope(ctx), &t.cluster(), None, t.last_status())?;
+    counts.count(&t.cluster(), None, t.last_status());
     super::task_credentials::for_new_task(
         tx,
         ctx,
@@ -760,6 +762,8 @@ impl TouchedInstances {
 #[derive(Default)]
 pub struct Reservations {
     touched: TouchedInstances,
+    /// How the call's new tasks move their clusters' counters.
+    counts: ClusterCounts,
 }
 
 impl Reservations {
@@ -799,7 +803,39 @@ impl Reservations {
         scope_: Scope<'_>,
         index: &Arc<ClusterIndex>,
     ) -> Result<(), Failure> {
-        self.touched.apply(tx, index, scope_, Held::Added)
+        self.touched.apply(tx, index, scope_, Held::Added)?;
+        self.counts.apply(tx, scope_)
+    }
+}
+
+/// How the tasks one write creates or moves change their clusters' (running, pending)
+/// counters, summed per cluster and written once each at the write's end (two counter rows
+/// per cluster, not two per task). Apply it after the tasks' records are written.
+#[derive(Default)]
+pub struct ClusterCounts(Vec<(String, i64, i64)>);
+
+impl ClusterCounts {
+    /// Counts a task of `cluster` whose status went from `before` (None: a new task) to
+    /// `after`.
+    fn count(&mut self, cluster: &str, before: Option<TaskStatus>, after: TaskStatus) {
+        let (running, pending) = count_deltas(before, after);
+        if running == 0 && pending == 0 {
+            return;
+        }
+        match self.0.iter_mut().find(|(c, ..)| c == cluster) {
+            Some((_, r, p)) => {
+                *r += running;
+                *p += pending;
+            }
+            None => self.0.push((cluster.to_string(), running, pending)),
+        }
+    }
+
+    fn apply(self, tx: &mut Tx<'_>, scope_: Scope<'_>) -> Result<(), Failure> {
+        for (cluster, running, pending) in self.0 {
+            move_cluster_counts(tx, scope_, &cluster, running, pending)?;
+        }
+        Ok(())
     }
 }
 
@@ -1152,7 +1188,14 @@ pub fn start(
                         {
                             take_placement(&mut t, p);
                         }
-                        create_task(tx, ctx, &mut t, launch.network_configuration, &mut hosts)?;
+                        create_task(
+                            tx,
+                            ctx,
+                            &mut t,
+                            launch.network_configuration,
+                            &mut hosts,
+                            &mut reservations.counts,
+                        )?;
                         reservations.add(&base.id, &ci, version, &t);
                         tasks.push(present(&t, &[TaskField::Tags]));
                     }
@@ -1563,8 +1606,8 @@ pub fn touch_for_rules(
 pub struct Accounting {
     /// Each instance touched, with the tasks it no longer holds.
     instances: TouchedInstances,
-    /// (cluster, running, pending) deltas of the tasks' counters.
-    counts: Vec<(String, i64, i64)>,
+    /// How the tasks moved their clusters' counters.
+    counts: ClusterCounts,
 }
 
 impl Accounting {
@@ -1646,16 +1689,7 @@ impl Accounting {
 
     /// Counts a task of `cluster` whose status went from `before` to `after`.
     fn count(&mut self, cluster: &str, before: TaskStatus, after: TaskStatus) {
-        let (running, pending) = count_deltas(Some(before), after);
-        let k = match self.counts.iter().position(|(c, ..)| c == cluster) {
-            Some(k) => k,
-            None => {
-                self.counts.push((cluster.to_string(), 0, 0));
-                self.counts.len() - 1
-            }
-        };
-        self.counts[k].1 += running;
-        self.counts[k].2 += pending;
+        self.counts.count(cluster, Some(before), after);
     }
 
     /// Writes each touched instance once, with the version it was read at expected (a
@@ -1668,10 +1702,7 @@ impl Accounting {
         scope_: Scope<'_>,
     ) -> Result<(), Failure> {
         self.instances.apply(tx, index, scope_, Held::Removed)?;
-        for (cluster, running, pending) in self.counts {
-            move_cluster_counts(tx, scope_, &cluster, running, pending)?;
-        }
-        Ok(())
+        self.counts.apply(tx, scope_)
     }
 }
 
@@ -1991,6 +2022,7 @@ fn launch_tasks(
                         &mut t,
                         launch.network_configuration,
                         &mut made.hosts,
+                        &mut reservations.counts,
                     )?;
                     made.tasks.push(t);
                 }
@@ -2083,6 +2115,7 @@ fn launch_tasks(
                                 &mut t,
                                 launch.network_configuration,
                                 &mut made.hosts,
+                                &mut reservations.counts,
                             )?;
                             reservations.add(&p.instance, &ci, version, &t);
                             made.tasks.push(t);
@@ -2105,20 +2138,6 @@ fn count_names(cluster: &str) -> (String, String) {
         format!("tasks-running/{cluster}"),
         format!("tasks-pending/{cluster}"),
     )
-}
-
-/// Moves task counts of `cluster` for a task whose status went from `before` (None: a new
-/// task) to `after`. Call it after the task's record is written: a cluster whose counters
-/// never counted (a store from before them) is counted once, this change included.
-fn count_transition(
-    tx: &mut Tx<'_>,
-    scope_: Scope<'_>,
-    cluster: &str,
-    before: Option<TaskStatus>,
-    after: TaskStatus,
-) -> Result<(), Failure> {
-    let (running, pending) = count_deltas(before, after);
-    move_cluster_counts(tx, scope_, cluster, running, pending)
 }
 
 /// How a task whose status went from `before` (None: a new task) to `after` moves its
