@@ -57,6 +57,13 @@ pub struct Raised {
     restore: Option<Restore>,
 }
 
+impl Raised {
+    /// Not raised (nothing to restore).
+    pub fn none() -> Raised {
+        Raised { restore: None }
+    }
+}
+
 /// This thread's own nice value if it is an ordinary thread.
 fn own_nice(tid: rustix::thread::Pid) -> Option<i32> {
     if let Some(own) = OWN.get() {
@@ -79,7 +86,7 @@ fn own_nice(tid: rustix::thread::Pid) -> Option<i32> {
 
 /// Raises the current thread's priority (real time, else [`WRITER_NICE`]) if the process may.
 pub fn raise() -> Raised {
-    let nothing = Raised { restore: None };
+    let nothing = Raised::none();
     if !REALTIME_ALLOWED.load(Ordering::Relaxed) && !NICE_ALLOWED.load(Ordering::Relaxed) {
         return nothing;
     }

@@ -50,6 +50,9 @@ pub struct Store {
     restart_wal: Arc<AtomicBool>,
     /// WAL restarts done.
     wal_restarts: AtomicU64,
+    /// Whether the thread holding the writer runs at a raised priority (see
+    /// [`crate::priority`]); off for a store whose writer nobody waits for.
+    raise_writer: AtomicBool,
 }
 
 /// WAL frames (pages) past which the writer starts the WAL over: 64 MiB of 4 KiB pages.
@@ -380,6 +383,7 @@ impl Store {
             _checkpointer: checkpointer,
             restart_wal,
             wal_restarts: AtomicU64::new(0),
+            raise_writer: AtomicBool::new(true),
         }
     }
 
@@ -440,8 +444,19 @@ impl Store {
             observer,
             since: Instant::now(),
             outcomes: Vec::new(),
-            _raised: crate::priority::raise(),
+            _raised: if self.raise_writer.load(Ordering::Relaxed) {
+                crate::priority::raise()
+            } else {
+                crate::priority::Raised::none()
+            },
         }
+    }
+
+    /// Whether the thread holding the writer runs at a raised priority (on by default): a
+    /// store written by one thread alone (CloudTrail's) gains nothing from it, and its holder
+    /// would only take cores from request handlers.
+    pub fn set_raise_writer(&self, raise: bool) {
+        self.raise_writer.store(raise, Ordering::Relaxed);
     }
 
     /// Runs `f` in a read-only snapshot.

@@ -46,6 +46,8 @@ pub async fn run(args: ServerArgs, mode: Mode) -> anyhow::Result<()> {
     // the main store's writer. Events recorded before it existed move there once.
     let trail_path = data_dir.join("trail.db");
     let trail_store = Store::open(&trail_path).context("cannot open the CloudTrail store")?;
+    // One thread writes it (the recorder): nobody waits for its writer.
+    trail_store.set_raise_writer(false);
     let moved = store
         .move_trail_events_to(&trail_path)
         .context("cannot move CloudTrail events to their own store")?;
