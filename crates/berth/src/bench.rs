@@ -193,8 +193,19 @@ impl Server {
     }
 }
 
-/// (VmRSS, VmHWM) of `pid`, MiB.
-fn memory(pid: u32) -> (f64, f64) {
+/// A process's memory, MiB: its resident set (`VmRSS`), the peak of it (`VmHWM`), and the
+/// anonymous part (`RssAnon`: heap and stacks, what the process itself holds; the rest of
+/// the resident set is mapped files, here the databases' pages the readers map, which the
+/// kernel drops under pressure).
+#[derive(Debug, Clone, Copy)]
+struct Memory {
+    rss: f64,
+    hwm: f64,
+    anon: f64,
+}
+
+/// `pid`'s [`Memory`] (zeros when it cannot be read).
+fn memory(pid: u32) -> Memory {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -204,7 +215,11 @@ fn memory(pid: u32) -> (f64, f64) {
             .and_then(|v| v.parse::<f64>().ok())
             .map_or(0.0, |kib| kib / 1024.0)
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    Memory {
+        rss: field("VmRSS:"),
+        hwm: field("VmHWM:"),
+        anon: field("RssAnon:"),
+    }
 }
 
 fn cpu_model() -> String {
@@ -337,7 +352,7 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
             }),
         )
         .await?;
-    let (idle_rss, _) = memory(pid);
+    let idle = memory(pid);
     let t0 = Instant::now();
     let stats = start_fleet(
         creds.clone(),
@@ -350,7 +365,7 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
     // Every instance's first poll (its heartbeat) before placing.
     until_every_instance_polled(&stats, args.instances).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (fleet_rss, _) = memory(pid);
+    let fleet = memory(pid);
     println!();
     println!(
         "## end to end: {} simulated instances, {} tasks, RunTask count {} from {} clients",
@@ -428,11 +443,13 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
                 ),
                 _ => "?".into(),
             };
+            let m = memory(pid);
             eprintln!(
-                "bench: {now} placed ({:.0}/s over the last 10 s), {} reported RUNNING, server RSS {:.0} MiB, writer held {busy} of the time",
+                "bench: {now} placed ({:.0}/s over the last 10 s), {} reported RUNNING, server RSS {:.0} MiB ({:.0} anonymous), writer held {busy} of the time",
                 (now - last.1) as f64 / last.0.elapsed().as_secs_f64(),
                 stats.reported_running.load(Ordering::Relaxed),
-                memory(pid).0
+                m.rss,
+                m.anon
             );
             last = (Instant::now(), now, held);
         }
@@ -451,7 +468,7 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
     }
     let elapsed = t0.elapsed();
     let placed = placed.load(Ordering::Relaxed);
-    let (rss, hwm) = memory(pid);
+    let placed_memory = memory(pid);
     latencies.sort_unstable();
     let secs = elapsed.as_secs_f64();
     println!();
@@ -493,17 +510,30 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
         stats.report_calls.load(Ordering::Relaxed),
         stats.errors.load(Ordering::Relaxed),
     );
-    let (settled_rss, settled_hwm) = memory(pid);
+    let settled = memory(pid);
     println!();
-    println!("| server memory | RSS (MiB) |");
-    println!("|---|---:|");
-    println!("| idle (cluster and task definition only) | {idle_rss:.0} |");
-    println!(
-        "| {} instances registered | {fleet_rss:.0} |",
-        args.instances
+    println!("| server memory | RSS (MiB) | of it anonymous (MiB) |");
+    println!("|---|---:|---:|");
+    let row = |what: String, m: Memory, peak: bool| {
+        let peak = if peak {
+            format!(" (peak {:.0})", m.hwm)
+        } else {
+            String::new()
+        };
+        println!("| {what} | {:.0}{peak} | {:.0} |", m.rss, m.anon);
+    };
+    row(
+        "idle (cluster and task definition only)".into(),
+        idle,
+        false,
     );
-    println!("| {placed} tasks placed | {rss:.0} (peak {hwm:.0}) |");
-    println!("| all reported RUNNING | {settled_rss:.0} (peak {settled_hwm:.0}) |");
+    row(
+        format!("{} instances registered", args.instances),
+        fleet,
+        false,
+    );
+    row(format!("{placed} tasks placed"), placed_memory, true);
+    row("all reported RUNNING".into(), settled, true);
 
     // Listing and describing at that scale.
     println!();
@@ -752,7 +782,7 @@ pub async fn service(args: ServiceArgs) -> anyhow::Result<()> {
         )
         .await?;
     let (scale_secs, _, _) = until_steady(&mut admin, want, "svc:1", timeout).await?;
-    let (scaled_rss, _) = memory(pid);
+    let scaled = memory(pid);
     let _: serde_json::Value = admin
         .call(
             &sim::ecs("UpdateService"),
@@ -760,7 +790,7 @@ pub async fn service(args: ServiceArgs) -> anyhow::Result<()> {
         )
         .await?;
     let (roll_secs, fewest, most) = until_steady(&mut admin, want, "svc:2", timeout).await?;
-    let (rss, hwm) = memory(pid);
+    let rolled = memory(pid);
     println!();
     println!(
         "{} simulated instances, tasks reported RUNNING/STOPPED {} ms after the agent sees them, polls at most every {} ms",
@@ -782,7 +812,8 @@ pub async fn service(args: ServiceArgs) -> anyhow::Result<()> {
         "during the rolling deployment, tasks RUNNING (sampled every ~100 ms): fewest {fewest}, most {most}"
     );
     println!(
-        "server RSS: {scaled_rss:.0} MiB after scaling, {rss:.0} MiB after the deployment (peak {hwm:.0})"
+        "server RSS: {:.0} MiB after scaling ({:.0} anonymous), {:.0} MiB after the deployment (peak {:.0}; {:.0} anonymous)",
+        scaled.rss, scaled.anon, rolled.rss, rolled.hwm, rolled.anon
     );
     println!(
         "simulated agents: {} polls, {} report calls, {} errors",
