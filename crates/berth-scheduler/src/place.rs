@@ -642,111 +642,6 @@ mod tests {
         all.sort();
         assert_eq!(all, ["GPU-0", "GPU-1", "GPU-2"]);
     }
-}
-
-#[cfg(test)]
-mod random_tests {
-    use super::*;
-    use crate::snapshot::{Needs, Resources};
-
-    fn lcg(mut s: u64) -> impl FnMut(usize) -> usize {
-        move |n| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) as usize) % n.max(1)
-        }
-    }
-
-    #[test]
-    fn random_finds_the_one_instance_that_fits_among_many() {
-        let mut instances: Vec<Instance> = (0..1000)
-            .map(|k| Instance::new(format!("i{k}"), format!("arn:i{k}")))
-            .collect();
-        instances[777].remaining = Resources {
-            cpu: 100,
-            memory: 100,
-        };
-        let snap = Snapshot { instances };
-        let r = Request {
-            count: 2,
-            needs: Needs {
-                cpu: 60,
-                memory: 1,
-                ..Needs::default()
-            },
-            ..Request::default()
-        };
-        let p = place(&snap, &r, &mut lcg(7));
-        assert_eq!(p.tasks[0].as_ref().map(|p| p.instance.as_str()), Ok("i777"));
-        assert!(matches!(
-            &p.tasks[1],
-            Err(Refusal::Instance {
-                reason: Reason::Cpu,
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn random_is_uniform_among_the_instances_that_fit() {
-        let instances: Vec<Instance> = (0..4)
-            .map(|k| {
-                let mut i = Instance::new(format!("i{k}"), format!("arn:i{k}"));
-                // i0 and i2 fit, i1 and i3 do not.
-                let cpu = if k % 2 == 0 { 10 } else { 0 };
-                i.remaining = Resources { cpu, memory: 10 };
-                i
-            })
-            .collect();
-        let snap = Snapshot { instances };
-        let r = Request {
-            count: 1,
-            needs: Needs {
-                cpu: 1,
-                ..Needs::default()
-            },
-            ..Request::default()
-        };
-        let mut rng = lcg(42);
-        let mut hits = BTreeMap::new();
-        for _ in 0..4000 {
-            let p = place(&snap, &r, &mut rng);
-            let Ok(p) = &p.tasks[0] else { panic!("{p:?}") };
-            *hits.entry(p.instance.clone()).or_insert(0) += 1;
-        }
-        assert_eq!(hits.len(), 2, "{hits:?}");
-        assert!(hits.values().all(|n| (1700..2300).contains(n)), "{hits:?}");
-    }
-}
-
-#[cfg(test)]
-mod spread_tests {
-    use super::*;
-    use crate::snapshot::{Needs, Resources, RunningTask};
-
-    fn inst(id: &str, cpu: i64, mem: i64, az: &str) -> Instance {
-        let mut i = Instance::new(id, format!("arn:{id}"));
-        i.registered = Resources { cpu, memory: mem };
-        i.remaining = i.registered;
-        i.attributes
-            .insert("ecs.availability-zone".into(), Some(az.into()));
-        i
-    }
-
-    fn req(count: usize, cpu: i64, mem: i64) -> Request {
-        Request {
-            count,
-            needs: Needs {
-                cpu,
-                memory: mem,
-                ..Needs::default()
-            },
-            group: "family:web".into(),
-            family: "web".into(),
-            ..Request::default()
-        }
-    }
 
     /// Spread as defined, counted from scratch: for each ACTIVE instance, the group's tasks it
     /// holds and those the plan has taken there, summed per value.
@@ -833,5 +728,81 @@ mod spread_tests {
                 spread_by_definition(&insts, &taken, &r, &field, &fits)
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod random_tests {
+    use super::*;
+    use crate::snapshot::{Needs, Resources};
+
+    fn lcg(mut s: u64) -> impl FnMut(usize) -> usize {
+        move |n| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) as usize) % n.max(1)
+        }
+    }
+
+    #[test]
+    fn random_finds_the_one_instance_that_fits_among_many() {
+        let mut instances: Vec<Instance> = (0..1000)
+            .map(|k| Instance::new(format!("i{k}"), format!("arn:i{k}")))
+            .collect();
+        instances[777].remaining = Resources {
+            cpu: 100,
+            memory: 100,
+        };
+        let snap = Snapshot { instances };
+        let r = Request {
+            count: 2,
+            needs: Needs {
+                cpu: 60,
+                memory: 1,
+                ..Needs::default()
+            },
+            ..Request::default()
+        };
+        let p = place(&snap, &r, &mut lcg(7));
+        assert_eq!(p.tasks[0].as_ref().map(|p| p.instance.as_str()), Ok("i777"));
+        assert!(matches!(
+            &p.tasks[1],
+            Err(Refusal::Instance {
+                reason: Reason::Cpu,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn random_is_uniform_among_the_instances_that_fit() {
+        let instances: Vec<Instance> = (0..4)
+            .map(|k| {
+                let mut i = Instance::new(format!("i{k}"), format!("arn:i{k}"));
+                // i0 and i2 fit, i1 and i3 do not.
+                let cpu = if k % 2 == 0 { 10 } else { 0 };
+                i.remaining = Resources { cpu, memory: 10 };
+                i
+            })
+            .collect();
+        let snap = Snapshot { instances };
+        let r = Request {
+            count: 1,
+            needs: Needs {
+                cpu: 1,
+                ..Needs::default()
+            },
+            ..Request::default()
+        };
+        let mut rng = lcg(42);
+        let mut hits = BTreeMap::new();
+        for _ in 0..4000 {
+            let p = place(&snap, &r, &mut rng);
+            let Ok(p) = &p.tasks[0] else { panic!("{p:?}") };
+            *hits.entry(p.instance.clone()).or_insert(0) += 1;
+        }
+        assert_eq!(hits.len(), 2, "{hits:?}");
+        assert!(hits.values().all(|n| (1700..2300).contains(n)), "{hits:?}");
     }
 }
