@@ -501,9 +501,11 @@ impl Store {
 
     /// Moves the CloudTrail events this store holds into the store at `trail` (a database of
     /// their own, so that recording calls never takes this store's writer): copied in one
-    /// transaction of the trail's database, then deleted here in another. A move cut between
-    /// the two is finished by the next one: an event already there (same `seq`) is not
-    /// copied twice, nor are its resources. How many events moved.
+    /// transaction of the trail's database, then deleted here in another. An event is known
+    /// by its id: one already there (a move cut between its two transactions) is not copied
+    /// twice; the others get sequence numbers after the trail's own (which may have been
+    /// taken by events recorded there meanwhile), their resources with them. How many
+    /// events left this store.
     pub fn move_trail_events_to(&self, trail: &Path) -> Result<usize, StoreError> {
         let mut h = self.hold(None);
         h.commit();
@@ -523,10 +525,27 @@ impl Store {
         let moved = (|| -> Result<usize, StoreError> {
             conn.execute_batch(
                 "BEGIN IMMEDIATE;
-                 INSERT INTO trail.trail_resources
-                   SELECT * FROM main.trail_resources
-                   WHERE seq NOT IN (SELECT seq FROM trail.trail_events);
-                 INSERT OR IGNORE INTO trail.trail_events SELECT * FROM main.trail_events;
+                 CREATE TEMP TABLE trail_move AS
+                   SELECT m.seq AS old_seq,
+                          (SELECT coalesce(max(seq), 0) FROM trail.trail_events)
+                            + row_number() OVER (ORDER BY m.seq) AS new_seq
+                   FROM main.trail_events m
+                   WHERE NOT EXISTS (
+                     SELECT 1 FROM trail.trail_events t
+                     WHERE t.account = m.account AND t.region = m.region
+                       AND t.event_id = m.event_id);
+                 INSERT INTO trail.trail_events (seq, account, region, event_time_ms, event_id,
+                     event_name, event_source, read_only, username, access_key_id, body)
+                   SELECT mv.new_seq, m.account, m.region, m.event_time_ms, m.event_id,
+                          m.event_name, m.event_source, m.read_only, m.username,
+                          m.access_key_id, m.body
+                   FROM trail_move mv JOIN main.trail_events m ON m.seq = mv.old_seq;
+                 INSERT INTO trail.trail_resources (seq, account, region, event_time_ms,
+                     resource_type, resource_name)
+                   SELECT mv.new_seq, r.account, r.region, r.event_time_ms, r.resource_type,
+                          r.resource_name
+                   FROM trail_move mv JOIN main.trail_resources r ON r.seq = mv.old_seq;
+                 DROP TABLE temp.trail_move;
                  COMMIT;",
             )?;
             conn.execute_batch("BEGIN IMMEDIATE")?;
@@ -2033,8 +2052,9 @@ mod tests {
         }
     }
 
-    /// Events move to a trail database of their own with their resources; a move cut
-    /// between its copy and its deletion is finished by the next without copying twice.
+    /// Events move to a trail database of their own with their resources: one a cut move
+    /// had copied already is not copied twice, and those whose sequence number the trail
+    /// has given to an event of its own meanwhile get new ones.
     #[test]
     fn trail_events_move_to_their_own_database() {
         let dir = temp_dir("trail-move");
@@ -2044,34 +2064,6 @@ mod tests {
         let append = |store: &Store, events: Vec<TrailEvent>| {
             store.write(|tx| tx.append_trail_events(&events)).unwrap()
         };
-        append(
-            &main,
-            vec![
-                trail_event(10, "RunTask", &[("AWS::ECS::Cluster", "web")]),
-                trail_event(20, "CreateCluster", &[("AWS::ECS::Cluster", "api")]),
-            ],
-        );
-        // As if an earlier move had copied the first event and stopped before deleting.
-        main.read(|tx| {
-            let e: TrailEvent = tx
-                .trail_events(S, &TrailQuery { attribute: None, start_ms: None, end_ms: None, before: None, limit: 10 })?
-                .pop()
-                .unwrap();
-            assert_eq!(e.event_name, "RunTask");
-            trail.write(|t| {
-                t.conn.execute(
-                    "INSERT INTO trail_events (seq, account, region, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, '{}')",
-                    params![e.seq, e.account, e.region, e.event_time_ms, e.event_id, e.event_name, e.event_source, e.read_only, e.username, e.access_key_id],
-                )?;
-                t.conn.execute(
-                    "INSERT INTO trail_resources (seq, account, region, event_time_ms, resource_type, resource_name) VALUES (?1, ?2, ?3, ?4, 'AWS::ECS::Cluster', 'web')",
-                    params![e.seq, e.account, e.region, e.event_time_ms],
-                )?;
-                Ok::<_, StoreError>(())
-            })
-        })
-        .unwrap();
-        assert_eq!(main.move_trail_events_to(&dir.join("trail.db")).unwrap(), 2);
         let all = TrailQuery {
             attribute: None,
             start_ms: None,
@@ -2079,6 +2071,36 @@ mod tests {
             before: None,
             limit: 10,
         };
+        append(
+            &main,
+            vec![
+                trail_event(10, "RunTask", &[("AWS::ECS::Cluster", "web")]),
+                trail_event(20, "CreateCluster", &[("AWS::ECS::Cluster", "api")]),
+            ],
+        );
+        // Recorded in the trail meanwhile: it takes sequence number 1, RunTask's in `main`.
+        append(&trail, vec![trail_event(5, "DescribeClusters", &[])]);
+        // As if an earlier move had copied CreateCluster and stopped before deleting.
+        let created = main
+            .read(|tx| tx.trail_events(S, &all))
+            .unwrap()
+            .into_iter()
+            .find(|e| e.event_name == "CreateCluster")
+            .unwrap();
+        trail
+            .write(|t| {
+                t.conn.execute(
+                    "INSERT INTO trail_events (seq, account, region, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, body) VALUES (7, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '{}')",
+                    params![created.account, created.region, created.event_time_ms, created.event_id, created.event_name, created.event_source, created.read_only, created.username, created.access_key_id],
+                )?;
+                t.conn.execute(
+                    "INSERT INTO trail_resources (seq, account, region, event_time_ms, resource_type, resource_name) VALUES (7, ?1, ?2, ?3, 'AWS::ECS::Cluster', 'api')",
+                    params![created.account, created.region, created.event_time_ms],
+                )?;
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        assert_eq!(main.move_trail_events_to(&dir.join("trail.db")).unwrap(), 2);
         assert!(main.read(|tx| tx.trail_events(S, &all)).unwrap().is_empty());
         let names = |attribute| -> Vec<String> {
             trail
@@ -2088,7 +2110,10 @@ mod tests {
                 .map(|e| e.event_name)
                 .collect()
         };
-        assert_eq!(names(None), vec!["CreateCluster", "RunTask"]);
+        assert_eq!(
+            names(None),
+            vec!["CreateCluster", "RunTask", "DescribeClusters"]
+        );
         assert_eq!(
             names(Some(TrailAttribute::ResourceName("web"))),
             vec!["RunTask"]
@@ -2101,7 +2126,12 @@ mod tests {
         append(&trail, vec![trail_event(30, "DeleteCluster", &[])]);
         assert_eq!(
             names(None),
-            vec!["DeleteCluster", "CreateCluster", "RunTask"]
+            vec![
+                "DeleteCluster",
+                "CreateCluster",
+                "RunTask",
+                "DescribeClusters"
+            ]
         );
         drop((main, trail));
         std::fs::remove_dir_all(&dir).unwrap();
