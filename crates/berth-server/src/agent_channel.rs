@@ -118,28 +118,16 @@ impl Notifier {
     }
 }
 
-/// The host a poll speaks for: a container instance of the caller's account and region.
+/// The host a poll speaks for, and the container instance (its store id) it must be: one of
+/// the caller's account and region. Whether it exists is read with the poll's first answer.
 /// A deregistered (INACTIVE) instance may still poll, so that the stops of a forced
 /// deregistration reach its agent.
-fn host_of(app: &App, ctx: &RequestContext, req: &PollRequest) -> Result<String, AwsError> {
+fn host_of(ctx: &RequestContext, req: &PollRequest) -> Result<(String, String), AwsError> {
     let cluster = common::cluster_name(ctx, Some(&req.cluster))?;
     let id = crate::ecs::container_instances::store_id(ctx, &cluster, &req.container_instance_arn)
         .ok_or_else(|| invalid("The referenced container instance was not found."))?;
-    let exists = app
-        .store
-        .read(|tx| -> Result<bool, Failure> {
-            Ok(tx
-                .version(common::scope(ctx), common::kind::CONTAINER_INSTANCE, &id)?
-                .is_some())
-        })
-        .map_err(aws)?;
-    if !exists {
-        return Err(invalid("The referenced container instance was not found."));
-    }
-    Ok(tasks::instance_host(
-        Scope::new(&ctx.account_id, &ctx.region),
-        &id,
-    ))
+    let host = tasks::instance_host(Scope::new(&ctx.account_id, &ctx.region), &id);
+    Ok((host, id))
 }
 
 /// Answers `host`'s poll: at once when its sequence is past `acked_seq`, else when woken or
@@ -162,6 +150,20 @@ pub async fn poll_host_changes(
     wait: Duration,
     changes_only: bool,
 ) -> Result<PollResponse, AwsError> {
+    poll_instance(app, host, None, acked_seq, wait, changes_only).await
+}
+
+/// [`poll_host_changes`]; with `instance` ((account, region), store id), the first answer's
+/// read also checks that the container instance exists (in the same read transaction, not
+/// a read of its own before it) and the poll fails when it does not.
+async fn poll_instance(
+    app: Arc<App>,
+    host: String,
+    mut instance: Option<((String, String), String)>,
+    acked_seq: i64,
+    wait: Duration,
+    changes_only: bool,
+) -> Result<PollResponse, AwsError> {
     let deadline = tokio::time::Instant::now() + wait;
     let notify = app.ecs.notifier.waiter(&host);
     loop {
@@ -170,20 +172,37 @@ pub async fn poll_host_changes(
         notified.as_mut().enable();
         let app2 = app.clone();
         let h = host.clone();
-        let (seq, tasks) = tokio::task::spawn_blocking(move || {
+        let check = instance.take();
+        let answer = tokio::task::spawn_blocking(move || {
             let now = Timestamp::now().millis();
             let since = changes_only.then_some(acked_seq);
-            // The writer is held only for the heartbeat, never for building the answer.
-            if app2.ecs.notifier.heartbeat_due(&h, now) {
+            // One read: the instance's existence (first answer only) and the assignments.
+            let answer = app2.store.read(|tx| -> Result<_, Failure> {
+                if let Some(((account, region), id)) = &check {
+                    let scope = Scope::new(account, region);
+                    if tx
+                        .version(scope, common::kind::CONTAINER_INSTANCE, id)?
+                        .is_none()
+                    {
+                        return Ok(None);
+                    }
+                }
+                tasks::assignments_since(tx, &h, since).map(Some)
+            })?;
+            // The writer is held only for the heartbeat, never for building the answer (the
+            // heartbeat changes no assignment).
+            if answer.is_some() && app2.ecs.notifier.heartbeat_due(&h, now) {
                 app2.store
                     .write(|tx| -> Result<_, Failure> { tasks::record_poll(tx, &h, now) })?;
             }
-            app2.store
-                .read(|tx| -> Result<_, Failure> { tasks::assignments_since(tx, &h, since) })
+            Ok::<_, Failure>(answer)
         })
         .await
         .map_err(|e| AwsError::internal(format!("the poll failed: {e}")))?
         .map_err(aws)?;
+        let Some((seq, tasks)) = answer else {
+            return Err(invalid("The referenced container instance was not found."));
+        };
         if seq > acked_seq || tokio::time::Instant::now() >= deadline {
             return Ok(PollResponse { seq, tasks });
         }
@@ -205,18 +224,15 @@ pub async fn dispatch(
         "Poll" => {
             let req: PollRequest =
                 berth_wire::json::decode_with(body, ("InvalidParameterException", 400))?;
-            let app2 = app.clone();
-            let ctx2 = ctx.clone();
-            let req2 = req.clone();
-            let host = tokio::task::spawn_blocking(move || host_of(&app2, &ctx2, &req2))
-                .await
-                .map_err(|e| AwsError::internal(format!("the poll failed: {e}")))??;
+            let (host, id) = host_of(&ctx, &req)?;
+            let instance = Some(((ctx.account_id.clone(), ctx.region.clone()), id));
             let wait = Duration::from_secs(u64::from(
                 req.wait_seconds
                     .unwrap_or(MAX_WAIT_SECONDS)
                     .min(MAX_WAIT_SECONDS),
             ));
-            let resp = poll_host_changes(app, host, req.acked_seq, wait, req.changes_only).await?;
+            let resp =
+                poll_instance(app, host, instance, req.acked_seq, wait, req.changes_only).await?;
             berth_wire::json::encode(&resp)
         }
         berth_wire::agent::SUBMIT_TASK_STATE_CHANGES => {
@@ -238,5 +254,102 @@ pub async fn dispatch(
             Ok(br#"{"acknowledgment":"ACK"}"#.to_vec())
         }
         other => Err(AwsError::unknown_operation(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::context;
+    use berth_wire::ecs::Api;
+
+    fn poll(app: &Arc<App>, ctx: &RequestContext, arn: &str) -> Result<PollResponse, AwsError> {
+        let body =
+            serde_json::json!({"cluster": "c", "containerInstanceArn": arn, "waitSeconds": 0});
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(dispatch(
+            app.clone(),
+            ctx.clone(),
+            "Poll",
+            body.to_string().as_bytes(),
+        ))
+        .map(|out| serde_json::from_slice(&out).unwrap())
+    }
+
+    /// A poll answers for a registered instance and marks its agent connected; for an
+    /// instance that does not exist it fails as ECS's agent endpoints do, and records nothing.
+    #[test]
+    fn a_poll_answers_only_for_a_registered_instance() {
+        let app = Arc::new(App::new(Arc::new(
+            berth_store::Store::open_in_memory().unwrap(),
+        )));
+        let ctx = context(1_000_000);
+        app.ecs
+            .create_cluster(
+                &ctx,
+                serde_json::from_value(serde_json::json!({"clusterName": "c"})).unwrap(),
+            )
+            .unwrap();
+        let arn = app
+            .ecs
+            .register_container_instance(
+                &ctx,
+                serde_json::from_value(serde_json::json!({"cluster": "c"})).unwrap(),
+            )
+            .unwrap()
+            .container_instance
+            .unwrap()
+            .container_instance_arn
+            .unwrap();
+        let answer = poll(&app, &ctx, &arn).unwrap();
+        assert!(answer.tasks.is_empty());
+        let (host, _) = host_of(
+            &ctx,
+            &PollRequest {
+                cluster: "c".into(),
+                container_instance_arn: arn.clone(),
+                acked_seq: 0,
+                wait_seconds: None,
+                changes_only: false,
+            },
+        )
+        .unwrap();
+        let polled = |host: &str| {
+            app.store
+                .read(|tx| tasks::last_poll(tx, host))
+                .unwrap()
+                .is_some()
+        };
+        assert!(polled(&host), "the first poll is the agent's heartbeat");
+
+        let unknown = arn.replace(
+            arn.rsplit('/').next().unwrap(),
+            "0123456789abcdef0123456789abcdef",
+        );
+        let err = poll(&app, &ctx, &unknown).unwrap_err();
+        assert_eq!(err.code, "InvalidParameterException");
+        assert_eq!(
+            err.message,
+            "The referenced container instance was not found."
+        );
+        let (unknown_host, _) = host_of(
+            &ctx,
+            &PollRequest {
+                cluster: "c".into(),
+                container_instance_arn: unknown,
+                acked_seq: 0,
+                wait_seconds: None,
+                changes_only: false,
+            },
+        )
+        .unwrap();
+        assert!(
+            !polled(&unknown_host),
+            "no heartbeat for what does not exist"
+        );
     }
 }
