@@ -118,6 +118,11 @@ impl Notifier {
     }
 }
 
+/// A poll's answer when its container instance does not exist (or its ARN names none).
+fn instance_not_found() -> AwsError {
+    invalid("The referenced container instance was not found.")
+}
+
 /// The host a poll speaks for, and the container instance (its store id) it must be: one of
 /// the caller's account and region. Whether it exists is read with the poll's first answer.
 /// A deregistered (INACTIVE) instance may still poll, so that the stops of a forced
@@ -125,7 +130,7 @@ impl Notifier {
 fn host_of(ctx: &RequestContext, req: &PollRequest) -> Result<(String, String), AwsError> {
     let cluster = common::cluster_name(ctx, Some(&req.cluster))?;
     let id = crate::ecs::container_instances::store_id(ctx, &cluster, &req.container_instance_arn)
-        .ok_or_else(|| invalid("The referenced container instance was not found."))?;
+        .ok_or_else(instance_not_found)?;
     let host = tasks::instance_host(Scope::new(&ctx.account_id, &ctx.region), &id);
     Ok((host, id))
 }
@@ -201,7 +206,7 @@ async fn poll_instance(
         .map_err(|e| AwsError::internal(format!("the poll failed: {e}")))?
         .map_err(aws)?;
         let Some((seq, tasks)) = answer else {
-            return Err(invalid("The referenced container instance was not found."));
+            return Err(instance_not_found());
         };
         if seq > acked_seq || tokio::time::Instant::now() >= deadline {
             return Ok(PollResponse { seq, tasks });
@@ -307,24 +312,30 @@ mod tests {
             .unwrap();
         let answer = poll(&app, &ctx, &arn).unwrap();
         assert!(answer.tasks.is_empty());
-        let (host, _) = host_of(
-            &ctx,
-            &PollRequest {
-                cluster: "c".into(),
-                container_instance_arn: arn.clone(),
-                acked_seq: 0,
-                wait_seconds: None,
-                changes_only: false,
-            },
-        )
-        .unwrap();
+        let host_for = |arn: &str| {
+            host_of(
+                &ctx,
+                &PollRequest {
+                    cluster: "c".into(),
+                    container_instance_arn: arn.to_string(),
+                    acked_seq: 0,
+                    wait_seconds: None,
+                    changes_only: false,
+                },
+            )
+            .unwrap()
+            .0
+        };
         let polled = |host: &str| {
             app.store
                 .read(|tx| tasks::last_poll(tx, host))
                 .unwrap()
                 .is_some()
         };
-        assert!(polled(&host), "the first poll is the agent's heartbeat");
+        assert!(
+            polled(&host_for(&arn)),
+            "the first poll is the agent's heartbeat"
+        );
 
         let unknown = arn.replace(
             arn.rsplit('/').next().unwrap(),
@@ -336,19 +347,8 @@ mod tests {
             err.message,
             "The referenced container instance was not found."
         );
-        let (unknown_host, _) = host_of(
-            &ctx,
-            &PollRequest {
-                cluster: "c".into(),
-                container_instance_arn: unknown,
-                acked_seq: 0,
-                wait_seconds: None,
-                changes_only: false,
-            },
-        )
-        .unwrap();
         assert!(
-            !polled(&unknown_host),
+            !polled(&host_for(&unknown)),
             "no heartbeat for what does not exist"
         );
     }

@@ -2140,14 +2140,13 @@ mod tests {
     #[test]
     fn trail_events_lookup_by_attribute_newest_first() {
         let store = Store::open_in_memory().unwrap();
-        let event = trail_event;
         store
             .write(|tx| {
                 tx.append_trail_events(&[
-                    event(10, "RunTask", &[("AWS::ECS::Cluster", "web")]),
-                    event(20, "DescribeTasks", &[("AWS::ECS::Cluster", "web")]),
-                    event(30, "RunTask", &[("AWS::ECS::Cluster", "api")]),
-                    event(30, "CreateCluster", &[]),
+                    trail_event(10, "RunTask", &[("AWS::ECS::Cluster", "web")]),
+                    trail_event(20, "DescribeTasks", &[("AWS::ECS::Cluster", "web")]),
+                    trail_event(30, "RunTask", &[("AWS::ECS::Cluster", "api")]),
+                    trail_event(30, "CreateCluster", &[]),
                 ])
             })
             .unwrap();

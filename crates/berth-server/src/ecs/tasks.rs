@@ -812,7 +812,7 @@ impl Reservations {
 /// counters, summed per cluster and written once each at the write's end (two counter rows
 /// per cluster, not two per task). Apply it after the tasks' records are written.
 #[derive(Default)]
-pub struct ClusterCounts(Vec<(String, i64, i64)>);
+struct ClusterCounts(Vec<(String, i64, i64)>);
 
 impl ClusterCounts {
     /// Counts a task of `cluster` whose status went from `before` (None: a new task) to
