@@ -140,4 +140,16 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         WHERE account = '' AND region = '' AND kind = 'ecs/host-task' AND instr(id, '#') > 0;
     DELETE FROM records WHERE account = '' AND region = '' AND kind = 'ecs/host-task';",
     ),
+    (
+        7,
+        // Host entries take their sequence from one counter shared by every host
+        // (`Tx::next_host_sequence`), not a counter row per host: a placement no longer
+        // rewrites a row of its host's own. The shared counter starts past every host's
+        // counter, so each agent's acknowledged sequence stays below every new entry's.
+        "INSERT INTO sequences (account, region, name, value)
+        SELECT '', '', 'host-seq', coalesce(max(value), 0) FROM sequences
+        WHERE account = '' AND region = '' AND name >= 'host-seq/' AND name < 'host-seq0';
+    DELETE FROM sequences
+        WHERE account = '' AND region = '' AND name >= 'host-seq/' AND name < 'host-seq0';",
+    ),
 ];

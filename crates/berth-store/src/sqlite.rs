@@ -741,6 +741,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 /// What [`encode`] calls a host entry in its errors.
 const HOST_ENTRY: &str = "host entry";
 
+/// The counter host entries take their sequence from (account-wide, migration 7).
+const HOST_SEQUENCE: &str = "host-seq";
+
 fn host_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostEntry> {
     Ok(HostEntry {
         task: r.get(0)?,
@@ -890,6 +893,16 @@ impl Tx<'_> {
         )?;
         let rows = stmt.query_map(params![host, prefix, upper], host_entry)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// `host`'s sequence: that of its latest entry, 0 when it has none. It moves whenever
+    /// one of its entries is filed (each takes [`Tx::next_host_sequence`]), so an agent that
+    /// saw a host at sequence `s` has seen everything filed for it unless this is past `s`.
+    pub fn host_sequence(&self, host: &str) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT coalesce(max(seq), 0) FROM host_entries WHERE host = ?1")?
+            .query_row(params![host], |r| r.get(0))?)
     }
 
     /// `host`'s entries that changed after its sequence `since`, in sequence order.
@@ -1073,8 +1086,15 @@ impl Tx<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Files `task` under `host` as changed at the host's sequence `seq` (created or
-    /// overwritten), with `value` as its body.
+    /// The sequence of the next host entry filed: one counter shared by every host (the
+    /// sequences of one host's entries increase with it, and filing an entry writes no row of
+    /// its host's own).
+    pub fn next_host_sequence(&mut self) -> Result<i64, StoreError> {
+        self.next_sequence(Scope::new("", ""), HOST_SEQUENCE)
+    }
+
+    /// Files `task` under `host` as changed at sequence `seq` (created or overwritten; `seq`
+    /// from [`Tx::next_host_sequence`]), with `value` as its body.
     pub fn put_host_entry<T: serde::Serialize>(
         &mut self,
         host: &str,
@@ -1723,6 +1743,83 @@ mod tests {
         assert_eq!(entries[0].task, "111|r|c/t");
         assert_eq!(entries[0].seq, 7);
         assert_eq!(left, 0);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Every entry takes the next of one counter; a host's sequence is its latest entry's.
+    #[test]
+    fn host_sequences_move_with_their_own_entries_only() {
+        let store = Store::open_in_memory().unwrap();
+        let seqs = store
+            .write(|tx| -> Result<_, StoreError> {
+                let before = tx.host_sequence("h1")?;
+                let a = tx.next_host_sequence()?;
+                tx.put_host_entry("h1", "111|r|c/a", a, &"a")?;
+                let b = tx.next_host_sequence()?;
+                tx.put_host_entry("h2", "111|r|c/b", b, &"b")?;
+                let h1_after_h2 = tx.host_sequence("h1")?;
+                let c = tx.next_host_sequence()?;
+                tx.put_host_entry("h1", "111|r|c/a", c, &"a2")?;
+                Ok((before, a, b, h1_after_h2, c, tx.host_sequence("h1")?))
+            })
+            .unwrap();
+        let (before, a, b, h1_after_h2, c, h1) = seqs;
+        assert_eq!(before, 0);
+        assert!(a < b && b < c);
+        assert_eq!(h1_after_h2, a, "another host's entry does not move h1");
+        assert_eq!(h1, c);
+    }
+
+    /// A store from before migration 7 (a counter per host): the shared counter starts past
+    /// every host's, so a new entry is after anything an agent acknowledged.
+    #[test]
+    fn host_counters_fold_into_one() {
+        let dir = temp_dir("host-seq");
+        let path = dir.join("berth.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL);",
+            )
+            .unwrap();
+            let tx = conn.transaction().unwrap();
+            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v < 7) {
+                tx.execute_batch(sql).unwrap();
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, 0)",
+                    params![version],
+                )
+                .unwrap();
+            }
+            tx.execute_batch(
+                "INSERT INTO sequences (account, region, name, value) VALUES
+                    ('', '', 'host-seq/instance|111|r|c/i', 41),
+                    ('', '', 'host-seq/instance|111|r|c/j', 9),
+                    ('', '', 'other', 500),
+                    ('111', 'r', 'host-seq/x', 900);
+                 INSERT INTO host_entries (host, task, seq, body)
+                    VALUES ('instance|111|r|c/i', '111|r|c/t', 41, '{}');",
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let (i, next, left) = store
+            .write(|tx| -> Result<_, StoreError> {
+                Ok((
+                    tx.host_sequence("instance|111|r|c/i")?,
+                    tx.next_host_sequence()?,
+                    tx.sequence_if_any(Scope::new("", ""), "host-seq/instance|111|r|c/i")?,
+                ))
+            })
+            .unwrap();
+        assert_eq!(i, 41);
+        assert_eq!(
+            next, 42,
+            "past the highest host counter, not another account's"
+        );
+        assert_eq!(left, None);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -114,19 +114,10 @@ fn host_entry_task(scope: Scope<'_>, task_store_id: &str) -> String {
     format!("{}|{}|{}", scope.account, scope.region, task_store_id)
 }
 
-fn host_sequence(host: &str) -> String {
-    format!("host-seq/{host}")
-}
-
 pub(crate) const GLOBAL: Scope<'static> = Scope {
     account: "",
     region: "",
 };
-
-/// Bumps `host`'s assignment sequence (an agent must look again).
-pub fn bump_host(tx: &mut Tx<'_>, host: &str) -> Result<i64, Failure> {
-    Ok(tx.next_sequence(GLOBAL, &host_sequence(host))?)
-}
 
 /// `host`'s current sequence and the assignments of its tasks that are not STOPPED.
 pub fn assignments(tx: &Tx<'_>, host: &str) -> Result<(i64, Vec<TaskAssignment>), Failure> {
@@ -139,7 +130,7 @@ pub fn assignments_since(
     host: &str,
     since: Option<i64>,
 ) -> Result<(i64, Vec<TaskAssignment>), Failure> {
-    let seq = tx.sequence(GLOBAL, &host_sequence(host))?;
+    let seq = tx.host_sequence(host)?;
     let mut out = Vec::new();
     // Every change an agent must act on moves the host's sequence: none since `since`, none
     // to read.
@@ -692,15 +683,15 @@ fn create_task(
 }
 
 /// Marks task `task_store_id` of `scope` as changed on `t.host` at a new assignment sequence
-/// (the host's agent must look again; agents that poll for changes only see it this way, so
-/// every write an agent must act on goes through here, not through [`bump_host`] alone).
+/// (the host's agent must look again; a host's sequence is its latest entry's, so every
+/// write an agent must act on goes through here).
 pub fn touch_host_task(
     tx: &mut Tx<'_>,
     scope_: Scope<'_>,
     task_store_id: &str,
     t: &StoredTask,
 ) -> Result<i64, Failure> {
-    let seq = bump_host(tx, &t.host)?;
+    let seq = tx.next_host_sequence()?;
     tx.put_host_entry(
         &t.host,
         &host_entry_task(scope_, task_store_id),
