@@ -152,4 +152,29 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     DELETE FROM sequences
         WHERE account = '' AND region = '' AND name >= 'host-seq/' AND name < 'host-seq0';",
     ),
+    (
+        8,
+        // An event's resources are keyed by (its seq, their order): the table is its own
+        // index by event (reading an event's resources, pruning old events' by their seqs),
+        // so a resource costs three b-tree inserts, not five (no rowid, no by-event or by-age
+        // index). A RunTask event names a couple of dozen resources.
+        "CREATE TABLE trail_resources_by_seq (
+        seq INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        event_time_ms INTEGER NOT NULL,
+        resource_type TEXT NOT NULL,
+        resource_name TEXT NOT NULL,
+        PRIMARY KEY (seq, n)
+    ) WITHOUT ROWID;
+    INSERT INTO trail_resources_by_seq
+        SELECT seq, row_number() OVER (PARTITION BY seq ORDER BY rowid), account, region,
+               event_time_ms, resource_type, resource_name
+        FROM trail_resources;
+    DROP TABLE trail_resources;
+    ALTER TABLE trail_resources_by_seq RENAME TO trail_resources;
+    CREATE INDEX trail_resources_by_name ON trail_resources (account, region, resource_name, event_time_ms, seq);
+    CREATE INDEX trail_resources_by_type ON trail_resources (account, region, resource_type, event_time_ms, seq);",
+    ),
 ];

@@ -540,10 +540,10 @@ impl Store {
                           m.event_name, m.event_source, m.read_only, m.username,
                           m.access_key_id, m.body
                    FROM trail_move mv JOIN main.trail_events m ON m.seq = mv.old_seq;
-                 INSERT INTO trail.trail_resources (seq, account, region, event_time_ms,
+                 INSERT INTO trail.trail_resources (seq, n, account, region, event_time_ms,
                      resource_type, resource_name)
-                   SELECT mv.new_seq, r.account, r.region, r.event_time_ms, r.resource_type,
-                          r.resource_name
+                   SELECT mv.new_seq, r.n, r.account, r.region, r.event_time_ms,
+                          r.resource_type, r.resource_name
                    FROM trail_move mv JOIN main.trail_resources r ON r.seq = mv.old_seq;
                  DROP TABLE temp.trail_move;
                  COMMIT;",
@@ -1159,8 +1159,8 @@ impl Tx<'_> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         let mut resource = self.conn.prepare_cached(
-            "INSERT INTO trail_resources (seq, account, region, event_time_ms, resource_type, resource_name)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO trail_resources (seq, n, account, region, event_time_ms, resource_type, resource_name)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         for e in events {
             insert.execute(params![
@@ -1176,9 +1176,10 @@ impl Tx<'_> {
                 stored(&e.body)
             ])?;
             let seq = self.conn.last_insert_rowid();
-            for r in &e.resources {
+            for (n, r) in (1_i64..).zip(&e.resources) {
                 resource.execute(params![
                     seq,
+                    n,
                     e.account,
                     e.region,
                     e.event_time_ms,
@@ -1279,7 +1280,7 @@ impl Tx<'_> {
         })?;
         let mut events: Vec<TrailEvent> = rows.collect::<Result<_, _>>()?;
         let mut resources = self.conn.prepare_cached(
-            "SELECT resource_type, resource_name FROM trail_resources WHERE seq = ?1 ORDER BY rowid",
+            "SELECT resource_type, resource_name FROM trail_resources WHERE seq = ?1 ORDER BY n",
         )?;
         for e in &mut events {
             e.resources = resources
@@ -1297,7 +1298,10 @@ impl Tx<'_> {
     /// Deletes the trail events (of every account) older than `before_ms`; how many went.
     pub fn prune_trail_events(&mut self, before_ms: i64) -> Result<usize, StoreError> {
         self.conn
-            .prepare_cached("DELETE FROM trail_resources WHERE event_time_ms < ?1")?
+            .prepare_cached(
+                "DELETE FROM trail_resources
+                 WHERE seq IN (SELECT seq FROM trail_events WHERE event_time_ms < ?1)",
+            )?
             .execute(params![before_ms])?;
         Ok(self
             .conn
@@ -1824,6 +1828,69 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A store from before migration 8 keeps each event's resources, in their order, and
+    /// finds events by them.
+    #[test]
+    fn trail_resources_move_to_a_table_keyed_by_event() {
+        let dir = temp_dir("trail-resources");
+        let path = dir.join("berth.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL);",
+            )
+            .unwrap();
+            let tx = conn.transaction().unwrap();
+            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v < 8) {
+                tx.execute_batch(sql).unwrap();
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, 0)",
+                    params![version],
+                )
+                .unwrap();
+            }
+            tx.execute_batch(
+                "INSERT INTO trail_events (seq, account, region, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, body)
+                    VALUES (3, '111122223333', 'us-east-1', 10, 'e', 'RunTask', 'ecs.amazonaws.com', 0, 'root', 'AKIA', '{}');
+                 INSERT INTO trail_resources (seq, account, region, event_time_ms, resource_type, resource_name) VALUES
+                    (3, '111122223333', 'us-east-1', 10, 'AWS::ECS::TaskDefinition', 'web:1'),
+                    (3, '111122223333', 'us-east-1', 10, 'AWS::ECS::Cluster', 'web');",
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let found = store
+            .read(|tx| {
+                tx.trail_events(
+                    S,
+                    &TrailQuery {
+                        attribute: Some(TrailAttribute::ResourceName("web")),
+                        start_ms: None,
+                        end_ms: None,
+                        before: None,
+                        limit: 10,
+                    },
+                )
+            })
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        let resources: Vec<(&str, &str)> = found[0]
+            .resources
+            .iter()
+            .map(|r| (r.resource_type.as_str(), r.name.as_str()))
+            .collect();
+        assert_eq!(
+            resources,
+            [
+                ("AWS::ECS::TaskDefinition", "web:1"),
+                ("AWS::ECS::Cluster", "web")
+            ]
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn insert_get_put_with_versions() {
         let store = Store::open_in_memory().unwrap();
@@ -2191,7 +2258,7 @@ mod tests {
                     params![created.account, created.region, created.event_time_ms, created.event_id, created.event_name, created.event_source, created.read_only, created.username, created.access_key_id],
                 )?;
                 t.conn.execute(
-                    "INSERT INTO trail_resources (seq, account, region, event_time_ms, resource_type, resource_name) VALUES (7, ?1, ?2, ?3, 'AWS::ECS::Cluster', 'api')",
+                    "INSERT INTO trail_resources (seq, n, account, region, event_time_ms, resource_type, resource_name) VALUES (7, 1, ?1, ?2, ?3, 'AWS::ECS::Cluster', 'api')",
                     params![created.account, created.region, created.event_time_ms],
                 )?;
                 Ok::<_, StoreError>(())
