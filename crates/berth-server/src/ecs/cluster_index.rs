@@ -70,7 +70,9 @@ pub struct ClusterState {
     loaded: bool,
     /// The engine's view; `instances[k]` is the instance of `records[k]`.
     snapshot: sched::Snapshot,
-    records: Vec<(s::ContainerInstance, i64)>,
+    /// Shared: a plan hands out an instance's record per task placed on it without copying
+    /// its attributes and resources.
+    records: Vec<(Arc<s::ContainerInstance>, i64)>,
     last_poll_ms: Vec<Option<i64>>,
     pos: HashMap<String, usize>,
     stale: HashSet<String>,
@@ -85,7 +87,7 @@ impl ClusterState {
     }
 
     /// The stored record and version instance `id` was planned from.
-    pub fn record(&self, id: &str) -> Option<&(s::ContainerInstance, i64)> {
+    pub fn record(&self, id: &str) -> Option<&(Arc<s::ContainerInstance>, i64)> {
         self.pos.get(id).map(|k| &self.records[*k])
     }
 
@@ -122,14 +124,14 @@ impl ClusterState {
                 } else {
                     self.snapshot.instances[*k] = placement::instance(id, &ci, false, tasks);
                 }
-                self.records[*k] = (ci, version);
+                self.records[*k] = (Arc::new(ci), version);
                 self.last_poll_ms[*k] = last_poll_ms;
             }
             None => {
                 let inst = placement::instance(id, &ci, false, tasks);
                 self.pos.insert(id.to_string(), self.records.len());
                 self.snapshot.instances.push(inst);
-                self.records.push((ci, version));
+                self.records.push((Arc::new(ci), version));
                 self.last_poll_ms.push(last_poll_ms);
             }
         }
@@ -285,7 +287,7 @@ impl ClusterIndex {
         if !st.loaded || st.stale.contains(id) {
             return None;
         }
-        st.record(id).cloned()
+        st.record(id).map(|(ci, v)| (ci.as_ref().clone(), *v))
     }
 
     /// Stops trusting the index: every plan rebuilds its cluster from the store.
