@@ -155,6 +155,9 @@ pub struct Tx<'c> {
     watched: Option<Arc<[String]>>,
     changes: Vec<Change>,
     effects: Vec<Effect>,
+    /// The host-entry counter as this write moves it: (last value handed out, value stored).
+    /// Read at the write's first entry, stored once at its end (see [`Tx::next_host_sequence`]).
+    host_sequence: Option<(i64, i64)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
@@ -609,8 +612,14 @@ impl Store {
             watched: h.observer.as_ref().map(|o| o.kinds.clone()),
             changes: Vec::new(),
             effects: Vec::new(),
+            host_sequence: None,
         };
-        let out = f(&mut tx);
+        let mut out = f(&mut tx);
+        if out.is_ok()
+            && let Err(e) = tx.store_host_sequence()
+        {
+            out = Err(e.into());
+        }
         let Tx {
             changes, effects, ..
         } = tx;
@@ -693,6 +702,7 @@ fn read_on<T, E: From<StoreError>>(
         watched: None,
         changes: Vec::new(),
         effects: Vec::new(),
+        host_sequence: None,
     };
     let out = f(&tx);
     let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
@@ -1090,7 +1100,33 @@ impl Tx<'_> {
     /// sequences of one host's entries increase with it, and filing an entry writes no row of
     /// its host's own).
     pub fn next_host_sequence(&mut self) -> Result<i64, StoreError> {
-        self.next_sequence(Scope::new("", ""), HOST_SEQUENCE)
+        // Counted in memory and stored once when the write ends: a RunTask files ten
+        // entries, and each upsert of the counter's row was a statement of its own.
+        let (handed, stored) = match self.host_sequence {
+            Some(counter) => counter,
+            None => {
+                let stored = self.sequence(Scope::new("", ""), HOST_SEQUENCE)?;
+                (stored, stored)
+            }
+        };
+        self.host_sequence = Some((handed + 1, stored));
+        Ok(handed + 1)
+    }
+
+    /// Stores the host-entry counter if this write moved it.
+    fn store_host_sequence(&mut self) -> Result<(), StoreError> {
+        if let Some((handed, stored)) = self.host_sequence
+            && handed > stored
+        {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO sequences (account, region, name, value) VALUES ('', '', ?1, ?2)
+                     ON CONFLICT (account, region, name) DO UPDATE SET value = excluded.value",
+                )?
+                .execute(params![HOST_SEQUENCE, handed])?;
+            self.host_sequence = Some((handed, handed));
+        }
+        Ok(())
     }
 
     /// Files `task` under `host` as changed at sequence `seq` (created or overwritten; `seq`
@@ -1773,6 +1809,27 @@ mod tests {
         assert!(a < b && b < c);
         assert_eq!(h1_after_h2, a, "another host's entry does not move h1");
         assert_eq!(h1, c);
+        // The counter is stored when a write ends: the next write goes on from it; a write
+        // that fails takes its entries and its numbers back with it.
+        let failed = store.write(|tx| -> Result<(), StoreError> {
+            let d = tx.next_host_sequence()?;
+            tx.put_host_entry("h2", "111|r|c/d", d, &"d")?;
+            Err(StoreError::Commit("refused".into()))
+        });
+        assert!(failed.is_err());
+        let (e, h2) = store
+            .write(|tx| -> Result<_, StoreError> {
+                let e = tx.next_host_sequence()?;
+                tx.put_host_entry("h1", "111|r|c/e", e, &"e")?;
+                Ok((e, tx.host_sequence("h2")?))
+            })
+            .unwrap();
+        assert_eq!(e, c + 1);
+        assert_eq!(h2, b, "the failed write's entry is gone");
+        let stored = store
+            .read(|tx| tx.sequence(Scope::new("", ""), HOST_SEQUENCE))
+            .unwrap();
+        assert_eq!(stored, e);
     }
 
     /// A store from before migration 7 (a counter per host): the shared counter starts past
