@@ -1748,28 +1748,11 @@ mod tests {
         // A store whose host entries are still records (before migration 6) keeps them.
         let dir = temp_dir("host-entries");
         let path = dir.join("berth.db");
-        {
-            let mut conn = Connection::open(&path).unwrap();
-            conn.execute_batch(
-                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL);",
-            )
-            .unwrap();
-            let tx = conn.transaction().unwrap();
-            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v < 6) {
-                tx.execute_batch(sql).unwrap();
-                tx.execute(
-                    "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, 0)",
-                    params![version],
-                )
-                .unwrap();
-            }
-            tx.execute(
-                "INSERT INTO records (account, region, kind, id, version, body) VALUES ('', '', 'ecs/host-task', 'instance|111|r|c/i#111|r|c/t', 1, '{\"seq\":7,\"family\":\"f\"}')",
-                [],
-            )
-            .unwrap();
-            tx.commit().unwrap();
-        }
+        database_before(
+            &path,
+            6,
+            "INSERT INTO records (account, region, kind, id, version, body) VALUES ('', '', 'ecs/host-task', 'instance|111|r|c/i#111|r|c/t', 1, '{\"seq\":7,\"family\":\"f\"}');",
+        );
         let store = Store::open(&path).unwrap();
         let (entries, left) = store
             .read(|tx| -> Result<_, StoreError> {
@@ -1838,33 +1821,17 @@ mod tests {
     fn host_counters_fold_into_one() {
         let dir = temp_dir("host-seq");
         let path = dir.join("berth.db");
-        {
-            let mut conn = Connection::open(&path).unwrap();
-            conn.execute_batch(
-                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL);",
-            )
-            .unwrap();
-            let tx = conn.transaction().unwrap();
-            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v < 7) {
-                tx.execute_batch(sql).unwrap();
-                tx.execute(
-                    "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, 0)",
-                    params![version],
-                )
-                .unwrap();
-            }
-            tx.execute_batch(
-                "INSERT INTO sequences (account, region, name, value) VALUES
-                    ('', '', 'host-seq/instance|111|r|c/i', 41),
-                    ('', '', 'host-seq/instance|111|r|c/j', 9),
-                    ('', '', 'other', 500),
-                    ('111', 'r', 'host-seq/x', 900);
-                 INSERT INTO host_entries (host, task, seq, body)
-                    VALUES ('instance|111|r|c/i', '111|r|c/t', 41, '{}');",
-            )
-            .unwrap();
-            tx.commit().unwrap();
-        }
+        database_before(
+            &path,
+            7,
+            "INSERT INTO sequences (account, region, name, value) VALUES
+                ('', '', 'host-seq/instance|111|r|c/i', 41),
+                ('', '', 'host-seq/instance|111|r|c/j', 9),
+                ('', '', 'other', 500),
+                ('111', 'r', 'host-seq/x', 900);
+             INSERT INTO host_entries (host, task, seq, body)
+                VALUES ('instance|111|r|c/i', '111|r|c/t', 41, '{}');",
+        );
         let store = Store::open(&path).unwrap();
         let (i, next, left) = store
             .write(|tx| -> Result<_, StoreError> {
@@ -1891,31 +1858,15 @@ mod tests {
     fn trail_resources_move_to_a_table_keyed_by_event() {
         let dir = temp_dir("trail-resources");
         let path = dir.join("berth.db");
-        {
-            let mut conn = Connection::open(&path).unwrap();
-            conn.execute_batch(
-                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL);",
-            )
-            .unwrap();
-            let tx = conn.transaction().unwrap();
-            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v < 8) {
-                tx.execute_batch(sql).unwrap();
-                tx.execute(
-                    "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, 0)",
-                    params![version],
-                )
-                .unwrap();
-            }
-            tx.execute_batch(
-                "INSERT INTO trail_events (seq, account, region, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, body)
-                    VALUES (3, '111122223333', 'us-east-1', 10, 'e', 'RunTask', 'ecs.amazonaws.com', 0, 'root', 'AKIA', '{}');
-                 INSERT INTO trail_resources (seq, account, region, event_time_ms, resource_type, resource_name) VALUES
-                    (3, '111122223333', 'us-east-1', 10, 'AWS::ECS::TaskDefinition', 'web:1'),
-                    (3, '111122223333', 'us-east-1', 10, 'AWS::ECS::Cluster', 'web');",
-            )
-            .unwrap();
-            tx.commit().unwrap();
-        }
+        database_before(
+            &path,
+            8,
+            "INSERT INTO trail_events (seq, account, region, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, body)
+                VALUES (3, '111122223333', 'us-east-1', 10, 'e', 'RunTask', 'ecs.amazonaws.com', 0, 'root', 'AKIA', '{}');
+             INSERT INTO trail_resources (seq, account, region, event_time_ms, resource_type, resource_name) VALUES
+                (3, '111122223333', 'us-east-1', 10, 'AWS::ECS::TaskDefinition', 'web:1'),
+                (3, '111122223333', 'us-east-1', 10, 'AWS::ECS::Cluster', 'web');",
+        );
         let store = Store::open(&path).unwrap();
         let found = store
             .read(|tx| {
@@ -2466,6 +2417,27 @@ mod tests {
     }
 
     /// A new, empty directory for one test's database files.
+    /// Makes the database at `path` as a Berth from before migration `version` left it (the
+    /// migrations before it applied and recorded), with `rows` (SQL) in it.
+    fn database_before(path: &Path, version: i64, rows: &str) {
+        let mut conn = Connection::open(path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL);",
+        )
+        .unwrap();
+        let tx = conn.transaction().unwrap();
+        for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v < version) {
+            tx.execute_batch(sql).unwrap();
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, 0)",
+                params![v],
+            )
+            .unwrap();
+        }
+        tx.execute_batch(rows).unwrap();
+        tx.commit().unwrap();
+    }
+
     fn temp_dir(test: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "berth-store-{test}-{}-{}",
@@ -2482,26 +2454,11 @@ mod tests {
     fn records_survive_the_move_to_a_rowid_table() {
         let dir = temp_dir("migrate");
         let path = dir.join("state.db");
-        {
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(
-                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)",
-            )
-            .unwrap();
-            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= 4) {
-                conn.execute_batch(sql).unwrap();
-                conn.execute(
-                    "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, 0)",
-                    params![version],
-                )
-                .unwrap();
-            }
-            conn.execute(
-                "INSERT INTO records (account, region, kind, id, version, body) VALUES (?1, ?2, 'k', 'old', 3, '7')",
-                params![S.account, S.region],
-            )
-            .unwrap();
-        }
+        database_before(
+            &path,
+            5,
+            "INSERT INTO records (account, region, kind, id, version, body) VALUES ('111122223333', 'us-east-1', 'k', 'old', 3, '7');",
+        );
         let s = Store::open(&path).unwrap();
         let (v, version): (i64, i64) = s.read(|tx| tx.get_json(S, "k", "old")).unwrap().unwrap();
         assert_eq!((v, version), (7, 3));
