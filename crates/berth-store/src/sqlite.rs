@@ -1746,10 +1746,8 @@ mod tests {
     #[test]
     fn host_entries_move_out_of_records() {
         // A store whose host entries are still records (before migration 6) keeps them.
-        let dir = temp_dir("host-entries");
-        let path = dir.join("berth.db");
-        database_before(
-            &path,
+        let (dir, path) = database_before(
+            "host-entries",
             6,
             "INSERT INTO records (account, region, kind, id, version, body) VALUES ('', '', 'ecs/host-task', 'instance|111|r|c/i#111|r|c/t', 1, '{\"seq\":7,\"family\":\"f\"}');",
         );
@@ -1819,10 +1817,8 @@ mod tests {
     /// every host's, so a new entry is after anything an agent acknowledged.
     #[test]
     fn host_counters_fold_into_one() {
-        let dir = temp_dir("host-seq");
-        let path = dir.join("berth.db");
-        database_before(
-            &path,
+        let (dir, path) = database_before(
+            "host-seq",
             7,
             "INSERT INTO sequences (account, region, name, value) VALUES
                 ('', '', 'host-seq/instance|111|r|c/i', 41),
@@ -1856,10 +1852,8 @@ mod tests {
     /// finds events by them.
     #[test]
     fn trail_resources_move_to_a_table_keyed_by_event() {
-        let dir = temp_dir("trail-resources");
-        let path = dir.join("berth.db");
-        database_before(
-            &path,
+        let (dir, path) = database_before(
+            "trail-resources",
             8,
             "INSERT INTO trail_events (seq, account, region, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, body)
                 VALUES (3, '111122223333', 'us-east-1', 10, 'e', 'RunTask', 'ecs.amazonaws.com', 0, 'root', 'AKIA', '{}');
@@ -2417,10 +2411,17 @@ mod tests {
     }
 
     /// A new, empty directory for one test's database files.
-    /// Makes the database at `path` as a Berth from before migration `version` left it (the
-    /// migrations before it applied and recorded), with `rows` (SQL) in it.
-    fn database_before(path: &Path, version: i64, rows: &str) {
-        let mut conn = Connection::open(path).unwrap();
+    /// Makes a database (in a directory of its own for `test`) as a Berth from before
+    /// migration `version` left it (the migrations before it applied and recorded), with
+    /// `rows` (SQL) in it; the directory and the database's path.
+    fn database_before(
+        test: &str,
+        version: i64,
+        rows: &str,
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = temp_dir(test);
+        let path = dir.join("berth.db");
+        let mut conn = Connection::open(&path).unwrap();
         conn.execute_batch(
             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL);",
         )
@@ -2436,6 +2437,7 @@ mod tests {
         }
         tx.execute_batch(rows).unwrap();
         tx.commit().unwrap();
+        (dir, path)
     }
 
     fn temp_dir(test: &str) -> std::path::PathBuf {
@@ -2452,10 +2454,8 @@ mod tests {
     /// records, and they are read, replaced and listed by kind as before.
     #[test]
     fn records_survive_the_move_to_a_rowid_table() {
-        let dir = temp_dir("migrate");
-        let path = dir.join("state.db");
-        database_before(
-            &path,
+        let (dir, path) = database_before(
+            "migrate",
             5,
             "INSERT INTO records (account, region, kind, id, version, body) VALUES ('111122223333', 'us-east-1', 'k', 'old', 3, '7');",
         );
