@@ -1118,12 +1118,8 @@ impl Tx<'_> {
         if let Some((handed, stored)) = self.host_sequence
             && handed > stored
         {
-            self.conn
-                .prepare_cached(
-                    "INSERT INTO sequences (account, region, name, value) VALUES ('', '', ?1, ?2)
-                     ON CONFLICT (account, region, name) DO UPDATE SET value = excluded.value",
-                )?
-                .execute(params![HOST_SEQUENCE, handed])?;
+            // Only this write moved the row since it was read (the writer is one).
+            self.add_to_sequence(Scope::new("", ""), HOST_SEQUENCE, handed - stored)?;
             self.host_sequence = Some((handed, handed));
         }
         Ok(())
