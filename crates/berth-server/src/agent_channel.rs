@@ -175,6 +175,28 @@ async fn poll_instance(
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        // Nothing filed for the host past what the agent acknowledged, as far as this process
+        // knows (it counts each entry before the entry's commit and wake-up), and the instance
+        // known to exist: wait for a change without a read (most of an idle fleet's polls).
+        let quiet = tokio::time::Instant::now() < deadline
+            && app
+                .store
+                .host_sequence_seen(&host)
+                .is_some_and(|seen| seen <= acked_seq)
+            && instance.as_ref().is_none_or(|((account, region), id)| {
+                app.ecs.index.holds(Scope::new(account, region), id)
+            });
+        let beat_now = quiet
+            && app
+                .ecs
+                .notifier
+                .heartbeat_due(&host, Timestamp::now().millis());
+        if quiet && !beat_now {
+            instance = None;
+            // Timed out or woken, the next round reads (or finds the host still quiet).
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+            continue;
+        }
         let app2 = app.clone();
         let h = host.clone();
         let check = instance.take();
@@ -194,9 +216,12 @@ async fn poll_instance(
                 }
                 tasks::assignments_since(tx, &h, since).map(Some)
             })?;
+            if let Some((seq, _)) = &answer {
+                app2.store.see_host_sequence(&h, *seq);
+            }
             // The writer is held only for the heartbeat, never for building the answer (the
             // heartbeat changes no assignment).
-            if answer.is_some() && app2.ecs.notifier.heartbeat_due(&h, now) {
+            if answer.is_some() && (beat_now || app2.ecs.notifier.heartbeat_due(&h, now)) {
                 app2.store
                     .write(|tx| -> Result<_, Failure> { tasks::record_poll(tx, &h, now) })?;
             }
@@ -283,6 +308,104 @@ mod tests {
             body.to_string().as_bytes(),
         ))
         .map(|out| serde_json::from_slice(&out).unwrap())
+    }
+
+    /// A poll that finds nothing new waits without reading, and a task placed meanwhile still
+    /// ends its wait at once: the host's sequence is counted before the placement's commit
+    /// wakes it.
+    #[test]
+    fn a_waiting_poll_gets_a_task_placed_meanwhile() {
+        let app = Arc::new(App::new(Arc::new(
+            berth_store::Store::open_in_memory().unwrap(),
+        )));
+        // The agent's heartbeat is stamped with the clock: so is the placement.
+        let ctx = context(Timestamp::now().millis());
+        app.ecs
+            .create_cluster(
+                &ctx,
+                serde_json::from_value(serde_json::json!({"clusterName": "c"})).unwrap(),
+            )
+            .unwrap();
+        let arn = app
+            .ecs
+            .register_container_instance(
+                &ctx,
+                serde_json::from_value(serde_json::json!({"cluster": "c", "totalResources": [
+                    {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
+                    {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}
+                ]}))
+                .unwrap(),
+            )
+            .unwrap()
+            .container_instance
+            .unwrap()
+            .container_instance_arn
+            .unwrap();
+        app.ecs
+            .register_task_definition(
+                &ctx,
+                serde_json::from_value(serde_json::json!({
+                    "family": "web",
+                    "containerDefinitions": [{"name": "app", "image": "busybox", "memory": 64}]
+                }))
+                .unwrap(),
+            )
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let poll_body = |acked: i64, wait: u32| {
+            serde_json::json!({"cluster": "c", "containerInstanceArn": arn, "ackedSeq": acked,
+                "waitSeconds": wait, "changesOnly": true})
+            .to_string()
+        };
+        let call = |body: String| {
+            let (app, ctx) = (app.clone(), ctx.clone());
+            async move {
+                let out = dispatch(app, ctx, "Poll", body.as_bytes()).await.unwrap();
+                serde_json::from_slice::<PollResponse>(&out).unwrap()
+            }
+        };
+        let run = |app: Arc<App>, ctx: RequestContext| {
+            let req: berth_wire::ecs::shapes::RunTaskRequest =
+                serde_json::from_value(serde_json::json!({
+                "cluster": "c", "taskDefinition": "web", "launchType": "EC2"
+                }))
+                .unwrap();
+            let placed = app.ecs.run_task(&ctx, req).unwrap();
+            assert_eq!(
+                placed.tasks.as_ref().map(Vec::len),
+                Some(1),
+                "{:?}",
+                placed.failures
+            );
+            placed.tasks.unwrap().remove(0).task_arn.unwrap()
+        };
+        // The first poll reads (nothing known of the host yet) and connects the agent; the
+        // first placement loads the cluster's index (which then vouches for the instance).
+        let first = rt.block_on(call(poll_body(0, 0)));
+        assert!(first.tasks.is_empty());
+        let a = run(app.clone(), ctx.clone());
+        let got_a = rt.block_on(call(poll_body(first.seq, 0)));
+        assert_eq!(got_a.tasks.len(), 1);
+        assert_eq!(got_a.tasks[0].task_arn, a);
+        // Placed once the poll waits (without a read): the poll answers with it at once, not
+        // at the end of its 20 s.
+        let started = std::time::Instant::now();
+        let waiting = rt.spawn(call(poll_body(got_a.seq, 20)));
+        std::thread::sleep(Duration::from_millis(300));
+        let b = run(app.clone(), ctx.clone());
+        let answer = rt.block_on(waiting).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(answer.seq > got_a.seq);
+        assert_eq!(answer.tasks.len(), 1);
+        assert_eq!(answer.tasks[0].task_arn, b);
+        // Nothing new since: a poll waits out its time and answers the same sequence.
+        let idle = rt.block_on(call(poll_body(answer.seq, 1)));
+        assert_eq!(idle.seq, answer.seq);
+        assert!(idle.tasks.is_empty());
     }
 
     /// A poll answers for a registered instance and marks its agent connected; for an

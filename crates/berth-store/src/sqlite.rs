@@ -10,6 +10,7 @@
 //! writes with it. Under load one commit (its WAL pages, its B-tree pages written once) serves
 //! dozens of calls; alone, a write commits at once as it always did.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
@@ -53,6 +54,9 @@ pub struct Store {
     /// Whether the thread holding the writer runs at a raised priority (see
     /// [`crate::priority`]); off for a store whose writer nobody waits for.
     raise_writer: AtomicBool,
+    /// Each host's highest entry sequence this process wrote or read (see
+    /// [`Store::host_sequence_seen`]).
+    host_sequences_seen: Mutex<HashMap<String, i64>>,
 }
 
 /// WAL frames (pages) past which the writer starts the WAL over: 64 MiB of 4 KiB pages.
@@ -158,6 +162,8 @@ pub struct Tx<'c> {
     /// The host-entry counter as this write moves it: (last value handed out, value stored).
     /// Read at the write's first entry, stored once at its end (see [`Tx::next_host_sequence`]).
     host_sequence: Option<(i64, i64)>,
+    /// The hosts this write filed entries under, with each one's highest sequence.
+    hosts_written: Vec<(String, i64)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
@@ -387,6 +393,7 @@ impl Store {
             restart_wal,
             wal_restarts: AtomicU64::new(0),
             raise_writer: AtomicBool::new(true),
+            host_sequences_seen: Mutex::new(HashMap::new()),
         }
     }
 
@@ -613,6 +620,7 @@ impl Store {
             changes: Vec::new(),
             effects: Vec::new(),
             host_sequence: None,
+            hosts_written: Vec::new(),
         };
         let mut out = f(&mut tx);
         if out.is_ok()
@@ -621,7 +629,10 @@ impl Store {
             out = Err(e.into());
         }
         let Tx {
-            changes, effects, ..
+            changes,
+            effects,
+            hosts_written,
+            ..
         } = tx;
         let out = match out {
             Ok(v) => match h.w.conn.execute_batch("RELEASE w") {
@@ -640,6 +651,10 @@ impl Store {
             }
         };
         h.in_write = false;
+        // Before the group's commit makes the entries visible (and before anyone is woken
+        // for them): a poll that finds its host's sequence no higher than it has seen may
+        // skip its read only if no entry it cannot see yet is missing from the count.
+        self.saw_host_sequences(hosts_written);
         // Still holding the writer: effects and observers see writes in the order later
         // writes see them. (If the group's commit fails they are told with `Change::Reset`.)
         for e in effects {
@@ -660,6 +675,36 @@ impl Store {
             Ok(Ok(())) => Ok(v),
             Ok(Err(why)) => Err(StoreError::Commit(why).into()),
             Err(_) => Err(StoreError::Commit("the group's commit was abandoned".into()).into()),
+        }
+    }
+
+    /// The highest sequence this process has filed an entry of `host` under (in a write that
+    /// succeeded, whose group's commit may still be under way) or read as `host`'s sequence
+    /// ([`Store::see_host_sequence`]); `None` if neither happened since the store was opened.
+    /// Never below the sequence of any entry of `host` committed since: when it is no higher
+    /// than what a reader saw, no entry has been filed for `host` since (a failed commit
+    /// leaves it higher than the store's, which only costs a read).
+    pub fn host_sequence_seen(&self, host: &str) -> Option<i64> {
+        lock(&self.host_sequences_seen)
+            .ok()
+            .and_then(|m| m.get(host).copied())
+    }
+
+    /// Notes `seq` as `host`'s sequence, as a read found it.
+    pub fn see_host_sequence(&self, host: &str, seq: i64) {
+        self.saw_host_sequences(vec![(host.to_string(), seq)]);
+    }
+
+    fn saw_host_sequences(&self, seen: Vec<(String, i64)>) {
+        if seen.is_empty() {
+            return;
+        }
+        // A poisoned map only loses the hint: polls then read.
+        if let Ok(mut m) = lock(&self.host_sequences_seen) {
+            for (host, seq) in seen {
+                let known = m.entry(host).or_insert(seq);
+                *known = (*known).max(seq);
+            }
         }
     }
 
@@ -703,6 +748,7 @@ fn read_on<T, E: From<StoreError>>(
         changes: Vec::new(),
         effects: Vec::new(),
         host_sequence: None,
+        hosts_written: Vec::new(),
     };
     let out = f(&tx);
     let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
@@ -871,6 +917,40 @@ impl Tx<'_> {
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(
             params![scope.account, scope.region, kind, lower, upper, limit],
+            |r| {
+                Ok(Record {
+                    id: r.get(0)?,
+                    version: r.get(1)?,
+                    body: stored_body(r, 2)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records of `kind` whose id starts with `prefix` and sorts before `before` (exclusive),
+    /// the last first, at most `limit`: [`Tx::list`] backwards, for "the latest of" lookups
+    /// that would otherwise read every record of the prefix to keep one.
+    pub fn list_backwards(
+        &self,
+        scope: Scope<'_>,
+        kind: &str,
+        prefix: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let end = prefix_end(prefix);
+        let upper = match (before, end) {
+            (Some(b), Some(e)) if b > e.as_str() => Some(e),
+            (Some(b), _) => Some(b.to_string()),
+            (None, e) => e,
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, version, body FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id >= ?4 AND (?5 IS NULL OR id < ?5) ORDER BY id DESC LIMIT ?6",
+        )?;
+        let rows = stmt.query_map(
+            params![scope.account, scope.region, kind, prefix, upper, limit],
             |r| {
                 Ok(Record {
                     id: r.get(0)?,
@@ -1135,6 +1215,10 @@ impl Tx<'_> {
         value: &T,
     ) -> Result<(), StoreError> {
         let body = encode(HOST_ENTRY, task, value)?;
+        match self.hosts_written.iter_mut().find(|(h, _)| h == host) {
+            Some((_, highest)) => *highest = (*highest).max(seq),
+            None => self.hosts_written.push((host.to_string(), seq)),
+        }
         self.conn
             .prepare_cached(
                 "INSERT INTO host_entries (host, task, seq, body) VALUES (?1, ?2, ?3, ?4)
@@ -1809,6 +1893,40 @@ mod tests {
         assert_eq!(stored, e);
     }
 
+    /// What the store tells polls about a host's sequence without a read: never below an
+    /// entry a write filed, whatever reads reported since.
+    #[test]
+    fn host_sequences_seen_count_every_written_entry() {
+        let store = Store::open_in_memory().unwrap();
+        assert_eq!(store.host_sequence_seen("h1"), None);
+        let (a, b) = store
+            .write(|tx| -> Result<_, StoreError> {
+                let a = tx.next_host_sequence()?;
+                tx.put_host_entry("h1", "111|r|c/a", a, &"a")?;
+                let b = tx.next_host_sequence()?;
+                tx.put_host_entry("h1", "111|r|c/b", b, &"b")?;
+                Ok((a, b))
+            })
+            .unwrap();
+        assert!(a < b);
+        assert_eq!(store.host_sequence_seen("h1"), Some(b));
+        assert_eq!(store.host_sequence_seen("h2"), None);
+        // A read that found less (an older snapshot) does not lower it; one that found more
+        // raises it.
+        store.see_host_sequence("h1", a);
+        assert_eq!(store.host_sequence_seen("h1"), Some(b));
+        store.see_host_sequence("h2", 7);
+        assert_eq!(store.host_sequence_seen("h2"), Some(7));
+        // A write that fails files nothing.
+        let failed = store.write(|tx| -> Result<(), StoreError> {
+            let c = tx.next_host_sequence()?;
+            tx.put_host_entry("h3", "111|r|c/c", c, &"c")?;
+            Err(StoreError::Commit("refused".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(store.host_sequence_seen("h3"), None);
+    }
+
     /// A store from before migration 7 (a counter per host): the shared counter starts past
     /// every host's, so a new entry is after anything an agent acknowledged.
     #[test]
@@ -2078,6 +2196,26 @@ mod tests {
         assert_eq!(ids("", None, 2), vec!["api:0001", "web-2:0001"]);
         assert_eq!(ids("", Some("web-2:0001"), 2), vec!["web:0001", "web:0002"]);
         assert_eq!(store.read(|tx| tx.count(S, "td", "web")).unwrap(), 4);
+        let backwards = |prefix: &str, before: Option<&str>, limit| -> Vec<String> {
+            store
+                .read(|tx| tx.list_backwards(S, "td", prefix, before, limit))
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect()
+        };
+        assert_eq!(backwards("web:", None, 10), vec!["web:0002", "web:0001"]);
+        assert_eq!(backwards("web:", None, 1), vec!["web:0002"]);
+        assert_eq!(backwards("web:", Some("web:0002"), 10), vec!["web:0001"]);
+        assert_eq!(
+            backwards("web:", Some("zzz"), 10),
+            vec!["web:0002", "web:0001"]
+        );
+        assert_eq!(backwards("web:", Some("web:"), 10), Vec::<String>::new());
+        assert_eq!(
+            backwards("", Some("web:0001"), 10),
+            vec!["web-2:0001", "api:0001"]
+        );
     }
 
     #[test]

@@ -290,6 +290,19 @@ impl ClusterIndex {
         st.record(id).map(|(ci, v)| (ci.as_ref().clone(), *v))
     }
 
+    /// Whether the index holds container instance `id` (ACTIVE or DRAINING) and trusts its
+    /// copy: then the store has it too, or had it a moment ago. `false` says nothing.
+    pub fn holds(&self, scope: Scope<'_>, id: &str) -> bool {
+        if self.disabled.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Some(state) = self.existing(scope, cluster_of(id)) else {
+            return false;
+        };
+        let st = lock(&state);
+        st.loaded && !st.stale.contains(id) && st.record(id).is_some()
+    }
+
     /// Stops trusting the index: every plan rebuilds its cluster from the store.
     pub fn disable(&self) {
         self.disabled.store(true, Ordering::Relaxed);

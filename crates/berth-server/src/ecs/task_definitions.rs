@@ -136,20 +136,30 @@ pub fn resolve(
             &store_id(family, *revision),
         )?),
         Ident::Family(family) => {
-            let records = tx.list(
-                scope(ctx),
-                kind::TASK_DEFINITION,
-                &format!("{family}{SEP}"),
-                None,
-                usize::MAX,
-            )?;
-            for r in records.iter().rev() {
-                let td: StoredTaskDefinition = r.decode(kind::TASK_DEFINITION)?;
-                if td.status() == s::TaskDefinitionStatus::Active {
-                    return Ok(Some((td, r.version)));
+            // The latest revision first, a few at a time: usually the first one read is it,
+            // however many older revisions the family has.
+            const PAGE: usize = 4;
+            let prefix = format!("{family}{SEP}");
+            let mut before: Option<String> = None;
+            loop {
+                let records = tx.list_backwards(
+                    scope(ctx),
+                    kind::TASK_DEFINITION,
+                    &prefix,
+                    before.as_deref(),
+                    PAGE,
+                )?;
+                for r in &records {
+                    let td: StoredTaskDefinition = r.decode(kind::TASK_DEFINITION)?;
+                    if td.status() == s::TaskDefinitionStatus::Active {
+                        return Ok(Some((td, r.version)));
+                    }
+                }
+                match records.last() {
+                    Some(last) if records.len() == PAGE => before = Some(last.id.clone()),
+                    _ => return Ok(None),
                 }
             }
-            Ok(None)
         }
     }
 }
@@ -2132,6 +2142,49 @@ mod tests {
 
         // Revisions are never reused.
         assert_eq!(register_ok(&e, "web").revision, Some(3));
+    }
+
+    #[test]
+    fn a_family_names_its_latest_active_revision_past_inactive_ones() {
+        let e = ecs();
+        let c = ctx();
+        for _ in 0..6 {
+            register_ok(&e, "app");
+        }
+        let latest = |e: &Ecs| {
+            describe(
+                e,
+                &c,
+                s::DescribeTaskDefinitionRequest {
+                    task_definition: "app".into(),
+                    include: None,
+                },
+            )
+            .ok()
+            .and_then(|d| d.task_definition?.revision)
+        };
+        assert_eq!(latest(&e), Some(6));
+        // Five newer revisions INACTIVE: more than one page of the backwards lookup.
+        for revision in [6, 4, 5, 3, 2] {
+            deregister(
+                &e,
+                &c,
+                s::DeregisterTaskDefinitionRequest {
+                    task_definition: format!("app:{revision}"),
+                },
+            )
+            .unwrap();
+        }
+        assert_eq!(latest(&e), Some(1));
+        deregister(
+            &e,
+            &c,
+            s::DeregisterTaskDefinitionRequest {
+                task_definition: "app:1".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(latest(&e), None);
     }
 
     #[test]
