@@ -57,7 +57,20 @@ pub struct Store {
     /// Each host's highest entry sequence this process wrote or read (see
     /// [`Store::host_sequence_seen`]).
     host_sequences_seen: Mutex<HashMap<String, i64>>,
+    /// Access keys the gateway looked up, with when (see [`Store::access_key`]).
+    access_keys: Mutex<HashMap<String, (AccessKey, Instant)>>,
+    /// Moved (and the cache emptied) by every write that changes access keys, before its
+    /// commit and again once committed: a lookup caches what it read only if no such write
+    /// began meanwhile.
+    access_keys_generation: AtomicU64,
 }
+
+/// How long a cached access key is trusted without a read: what another process (not this
+/// store's writes, which empty the cache) changed in the file shows within it.
+const ACCESS_KEY_CACHE_FOR: Duration = Duration::from_secs(5);
+
+/// Access keys cached at most (emptied when full).
+const ACCESS_KEY_CACHE_ENTRIES: usize = 4096;
 
 /// WAL frames (pages) past which the writer starts the WAL over: 64 MiB of 4 KiB pages.
 const WAL_RESTART_FRAMES: i64 = 16 * 1024;
@@ -164,6 +177,8 @@ pub struct Tx<'c> {
     host_sequence: Option<(i64, i64)>,
     /// The hosts this write filed entries under, with each one's highest sequence.
     hosts_written: Vec<(String, i64)>,
+    /// This write changed access keys.
+    access_keys_changed: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
@@ -394,6 +409,8 @@ impl Store {
             wal_restarts: AtomicU64::new(0),
             raise_writer: AtomicBool::new(true),
             host_sequences_seen: Mutex::new(HashMap::new()),
+            access_keys: Mutex::new(HashMap::new()),
+            access_keys_generation: AtomicU64::new(0),
         }
     }
 
@@ -621,6 +638,7 @@ impl Store {
             effects: Vec::new(),
             host_sequence: None,
             hosts_written: Vec::new(),
+            access_keys_changed: false,
         };
         let mut out = f(&mut tx);
         if out.is_ok()
@@ -632,6 +650,7 @@ impl Store {
             changes,
             effects,
             hosts_written,
+            access_keys_changed,
             ..
         } = tx;
         let out = match out {
@@ -655,6 +674,9 @@ impl Store {
         // for them): a poll that finds its host's sequence no higher than it has seen may
         // skip its read only if no entry it cannot see yet is missing from the count.
         self.saw_host_sequences(hosts_written);
+        if access_keys_changed {
+            self.forget_access_keys();
+        }
         // Still holding the writer: effects and observers see writes in the order later
         // writes see them. (If the group's commit fails they are told with `Change::Reset`.)
         for e in effects {
@@ -671,7 +693,12 @@ impl Store {
         }
         h.commit_if_due();
         release(h);
-        match outcome.recv() {
+        let outcome = outcome.recv();
+        if access_keys_changed {
+            // Committed (or not): lookups that read before this may not cache what they read.
+            self.forget_access_keys();
+        }
+        match outcome {
             Ok(Ok(())) => Ok(v),
             Ok(Err(why)) => Err(StoreError::Commit(why).into()),
             Err(_) => Err(StoreError::Commit("the group's commit was abandoned".into()).into()),
@@ -725,9 +752,39 @@ impl Store {
         Ok(())
     }
 
-    /// Looks up an access key (the gateway's hot path: one indexed read).
+    /// Looks up an access key (the gateway's hot path, every request): from the cache when
+    /// looked up less than [`ACCESS_KEY_CACHE_FOR`] ago, else with one indexed read (which
+    /// also starts a read transaction: after any commit, with the connection's page cache
+    /// emptied). A key that is not found is not cached.
     pub fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError> {
-        self.read(|tx| tx.access_key(access_key_id))
+        // (A poisoned cache is bypassed: every lookup reads.)
+        if let Ok(cache) = self.access_keys.lock()
+            && let Some((key, at)) = cache.get(access_key_id)
+            && at.elapsed() < ACCESS_KEY_CACHE_FOR
+        {
+            return Ok(Some(key.clone()));
+        }
+        let generation = self.access_keys_generation.load(Ordering::SeqCst);
+        let found = self.read(|tx| tx.access_key(access_key_id))?;
+        if let Some(key) = &found
+            && let Ok(mut cache) = self.access_keys.lock()
+        {
+            // Checked under the cache's lock, which a write's forgetting takes too.
+            if self.access_keys_generation.load(Ordering::SeqCst) == generation {
+                if cache.len() >= ACCESS_KEY_CACHE_ENTRIES {
+                    cache.clear();
+                }
+                cache.insert(access_key_id.to_string(), (key.clone(), Instant::now()));
+            }
+        }
+        Ok(found)
+    }
+
+    fn forget_access_keys(&self) {
+        // A poisoned cache is emptied all the same.
+        let mut cache = self.access_keys.lock().unwrap_or_else(|p| p.into_inner());
+        self.access_keys_generation.fetch_add(1, Ordering::SeqCst);
+        cache.clear();
     }
 }
 
@@ -749,6 +806,7 @@ fn read_on<T, E: From<StoreError>>(
         effects: Vec::new(),
         host_sequence: None,
         hosts_written: Vec::new(),
+        access_keys_changed: false,
     };
     let out = f(&tx);
     let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
@@ -1619,6 +1677,7 @@ impl Tx<'_> {
     }
 
     pub fn insert_access_key(&mut self, key: &AccessKey) -> Result<(), StoreError> {
+        self.access_keys_changed = true;
         let n = self.conn.execute(
             "INSERT INTO access_keys (access_key_id, secret_access_key, account, principal_arn, status, created_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
@@ -1639,6 +1698,7 @@ impl Tx<'_> {
         access_key_id: &str,
         status: &str,
     ) -> Result<bool, StoreError> {
+        self.access_keys_changed = true;
         Ok(self.conn.execute(
             "UPDATE access_keys SET status = ?2 WHERE access_key_id = ?1",
             params![access_key_id, status],
@@ -1647,6 +1707,7 @@ impl Tx<'_> {
 
     /// Deletes a key; false when no such key exists.
     pub fn delete_access_key(&mut self, access_key_id: &str) -> Result<bool, StoreError> {
+        self.access_keys_changed = true;
         Ok(self.conn.execute(
             "DELETE FROM access_keys WHERE access_key_id = ?1",
             params![access_key_id],
@@ -1660,6 +1721,7 @@ impl Tx<'_> {
         from_principal: &str,
         to_principal: &str,
     ) -> Result<usize, StoreError> {
+        self.access_keys_changed = true;
         Ok(self.conn.execute(
             "UPDATE access_keys SET principal_arn = ?3 WHERE account = ?1 AND principal_arn = ?2",
             params![account, from_principal, to_principal],
@@ -1891,6 +1953,59 @@ mod tests {
             .read(|tx| tx.sequence(Scope::new("", ""), HOST_SEQUENCE))
             .unwrap();
         assert_eq!(stored, e);
+    }
+
+    /// The gateway's cached lookups see every change a write makes to a key at once.
+    #[test]
+    fn cached_access_keys_follow_every_change() {
+        let store = Store::open_in_memory().unwrap();
+        let key = AccessKey {
+            access_key_id: "AKIAEXAMPLE".into(),
+            secret_access_key: "secret".into(),
+            account: "111122223333".into(),
+            principal_arn: "arn:aws:iam::111122223333:user/a".into(),
+            status: "Active".into(),
+            created_at_ms: 1,
+        };
+        assert_eq!(store.access_key("AKIAEXAMPLE").unwrap(), None);
+        store.write(|tx| tx.insert_access_key(&key)).unwrap();
+        assert_eq!(store.access_key("AKIAEXAMPLE").unwrap(), Some(key.clone()));
+        // Cached now: each change is seen by the next lookup.
+        store
+            .write(|tx| tx.set_access_key_status("AKIAEXAMPLE", "Inactive"))
+            .unwrap();
+        let status = |store: &Store| store.access_key("AKIAEXAMPLE").unwrap().map(|k| k.status);
+        assert_eq!(status(&store).as_deref(), Some("Inactive"));
+        store
+            .write(|tx| {
+                tx.move_access_keys(
+                    "111122223333",
+                    &key.principal_arn,
+                    "arn:aws:iam::111122223333:user/b",
+                )
+            })
+            .unwrap();
+        assert_eq!(
+            store
+                .access_key("AKIAEXAMPLE")
+                .unwrap()
+                .map(|k| k.principal_arn)
+                .as_deref(),
+            Some("arn:aws:iam::111122223333:user/b")
+        );
+        store
+            .write(|tx| tx.delete_access_key("AKIAEXAMPLE"))
+            .unwrap();
+        assert_eq!(store.access_key("AKIAEXAMPLE").unwrap(), None);
+        // A write that fails changes nothing, cached or not.
+        store.write(|tx| tx.insert_access_key(&key)).unwrap();
+        assert!(store.access_key("AKIAEXAMPLE").unwrap().is_some());
+        let failed = store.write(|tx| -> Result<(), StoreError> {
+            tx.delete_access_key("AKIAEXAMPLE")?;
+            Err(StoreError::Commit("refused".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(status(&store).as_deref(), Some("Active"));
     }
 
     /// What the store tells polls about a host's sequence without a read: never below an
