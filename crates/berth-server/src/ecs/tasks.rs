@@ -130,18 +130,24 @@ pub fn assignments_since(
     host: &str,
     since: Option<i64>,
 ) -> Result<(i64, Vec<TaskAssignment>), Failure> {
-    let seq = tx.host_sequence(host)?;
     let mut out = Vec::new();
+    let entries = match since {
+        Some(since) => tx.host_entries_since(host, since)?,
+        None => tx.host_entries(host, "")?,
+    };
+    // The host's sequence is its latest entry's: the highest of those read when any were (all
+    // entries past `since` are), else one more seek (it may be below `since`: an entry deleted
+    // with its task, or a store started over under a running agent).
+    let seq = match entries.iter().map(|e| e.seq).max() {
+        Some(seq) => seq,
+        None => tx.host_sequence(host)?,
+    };
     // Every change an agent must act on moves the host's sequence: none since `since`, none
     // to read.
     if since.is_some_and(|since| seq <= since) {
         return Ok((seq, out));
     }
     let mut networks = crate::ec2::interfaces::Networks::default();
-    let entries = match since {
-        Some(since) => tx.host_entries_since(host, since)?,
-        None => tx.host_entries(host, "")?,
-    };
     for e in entries {
         let mut parts = e.task.splitn(3, '|');
         let (Some(account), Some(region), Some(id)) = (parts.next(), parts.next(), parts.next())
