@@ -6,9 +6,11 @@
 use axum::body::Bytes;
 use berth_store::TrailEvent;
 use berth_wire::{AwsError, RequestContext};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::{redact, resources};
+use super::{redact, resources, scan};
 
 /// The record format version Berth writes (AWS's current management-event format).
 pub const EVENT_VERSION: &str = "1.09";
@@ -175,74 +177,142 @@ fn shown(body: Option<Value>) -> Value {
     }
 }
 
+/// A write's reply as the event shows it, and the ARNs it names.
+enum Reply<'a> {
+    /// Nothing in it to redact: the reply's own text, and its ARNs in order.
+    AsSent(Box<RawValue>, Vec<&'a str>),
+    /// Parsed (and redacted once its ARNs are read).
+    Parsed(Option<Value>),
+}
+
+/// `body` as [`Reply::AsSent`] when a scan finds nothing in it to redact (and it is a JSON
+/// object other than `{}`, not too large), else parsed.
+fn reply(body: &[u8]) -> Reply<'_> {
+    if body.len() <= MAX_ELEMENTS_BYTES
+        && let Ok(text) = std::str::from_utf8(body)
+        && text.starts_with('{')
+        && text != "{}"
+        && let Some(scanned) = scan::scan(text, redact::hides_member)
+        && !scanned.hides
+        && let Ok(raw) = RawValue::from_string(text.to_string())
+    {
+        return Reply::AsSent(raw, scanned.arns);
+    }
+    Reply::Parsed(parsed(body))
+}
+
+/// An event as stored, its members in the order CloudTrail's JSON sorts them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Record<'a> {
+    aws_region: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_message: Option<&'a str>,
+    event_category: &'static str,
+    #[serde(rename = "eventID")]
+    event_id: &'a str,
+    event_name: &'a str,
+    event_source: &'a str,
+    event_time: String,
+    event_type: &'static str,
+    event_version: &'static str,
+    management_event: bool,
+    read_only: bool,
+    recipient_account_id: &'a str,
+    #[serde(rename = "requestID")]
+    request_id: &'a str,
+    request_parameters: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resources: Option<Vec<Value>>,
+    response_elements: Elements<'a>,
+    #[serde(rename = "sourceIPAddress")]
+    source_ip_address: &'a str,
+    user_agent: &'a str,
+    user_identity: Value,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Elements<'a> {
+    AsSent(&'a RawValue),
+    Parsed(&'a Value),
+}
+
 /// The CloudTrail event of `call`, ready to store.
 pub fn build(call: &ApiCall, event_id: String) -> TrailEvent {
     let ctx = &call.ctx;
     let read_only = is_read_only(&call.operation);
     let request = elements(&call.request);
-    // A write's reply, parsed once: its ARNs are read before it is redacted.
+    // A write's reply, read once: its ARNs are read before it is redacted.
     let reply = match &call.response {
-        Ok(body) if !read_only => parsed(body),
-        _ => None,
+        Ok(body) if !read_only => reply(body),
+        _ => Reply::Parsed(None),
     };
     // The resources a call acts on: those its request names, and for a write those its
     // reply names (a read's reply, like a lookup's query, merely mentions resources).
     let mut named = resources::from_request(call.event_source, &request);
-    if let Some(v) = &reply {
-        resources::add_arns(v, &mut named);
-    }
-    let response = shown(reply);
+    let response = match reply {
+        Reply::AsSent(raw, arns) => {
+            for arn in arns {
+                resources::add_arn(arn, &mut named);
+            }
+            Ok(raw)
+        }
+        Reply::Parsed(v) => {
+            if let Some(v) = &v {
+                resources::add_arns(v, &mut named);
+            }
+            Err(shown(v))
+        }
+    };
     if call.event_source != "cloudtrail.amazonaws.com" {
         resources::add_arns(&request, &mut named);
     }
     named.truncate(resources::MAX_RESOURCES);
-    let mut record = json!({
-        "eventVersion": EVENT_VERSION,
-        "userIdentity": user_identity(ctx),
-        "eventTime": event_time(ctx.now.millis()),
-        "eventSource": call.event_source,
-        "eventName": call.operation,
-        "awsRegion": ctx.region,
-        "sourceIPAddress": ctx.source_ip,
-        "userAgent": ctx.user_agent,
-        "requestParameters": request,
-        "responseElements": response,
-        "requestID": ctx.request_id,
-        "eventID": event_id,
-        "readOnly": read_only,
-        "eventType": "AwsApiCall",
-        "managementEvent": true,
-        "recipientAccountId": ctx.account_id,
-        "eventCategory": "Management",
+    let resources = (!named.is_empty()).then(|| {
+        named
+            .iter()
+            .map(|r| {
+                let mut v = json!({ "type": r.resource_type, "accountId": ctx.account_id });
+                let key = if r.name.starts_with("arn:") {
+                    "ARN"
+                } else {
+                    "name"
+                };
+                v[key] = Value::String(r.name.clone());
+                v
+            })
+            .collect()
     });
-    if !named.is_empty()
-        && let Some(o) = record.as_object_mut()
-    {
-        o.insert(
-            "resources".into(),
-            Value::Array(
-                named
-                    .iter()
-                    .map(|r| {
-                        let mut v = json!({ "type": r.resource_type, "accountId": ctx.account_id });
-                        let key = if r.name.starts_with("arn:") {
-                            "ARN"
-                        } else {
-                            "name"
-                        };
-                        v[key] = Value::String(r.name.clone());
-                        v
-                    })
-                    .collect(),
-            ),
-        );
-    }
-    if let Err(e) = &call.response
-        && let Some(o) = record.as_object_mut()
-    {
-        o.insert("errorCode".into(), Value::String(e.code.to_string()));
-        o.insert("errorMessage".into(), Value::String(e.message.clone()));
-    }
+    let error = call.response.as_ref().err();
+    let record = Record {
+        aws_region: &ctx.region,
+        error_code: error.map(|e| e.code.as_ref()),
+        error_message: error.map(|e| e.message.as_str()),
+        event_category: "Management",
+        event_id: &event_id,
+        event_name: &call.operation,
+        event_source: call.event_source,
+        event_time: event_time(ctx.now.millis()),
+        event_type: "AwsApiCall",
+        event_version: EVENT_VERSION,
+        management_event: true,
+        read_only,
+        recipient_account_id: &ctx.account_id,
+        request_id: &ctx.request_id,
+        request_parameters: &request,
+        resources,
+        response_elements: match &response {
+            Ok(raw) => Elements::AsSent(raw),
+            Err(v) => Elements::Parsed(v),
+        },
+        source_ip_address: &ctx.source_ip,
+        user_agent: &ctx.user_agent,
+        user_identity: user_identity(ctx),
+    };
+    let body = serde_json::to_string(&record).unwrap_or_else(|_| "{}".into());
     TrailEvent {
         seq: 0,
         account: ctx.account_id.clone(),
@@ -255,7 +325,7 @@ pub fn build(call: &ApiCall, event_id: String) -> TrailEvent {
         username: username(&ctx.principal_arn),
         access_key_id: ctx.access_key_id.clone(),
         resources: named,
-        body: serde_json::to_string(&record).unwrap_or_else(|_| "{}".into()),
+        body,
     }
 }
 
@@ -271,6 +341,63 @@ mod tests {
             request: Bytes::from(request.to_string()),
             response: response.map(|r| Bytes::from(r.to_string())),
         }
+    }
+
+    /// A reply with nothing to redact goes in as sent; one with a secret is parsed and
+    /// redacted. Either way the event reads the same as a parsed reply would, and names the
+    /// reply's ARNs.
+    #[test]
+    fn a_reply_goes_in_as_sent_unless_it_holds_a_secret() {
+        let reply = r#"{"tasks":[{"taskArn":"arn:aws:ecs:us-east-1:123456789012:task/web/abc","containerInstanceArn":"arn:aws:ecs:us-east-1:123456789012:container-instance/web/i1","overrides":{"containerOverrides":[]},"containers":[{"name":"app","lastStatus":"PENDING"}]}],"failures":[]}"#;
+        let e = build(
+            &call("RunTask", r#"{"cluster":"web","count":1}"#, Ok(reply)),
+            "id-1".into(),
+        );
+        let v: Value = serde_json::from_str(&e.body).unwrap();
+        assert_eq!(
+            v["responseElements"],
+            serde_json::from_str::<Value>(reply).unwrap()
+        );
+        for arn in [
+            "arn:aws:ecs:us-east-1:123456789012:task/web/abc",
+            "arn:aws:ecs:us-east-1:123456789012:container-instance/web/i1",
+        ] {
+            assert!(e.resources.iter().any(|r| r.name == arn), "{arn}");
+            assert!(
+                v["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["ARN"] == arn)
+            );
+        }
+        // The members in CloudTrail's sorted order, as before.
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        assert_eq!(e.body.find("\"awsRegion\""), Some(1));
+        assert_eq!(keys, sorted);
+
+        let secret = reply.replace(
+            r#""containerOverrides":[]"#,
+            r#""containerOverrides":[{"name":"app","environment":[{"name":"DB","value":"hunter2"}]}]"#,
+        );
+        let e = build(
+            &call("RunTask", r#"{"cluster":"web","count":1}"#, Ok(&secret)),
+            "id-2".into(),
+        );
+        assert!(!e.body.contains("hunter2"));
+        let v: Value = serde_json::from_str(&e.body).unwrap();
+        assert_eq!(
+            v["responseElements"]["tasks"][0]["overrides"]["containerOverrides"][0]["environment"]
+                [0]["value"],
+            redact::HIDDEN
+        );
+        assert!(
+            e.resources
+                .iter()
+                .any(|r| r.name == "arn:aws:ecs:us-east-1:123456789012:task/web/abc")
+        );
     }
 
     #[test]

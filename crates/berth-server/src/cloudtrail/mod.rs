@@ -19,6 +19,7 @@ pub mod lookup;
 pub mod recorder;
 pub mod redact;
 pub mod resources;
+pub mod scan;
 
 use std::sync::Arc;
 

@@ -30,6 +30,13 @@ const SECRET_MEMBERS: &[&str] = &[
     "credentials",
 ];
 
+/// Whether [`redact`] hides anything of a member named `name` (its value, or members of
+/// its items): a body without such a member needs no redacting.
+pub fn hides_member(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    SECRET_MEMBERS.contains(&lower.as_str()) || lower == "environment" || lower == "logevents"
+}
+
 /// Replaces every secret in `v` with [`HIDDEN`], in place.
 pub fn redact(v: &mut Value) {
     match v {
@@ -68,6 +75,40 @@ fn hide_member_of_each(list: &mut Value, member: &str) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// What `hides_member` promises: a body without such a member is left as it is.
+    #[test]
+    fn a_body_without_hidden_members_is_left_alone() {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(json!("v")),
+            Just(json!(1)),
+            Just(json!([{"name": "n", "value": "v"}])),
+        ];
+        let tree = leaf.prop_recursive(3, 24, 4, |inner| {
+            prop::collection::btree_map(
+                prop_oneof![
+                    Just("name".to_string()),
+                    Just("Environment".to_string()),
+                    Just("password".to_string()),
+                    Just("logEvents".to_string()),
+                    "[a-z]{1,5}",
+                ],
+                inner,
+                0..4,
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect()))
+        });
+        proptest!(|(v in tree)| {
+            let text = v.to_string();
+            let scanned = crate::cloudtrail::scan::scan(&text, hides_member).unwrap();
+            let mut redacted = v.clone();
+            redact(&mut redacted);
+            if !scanned.hides {
+                prop_assert_eq!(redacted, v);
+            }
+        });
+    }
 
     #[test]
     fn environment_values_and_secret_members_are_hidden() {

@@ -109,6 +109,13 @@ pub fn from_request(event_source: &str, request: &Value) -> Vec<TrailResource> {
 }
 
 /// Adds every ARN of a known type found anywhere in `v`.
+/// Adds `arn` if it is of a type Berth knows.
+pub fn add_arn(arn: &str, out: &mut Vec<TrailResource>) {
+    if let Some(t) = arn_type(arn) {
+        push(out, t, arn);
+    }
+}
+
 pub fn add_arns(v: &Value, out: &mut Vec<TrailResource>) {
     match v {
         Value::String(s) => {
