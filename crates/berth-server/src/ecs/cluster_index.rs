@@ -73,6 +73,9 @@ pub struct ClusterState {
     /// Shared: a plan hands out an instance's record per task placed on it without copying
     /// its attributes and resources.
     records: Vec<(Arc<s::ContainerInstance>, i64)>,
+    /// Tasks each instance started that its record does not count yet (see
+    /// [`super::tasks::started_tasks`]).
+    started: Vec<i64>,
     last_poll_ms: Vec<Option<i64>>,
     pos: HashMap<String, usize>,
     stale: HashSet<String>,
@@ -97,12 +100,14 @@ impl ClusterState {
         };
         self.snapshot.instances.swap_remove(k);
         self.records.swap_remove(k);
+        self.started.swap_remove(k);
         self.last_poll_ms.swap_remove(k);
         if let Some(moved) = self.snapshot.instances.get(k) {
             self.pos.insert(moved.id.clone(), k);
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn upsert(
         &mut self,
         id: &str,
@@ -110,7 +115,9 @@ impl ClusterState {
         version: i64,
         tasks: Vec<sched::RunningTask>,
         last_poll_ms: Option<i64>,
+        started: i64,
     ) {
+        let started_i32 = i32::try_from(started).unwrap_or(i32::MAX);
         if !matches!(ci.status.as_deref(), Some("ACTIVE") | Some("DRAINING")) {
             self.remove(id);
             return;
@@ -124,14 +131,19 @@ impl ClusterState {
                 } else {
                     self.snapshot.instances[*k] = placement::instance(id, &ci, false, tasks);
                 }
+                self.snapshot.instances[*k].running_tasks_count =
+                    running_count(&ci).saturating_add(started_i32);
                 self.records[*k] = (Arc::new(ci), version);
+                self.started[*k] = started;
                 self.last_poll_ms[*k] = last_poll_ms;
             }
             None => {
-                let inst = placement::instance(id, &ci, false, tasks);
+                let mut inst = placement::instance(id, &ci, false, tasks);
+                inst.running_tasks_count = running_count(&ci).saturating_add(started_i32);
                 self.pos.insert(id.to_string(), self.records.len());
                 self.snapshot.instances.push(inst);
                 self.records.push((Arc::new(ci), version));
+                self.started.push(started);
                 self.last_poll_ms.push(last_poll_ms);
             }
         }
@@ -145,7 +157,8 @@ impl ClusterState {
                 let tasks = held_tasks(tx, scope, id)?;
                 let host = super::tasks::instance_host(scope, id);
                 let last = super::tasks::last_poll(tx, &host)?;
-                self.upsert(id, ci, version, tasks, last);
+                let started = super::tasks::started_tasks(tx, scope, id)?;
+                self.upsert(id, ci, version, tasks, last, started);
             }
         }
         Ok(())
@@ -158,6 +171,12 @@ impl ClusterState {
             i.agent_connected = last.is_some_and(|at| now_ms - at < limit);
         }
     }
+}
+
+/// The running count a record holds (without the tasks started since, see
+/// [`super::tasks::started_tasks`]).
+fn running_count(ci: &s::ContainerInstance) -> i32 {
+    ci.running_tasks_count.unwrap_or(0)
 }
 
 /// The tasks (not STOPPED) that instance `id` holds, from its host entries.
@@ -257,7 +276,8 @@ impl ClusterIndex {
                 let tasks = held_tasks(tx, scope, &r.id)?;
                 let host = super::tasks::instance_host(scope, &r.id);
                 let last = super::tasks::last_poll(tx, &host)?;
-                st.upsert(&r.id, ci, r.version, tasks, last);
+                let started = super::tasks::started_tasks(tx, scope, &r.id)?;
+                st.upsert(&r.id, ci, r.version, tasks, last, started);
             }
             st.loaded = true;
         }
@@ -355,8 +375,25 @@ impl ClusterIndex {
                 }
             }
         }
-        let last = st.last_poll_ms[k];
-        st.upsert(id, ci, version, tasks, last);
+        let (last, started) = (st.last_poll_ms[k], st.started[k]);
+        st.upsert(id, ci, version, tasks, last, started);
+    }
+
+    /// Write-through: `n` more of instance `id`'s tasks started (counted apart from its
+    /// record, which stays as it was). An instance the index does not hold is read from the
+    /// store, counter included, when it is next loaded.
+    pub fn tasks_started(&self, scope: Scope<'_>, id: &str, n: i64) {
+        let Some(state) = self.existing(scope, cluster_of(id)) else {
+            return;
+        };
+        let mut st = lock(&state);
+        if let Some(k) = st.pos.get(id).copied() {
+            st.started[k] += n;
+            let inst = &mut st.snapshot.instances[k];
+            inst.running_tasks_count = inst
+                .running_tasks_count
+                .saturating_add(i32::try_from(n).unwrap_or(i32::MAX));
+        }
     }
 
     /// The store's commit observer: marks stale what a commit changed behind the index's back.

@@ -163,7 +163,8 @@ fn present(
     ci
 }
 
-/// An instance as shown, with `agentConnected` from its agent's last poll.
+/// An instance as shown, with `agentConnected` from its agent's last poll and its task
+/// counts with the tasks started since its record was written.
 fn shown(
     tx: &Tx<'_>,
     ctx: &RequestContext,
@@ -172,6 +173,7 @@ fn shown(
     include: &[s::ContainerInstanceField],
 ) -> Result<s::ContainerInstance, Failure> {
     let mut ci = present(ci, include);
+    tasks::with_started_tasks(tx, scope(ctx), id, &mut ci)?;
     ci.agent_connected = Some(
         ci.status.as_deref() != Some("INACTIVE")
             && tasks::agent_connected(tx, scope(ctx), id, ctx.now)?,
@@ -322,6 +324,7 @@ pub fn register(
                 let id = store_id(ctx, &cluster_name, &arn).unwrap_or_default();
                 // A re-registering agent still runs its tasks: they keep their reservations.
                 super::tasks::reserve_current_tasks(tx, scope(ctx), &id, &mut instance)?;
+                super::tasks::forget_started_tasks(tx, scope(ctx), &id)?;
                 tx.put(
                     scope(ctx),
                     kind::CONTAINER_INSTANCE,
@@ -437,13 +440,14 @@ pub fn list(
                 )?;
                 let done = chunk.len() < 256;
                 for r in &chunk {
-                    let ci: s::ContainerInstance = r.decode(kind::CONTAINER_INSTANCE)?;
+                    let mut ci: s::ContainerInstance = r.decode(kind::CONTAINER_INSTANCE)?;
                     if !wanted(ci.status.as_deref().unwrap_or_default()) {
                         continue;
                     }
                     let selected = match &filter {
                         None => true,
                         Some(e) => {
+                            tasks::with_started_tasks(tx, scope(ctx), &r.id, &mut ci)?;
                             let connected = tasks::agent_connected(tx, scope(ctx), &r.id, ctx.now)?;
                             let held = held.get(&r.id).cloned().unwrap_or_default();
                             e.matches(
@@ -572,7 +576,9 @@ pub fn deregister(
             if ci.status.as_deref() == Some("INACTIVE") {
                 return Err(missing().into());
             }
-            let busy = ci.running_tasks_count.unwrap_or(0) + ci.pending_tasks_count.unwrap_or(0) > 0;
+            let mut counted = ci.clone();
+            tasks::with_started_tasks(tx, scope(ctx), &id, &mut counted)?;
+            let busy = counted.running_tasks_count.unwrap_or(0) + counted.pending_tasks_count.unwrap_or(0) > 0;
             if busy && !input.force.unwrap_or(false) {
                 return Err(invalid(
                     "Found running tasks on the instance. Use the force parameter to deregister the instance anyway.",
@@ -606,7 +612,13 @@ pub fn deregister(
             ci.version = Some(ci.version.unwrap_or(1) + 1);
             tx.put(scope(ctx), kind::CONTAINER_INSTANCE, &id, Some(version), &ci)?;
             Ok((
-                s::DeregisterContainerInstanceResponse { container_instance: Some(present(&ci, &[])) },
+                s::DeregisterContainerInstanceResponse {
+                    container_instance: Some({
+                        let mut shown = present(&ci, &[]);
+                        tasks::with_started_tasks(tx, scope(ctx), &id, &mut shown)?;
+                        shown
+                    }),
+                },
                 stopped_any.then_some(host),
             ))
         })
@@ -1242,6 +1254,101 @@ pub(crate) mod tests {
                 .iter()
                 .all(|t| t.desired_status.as_deref() == Some("RUNNING"))
         );
+    }
+
+    /// Tasks that start are counted apart from the instance's record: every view of the
+    /// instance (describe, the cluster query of ListContainerInstances, placement's
+    /// constraints) counts them as running, a stop takes them back, and a new registration
+    /// counts afresh.
+    #[test]
+    fn started_tasks_count_as_running_everywhere() {
+        use berth_wire::ecs::Api;
+        let e = ecs_with_cluster();
+        let c = ctx();
+        let (arn, task_arns) = instance_with_tasks(&e, 2);
+        let report = |task: &str, status: &str| {
+            let req: s::SubmitTaskStateChangeRequest = serde_json::from_value(serde_json::json!({
+                "cluster": "web", "task": task, "status": status,
+                "containers": [{"containerName": "app", "status": status}]
+            }))
+            .unwrap();
+            e.submit_task_state_change(&c, req).unwrap();
+        };
+        let counts = || {
+            let ci = describe_one(&e, &arn);
+            (ci.pending_tasks_count, ci.running_tasks_count)
+        };
+        let listed = |f: &str| {
+            e.list_container_instances(
+                &c,
+                s::ListContainerInstancesRequest {
+                    cluster: Some("web".into()),
+                    filter: Some(f.into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .container_instance_arns
+            .unwrap()
+        };
+        let placed_with = |expression: &str| {
+            let req: s::RunTaskRequest = serde_json::from_value(serde_json::json!({
+                "cluster": "web", "taskDefinition": "sleep", "launchType": "EC2",
+                "placementConstraints": [{"type": "memberOf", "expression": expression}]
+            }))
+            .unwrap();
+            e.run_task(&c, req).unwrap().tasks.unwrap_or_default().len()
+        };
+        report(&task_arns[0], "RUNNING");
+        assert_eq!(counts(), (Some(1), Some(1)));
+        assert_eq!(listed("runningTasksCount == 1"), vec![arn.clone()]);
+        assert!(listed("runningTasksCount == 0").is_empty());
+        // Placement reads the cluster index, which heard of the start too.
+        assert_eq!(placed_with("runningTasksCount == 0"), 0);
+        assert_eq!(placed_with("runningTasksCount == 1"), 1);
+        assert_eq!(counts(), (Some(2), Some(1)));
+
+        report(&task_arns[0], "STOPPED");
+        assert_eq!(counts(), (Some(2), Some(0)));
+        assert_eq!(placed_with("runningTasksCount == 0"), 1);
+        assert_eq!(counts(), (Some(3), Some(0)));
+        report(&task_arns[1], "RUNNING");
+        assert_eq!(counts(), (Some(2), Some(1)));
+
+        // The agent registers again: its tasks are counted from what they are, once.
+        let again = e
+            .register_container_instance(
+                &c,
+                s::RegisterContainerInstanceRequest {
+                    cluster: Some("web".into()),
+                    container_instance_arn: Some(arn.clone()),
+                    total_resources: Some(vec![
+                        s::Resource {
+                            name: Some("CPU".into()),
+                            r#type: Some("INTEGER".into()),
+                            integer_value: Some(2048),
+                            ..Default::default()
+                        },
+                        s::Resource {
+                            name: Some("MEMORY".into()),
+                            r#type: Some("INTEGER".into()),
+                            integer_value: Some(1024),
+                            ..Default::default()
+                        },
+                    ]),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .container_instance
+            .unwrap();
+        assert_eq!(
+            (again.pending_tasks_count, again.running_tasks_count),
+            (Some(2), Some(1))
+        );
+        assert_eq!(counts(), (Some(2), Some(1)));
+        report(&task_arns[1], "STOPPED");
+        assert_eq!(counts(), (Some(2), Some(0)));
     }
 
     #[test]

@@ -222,7 +222,7 @@ fn control_instances(
 ) -> Result<Vec<control::Instance>, Failure> {
     let scope_ = Scope::new(&ctx.account_id, &ctx.region);
     let mut out = Vec::new();
-    for (id, ci) in tx.list_json::<s::ContainerInstance>(
+    for (id, mut ci) in tx.list_json::<s::ContainerInstance>(
         scope_,
         kind::CONTAINER_INSTANCE,
         &format!("{cluster}/"),
@@ -241,6 +241,7 @@ fn control_instances(
                     constraints: constraints.to_vec(),
                     ..Default::default()
                 };
+                tasks::with_started_tasks(tx, scope_, &id, &mut ci)?;
                 let i = placement::instance(&id, &ci, true, Vec::new());
                 sched::check(&i, &request).is_none()
             }

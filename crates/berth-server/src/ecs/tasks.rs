@@ -636,6 +636,67 @@ pub fn reserve_current_tasks(
     Ok(())
 }
 
+/// The counter of the tasks that started (reached RUNNING) on instance `instance_store_id`
+/// since its record last counted them.
+///
+/// A task that starts moves its instance from pending to running; counting that in the
+/// instance's record meant rewriting the whole record (about 4 KiB of JSON) inside the writer
+/// for every task that started, and moving the instance's version under every plan made from
+/// it. The record counts tasks placed (pending) and stopped; this counter the starts in
+/// between, and what the instance shows is the two together ([`with_started_tasks`]). Only a
+/// new registration, which counts its tasks afresh, sets it back to 0. An instance from before
+/// the counter has none: 0.
+fn started_counter(instance_store_id: &str) -> String {
+    format!("ci-started/{instance_store_id}")
+}
+
+/// How many tasks started on instance `instance_store_id` beyond what its record counts.
+pub fn started_tasks(
+    tx: &Tx<'_>,
+    scope_: Scope<'_>,
+    instance_store_id: &str,
+) -> Result<i64, Failure> {
+    Ok(tx
+        .sequence_if_any(scope_, &started_counter(instance_store_id))?
+        .unwrap_or(0))
+}
+
+/// `ci`, as stored for instance `instance_store_id`, with the counts it shows: its record's,
+/// with the tasks that started since moved from pending to running.
+pub fn with_started_tasks(
+    tx: &Tx<'_>,
+    scope_: Scope<'_>,
+    instance_store_id: &str,
+    ci: &mut s::ContainerInstance,
+) -> Result<(), Failure> {
+    let started = started_tasks(tx, scope_, instance_store_id)?;
+    count_started(ci, started);
+    Ok(())
+}
+
+/// Moves `started` tasks of `ci`'s counts from pending to running (never below 0 shown).
+fn count_started(ci: &mut s::ContainerInstance, started: i64) {
+    let started = i32::try_from(started).unwrap_or(i32::MAX);
+    let pending = ci.pending_tasks_count.unwrap_or(0).saturating_sub(started);
+    let running = ci.running_tasks_count.unwrap_or(0).saturating_add(started);
+    ci.pending_tasks_count = Some(pending.max(0));
+    ci.running_tasks_count = Some(running.max(0));
+}
+
+/// Sets instance `instance_store_id`'s started-tasks counter back to 0: its record has just
+/// counted its tasks afresh ([`reserve_current_tasks`]).
+pub fn forget_started_tasks(
+    tx: &mut Tx<'_>,
+    scope_: Scope<'_>,
+    instance_store_id: &str,
+) -> Result<(), Failure> {
+    let started = started_tasks(tx, scope_, instance_store_id)?;
+    if started != 0 {
+        tx.add_to_sequence(scope_, &started_counter(instance_store_id), -started)?;
+    }
+    Ok(())
+}
+
 /// Stores a new task, indexes it under its host and wakes the host; its cluster's counters
 /// move in `counts` (written by the caller after the call's tasks). Its instance's
 /// reservation is [`Reservations`]'s business.
@@ -774,7 +835,11 @@ impl Reservations {
             Some((_, now, _, added)) => {
                 let mut held = i.tasks.clone();
                 held.extend(added.iter().cloned());
-                placement::instance(&i.id, now, i.agent_connected, held)
+                let mut left = placement::instance(&i.id, now, i.agent_connected, held);
+                // Reservations add pending tasks only; the running count (with the tasks
+                // started beyond the record's count) is the index's.
+                left.running_tasks_count = i.running_tasks_count;
+                left
             }
             None => i.clone(),
         }
@@ -1558,7 +1623,7 @@ pub fn apply_task_change(
             let cluster_task = format!("{}/{}", t.cluster(), t.id());
             tx.delete_host_entry(&t.host, &host_entry_task(scope_, &cluster_task))?;
         } else if after >= TaskStatus::Running && before < TaskStatus::Running {
-            accounting.move_counts(tx, index, scope_, &t, -1, 1)?;
+            accounting.started(&t);
         }
     }
     t.task.version = Some(t.task.version.unwrap_or(1) + 1);
@@ -1603,6 +1668,8 @@ pub fn touch_for_rules(
 pub struct Accounting {
     /// Each instance touched, with the tasks it no longer holds.
     instances: TouchedInstances,
+    /// Tasks started per instance (see [`started_counter`]).
+    started: Vec<(String, i64)>,
     /// How the tasks moved their clusters' counters.
     counts: ClusterCounts,
 }
@@ -1655,10 +1722,25 @@ impl Accounting {
     ) -> Result<(), Failure> {
         if let Some(k) = self.instance_of(tx, index, scope_, t)? {
             let ci = &mut self.instances.0[k].1;
-            ci.pending_tasks_count = Some((ci.pending_tasks_count.unwrap_or(0) + pending).max(0));
-            ci.running_tasks_count = Some((ci.running_tasks_count.unwrap_or(0) + running).max(0));
+            // Not clamped at 0: a record's running count leaves out the tasks that started
+            // since it was written, so one that stops may take it below 0 (what is shown,
+            // with the started tasks, is not).
+            ci.pending_tasks_count = Some(ci.pending_tasks_count.unwrap_or(0) + pending);
+            ci.running_tasks_count = Some(ci.running_tasks_count.unwrap_or(0) + running);
         }
         Ok(())
+    }
+
+    /// Counts task `t` as started on its instance: the instance's started-tasks counter,
+    /// not its record, moves (once per instance at the write's end).
+    fn started(&mut self, t: &StoredTask) {
+        let Some(ci_id) = &t.container_instance else {
+            return;
+        };
+        match self.started.iter_mut().find(|(id, _)| id == ci_id) {
+            Some((_, n)) => *n += 1,
+            None => self.started.push((ci_id.clone(), 1)),
+        }
     }
 
     /// Gives a stopped task's resources back to its instance, out of its pending or running
@@ -1699,6 +1781,12 @@ impl Accounting {
         scope_: Scope<'_>,
     ) -> Result<(), Failure> {
         self.instances.apply(tx, index, scope_, Held::Removed)?;
+        for (id, n) in self.started {
+            tx.add_to_sequence(scope_, &started_counter(&id), n)?;
+            let index = index.clone();
+            let (account, region) = (scope_.account.to_string(), scope_.region.to_string());
+            tx.after_commit(move || index.tasks_started(Scope::new(&account, &region), &id, n));
+        }
         self.counts.apply(tx, scope_)
     }
 }
@@ -2869,7 +2957,8 @@ mod tests {
     }
 
     /// A batch of reports naming several tasks of one instance writes the instance once,
-    /// with every task's counts and released resources, and moves the cluster's counters.
+    /// with every task's counts and released resources, and moves the cluster's counters;
+    /// tasks that start move only the instance's started-tasks counter, not its record.
     #[test]
     fn a_batch_of_reports_accounts_each_task_and_writes_its_instance_once() {
         let (ecs, c) = setup();
@@ -2881,12 +2970,20 @@ mod tests {
             .into_iter()
             .map(|t| t.task_arn.unwrap())
             .collect();
+        // The record as stored, with its counts as shown (the started tasks counted in).
         let instance = |ecs: &Ecs| {
             ecs.store
-                .read(|tx| {
-                    tx.get_json::<s::ContainerInstance>(scope(&c), kind::CONTAINER_INSTANCE, &ci_id)
+                .read(|tx| -> Result<_, Failure> {
+                    let (mut ci, v) = tx
+                        .get_json::<s::ContainerInstance>(
+                            scope(&c),
+                            kind::CONTAINER_INSTANCE,
+                            &ci_id,
+                        )?
+                        .unwrap();
+                    with_started_tasks(tx, scope(&c), &ci_id, &mut ci)?;
+                    Ok((ci, v))
                 })
-                .unwrap()
                 .unwrap()
         };
         let report = |status: &str| berth_wire::agent::TaskStateChanges {
@@ -2914,15 +3011,16 @@ mod tests {
         let done = submit_task_state_changes(&ecs, &c, &report("RUNNING")).unwrap();
         assert_eq!(done.applied, 4);
         let (running, v1) = instance(&ecs);
-        assert_eq!(v1, v0 + 1, "one write of the instance for the whole batch");
+        assert_eq!(v1, v0, "starting tasks leaves the instance's record alone");
         assert_eq!(running.pending_tasks_count, Some(0));
         assert_eq!(running.running_tasks_count, Some(4));
         assert_eq!(ecs.store.read(|tx| counts(tx, &c, "c")).unwrap(), (4, 0));
 
         submit_task_state_changes(&ecs, &c, &report("STOPPED")).unwrap();
         let (stopped, v2) = instance(&ecs);
-        assert_eq!(v2, v1 + 1);
+        assert_eq!(v2, v1 + 1, "one write of the instance for the whole batch");
         assert_eq!(stopped.running_tasks_count, Some(0));
+        assert_eq!(stopped.pending_tasks_count, Some(0));
         assert_eq!(
             cpu_left(&stopped),
             Some(1024),
