@@ -310,37 +310,43 @@ mod tests {
         .map(|out| serde_json::from_slice(&out).unwrap())
     }
 
-    /// A poll that finds nothing new waits without reading, and a task placed meanwhile still
-    /// ends its wait at once: the host's sequence is counted before the placement's commit
-    /// wakes it.
-    #[test]
-    fn a_waiting_poll_gets_a_task_placed_meanwhile() {
+    /// An app with cluster "c" and a container instance registered by `request` (JSON of
+    /// RegisterContainerInstance); the instance's ARN.
+    fn app_with_instance(ctx: &RequestContext, request: serde_json::Value) -> (Arc<App>, String) {
         let app = Arc::new(App::new(Arc::new(
             berth_store::Store::open_in_memory().unwrap(),
         )));
-        // The agent's heartbeat is stamped with the clock: so is the placement.
-        let ctx = context(Timestamp::now().millis());
         app.ecs
             .create_cluster(
-                &ctx,
+                ctx,
                 serde_json::from_value(serde_json::json!({"clusterName": "c"})).unwrap(),
             )
             .unwrap();
         let arn = app
             .ecs
-            .register_container_instance(
-                &ctx,
-                serde_json::from_value(serde_json::json!({"cluster": "c", "totalResources": [
-                    {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
-                    {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}
-                ]}))
-                .unwrap(),
-            )
+            .register_container_instance(ctx, serde_json::from_value(request).unwrap())
             .unwrap()
             .container_instance
             .unwrap()
             .container_instance_arn
             .unwrap();
+        (app, arn)
+    }
+
+    /// A poll that finds nothing new waits without reading, and a task placed meanwhile still
+    /// ends its wait at once: the host's sequence is counted before the placement's commit
+    /// wakes it.
+    #[test]
+    fn a_waiting_poll_gets_a_task_placed_meanwhile() {
+        // The agent's heartbeat is stamped with the clock: so is the placement.
+        let ctx = context(Timestamp::now().millis());
+        let (app, arn) = app_with_instance(
+            &ctx,
+            serde_json::json!({"cluster": "c", "totalResources": [
+                {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}
+            ]}),
+        );
         app.ecs
             .register_task_definition(
                 &ctx,
@@ -412,27 +418,8 @@ mod tests {
     /// instance that does not exist it fails as ECS's agent endpoints do, and records nothing.
     #[test]
     fn a_poll_answers_only_for_a_registered_instance() {
-        let app = Arc::new(App::new(Arc::new(
-            berth_store::Store::open_in_memory().unwrap(),
-        )));
         let ctx = context(1_000_000);
-        app.ecs
-            .create_cluster(
-                &ctx,
-                serde_json::from_value(serde_json::json!({"clusterName": "c"})).unwrap(),
-            )
-            .unwrap();
-        let arn = app
-            .ecs
-            .register_container_instance(
-                &ctx,
-                serde_json::from_value(serde_json::json!({"cluster": "c"})).unwrap(),
-            )
-            .unwrap()
-            .container_instance
-            .unwrap()
-            .container_instance_arn
-            .unwrap();
+        let (app, arn) = app_with_instance(&ctx, serde_json::json!({"cluster": "c"}));
         let answer = poll(&app, &ctx, &arn).unwrap();
         assert!(answer.tasks.is_empty());
         let host_for = |arn: &str| {

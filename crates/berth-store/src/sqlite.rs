@@ -961,29 +961,15 @@ impl Tx<'_> {
             _ => prefix.to_string(),
         };
         let strict = after.is_some_and(|a| a >= prefix);
-        let upper = prefix_end(prefix);
-        let sql = format!(
-            "SELECT id, version, body FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id {} ?4 {} ORDER BY id LIMIT ?6",
-            if strict { ">" } else { ">=" },
-            if upper.is_some() {
-                "AND id < ?5"
-            } else {
-                "AND ?5 IS NULL"
-            }
-        );
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(
-            params![scope.account, scope.region, kind, lower, upper, limit],
-            |r| {
-                Ok(Record {
-                    id: r.get(0)?,
-                    version: r.get(1)?,
-                    body: stored_body(r, 2)?,
-                })
-            },
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.records_in_range(
+            scope,
+            kind,
+            &lower,
+            strict,
+            prefix_end(prefix),
+            false,
+            limit,
+        )
     }
 
     /// Records of `kind` whose id starts with `prefix` and sorts before `before` (exclusive),
@@ -1003,19 +989,39 @@ impl Tx<'_> {
             (Some(b), _) => Some(b.to_string()),
             (None, e) => e,
         };
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, version, body FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id >= ?4 AND (?5 IS NULL OR id < ?5) ORDER BY id DESC LIMIT ?6",
-        )?;
-        let rows = stmt.query_map(
-            params![scope.account, scope.region, kind, prefix, upper, limit],
-            |r| {
-                Ok(Record {
-                    id: r.get(0)?,
-                    version: r.get(1)?,
-                    body: stored_body(r, 2)?,
-                })
+        self.records_in_range(scope, kind, prefix, false, upper, true, limit)
+    }
+
+    /// Records of `kind` whose id is from `lower` (past it when `strict`) to before `upper`,
+    /// in id order or `backwards`, at most `limit`.
+    #[allow(clippy::too_many_arguments)]
+    fn records_in_range(
+        &self,
+        scope: Scope<'_>,
+        kind: &str,
+        lower: &str,
+        strict: bool,
+        upper: Option<String>,
+        backwards: bool,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        // A statement per shape: with `?5 IS NULL OR id < ?5` SQLite would not bound the index
+        // range above (and a backwards read would start at the kind's last record).
+        let sql = format!(
+            "SELECT id, version, body FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id {} ?4 {} ORDER BY id {} LIMIT ?6",
+            if strict { ">" } else { ">=" },
+            if upper.is_some() {
+                "AND id < ?5"
+            } else {
+                "AND ?5 IS NULL"
             },
+            if backwards { "DESC" } else { "ASC" }
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![scope.account, scope.region, kind, lower, upper, limit],
+            record_row,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -1742,6 +1748,15 @@ fn stored(json: &str) -> rusqlite::types::Value {
     } else {
         rusqlite::types::Value::Blob(lz4_flex::block::compress_prepend_size(json.as_bytes()))
     }
+}
+
+/// A `SELECT id, version, body` row as a [`Record`].
+fn record_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    Ok(Record {
+        id: r.get(0)?,
+        version: r.get(1)?,
+        body: stored_body(r, 2)?,
+    })
 }
 
 /// Column `i` of `r`, a body as [`stored`] stores it, as JSON text.

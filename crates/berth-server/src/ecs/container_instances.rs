@@ -1119,20 +1119,7 @@ pub(crate) mod tests {
             &c,
             s::RegisterContainerInstanceRequest {
                 cluster: Some("web".into()),
-                total_resources: Some(vec![
-                    s::Resource {
-                        name: Some("CPU".into()),
-                        r#type: Some("INTEGER".into()),
-                        integer_value: Some(2048),
-                        ..Default::default()
-                    },
-                    s::Resource {
-                        name: Some("MEMORY".into()),
-                        r#type: Some("INTEGER".into()),
-                        integer_value: Some(1024),
-                        ..Default::default()
-                    },
-                ]),
+                total_resources: Some(web_resources()),
                 // What a host-mode definition requires (`requiresAttributes`).
                 attributes: Some(vec![s::Attribute {
                     name: "com.amazonaws.ecs.capability.docker-remote-api.1.18".into(),
@@ -1174,6 +1161,19 @@ pub(crate) mod tests {
             task_arns.push(out.tasks.unwrap()[0].task_arn.clone().unwrap());
         }
         (arn, task_arns)
+    }
+
+    /// What `instance_with_tasks`'s instance registers: 2048 CPU units, 1024 MiB.
+    fn web_resources() -> Vec<s::Resource> {
+        [("CPU", 2048), ("MEMORY", 1024)]
+            .into_iter()
+            .map(|(name, value)| s::Resource {
+                name: Some(name.into()),
+                r#type: Some("INTEGER".into()),
+                integer_value: Some(value),
+                ..Default::default()
+            })
+            .collect()
     }
 
     fn remaining(ci: &s::ContainerInstance, name: &str) -> i32 {
@@ -1322,20 +1322,7 @@ pub(crate) mod tests {
                 s::RegisterContainerInstanceRequest {
                     cluster: Some("web".into()),
                     container_instance_arn: Some(arn.clone()),
-                    total_resources: Some(vec![
-                        s::Resource {
-                            name: Some("CPU".into()),
-                            r#type: Some("INTEGER".into()),
-                            integer_value: Some(2048),
-                            ..Default::default()
-                        },
-                        s::Resource {
-                            name: Some("MEMORY".into()),
-                            r#type: Some("INTEGER".into()),
-                            integer_value: Some(1024),
-                            ..Default::default()
-                        },
-                    ]),
+                    total_resources: Some(web_resources()),
                     ..Default::default()
                 },
             )
