@@ -673,7 +673,7 @@ impl Store {
         // Before the group's commit makes the entries visible (and before anyone is woken
         // for them): a poll that finds its host's sequence no higher than it has seen may
         // skip its read only if no entry it cannot see yet is missing from the count.
-        self.saw_host_sequences(hosts_written);
+        self.saw_host_sequences(hosts_written.iter().map(|(h, s)| (h.as_str(), *s)));
         if access_keys_changed {
             self.forget_access_keys();
         }
@@ -719,18 +719,24 @@ impl Store {
 
     /// Notes `seq` as `host`'s sequence, as a read found it.
     pub fn see_host_sequence(&self, host: &str, seq: i64) {
-        self.saw_host_sequences(vec![(host.to_string(), seq)]);
+        self.saw_host_sequences([(host, seq)]);
     }
 
-    fn saw_host_sequences(&self, seen: Vec<(String, i64)>) {
-        if seen.is_empty() {
+    fn saw_host_sequences<'h>(&self, seen: impl IntoIterator<Item = (&'h str, i64)>) {
+        let mut seen = seen.into_iter().peekable();
+        if seen.peek().is_none() {
             return;
         }
         // A poisoned map only loses the hint: polls then read.
         if let Ok(mut m) = lock(&self.host_sequences_seen) {
             for (host, seq) in seen {
-                let known = m.entry(host).or_insert(seq);
-                *known = (*known).max(seq);
+                // A host already known (every poll's read) costs no allocation.
+                match m.get_mut(host) {
+                    Some(known) => *known = (*known).max(seq),
+                    None => {
+                        m.insert(host.to_string(), seq);
+                    }
+                }
             }
         }
     }

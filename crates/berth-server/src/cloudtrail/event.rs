@@ -226,18 +226,19 @@ struct Record<'a> {
     request_parameters: &'a Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     resources: Option<Vec<Value>>,
-    response_elements: Elements<'a>,
+    response_elements: Elements,
     #[serde(rename = "sourceIPAddress")]
     source_ip_address: &'a str,
     user_agent: &'a str,
     user_identity: Value,
 }
 
+/// `responseElements`: the reply as sent, or parsed and redacted.
 #[derive(Serialize)]
 #[serde(untagged)]
-enum Elements<'a> {
-    AsSent(&'a RawValue),
-    Parsed(&'a Value),
+enum Elements {
+    AsSent(Box<RawValue>),
+    Parsed(Value),
 }
 
 /// The CloudTrail event of `call`, ready to store.
@@ -258,13 +259,13 @@ pub fn build(call: &ApiCall, event_id: String) -> TrailEvent {
             for arn in arns {
                 resources::add_arn(arn, &mut named);
             }
-            Ok(raw)
+            Elements::AsSent(raw)
         }
         Reply::Parsed(v) => {
             if let Some(v) = &v {
                 resources::add_arns(v, &mut named);
             }
-            Err(shown(v))
+            Elements::Parsed(shown(v))
         }
     };
     if call.event_source != "cloudtrail.amazonaws.com" {
@@ -304,10 +305,7 @@ pub fn build(call: &ApiCall, event_id: String) -> TrailEvent {
         request_id: &ctx.request_id,
         request_parameters: &request,
         resources,
-        response_elements: match &response {
-            Ok(raw) => Elements::AsSent(raw),
-            Err(v) => Elements::Parsed(v),
-        },
+        response_elements: response,
         source_ip_address: &ctx.source_ip,
         user_agent: &ctx.user_agent,
         user_identity: user_identity(ctx),

@@ -131,15 +131,16 @@ impl ClusterState {
                 } else {
                     self.snapshot.instances[*k] = placement::instance(id, &ci, false, tasks);
                 }
-                self.snapshot.instances[*k].running_tasks_count =
-                    running_count(&ci).saturating_add(started_i32);
+                // Both set the record's running count: the tasks started since add to it.
+                let inst = &mut self.snapshot.instances[*k];
+                inst.running_tasks_count = inst.running_tasks_count.saturating_add(started_i32);
                 self.records[*k] = (Arc::new(ci), version);
                 self.started[*k] = started;
                 self.last_poll_ms[*k] = last_poll_ms;
             }
             None => {
                 let mut inst = placement::instance(id, &ci, false, tasks);
-                inst.running_tasks_count = running_count(&ci).saturating_add(started_i32);
+                inst.running_tasks_count = inst.running_tasks_count.saturating_add(started_i32);
                 self.pos.insert(id.to_string(), self.records.len());
                 self.snapshot.instances.push(inst);
                 self.records.push((Arc::new(ci), version));
@@ -171,12 +172,6 @@ impl ClusterState {
             i.agent_connected = last.is_some_and(|at| now_ms - at < limit);
         }
     }
-}
-
-/// The running count a record holds (without the tasks started since, see
-/// [`super::tasks::started_tasks`]).
-fn running_count(ci: &s::ContainerInstance) -> i32 {
-    ci.running_tasks_count.unwrap_or(0)
 }
 
 /// The tasks (not STOPPED) that instance `id` holds, from its host entries.

@@ -576,9 +576,9 @@ pub fn deregister(
             if ci.status.as_deref() == Some("INACTIVE") {
                 return Err(missing().into());
             }
-            let mut counted = ci.clone();
-            tasks::with_started_tasks(tx, scope(ctx), &id, &mut counted)?;
-            let busy = counted.running_tasks_count.unwrap_or(0) + counted.pending_tasks_count.unwrap_or(0) > 0;
+            let started = tasks::started_tasks(tx, scope(ctx), &id)?;
+            let (pending, running) = tasks::counts_with_started(&ci, started);
+            let busy = running + pending > 0;
             if busy && !input.force.unwrap_or(false) {
                 return Err(invalid(
                     "Found running tasks on the instance. Use the force parameter to deregister the instance anyway.",
@@ -615,7 +615,7 @@ pub fn deregister(
                 s::DeregisterContainerInstanceResponse {
                     container_instance: Some({
                         let mut shown = present(&ci, &[]);
-                        tasks::with_started_tasks(tx, scope(ctx), &id, &mut shown)?;
+                        tasks::count_started(&mut shown, started);
                         shown
                     }),
                 },

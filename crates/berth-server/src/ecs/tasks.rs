@@ -675,12 +675,18 @@ pub fn with_started_tasks(
 }
 
 /// Moves `started` tasks of `ci`'s counts from pending to running (never below 0 shown).
-fn count_started(ci: &mut s::ContainerInstance, started: i64) {
+pub fn count_started(ci: &mut s::ContainerInstance, started: i64) {
+    let (pending, running) = counts_with_started(ci, started);
+    ci.pending_tasks_count = Some(pending);
+    ci.running_tasks_count = Some(running);
+}
+
+/// `ci`'s (pending, running) counts as shown, with `started` tasks moved across.
+pub fn counts_with_started(ci: &s::ContainerInstance, started: i64) -> (i32, i32) {
     let started = i32::try_from(started).unwrap_or(i32::MAX);
     let pending = ci.pending_tasks_count.unwrap_or(0).saturating_sub(started);
     let running = ci.running_tasks_count.unwrap_or(0).saturating_add(started);
-    ci.pending_tasks_count = Some(pending.max(0));
-    ci.running_tasks_count = Some(running.max(0));
+    (pending.max(0), running.max(0))
 }
 
 /// Sets instance `instance_store_id`'s started-tasks counter back to 0: its record has just
