@@ -17,7 +17,7 @@ pub use capacity::{Share, SplitError, split};
 pub use place::{Placement, Plan, Reason, Refusal, check, place};
 pub use query::{Expr, QueryError, parse};
 pub use snapshot::{
-    BinpackField, Constraint, DYNAMIC_PORTS, Instance, InstanceStatus, Needs, Request,
+    BinpackField, Constraint, DYNAMIC_PORTS, HeldTasks, Instance, InstanceStatus, Needs, Request,
     RequiredAttribute, Resources, RunningTask, Snapshot, SpreadField, Strategy,
 };
 pub use spec::{InvalidPlacement, check_counts, constraint, strategy};

@@ -142,9 +142,7 @@ fn check_with(i: &Instance, taken: Option<&Taken>, r: &Request) -> Option<Reason
                     return Some(Reason::MemberOf);
                 }
             }
-            Constraint::DistinctInstance
-                if placed > 0 || i.tasks.iter().any(|t| t.group.as_deref() == Some(&r.group)) =>
-            {
+            Constraint::DistinctInstance if placed > 0 || i.tasks.in_group(&r.group) > 0 => {
                 return Some(Reason::DistinctInstance);
             }
             _ => {}
@@ -243,15 +241,7 @@ fn spread_counts(insts: &[Instance], r: &Request) -> Vec<Option<SpreadCounts>> {
     {
         return Vec::new();
     }
-    let group_tasks: Vec<usize> = insts
-        .iter()
-        .map(|i| {
-            i.tasks
-                .iter()
-                .filter(|t| t.group.as_deref() == Some(&r.group))
-                .count()
-        })
-        .collect();
+    let group_tasks: Vec<usize> = insts.iter().map(|i| i.tasks.in_group(&r.group)).collect();
     r.strategies
         .iter()
         .map(|s| match s {
@@ -261,32 +251,55 @@ fn spread_counts(insts: &[Instance], r: &Request) -> Vec<Option<SpreadCounts>> {
         .collect()
 }
 
+/// Keeps the entries of `fits` whose `key` is least, in order, in one pass.
+fn keep_least(fits: &mut Vec<usize>, key: impl Fn(usize) -> i64) {
+    let mut least = i64::MAX;
+    let mut kept = 0;
+    for j in 0..fits.len() {
+        let k = fits[j];
+        let v = key(k);
+        if v < least {
+            least = v;
+            kept = 0;
+        }
+        if v == least {
+            fits[kept] = k;
+            kept += 1;
+        }
+    }
+    fits.truncate(kept);
+}
+
 /// Narrows `fits` (indices into `insts`) by each strategy in turn (`spread` holds each
-/// strategy's [`SpreadCounts`]).
+/// strategy's [`SpreadCounts`]; `touched[k]` says whether the plan has `taken` anything on
+/// instance `k`, so the others are not looked up).
 fn narrow(
     insts: &[Instance],
     taken: &BTreeMap<usize, Taken>,
+    touched: &[bool],
     r: &Request,
     spread: &[Option<SpreadCounts>],
     mut fits: Vec<usize>,
 ) -> Vec<usize> {
-    let took = |k: usize| taken.get(&k);
+    let took = |k: usize| {
+        if touched.get(k).copied().unwrap_or(true) {
+            taken.get(&k)
+        } else {
+            None
+        }
+    };
     for (n, s) in r.strategies.iter().enumerate() {
         if fits.len() <= 1 {
             break;
         }
         match s {
             Strategy::Random => {}
-            Strategy::Binpack(field) => {
-                let left = |k: usize| match field {
-                    BinpackField::Cpu => insts[k].remaining.cpu - took(k).map_or(0, |t| t.cpu),
-                    BinpackField::Memory => {
-                        insts[k].remaining.memory - took(k).map_or(0, |t| t.memory)
-                    }
-                };
-                let least = fits.iter().map(|k| left(*k)).min().unwrap_or(0);
-                fits.retain(|k| left(*k) == least);
-            }
+            Strategy::Binpack(BinpackField::Cpu) => keep_least(&mut fits, |k| {
+                insts[k].remaining.cpu - took(k).map_or(0, |t| t.cpu)
+            }),
+            Strategy::Binpack(BinpackField::Memory) => keep_least(&mut fits, |k| {
+                insts[k].remaining.memory - took(k).map_or(0, |t| t.memory)
+            }),
             Strategy::Spread(_) => {
                 // Invariant: `spread` was made from `r` (one entry per strategy, Some for
                 // each spread); without it, nothing narrows.
@@ -294,15 +307,12 @@ fn narrow(
                     continue;
                 };
                 let counts = sc.now(taken);
-                let count = |k: usize| {
+                keep_least(&mut fits, |k| {
                     sc.value_of
                         .get(k)
                         .and_then(|&v| counts.get(v))
-                        .copied()
-                        .unwrap_or(0)
-                };
-                let least = fits.iter().map(|k| count(*k)).min().unwrap_or(0);
-                fits.retain(|k| count(*k) == least);
+                        .map_or(0, |&c| i64::try_from(c).unwrap_or(i64::MAX))
+                });
             }
         }
     }
@@ -340,6 +350,75 @@ fn reserve(i: &Instance, taken: &mut Taken, r: &Request) -> (Vec<i32>, Vec<Strin
 /// How many random instances the random strategy probes before it scans them all.
 const RANDOM_PROBES: usize = 32;
 
+/// Which ACTIVE instances of the snapshot can take one more task of a request (in snapshot
+/// order), each checked once per request, not once per task: a task of the plan changes only
+/// the instance it lands on, so only that one is checked again, and it leaves the set when it
+/// is full for the request (it never comes back: what the plan takes on it only grows).
+struct Fitting {
+    fits: Vec<usize>,
+    /// Per instance, whether the plan has taken anything on it.
+    touched: Vec<bool>,
+}
+
+impl Fitting {
+    fn new(insts: &[Instance], taken: &BTreeMap<usize, Taken>, r: &Request) -> Fitting {
+        let mut touched = vec![false; insts.len()];
+        for &k in taken.keys() {
+            touched[k] = true;
+        }
+        let fits = insts
+            .iter()
+            .enumerate()
+            .filter(|(k, i)| {
+                i.status == InstanceStatus::Active
+                    && check_with(i, if touched[*k] { taken.get(k) } else { None }, r).is_none()
+            })
+            .map(|(k, _)| k)
+            .collect();
+        Fitting { fits, touched }
+    }
+
+    /// The plan has just placed a task on instance `k`.
+    fn placed(
+        &mut self,
+        k: usize,
+        insts: &[Instance],
+        taken: &BTreeMap<usize, Taken>,
+        r: &Request,
+    ) {
+        self.touched[k] = true;
+        if check_with(&insts[k], taken.get(&k), r).is_some()
+            && let Ok(at) = self.fits.binary_search(&k)
+        {
+            self.fits.remove(at);
+        }
+    }
+}
+
+/// Why no instance can take one more task: the reason of the instance that came closest (the
+/// first of them in snapshot order).
+fn refusal(insts: &[Instance], taken: &BTreeMap<usize, Taken>, r: &Request) -> Refusal {
+    let mut closest: Option<(usize, Reason)> = None;
+    for (k, i) in insts.iter().enumerate() {
+        if i.status != InstanceStatus::Active {
+            continue;
+        }
+        if let Some(why) = check_with(i, taken.get(&k), r)
+            && closest.as_ref().is_none_or(|(_, best)| why > *best)
+        {
+            closest = Some((k, why));
+        }
+    }
+    match closest {
+        Some((k, reason)) => Refusal::Instance {
+            id: insts[k].id.clone(),
+            arn: insts[k].arn.clone(),
+            reason,
+        },
+        None => Refusal::NoInstances,
+    }
+}
+
 /// Places `r.count` tasks on the snapshot's ACTIVE instances, reserving as it goes (two tasks
 /// never share the last MiB or a port). Each task: the instances that pass every check, then
 /// each strategy in order keeps only its best (binpack: least remaining of its resource;
@@ -350,13 +429,15 @@ const RANDOM_PROBES: usize = 32;
 /// instances that fit, so it is made by rejection sampling: probe `rng`-chosen instances and
 /// take the first that fits (uniform among those that fit), and scan them all only when
 /// [`RANDOM_PROBES`] probes found none. A plan then costs a few checks instead of one per
-/// instance, whatever the size of the cluster.
+/// instance, whatever the size of the cluster. Otherwise every instance is checked once per
+/// request ([`Fitting`]), not once per task.
 pub fn place(snapshot: &Snapshot, r: &Request, rng: &mut impl FnMut(usize) -> usize) -> Plan {
     let insts = &snapshot.instances;
     let mut taken: BTreeMap<usize, Taken> = BTreeMap::new();
     let random = r.strategies.iter().all(|s| *s == Strategy::Random);
     let mut plan = Plan::default();
     let spread = spread_counts(insts, r);
+    let mut fitting: Option<Fitting> = None;
     for _ in 0..r.count {
         if random && !insts.is_empty() {
             let mut chosen = None;
@@ -372,6 +453,9 @@ pub fn place(snapshot: &Snapshot, r: &Request, rng: &mut impl FnMut(usize) -> us
             if let Some(k) = chosen {
                 let t = taken.entry(k).or_default();
                 let (dynamic_ports, gpus) = reserve(&insts[k], t, r);
+                if let Some(f) = fitting.as_mut() {
+                    f.placed(k, insts, &taken, r);
+                }
                 plan.tasks.push(Ok(Placement {
                     instance: insts[k].id.clone(),
                     arn: insts[k].arn.clone(),
@@ -381,36 +465,16 @@ pub fn place(snapshot: &Snapshot, r: &Request, rng: &mut impl FnMut(usize) -> us
                 continue;
             }
         }
-        let mut fits = Vec::new();
-        let mut closest: Option<(usize, Reason)> = None;
-        for (k, i) in insts.iter().enumerate() {
-            if i.status != InstanceStatus::Active {
-                continue;
-            }
-            match check_with(i, taken.get(&k), r) {
-                None => fits.push(k),
-                Some(why) => {
-                    if closest.as_ref().is_none_or(|(_, best)| why > *best) {
-                        closest = Some((k, why));
-                    }
-                }
-            }
-        }
-        if fits.is_empty() {
-            plan.tasks.push(Err(match closest {
-                Some((k, reason)) => Refusal::Instance {
-                    id: insts[k].id.clone(),
-                    arn: insts[k].arn.clone(),
-                    reason,
-                },
-                None => Refusal::NoInstances,
-            }));
+        let f = fitting.get_or_insert_with(|| Fitting::new(insts, &taken, r));
+        if f.fits.is_empty() {
+            plan.tasks.push(Err(refusal(insts, &taken, r)));
             continue;
         }
-        let best = narrow(insts, &taken, r, &spread, fits);
+        let best = narrow(insts, &taken, &f.touched, r, &spread, f.fits.clone());
         let k = best[rng(best.len()) % best.len()];
         let t = taken.entry(k).or_default();
         let (dynamic_ports, gpus) = reserve(&insts[k], t, r);
+        f.placed(k, insts, &taken, r);
         plan.tasks.push(Ok(Placement {
             instance: insts[k].id.clone(),
             arn: insts[k].arn.clone(),
@@ -660,9 +724,10 @@ mod tests {
             }
             let n = i
                 .tasks
-                .iter()
-                .filter(|t| t.group.as_deref() == Some(&r.group))
-                .count()
+                .counted()
+                .filter(|(t, _)| t.group.as_deref() == Some(&r.group))
+                .map(|(_, n)| n)
+                .sum::<usize>()
                 + taken.get(&k).map_or(0, |t| t.tasks);
             *counts.entry(value(i)).or_default() += n;
         }
@@ -672,6 +737,155 @@ mod tests {
             .copied()
             .filter(|k| count(*k) == least)
             .collect()
+    }
+
+    /// `place` as defined, without shortcuts: each task checks every instance with what the
+    /// plan has taken so far, binpack and spread narrow counted from scratch, the same random
+    /// probes first when every strategy is random.
+    fn place_by_definition(
+        snapshot: &Snapshot,
+        r: &Request,
+        rng: &mut impl FnMut(usize) -> usize,
+    ) -> Plan {
+        let insts = &snapshot.instances;
+        let mut taken: BTreeMap<usize, Taken> = BTreeMap::new();
+        let random = r.strategies.iter().all(|s| *s == Strategy::Random);
+        let mut plan = Plan::default();
+        for _ in 0..r.count {
+            let mut chosen = None;
+            if random && !insts.is_empty() {
+                for _ in 0..RANDOM_PROBES {
+                    let k = rng(insts.len()) % insts.len();
+                    if insts[k].status == InstanceStatus::Active
+                        && check_with(&insts[k], taken.get(&k), r).is_none()
+                    {
+                        chosen = Some(k);
+                        break;
+                    }
+                }
+            }
+            if chosen.is_none() {
+                let mut fits: Vec<usize> = insts
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, i)| {
+                        i.status == InstanceStatus::Active
+                            && check_with(i, taken.get(k), r).is_none()
+                    })
+                    .map(|(k, _)| k)
+                    .collect();
+                if fits.is_empty() {
+                    plan.tasks.push(Err(refusal(insts, &taken, r)));
+                    continue;
+                }
+                for s in &r.strategies {
+                    fits = match s {
+                        Strategy::Random => fits,
+                        Strategy::Binpack(field) => {
+                            let left = |k: usize| {
+                                let t = taken.get(&k).cloned().unwrap_or_default();
+                                match field {
+                                    BinpackField::Cpu => insts[k].remaining.cpu - t.cpu,
+                                    BinpackField::Memory => insts[k].remaining.memory - t.memory,
+                                }
+                            };
+                            let least = fits.iter().map(|k| left(*k)).min().unwrap_or(0);
+                            fits.into_iter().filter(|k| left(*k) == least).collect()
+                        }
+                        Strategy::Spread(field) => {
+                            spread_by_definition(insts, &taken, r, field, &fits)
+                        }
+                    };
+                }
+                chosen = Some(fits[rng(fits.len()) % fits.len()]);
+            }
+            let Some(k) = chosen else { continue };
+            let (dynamic_ports, gpus) = reserve(&insts[k], taken.entry(k).or_default(), r);
+            plan.tasks.push(Ok(Placement {
+                instance: insts[k].id.clone(),
+                arn: insts[k].arn.clone(),
+                dynamic_ports,
+                gpus,
+            }));
+        }
+        plan
+    }
+
+    fn a_strategy(n: usize) -> Strategy {
+        match n {
+            0 => Strategy::Binpack(BinpackField::Cpu),
+            1 => Strategy::Binpack(BinpackField::Memory),
+            2 => Strategy::Spread(SpreadField::Instance),
+            3 => Strategy::Spread(SpreadField::Attribute("ecs.availability-zone".into())),
+            _ => Strategy::Random,
+        }
+    }
+
+    proptest::proptest! {
+        /// The plan checked once per request is the plan by definition, task for task, for any
+        /// cluster (full, draining, disconnected, ports taken, tasks of the group or not),
+        /// request (resources, ports, distinctInstance, memberOf on task groups) and
+        /// strategies, with the same randomness.
+        #[test]
+        fn place_plans_as_defined(
+            shape in proptest::collection::vec(
+                (0..5i64, 0..5i64, 0..4usize, 0..3usize, 0..3usize, 0..4u8, proptest::bool::ANY),
+                0..16,
+            ),
+            (count, cpu, mem) in (1..12usize, 0..3i64, 0..3i64),
+            (port, distinct, member) in (proptest::bool::ANY, proptest::bool::ANY, 0..3usize),
+            strategies in proptest::collection::vec(0..5usize, 0..3),
+            seed in proptest::num::u64::ANY,
+        ) {
+            let mut insts = Vec::new();
+            for (k, (c, m, zone, group_tasks, other_tasks, state, ported)) in shape.iter().enumerate() {
+                let mut i = inst(&format!("i{k}"), 512 * c, 512 * m, &format!("z{zone}"));
+                if *zone == 3 {
+                    i.attributes.remove("ecs.availability-zone");
+                }
+                match state {
+                    0 => i.status = InstanceStatus::Draining,
+                    1 => i.agent_connected = false,
+                    _ => {}
+                }
+                if *ported {
+                    i.used_ports.push(80);
+                }
+                for _ in 0..*group_tasks {
+                    i.tasks.push(RunningTask { group: Some("family:web".into()), family: "web".into() });
+                }
+                for _ in 0..*other_tasks {
+                    i.tasks.push(RunningTask { group: Some("service:api".into()), family: "api".into() });
+                }
+                insts.push(i);
+            }
+            let snap = Snapshot { instances: insts };
+            let mut r = req(count, 256 * cpu, 256 * mem);
+            if port {
+                r.needs.ports = vec![80];
+            }
+            if distinct {
+                r.constraints.push(Constraint::DistinctInstance);
+            }
+            match member {
+                1 => r.constraints.push(Constraint::MemberOf(
+                    crate::query::parse("not(task:group == family:web)").unwrap(),
+                )),
+                2 => r.constraints.push(Constraint::MemberOf(
+                    crate::query::parse("attribute:ecs.availability-zone in [z0, z1]").unwrap(),
+                )),
+                _ => {}
+            }
+            r.strategies = strategies.into_iter().map(a_strategy).collect();
+            let lcg = |mut s: u64| move |n: usize| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 33) as usize) % n.max(1)
+            };
+            proptest::prop_assert_eq!(
+                place(&snap, &r, &mut lcg(seed)),
+                place_by_definition(&snap, &r, &mut lcg(seed))
+            );
+        }
     }
 
     proptest::proptest! {
@@ -724,7 +938,7 @@ mod tests {
                 .collect();
             let spread = spread_counts(&insts, &r);
             proptest::prop_assert_eq!(
-                narrow(&insts, &taken, &r, &spread, fits.clone()),
+                narrow(&insts, &taken, &[], &r, &spread, fits.clone()),
                 spread_by_definition(&insts, &taken, &r, &field, &fits)
             );
         }

@@ -702,8 +702,8 @@ impl Expr {
                         // none is in the way (`!=` is `not ==`).
                         let mut groups = instance
                             .tasks
-                            .iter()
-                            .filter_map(|t| t.group.as_deref())
+                            .counted()
+                            .filter_map(|(t, _)| t.group.as_deref())
                             .chain(extra_groups.iter().copied());
                         let positive = match op {
                             Op::Ne => Op::Eq,

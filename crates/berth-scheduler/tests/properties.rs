@@ -162,9 +162,10 @@ fn fits(i: &Instance, r: &Request) -> bool {
         && n.ports_udp.iter().all(|p| !i.used_ports_udp.contains(p))
         && free_dynamic >= n.dynamic_ports
         && r.constraints.iter().all(|c| match c {
-            Constraint::DistinctInstance => {
-                !i.tasks.iter().any(|t| t.group.as_deref() == Some(GROUP))
-            }
+            Constraint::DistinctInstance => !i
+                .tasks
+                .counted()
+                .any(|(t, _)| t.group.as_deref() == Some(GROUP)),
             Constraint::MemberOf(e) => e.matches(i, &[]),
         })
 }

@@ -113,7 +113,7 @@ impl ClusterState {
         id: &str,
         ci: s::ContainerInstance,
         version: i64,
-        tasks: Vec<sched::RunningTask>,
+        tasks: sched::HeldTasks,
         last_poll_ms: Option<i64>,
         started: i64,
     ) {
@@ -175,10 +175,10 @@ impl ClusterState {
 }
 
 /// The tasks (not STOPPED) that instance `id` holds, from its host entries.
-fn held_tasks(tx: &Tx<'_>, scope: Scope<'_>, id: &str) -> Result<Vec<sched::RunningTask>, Failure> {
+fn held_tasks(tx: &Tx<'_>, scope: Scope<'_>, id: &str) -> Result<sched::HeldTasks, Failure> {
     let host = super::tasks::instance_host(scope, id);
     let prefix = format!("{}|{}|", scope.account, scope.region);
-    let mut out = Vec::new();
+    let mut out = sched::HeldTasks::default();
     for r in tx.host_entries(&host, &prefix)? {
         if let Ok(h) = r.decode::<HostTask>() {
             out.push(sched::RunningTask {
@@ -364,9 +364,7 @@ impl ClusterIndex {
             Held::Added(add) => tasks.extend(add),
             Held::Removed(gone) => {
                 for g in gone {
-                    if let Some(p) = tasks.iter().position(|t| *t == g) {
-                        tasks.swap_remove(p);
-                    }
+                    tasks.remove(&g);
                 }
             }
         }

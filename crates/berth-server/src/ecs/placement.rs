@@ -190,7 +190,7 @@ pub fn instance(
     id: &str,
     ci: &s::ContainerInstance,
     connected: bool,
-    tasks: Vec<sched::RunningTask>,
+    tasks: sched::HeldTasks,
 ) -> sched::Instance {
     let registered = ci.registered_resources.as_deref().unwrap_or_default();
     let mut i = sched::Instance::new(id, ci.container_instance_arn.clone().unwrap_or_default());
@@ -219,11 +219,7 @@ pub fn instance(
 
 /// Sets on `i` what tasks change on container instance `ci` (remaining resources, host ports
 /// and GPUs in use, running tasks count) and the tasks it holds.
-pub fn set_usage(
-    i: &mut sched::Instance,
-    ci: &s::ContainerInstance,
-    tasks: Vec<sched::RunningTask>,
-) {
+pub fn set_usage(i: &mut sched::Instance, ci: &s::ContainerInstance, tasks: sched::HeldTasks) {
     let remaining = ci.remaining_resources.as_deref().unwrap_or_default();
     i.remaining = resources(remaining);
     i.used_ports = port_set(remaining, "PORTS");
@@ -346,12 +342,14 @@ mod tests {
             resource("PORTS", None, Some(&["22", "8080"])),
         ]);
         after.running_tasks_count = Some(1);
-        let held = vec![sched::RunningTask {
+        let held: sched::HeldTasks = [sched::RunningTask {
             group: Some("family:web".into()),
             family: "web".into(),
-        }];
+        }]
+        .into_iter()
+        .collect();
         assert!(differs_in_usage_only(&before, &after));
-        let mut refreshed = instance("c/i", &before, false, Vec::new());
+        let mut refreshed = instance("c/i", &before, false, sched::HeldTasks::default());
         set_usage(&mut refreshed, &after, held.clone());
         assert_eq!(refreshed, instance("c/i", &after, false, held));
         let mut drained = after.clone();
@@ -436,7 +434,7 @@ mod tests {
             }]),
             ..Default::default()
         };
-        let i = instance("web/1", &ci, true, vec![]);
+        let i = instance("web/1", &ci, true, sched::HeldTasks::default());
         assert_eq!(i.status, sched::InstanceStatus::Draining);
         assert_eq!(i.remaining.cpu, 512);
         assert_eq!(i.gpus, ["gpu0"]);

@@ -242,7 +242,7 @@ fn control_instances(
                     ..Default::default()
                 };
                 tasks::with_started_tasks(tx, scope_, &id, &mut ci)?;
-                let i = placement::instance(&id, &ci, true, Vec::new());
+                let i = placement::instance(&id, &ci, true, sched::HeldTasks::default());
                 sched::check(&i, &request).is_none()
             }
         };

@@ -945,8 +945,8 @@ pub fn held_tasks(
     tx: &Tx<'_>,
     ctx: &RequestContext,
     cluster: &str,
-) -> Result<std::collections::HashMap<String, Vec<sched::RunningTask>>, Failure> {
-    let mut held: std::collections::HashMap<String, Vec<sched::RunningTask>> =
+) -> Result<std::collections::HashMap<String, sched::HeldTasks>, Failure> {
+    let mut held: std::collections::HashMap<String, sched::HeldTasks> =
         std::collections::HashMap::new();
     for (_, t) in tx.list_json::<StoredTask>(scope(ctx), task_kind::TASK, &format!("{cluster}/"))? {
         if let Some(ci) = &t.container_instance
