@@ -32,6 +32,7 @@ use berth_wire::ecs::shapes as s;
 use serde::{Deserialize, Serialize};
 
 use super::common::kind;
+use super::instance_usage::{self, InstanceUsage};
 use super::placement;
 use crate::failure::Failure;
 
@@ -73,6 +74,8 @@ pub struct ClusterState {
     /// Shared: a plan hands out an instance's record per task placed on it without copying
     /// its attributes and resources.
     records: Vec<(Arc<s::ContainerInstance>, i64)>,
+    /// Each instance's usage and its usage record's version (0: none yet).
+    usages: Vec<(InstanceUsage, i64)>,
     /// Tasks each instance started that its record does not count yet (see
     /// [`super::tasks::started_tasks`]).
     started: Vec<i64>,
@@ -94,12 +97,26 @@ impl ClusterState {
         self.pos.get(id).map(|k| &self.records[*k])
     }
 
+    /// What a plan that places on instance `id` reserves from and expects.
+    pub fn planned_on(&self, id: &str) -> Option<PlannedOn> {
+        let k = *self.pos.get(id)?;
+        let (record, record_version) = &self.records[k];
+        let (usage, usage_version) = &self.usages[k];
+        Some(PlannedOn {
+            record: record.clone(),
+            record_version: *record_version,
+            usage: usage.clone(),
+            usage_version: *usage_version,
+        })
+    }
+
     fn remove(&mut self, id: &str) {
         let Some(k) = self.pos.remove(id) else {
             return;
         };
         self.snapshot.instances.swap_remove(k);
         self.records.swap_remove(k);
+        self.usages.swap_remove(k);
         self.started.swap_remove(k);
         self.last_poll_ms.swap_remove(k);
         if let Some(moved) = self.snapshot.instances.get(k) {
@@ -113,6 +130,7 @@ impl ClusterState {
         id: &str,
         ci: s::ContainerInstance,
         version: i64,
+        usage: (InstanceUsage, i64),
         tasks: sched::HeldTasks,
         last_poll_ms: Option<i64>,
         started: i64,
@@ -127,23 +145,26 @@ impl ClusterState {
                 // Most writes of an instance change only what its tasks use: the entry's
                 // attributes and registration stay, its usage is set.
                 if placement::differs_in_usage_only(&self.records[*k].0, &ci) {
-                    placement::set_usage(&mut self.snapshot.instances[*k], &ci, tasks);
+                    placement::set_usage(&mut self.snapshot.instances[*k], &usage.0, tasks);
                 } else {
-                    self.snapshot.instances[*k] = placement::instance(id, &ci, false, tasks);
+                    self.snapshot.instances[*k] =
+                        placement::instance(id, &ci, &usage.0, false, tasks);
                 }
                 // Both set the record's running count: the tasks started since add to it.
                 let inst = &mut self.snapshot.instances[*k];
                 inst.running_tasks_count = inst.running_tasks_count.saturating_add(started_i32);
                 self.records[*k] = (Arc::new(ci), version);
+                self.usages[*k] = usage;
                 self.started[*k] = started;
                 self.last_poll_ms[*k] = last_poll_ms;
             }
             None => {
-                let mut inst = placement::instance(id, &ci, false, tasks);
+                let mut inst = placement::instance(id, &ci, &usage.0, false, tasks);
                 inst.running_tasks_count = inst.running_tasks_count.saturating_add(started_i32);
                 self.pos.insert(id.to_string(), self.records.len());
                 self.snapshot.instances.push(inst);
                 self.records.push((Arc::new(ci), version));
+                self.usages.push(usage);
                 self.started.push(started);
                 self.last_poll_ms.push(last_poll_ms);
             }
@@ -155,11 +176,12 @@ impl ClusterState {
         match tx.get_json::<s::ContainerInstance>(scope, kind::CONTAINER_INSTANCE, id)? {
             None => self.remove(id),
             Some((ci, version)) => {
+                let usage = instance_usage::of_instance(tx, scope, id, &ci)?;
                 let tasks = held_tasks(tx, scope, id)?;
                 let host = super::tasks::instance_host(scope, id);
                 let last = super::tasks::last_poll(tx, &host)?;
                 let started = super::tasks::started_tasks(tx, scope, id)?;
-                self.upsert(id, ci, version, tasks, last, started);
+                self.upsert(id, ci, version, usage, tasks, last, started);
             }
         }
         Ok(())
@@ -206,6 +228,16 @@ fn held_tasks(tx: &Tx<'_>, scope: Scope<'_>, id: &str) -> Result<sched::HeldTask
 pub enum Held {
     Added(Vec<sched::RunningTask>),
     Removed(Vec<sched::RunningTask>),
+}
+
+/// What a plan that places on an instance reserves from and expects: its record (shared with
+/// the index) and usage, each with its version.
+#[derive(Debug, Clone)]
+pub struct PlannedOn {
+    pub record: Arc<s::ContainerInstance>,
+    pub record_version: i64,
+    pub usage: InstanceUsage,
+    pub usage_version: i64,
 }
 
 /// Every cluster's index, built on first use.
@@ -268,11 +300,12 @@ impl ClusterIndex {
                 if !matches!(ci.status.as_deref(), Some("ACTIVE") | Some("DRAINING")) {
                     continue;
                 }
+                let usage = instance_usage::of_instance(tx, scope, &r.id, &ci)?;
                 let tasks = held_tasks(tx, scope, &r.id)?;
                 let host = super::tasks::instance_host(scope, &r.id);
                 let last = super::tasks::last_poll(tx, &host)?;
                 let started = super::tasks::started_tasks(tx, scope, &r.id)?;
-                st.upsert(&r.id, ci, r.version, tasks, last, started);
+                st.upsert(&r.id, ci, r.version, usage, tasks, last, started);
             }
             st.loaded = true;
         }
@@ -289,20 +322,6 @@ impl ClusterIndex {
         }
         st.refresh_connected(now_ms);
         Ok(f(&st))
-    }
-
-    /// The index's copy of instance `id` and its version, when the index trusts it (loaded,
-    /// not stale); the caller checks the version against the store before using it.
-    pub fn cached(&self, scope: Scope<'_>, id: &str) -> Option<(s::ContainerInstance, i64)> {
-        if self.disabled.load(Ordering::Relaxed) {
-            return None;
-        }
-        let state = self.existing(scope, cluster_of(id))?;
-        let st = lock(&state);
-        if !st.loaded || st.stale.contains(id) {
-            return None;
-        }
-        st.record(id).map(|(ci, v)| (ci.as_ref().clone(), *v))
     }
 
     /// Whether the index holds container instance `id` (ACTIVE or DRAINING) and trusts its
@@ -332,14 +351,14 @@ impl ClusterIndex {
         }
     }
 
-    /// Write-through: instance `id` is now `ci` at `version` (written over `version - 1`),
-    /// holding the tasks it held changed by `held`. An entry that was not at `version - 1`
-    /// missed a write: it is marked stale instead.
-    pub fn written(
+    /// Write-through: instance `id`'s usage is now `usage`, its usage record at `version`
+    /// (written over `version - 1`), holding the tasks it held changed by `held`. An entry
+    /// that was not at `version - 1` missed a write: it is marked stale instead.
+    pub fn usage_written(
         &self,
         scope: Scope<'_>,
         id: &str,
-        ci: s::ContainerInstance,
+        usage: InstanceUsage,
         version: i64,
         held: Held,
     ) {
@@ -355,11 +374,13 @@ impl ClusterIndex {
             st.stale.insert(id.to_string());
             return;
         };
-        if st.records[k].1 != version - 1 {
+        if st.usages[k].1 != version - 1 {
             st.stale.insert(id.to_string());
             return;
         }
-        let mut tasks = std::mem::take(&mut st.snapshot.instances[k].tasks);
+        let started = i32::try_from(st.started[k]).unwrap_or(i32::MAX);
+        let inst = &mut st.snapshot.instances[k];
+        let mut tasks = std::mem::take(&mut inst.tasks);
         match held {
             Held::Added(add) => tasks.extend(add),
             Held::Removed(gone) => {
@@ -368,8 +389,10 @@ impl ClusterIndex {
                 }
             }
         }
-        let (last, started) = (st.last_poll_ms[k], st.started[k]);
-        st.upsert(id, ci, version, tasks, last, started);
+        placement::set_usage(inst, &usage, tasks);
+        // The usage counts the tasks that started before the counter: the counter adds to it.
+        inst.running_tasks_count = inst.running_tasks_count.saturating_add(started);
+        st.usages[k] = (usage, version);
     }
 
     /// Write-through: `n` more of instance `id`'s tasks started (counted apart from its
@@ -412,6 +435,23 @@ impl ClusterIndex {
                         Some(_) => {
                             st.stale.insert(id.clone());
                         }
+                    }
+                }
+                Change::Record {
+                    account,
+                    region,
+                    kind: k,
+                    id,
+                    version,
+                } if k == kind::CONTAINER_INSTANCE_USAGE => {
+                    let scope = Scope::new(account, region);
+                    let Some(state) = self.existing(scope, cluster_of(id)) else {
+                        continue;
+                    };
+                    let mut st = lock(&state);
+                    let current = st.pos.get(id.as_str()).map(|k| st.usages[*k].1);
+                    if current.is_some() && current != *version {
+                        st.stale.insert(id.clone());
                     }
                 }
                 Change::Record {
@@ -492,16 +532,22 @@ mod tests {
             group: Some("family:x".into()),
             family: "x".into(),
         };
-        index.written(S, "c/a", ci("ACTIVE", 60), 2, Held::Added(vec![t.clone()]));
+        let usage = |cpu| InstanceUsage::of(&ci("ACTIVE", cpu));
+        // The first usage record (version 1 over none).
+        index.usage_written(S, "c/a", usage(60), 1, Held::Added(vec![t.clone()]));
         assert_eq!(cpu(&index), vec![("c/a".into(), 60, 1)]);
-        // Out of order (a write it missed): stale, reloaded from the store (version 1 there).
-        index.written(S, "c/a", ci("ACTIVE", 10), 9, Held::Added(Vec::new()));
+        // Out of order (a write it missed): stale, reloaded from the store (no usage record
+        // there: the instance record's own fields).
+        index.usage_written(S, "c/a", usage(10), 9, Held::Added(Vec::new()));
         assert_eq!(cpu(&index), vec![("c/a".into(), 100, 0)]);
         // A write through another path: the observer marks it stale.
         let index = Arc::new(index);
         let i2 = index.clone();
         store
-            .observe(&[kind::CONTAINER_INSTANCE], move |c| i2.observe(c))
+            .observe(
+                &[kind::CONTAINER_INSTANCE, kind::CONTAINER_INSTANCE_USAGE],
+                move |c| i2.observe(c),
+            )
             .unwrap();
         store
             .write(|tx| -> Result<(), Failure> {
@@ -525,12 +571,22 @@ mod tests {
         let mut now = cpu(&index);
         now.sort();
         assert_eq!(now, vec![("c/a".into(), 42, 0), ("c/b".into(), 7, 0)]);
+        // A usage record written elsewhere: stale, reloaded, and it counts over the record.
+        store
+            .write(|tx| -> Result<(), Failure> {
+                instance_usage::reset(tx, S, "c/b", &usage(5))?;
+                Ok(())
+            })
+            .unwrap();
+        let mut now = cpu(&index);
+        now.sort();
+        assert_eq!(now, vec![("c/a".into(), 42, 0), ("c/b".into(), 5, 0)]);
         store
             .write(|tx| -> Result<(), Failure> {
                 tx.delete(S, kind::CONTAINER_INSTANCE, "c/a")?;
                 Ok(())
             })
             .unwrap();
-        assert_eq!(cpu(&index), vec![("c/b".into(), 7, 0)]);
+        assert_eq!(cpu(&index), vec![("c/b".into(), 5, 0)]);
     }
 }

@@ -16,6 +16,8 @@ pub mod kind {
     pub const TASK_DEFINITION: &str = "ecs/task-definition";
     pub const CAPACITY_PROVIDER: &str = "ecs/capacity-provider";
     pub const CONTAINER_INSTANCE: &str = "ecs/container-instance";
+    /// What an instance's tasks use ([`super::super::instance_usage`]), apart from its record.
+    pub const CONTAINER_INSTANCE_USAGE: &str = "ecs/container-instance-usage";
     pub const ACCOUNT_SETTING: &str = "ecs/account-setting";
 }
 

@@ -15,6 +15,7 @@ use berth_wire::{AwsError, RequestContext};
 
 use super::Ecs;
 use super::common::{self, Page, aws, client, invalid, kind, scope};
+use super::instance_usage::{self, InstanceUsage};
 use super::tasks::{self, StoredTask, task_kind};
 use crate::failure::Failure;
 
@@ -173,7 +174,7 @@ fn shown(
     include: &[s::ContainerInstanceField],
 ) -> Result<s::ContainerInstance, Failure> {
     let mut ci = present(ci, include);
-    tasks::with_started_tasks(tx, scope(ctx), id, &mut ci)?;
+    tasks::with_usage(tx, scope(ctx), id, &mut ci)?;
     ci.agent_connected = Some(
         ci.status.as_deref() != Some("INACTIVE")
             && tasks::agent_connected(tx, scope(ctx), id, ctx.now)?,
@@ -325,6 +326,8 @@ pub fn register(
                 // A re-registering agent still runs its tasks: they keep their reservations.
                 super::tasks::reserve_current_tasks(tx, scope(ctx), &id, &mut instance)?;
                 super::tasks::forget_started_tasks(tx, scope(ctx), &id)?;
+                // Counted afresh: the usage record says so too (it is what every view shows).
+                instance_usage::reset(tx, scope(ctx), &id, &InstanceUsage::of(&instance))?;
                 tx.put(
                     scope(ctx),
                     kind::CONTAINER_INSTANCE,
@@ -447,11 +450,12 @@ pub fn list(
                     let selected = match &filter {
                         None => true,
                         Some(e) => {
-                            tasks::with_started_tasks(tx, scope(ctx), &r.id, &mut ci)?;
+                            tasks::with_usage(tx, scope(ctx), &r.id, &mut ci)?;
                             let connected = tasks::agent_connected(tx, scope(ctx), &r.id, ctx.now)?;
                             let held = held.get(&r.id).cloned().unwrap_or_default();
+                            let usage = InstanceUsage::of(&ci);
                             e.matches(
-                                &super::placement::instance(&r.id, &ci, connected, held),
+                                &super::placement::instance(&r.id, &ci, &usage, connected, held),
                                 &[],
                             )
                         }
@@ -576,6 +580,8 @@ pub fn deregister(
             if ci.status.as_deref() == Some("INACTIVE") {
                 return Err(missing().into());
             }
+            // The record as shown: what its tasks use, from its usage record.
+            instance_usage::show(tx, scope(ctx), &id, &mut ci)?;
             let started = tasks::started_tasks(tx, scope(ctx), &id)?;
             let (pending, running) = tasks::counts_with_started(&ci, started);
             let busy = running + pending > 0;

@@ -10,6 +10,7 @@ pub mod cluster_index;
 pub mod clusters;
 pub mod common;
 pub mod container_instances;
+pub mod instance_usage;
 pub mod placement;
 pub mod service_controller;
 pub mod services;
@@ -39,7 +40,11 @@ impl Ecs {
         let index = Arc::new(cluster_index::ClusterIndex::default());
         let observer = index.clone();
         if let Err(e) = store.observe(
-            &[common::kind::CONTAINER_INSTANCE, tasks::task_kind::HOST],
+            &[
+                common::kind::CONTAINER_INSTANCE,
+                common::kind::CONTAINER_INSTANCE_USAGE,
+                tasks::task_kind::HOST,
+            ],
             move |changes| observer.observe(changes),
         ) {
             // Only a poisoned lock fails here; the index then never trusts itself.

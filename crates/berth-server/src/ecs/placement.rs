@@ -8,6 +8,7 @@ use berth_wire::AwsError;
 use berth_wire::ecs::shapes as s;
 
 use super::common::invalid;
+use super::instance_usage::InstanceUsage;
 
 /// What one task reserves on its container instance.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -185,10 +186,12 @@ fn port_set(rs: &[s::Resource], name: &str) -> Vec<i32> {
         .collect()
 }
 
-/// Container instance `id` (its store id) as the engine sees it, holding `tasks`.
+/// Container instance `id` (its store id, stored as `ci` with `usage`) as the engine sees it,
+/// holding `tasks`.
 pub fn instance(
     id: &str,
     ci: &s::ContainerInstance,
+    usage: &InstanceUsage,
     connected: bool,
     tasks: sched::HeldTasks,
 ) -> sched::Instance {
@@ -213,19 +216,19 @@ pub fn instance(
         .flatten()
         .map(|a| (a.name.clone(), a.value.clone()))
         .collect();
-    set_usage(&mut i, ci, tasks);
+    set_usage(&mut i, usage, tasks);
     i
 }
 
-/// Sets on `i` what tasks change on container instance `ci` (remaining resources, host ports
-/// and GPUs in use, running tasks count) and the tasks it holds.
-pub fn set_usage(i: &mut sched::Instance, ci: &s::ContainerInstance, tasks: sched::HeldTasks) {
-    let remaining = ci.remaining_resources.as_deref().unwrap_or_default();
+/// Sets on `i` what tasks change on a container instance, its `usage` (remaining resources,
+/// host ports and GPUs in use, running tasks count), and the tasks it holds.
+pub fn set_usage(i: &mut sched::Instance, usage: &InstanceUsage, tasks: sched::HeldTasks) {
+    let remaining = usage.remaining_resources.as_slice();
     i.remaining = resources(remaining);
     i.used_ports = port_set(remaining, "PORTS");
     i.used_ports_udp = port_set(remaining, "PORTS_UDP");
     i.gpus = string_set(remaining, "GPU");
-    i.running_tasks_count = ci.running_tasks_count.unwrap_or(0);
+    i.running_tasks_count = usage.running_tasks_count;
     i.tasks = tasks;
 }
 
@@ -349,9 +352,19 @@ mod tests {
         .into_iter()
         .collect();
         assert!(differs_in_usage_only(&before, &after));
-        let mut refreshed = instance("c/i", &before, false, sched::HeldTasks::default());
-        set_usage(&mut refreshed, &after, held.clone());
-        assert_eq!(refreshed, instance("c/i", &after, false, held));
+        let used = |ci: &s::ContainerInstance| InstanceUsage::of(ci);
+        let mut refreshed = instance(
+            "c/i",
+            &before,
+            &used(&before),
+            false,
+            sched::HeldTasks::default(),
+        );
+        set_usage(&mut refreshed, &used(&after), held.clone());
+        assert_eq!(
+            refreshed,
+            instance("c/i", &after, &used(&after), false, held)
+        );
         let mut drained = after.clone();
         drained.status = Some("DRAINING".into());
         assert!(!differs_in_usage_only(&after, &drained));
@@ -434,7 +447,13 @@ mod tests {
             }]),
             ..Default::default()
         };
-        let i = instance("web/1", &ci, true, sched::HeldTasks::default());
+        let i = instance(
+            "web/1",
+            &ci,
+            &InstanceUsage::of(&ci),
+            true,
+            sched::HeldTasks::default(),
+        );
         assert_eq!(i.status, sched::InstanceStatus::Draining);
         assert_eq!(i.remaining.cpu, 512);
         assert_eq!(i.gpus, ["gpu0"]);

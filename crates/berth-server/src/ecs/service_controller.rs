@@ -241,8 +241,9 @@ fn control_instances(
                     constraints: constraints.to_vec(),
                     ..Default::default()
                 };
-                tasks::with_started_tasks(tx, scope_, &id, &mut ci)?;
-                let i = placement::instance(&id, &ci, true, sched::HeldTasks::default());
+                tasks::with_usage(tx, scope_, &id, &mut ci)?;
+                let usage = super::instance_usage::InstanceUsage::of(&ci);
+                let i = placement::instance(&id, &ci, &usage, true, sched::HeldTasks::default());
                 sched::check(&i, &request).is_none()
             }
         };

@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use super::Ecs;
 use super::capacity::{self, Capacity};
-use super::cluster_index::{ClusterIndex, Held, HostTask};
+use super::cluster_index::{ClusterIndex, Held, HostTask, PlannedOn};
 use super::common::{self, Page, aws, invalid, kind, scope};
+use super::instance_usage::{self, InstanceUsage};
 use super::placement;
 use super::task_credentials::{self, RolePurpose};
 use super::task_definitions::{self, Ident};
@@ -543,9 +544,9 @@ fn take_placement(t: &mut StoredTask, p: &sched::Placement) {
     }
 }
 
-/// Adds (`sign` = -1 reserves, +1 releases) a task's resources to its instance's remaining ones.
-fn adjust_remaining(ci: &mut s::ContainerInstance, t: &StoredTask, sign: i32) {
-    let rs = ci.remaining_resources.get_or_insert_with(Vec::new);
+/// Adds (`sign` = -1 reserves, +1 releases) a task's resources to its instance's remaining
+/// ones, `rs`.
+fn adjust_remaining(rs: &mut Vec<s::Resource>, t: &StoredTask, sign: i32) {
     // An instance that registered no port set still keeps the ports its tasks take.
     for (name, ports) in [
         ("PORTS", &t.reserved_ports),
@@ -624,7 +625,7 @@ pub fn reserve_current_tasks(
         if t.last_status() == TaskStatus::Stopped {
             continue;
         }
-        adjust_remaining(ci, &t, -1);
+        adjust_remaining(ci.remaining_resources.get_or_insert_with(Vec::new), &t, -1);
         if t.last_status() < TaskStatus::Running {
             pending += 1;
         } else {
@@ -643,7 +644,7 @@ pub fn reserve_current_tasks(
 /// instance's record meant rewriting the whole record (about 4 KiB of JSON) inside the writer
 /// for every task that started, and moving the instance's version under every plan made from
 /// it. The record counts tasks placed (pending) and stopped; this counter the starts in
-/// between, and what the instance shows is the two together ([`with_started_tasks`]). Only a
+/// between, and what the instance shows is the two together ([`with_usage`]). Only a
 /// new registration, which counts its tasks afresh, sets it back to 0. An instance from before
 /// the counter has none: 0.
 fn started_counter(instance_store_id: &str) -> String {
@@ -661,14 +662,16 @@ pub fn started_tasks(
         .unwrap_or(0))
 }
 
-/// `ci`, as stored for instance `instance_store_id`, with the counts it shows: its record's,
-/// with the tasks that started since moved from pending to running.
-pub fn with_started_tasks(
+/// `ci`, as stored for instance `instance_store_id`, with what its tasks use as it shows it:
+/// its usage record's remaining resources and counts (see [`instance_usage`]), with the tasks
+/// that started since moved from pending to running.
+pub fn with_usage(
     tx: &Tx<'_>,
     scope_: Scope<'_>,
     instance_store_id: &str,
     ci: &mut s::ContainerInstance,
 ) -> Result<(), Failure> {
+    instance_usage::show(tx, scope_, instance_store_id, ci)?;
     let started = started_tasks(tx, scope_, instance_store_id)?;
     count_started(ci, started);
     Ok(())
@@ -778,27 +781,51 @@ pub fn touch_host_task(
     Ok(seq)
 }
 
-/// Container instances one write touches, each once: as first read or planned from (with the
-/// version it had), adjusted in memory task by task, with the tasks it gained or gave back;
-/// written once each at the write's end with that version expected (a conflict if anything
-/// else moved it meanwhile), and through to the cluster index once committed.
+/// One container instance a write touches: its usage as first read or planned from (with
+/// the versions of its usage record and of its record then), adjusted in memory task by task,
+/// with the tasks it gained or gave back.
+struct Touched {
+    id: String,
+    usage: InstanceUsage,
+    usage_version: i64,
+    record_version: i64,
+    tasks: Vec<sched::RunningTask>,
+}
+
+/// Container instances one write touches, each once; each one's usage is written once at the
+/// write's end with the versions it was seen at expected (a conflict if anything else moved
+/// either meanwhile), and through to the cluster index once committed. Its record is not
+/// written: what tasks change lives in its usage record ([`instance_usage`]).
 #[derive(Default)]
-struct TouchedInstances(Vec<(String, s::ContainerInstance, i64, Vec<sched::RunningTask>)>);
+struct TouchedInstances(Vec<Touched>);
 
 impl TouchedInstances {
     /// Where instance `id` is, if it was touched.
     fn position(&self, id: &str) -> Option<usize> {
-        self.0.iter().position(|(i, ..)| i == id)
+        self.0.iter().position(|t| t.id == id)
     }
 
-    /// Touches instance `id`, as `ci` at `version`; where it is.
-    fn push(&mut self, id: &str, ci: s::ContainerInstance, version: i64) -> usize {
-        self.0.push((id.to_string(), ci, version, Vec::new()));
+    /// Touches instance `id`, using `usage` (at `usage_version`, its record at
+    /// `record_version`); where it is.
+    fn push(
+        &mut self,
+        id: &str,
+        usage: InstanceUsage,
+        usage_version: i64,
+        record_version: i64,
+    ) -> usize {
+        self.0.push(Touched {
+            id: id.to_string(),
+            usage,
+            usage_version,
+            record_version,
+            tasks: Vec::new(),
+        });
         self.0.len() - 1
     }
 
-    /// Writes each instance with the version it was first seen at, and the index's entry
-    /// once committed, with `held` of the tasks it gained or gave back.
+    /// Writes each instance's usage with the versions it was first seen at, and the index's
+    /// entry once committed, with `held` of the tasks it gained or gave back.
     fn apply(
         self,
         tx: &mut Tx<'_>,
@@ -806,13 +833,20 @@ impl TouchedInstances {
         scope_: Scope<'_>,
         held: fn(Vec<sched::RunningTask>) -> Held,
     ) -> Result<(), Failure> {
-        for (id, ci, v, tasks) in self.0 {
-            let version = tx.put(scope_, kind::CONTAINER_INSTANCE, &id, Some(v), &ci)?;
+        for t in self.0 {
+            let version = instance_usage::write(
+                tx,
+                scope_,
+                &t.id,
+                t.record_version,
+                t.usage_version,
+                &t.usage,
+            )?;
             let index = index.clone();
             let (account, region) = (scope_.account.to_string(), scope_.region.to_string());
-            let held = held(tasks);
+            let held = held(t.tasks);
             tx.after_commit(move || {
-                index.written(Scope::new(&account, &region), &id, ci, version, held)
+                index.usage_written(Scope::new(&account, &region), &t.id, t.usage, version, held)
             });
         }
         Ok(())
@@ -838,29 +872,36 @@ impl Reservations {
     /// Instance `i` (as the index has it) with what these reservations took on it.
     fn as_left(&self, i: &sched::Instance) -> sched::Instance {
         match self.touched.position(&i.id).map(|k| &self.touched.0[k]) {
-            Some((_, now, _, added)) => {
-                let mut held = i.tasks.clone();
-                held.extend(added.iter().cloned());
-                let mut left = placement::instance(&i.id, now, i.agent_connected, held);
+            Some(touched) => {
+                let mut left = i.clone();
                 // Reservations add pending tasks only; the running count (with the tasks
                 // started beyond the record's count) is the index's.
-                left.running_tasks_count = i.running_tasks_count;
+                let running = i.running_tasks_count;
+                let mut held = i.tasks.clone();
+                held.extend(touched.tasks.iter().cloned());
+                placement::set_usage(&mut left, &touched.usage, held);
+                left.running_tasks_count = running;
                 left
             }
             None => i.clone(),
         }
     }
 
-    /// Reserves `t` on instance `id` (stored as `ci` at `version` when planned).
-    fn add(&mut self, id: &str, ci: &s::ContainerInstance, version: i64, t: &StoredTask) {
-        let k = self
-            .touched
-            .position(id)
-            .unwrap_or_else(|| self.touched.push(id, ci.clone(), version));
-        let (_, ci, _, added) = &mut self.touched.0[k];
-        adjust_remaining(ci, t, -1);
-        ci.pending_tasks_count = Some(ci.pending_tasks_count.unwrap_or(0) + 1);
-        added.push(t.running_task());
+    /// Reserves `t` on instance `id` (planned from `usage` at `usage_version`, its record at
+    /// `record_version`).
+    fn add(&mut self, id: &str, planned: &PlannedOn, t: &StoredTask) {
+        let k = self.touched.position(id).unwrap_or_else(|| {
+            self.touched.push(
+                id,
+                planned.usage.clone(),
+                planned.usage_version,
+                planned.record_version,
+            )
+        });
+        let touched = &mut self.touched.0[k];
+        adjust_remaining(&mut touched.usage.remaining_resources, t, -1);
+        touched.usage.pending_tasks_count += 1;
+        touched.tasks.push(t.running_task());
     }
 
     /// Writes each touched instance with the version it was planned from (a conflict if it
@@ -1205,8 +1246,7 @@ pub fn start(
                                     let i = st.snapshot().instances.iter().find(|i| {
                                         i.id == id && i.status == sched::InstanceStatus::Active
                                     })?;
-                                    let (ci, v) = st.record(id)?;
-                                    Some((i.clone(), ci.clone(), *v))
+                                    Some((i.clone(), st.planned_on(id)?))
                                 })
                                 .collect::<Vec<_>>()
                         },
@@ -1225,7 +1265,7 @@ pub fn start(
                     let mut failures = Vec::new();
                     let mut reservations = Reservations::default();
                     for (ident, found) in input.container_instances.iter().zip(found) {
-                        let Some((base, ci, version)) = found else {
+                        let Some((base, planned)) = found else {
                             failures.push(s::Failure {
                                 arn: Some(ident.clone()),
                                 reason: Some("MISSING".into()),
@@ -1245,7 +1285,7 @@ pub fn start(
                         }
                         let mut t = launch.task(
                             instance_host(scope(ctx), &base.id),
-                            Some((&base.id, &ci)),
+                            Some((&base.id, &planned.record)),
                             None,
                         );
                         // The engine on this one instance picks its dynamic ports and GPU ids.
@@ -1264,7 +1304,7 @@ pub fn start(
                             &mut hosts,
                             &mut reservations.counts,
                         )?;
-                        reservations.add(&base.id, &ci, version, &t);
+                        reservations.add(&base.id, &planned, &t);
                         tasks.push(present(&t, &[TaskField::Tags]));
                     }
                     reservations.apply(tx, scope(ctx), &ecs.index)?;
@@ -1518,7 +1558,6 @@ fn current_record<T: serde::de::DeserializeOwned>(
 #[allow(clippy::too_many_arguments)]
 pub fn apply_task_change(
     tx: &mut Tx<'_>,
-    index: &Arc<ClusterIndex>,
     accounting: &mut Accounting,
     scope_: Scope<'_>,
     id: &str,
@@ -1625,7 +1664,7 @@ pub fn apply_task_change(
             for c in t.task.containers.iter_mut().flatten() {
                 c.last_status = Some("STOPPED".into());
             }
-            accounting.release(tx, index, scope_, &t, before)?;
+            accounting.release(tx, scope_, &t, before)?;
             let cluster_task = format!("{}/{}", t.cluster(), t.id());
             tx.delete_host_entry(&t.host, &host_entry_task(scope_, &cluster_task))?;
         } else if after >= TaskStatus::Running && before < TaskStatus::Running {
@@ -1681,24 +1720,38 @@ pub struct Accounting {
 }
 
 impl Accounting {
-    /// Instance `ci_id` as this write left it so far, read (from the cluster index's copy when
-    /// current) the first time; None when it is gone.
+    /// Instance `ci_id`'s usage as this write left it so far, read the first time (its usage
+    /// record, a few hundred bytes: the instance's record is decoded only when it has none
+    /// yet); None when the instance is gone.
     fn instance(
         &mut self,
         tx: &Tx<'_>,
-        index: &ClusterIndex,
         scope_: Scope<'_>,
         ci_id: &str,
     ) -> Result<Option<usize>, Failure> {
         if let Some(k) = self.instances.position(ci_id) {
             return Ok(Some(k));
         }
-        let cached = index.cached(scope_, ci_id);
-        let Some((ci, v)) = current_record(tx, scope_, kind::CONTAINER_INSTANCE, ci_id, cached)?
-        else {
+        let Some(record_version) = tx.version(scope_, kind::CONTAINER_INSTANCE, ci_id)? else {
             return Ok(None);
         };
-        Ok(Some(self.instances.push(ci_id, ci, v)))
+        let (usage, usage_version) = match instance_usage::stored(tx, scope_, ci_id)? {
+            Some(stored) => stored,
+            None => {
+                let Some((ci, _)) =
+                    tx.get_json::<s::ContainerInstance>(scope_, kind::CONTAINER_INSTANCE, ci_id)?
+                else {
+                    return Ok(None);
+                };
+                (InstanceUsage::of(&ci), 0)
+            }
+        };
+        Ok(Some(self.instances.push(
+            ci_id,
+            usage,
+            usage_version,
+            record_version,
+        )))
     }
 
     /// The instance task `t` was placed on, as this write left it so far (None: no instance,
@@ -1706,12 +1759,11 @@ impl Accounting {
     fn instance_of(
         &mut self,
         tx: &Tx<'_>,
-        index: &ClusterIndex,
         scope_: Scope<'_>,
         t: &StoredTask,
     ) -> Result<Option<usize>, Failure> {
         match &t.container_instance {
-            Some(ci_id) => self.instance(tx, index, scope_, ci_id),
+            Some(ci_id) => self.instance(tx, scope_, ci_id),
             None => Ok(None),
         }
     }
@@ -1720,19 +1772,18 @@ impl Accounting {
     fn move_counts(
         &mut self,
         tx: &Tx<'_>,
-        index: &ClusterIndex,
         scope_: Scope<'_>,
         t: &StoredTask,
         pending: i32,
         running: i32,
     ) -> Result<(), Failure> {
-        if let Some(k) = self.instance_of(tx, index, scope_, t)? {
-            let ci = &mut self.instances.0[k].1;
-            // Not clamped at 0: a record's running count leaves out the tasks that started
-            // since it was written, so one that stops may take it below 0 (what is shown,
+        if let Some(k) = self.instance_of(tx, scope_, t)? {
+            let usage = &mut self.instances.0[k].usage;
+            // Not clamped at 0: the usage's running count leaves out the tasks counted as
+            // started apart from it, so one that stops may take it below 0 (what is shown,
             // with the started tasks, is not).
-            ci.pending_tasks_count = Some(ci.pending_tasks_count.unwrap_or(0) + pending);
-            ci.running_tasks_count = Some(ci.running_tasks_count.unwrap_or(0) + running);
+            usage.pending_tasks_count += pending;
+            usage.running_tasks_count += running;
         }
         Ok(())
     }
@@ -1754,22 +1805,21 @@ impl Accounting {
     fn release(
         &mut self,
         tx: &Tx<'_>,
-        index: &ClusterIndex,
         scope_: Scope<'_>,
         t: &StoredTask,
         before: TaskStatus,
     ) -> Result<(), Failure> {
-        if let Some(k) = self.instance_of(tx, index, scope_, t)? {
-            let (_, ci, _, gone) = &mut self.instances.0[k];
-            adjust_remaining(ci, t, 1);
-            gone.push(t.running_task());
+        if let Some(k) = self.instance_of(tx, scope_, t)? {
+            let touched = &mut self.instances.0[k];
+            adjust_remaining(&mut touched.usage.remaining_resources, t, 1);
+            touched.tasks.push(t.running_task());
         }
         let (pending, running) = if before < TaskStatus::Running {
             (-1, 0)
         } else {
             (0, -1)
         };
-        self.move_counts(tx, index, scope_, t, pending, running)
+        self.move_counts(tx, scope_, t, pending, running)
     }
 
     /// Counts a task of `cluster` whose status went from `before` to `after`.
@@ -1822,7 +1872,6 @@ fn apply_one_change(
             let mut accounting = Accounting::default();
             let applied = apply_task_change(
                 tx,
-                &ecs.index,
                 &mut accounting,
                 scope(ctx),
                 id,
@@ -1889,7 +1938,6 @@ pub fn submit_task_state_changes(
             for ((id, change), read) in ids.iter().zip(&input.changes).zip(&mut read_before) {
                 match apply_task_change(
                     tx,
-                    &ecs.index,
                     &mut accounting,
                     scope(ctx),
                     id,
@@ -2177,10 +2225,18 @@ fn launch_tasks(
                             plan.tasks
                                 .into_iter()
                                 .map(|p| {
-                                    p.map(|p| {
-                                        let (ci, v) =
-                                            st.record(&p.instance).cloned().unwrap_or_default();
-                                        (p, ci, v)
+                                    p.and_then(|p| {
+                                        // Invariant: the engine places only on instances
+                                        // of the snapshot, which the index holds.
+                                        let planned =
+                                            st.planned_on(&p.instance).ok_or_else(|| {
+                                                sched::Refusal::Instance {
+                                                    id: p.instance.clone(),
+                                                    arn: p.arn.clone(),
+                                                    reason: sched::Reason::Agent,
+                                                }
+                                            })?;
+                                        Ok((p, planned))
                                     })
                                 })
                                 .collect::<Vec<_>>(),
@@ -2195,9 +2251,10 @@ fn launch_tasks(
                 // ...and apply it: each task created, its instance's reservation noted.
                 for p in plan {
                     match p {
-                        Ok((p, ci, version)) => {
+                        Ok((p, planned)) => {
                             let host = instance_host(scope(ctx), &p.instance);
-                            let mut t = launch.task(host, Some((&p.instance, &ci)), None);
+                            let mut t =
+                                launch.task(host, Some((&p.instance, &planned.record)), None);
                             t.task.capacity_provider_name = provider.clone();
                             take_placement(&mut t, &p);
                             create_task(
@@ -2208,7 +2265,7 @@ fn launch_tasks(
                                 &mut made.hosts,
                                 &mut reservations.counts,
                             )?;
-                            reservations.add(&p.instance, &ci, version, &t);
+                            reservations.add(&p.instance, &planned, &t);
                             made.tasks.push(t);
                         }
                         Err(why) => made.refusals.push(why),
@@ -2801,9 +2858,10 @@ mod tests {
             .read(|tx| -> Result<_, Failure> {
                 let tasks = tx.list_json::<StoredTask>(scope(c), task_kind::TASK, "c/")?;
                 let mut out = Vec::new();
-                for (id, ci) in
+                for (id, mut ci) in
                     tx.list_json::<s::ContainerInstance>(scope(c), kind::CONTAINER_INSTANCE, "c/")?
                 {
+                    with_usage(tx, scope(c), &id, &mut ci)?;
                     let mine: Vec<&StoredTask> = tasks
                         .iter()
                         .map(|(_, t)| t)
@@ -2895,15 +2953,19 @@ mod tests {
         ecs.store.observe(&[], |_| {}).unwrap();
         ecs.store
             .write(|tx| -> Result<(), Failure> {
-                let (mut ci, v) = tx
-                    .get_json::<s::ContainerInstance>(scope(&c), kind::CONTAINER_INSTANCE, &id)?
-                    .unwrap();
-                for r in ci.remaining_resources.iter_mut().flatten() {
+                let (mut usage, v) = instance_usage::stored(tx, scope(&c), &id)?.unwrap();
+                for r in &mut usage.remaining_resources {
                     if r.name.as_deref() == Some("CPU") {
                         r.integer_value = Some(0);
                     }
                 }
-                tx.put(scope(&c), kind::CONTAINER_INSTANCE, &id, Some(v), &ci)?;
+                tx.put(
+                    scope(&c),
+                    kind::CONTAINER_INSTANCE_USAGE,
+                    &id,
+                    Some(v),
+                    &usage,
+                )?;
                 Ok(())
             })
             .unwrap();
@@ -2976,7 +3038,8 @@ mod tests {
             .into_iter()
             .map(|t| t.task_arn.unwrap())
             .collect();
-        // The record as stored, with its counts as shown (the started tasks counted in).
+        // The record as stored, with its usage and counts as shown (the started tasks
+        // counted in), and the versions of the record and of its usage record.
         let instance = |ecs: &Ecs| {
             ecs.store
                 .read(|tx| -> Result<_, Failure> {
@@ -2987,8 +3050,10 @@ mod tests {
                             &ci_id,
                         )?
                         .unwrap();
-                    with_started_tasks(tx, scope(&c), &ci_id, &mut ci)?;
-                    Ok((ci, v))
+                    let (_, usage_version) =
+                        instance_usage::stored(tx, scope(&c), &ci_id)?.unwrap();
+                    with_usage(tx, scope(&c), &ci_id, &mut ci)?;
+                    Ok((ci, (v, usage_version)))
                 })
                 .unwrap()
         };
@@ -3011,20 +3076,25 @@ mod tests {
                 .and_then(|r| r.integer_value)
         };
         let (placed, v0) = instance(&ecs);
+        assert_eq!(v0.0, 1, "placing tasks leaves the instance's record alone");
         assert_eq!(placed.pending_tasks_count, Some(4));
         assert_eq!(cpu_left(&placed), Some(1024 - 400));
 
         let done = submit_task_state_changes(&ecs, &c, &report("RUNNING")).unwrap();
         assert_eq!(done.applied, 4);
         let (running, v1) = instance(&ecs);
-        assert_eq!(v1, v0, "starting tasks leaves the instance's record alone");
+        assert_eq!(v1, v0, "starting tasks leaves the instance's records alone");
         assert_eq!(running.pending_tasks_count, Some(0));
         assert_eq!(running.running_tasks_count, Some(4));
         assert_eq!(ecs.store.read(|tx| counts(tx, &c, "c")).unwrap(), (4, 0));
 
         submit_task_state_changes(&ecs, &c, &report("STOPPED")).unwrap();
         let (stopped, v2) = instance(&ecs);
-        assert_eq!(v2, v1 + 1, "one write of the instance for the whole batch");
+        assert_eq!(
+            v2.0, v1.0,
+            "stopping tasks leaves the instance's record alone"
+        );
+        assert_eq!(v2.1, v1.1 + 1, "one write of its usage for the whole batch");
         assert_eq!(stopped.running_tasks_count, Some(0));
         assert_eq!(stopped.pending_tasks_count, Some(0));
         assert_eq!(
