@@ -84,6 +84,11 @@ pub struct ClusterState {
     stale: HashSet<String>,
     /// Instances whose agent polled since their last poll time was read.
     polled: HashSet<String>,
+    /// The clock's span in which every entry's `agent_connected` holds as last set: from the
+    /// last full refresh to the moment the first connected agent's last poll grows too old.
+    /// A plan inside it refreshes only the instances that polled (a full refresh writes into
+    /// every instance of the snapshot: 10,000 cache lines per plan).
+    connected_span: (i64, i64),
 }
 
 impl ClusterState {
@@ -149,6 +154,7 @@ impl ClusterState {
                 } else {
                     self.snapshot.instances[*k] =
                         placement::instance(id, &ci, &usage.0, false, tasks);
+                    self.connected_span = (0, 0);
                 }
                 // Both set the record's running count: the tasks started since add to it.
                 let inst = &mut self.snapshot.instances[*k];
@@ -163,6 +169,7 @@ impl ClusterState {
                 inst.running_tasks_count = inst.running_tasks_count.saturating_add(started_i32);
                 self.pos.insert(id.to_string(), self.records.len());
                 self.snapshot.instances.push(inst);
+                self.connected_span = (0, 0);
                 self.records.push((Arc::new(ci), version));
                 self.usages.push(usage);
                 self.started.push(started);
@@ -189,10 +196,19 @@ impl ClusterState {
 
     /// Sets each instance's `agent_connected` as of `now_ms`.
     fn refresh_connected(&mut self, now_ms: i64) {
+        let (from, until) = self.connected_span;
+        if (from..until).contains(&now_ms) {
+            return;
+        }
         let limit = berth_wire::agent::DISCONNECT_AFTER_SECONDS * 1000;
+        let mut until = i64::MAX;
         for (i, last) in self.snapshot.instances.iter_mut().zip(&self.last_poll_ms) {
             i.agent_connected = last.is_some_and(|at| now_ms - at < limit);
+            if i.agent_connected {
+                until = until.min(last.map_or(i64::MAX, |at| at.saturating_add(limit)));
+            }
         }
+        self.connected_span = (now_ms, until);
     }
 }
 
@@ -317,7 +333,15 @@ impl ClusterIndex {
         for id in polled {
             if let Some(k) = st.pos.get(&id).copied() {
                 let host = super::tasks::instance_host(scope, &id);
-                st.last_poll_ms[k] = super::tasks::last_poll(tx, &host)?;
+                let last = super::tasks::last_poll(tx, &host)?;
+                st.last_poll_ms[k] = last;
+                let limit = berth_wire::agent::DISCONNECT_AFTER_SECONDS * 1000;
+                let connected = last.is_some_and(|at| now_ms - at < limit);
+                st.snapshot.instances[k].agent_connected = connected;
+                if let (true, Some(at)) = (connected, last) {
+                    let (from, until) = st.connected_span;
+                    st.connected_span = (from, until.min(at.saturating_add(limit)));
+                }
             }
         }
         st.refresh_connected(now_ms);
@@ -501,6 +525,42 @@ mod tests {
         account: "000000000000",
         region: "us-east-1",
     };
+
+    #[test]
+    fn agents_connected_are_refreshed_when_the_clock_or_an_entry_changes_them() {
+        let limit = berth_wire::agent::DISCONNECT_AFTER_SECONDS * 1000;
+        let mut st = ClusterState::default();
+        let add = |st: &mut ClusterState, id: &str, last| {
+            let record = ci("ACTIVE", 100);
+            let usage = (InstanceUsage::of(&record), 0);
+            st.upsert(id, record, 1, usage, sched::HeldTasks::default(), last, 0);
+        };
+        add(&mut st, "c/a", Some(0));
+        add(&mut st, "c/b", Some(10_000));
+        add(&mut st, "c/c", None);
+        let connected = |st: &ClusterState| -> Vec<bool> {
+            st.snapshot
+                .instances
+                .iter()
+                .map(|i| i.agent_connected)
+                .collect()
+        };
+        st.refresh_connected(1_000);
+        assert_eq!(connected(&st), [true, true, false]);
+        st.refresh_connected(limit - 1);
+        assert_eq!(connected(&st), [true, true, false]);
+        st.refresh_connected(limit);
+        assert_eq!(connected(&st), [false, true, false]);
+        st.refresh_connected(10_000 + limit);
+        assert_eq!(connected(&st), [false, false, false]);
+        // A new entry is refreshed at the next plan, whatever the span.
+        add(&mut st, "c/d", Some(10_000 + limit));
+        st.refresh_connected(10_000 + limit + 1);
+        assert_eq!(connected(&st), [false, false, false, true]);
+        // The clock going back refreshes too (a poll "later" than now counts as recent).
+        st.refresh_connected(5_000);
+        assert_eq!(connected(&st), [true, true, false, true]);
+    }
 
     #[test]
     fn write_through_applies_only_in_version_order_and_the_observer_marks_the_rest() {
