@@ -72,6 +72,18 @@ pub struct Placement {
     pub gpus: Vec<String>,
 }
 
+impl Placement {
+    /// A task placed on `i`, taking the dynamic ports and GPU ids [`reserve`] picked there.
+    fn on(i: &Instance, (dynamic_ports, gpus): (Vec<i32>, Vec<String>)) -> Placement {
+        Placement {
+            instance: i.id.clone(),
+            arn: i.arn.clone(),
+            dynamic_ports,
+            gpus,
+        }
+    }
+}
+
 /// One outcome per requested task, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
@@ -451,17 +463,11 @@ pub fn place(snapshot: &Snapshot, r: &Request, rng: &mut impl FnMut(usize) -> us
                 }
             }
             if let Some(k) = chosen {
-                let t = taken.entry(k).or_default();
-                let (dynamic_ports, gpus) = reserve(&insts[k], t, r);
+                let taking = reserve(&insts[k], taken.entry(k).or_default(), r);
                 if let Some(f) = fitting.as_mut() {
                     f.placed(k, insts, &taken, r);
                 }
-                plan.tasks.push(Ok(Placement {
-                    instance: insts[k].id.clone(),
-                    arn: insts[k].arn.clone(),
-                    dynamic_ports,
-                    gpus,
-                }));
+                plan.tasks.push(Ok(Placement::on(&insts[k], taking)));
                 continue;
             }
         }
@@ -472,15 +478,9 @@ pub fn place(snapshot: &Snapshot, r: &Request, rng: &mut impl FnMut(usize) -> us
         }
         let best = narrow(insts, &taken, &f.touched, r, &spread, f.fits.clone());
         let k = best[rng(best.len()) % best.len()];
-        let t = taken.entry(k).or_default();
-        let (dynamic_ports, gpus) = reserve(&insts[k], t, r);
+        let taking = reserve(&insts[k], taken.entry(k).or_default(), r);
         f.placed(k, insts, &taken, r);
-        plan.tasks.push(Ok(Placement {
-            instance: insts[k].id.clone(),
-            arn: insts[k].arn.clone(),
-            dynamic_ports,
-            gpus,
-        }));
+        plan.tasks.push(Ok(Placement::on(&insts[k], taking)));
     }
     plan
 }
@@ -800,13 +800,8 @@ mod tests {
                 chosen = Some(fits[rng(fits.len()) % fits.len()]);
             }
             let Some(k) = chosen else { continue };
-            let (dynamic_ports, gpus) = reserve(&insts[k], taken.entry(k).or_default(), r);
-            plan.tasks.push(Ok(Placement {
-                instance: insts[k].id.clone(),
-                arn: insts[k].arn.clone(),
-                dynamic_ports,
-                gpus,
-            }));
+            let taking = reserve(&insts[k], taken.entry(k).or_default(), r);
+            plan.tasks.push(Ok(Placement::on(&insts[k], taking)));
         }
         plan
     }

@@ -446,36 +446,28 @@ impl ClusterIndex {
                     kind: k,
                     id,
                     version,
-                } if k == kind::CONTAINER_INSTANCE => {
+                } if k == kind::CONTAINER_INSTANCE || k == kind::CONTAINER_INSTANCE_USAGE => {
                     let scope = Scope::new(account, region);
                     let Some(state) = self.existing(scope, cluster_of(id)) else {
                         continue;
                     };
                     let mut st = lock(&state);
-                    let current = st.pos.get(id.as_str()).map(|k| st.records[*k].1);
+                    let usage = k == kind::CONTAINER_INSTANCE_USAGE;
+                    let current = st.pos.get(id.as_str()).map(|&n| {
+                        if usage {
+                            st.usages[n].1
+                        } else {
+                            st.records[n].1
+                        }
+                    });
                     match version {
-                        None => st.remove(id),
+                        None if !usage => st.remove(id),
                         Some(v) if current == Some(*v) => {}
-                        Some(_) => {
+                        // Not the version the entry has (or an instance it does not hold
+                        // yet): a reload decides.
+                        _ => {
                             st.stale.insert(id.clone());
                         }
-                    }
-                }
-                Change::Record {
-                    account,
-                    region,
-                    kind: k,
-                    id,
-                    version,
-                } if k == kind::CONTAINER_INSTANCE_USAGE => {
-                    let scope = Scope::new(account, region);
-                    let Some(state) = self.existing(scope, cluster_of(id)) else {
-                        continue;
-                    };
-                    let mut st = lock(&state);
-                    let current = st.pos.get(id.as_str()).map(|k| st.usages[*k].1);
-                    if current.is_some() && current != *version {
-                        st.stale.insert(id.clone());
                     }
                 }
                 Change::Record {

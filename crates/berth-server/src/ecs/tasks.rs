@@ -887,8 +887,8 @@ impl Reservations {
         }
     }
 
-    /// Reserves `t` on instance `id` (planned from `usage` at `usage_version`, its record at
-    /// `record_version`).
+    /// Reserves `t` on instance `id`, planned from what the index had of it (`planned`: its
+    /// usage and the versions to expect).
     fn add(&mut self, id: &str, planned: &PlannedOn, t: &StoredTask) {
         let k = self.touched.position(id).unwrap_or_else(|| {
             self.touched.push(
