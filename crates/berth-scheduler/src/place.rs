@@ -362,6 +362,25 @@ fn reserve(i: &Instance, taken: &mut Taken, r: &Request) -> (Vec<i32>, Vec<Strin
 /// How many random instances the random strategy probes before it scans them all.
 const RANDOM_PROBES: usize = 32;
 
+/// The random strategy's rejection sampling: the first of [`RANDOM_PROBES`] `rng`-chosen
+/// instances that is ACTIVE and can take one more task of `r`, if any.
+fn probe(
+    insts: &[Instance],
+    taken: &BTreeMap<usize, Taken>,
+    r: &Request,
+    rng: &mut impl FnMut(usize) -> usize,
+) -> Option<usize> {
+    if insts.is_empty() {
+        return None;
+    }
+    (0..RANDOM_PROBES).find_map(|_| {
+        let k = rng(insts.len()) % insts.len();
+        (insts[k].status == InstanceStatus::Active
+            && check_with(&insts[k], taken.get(&k), r).is_none())
+        .then_some(k)
+    })
+}
+
 /// Which ACTIVE instances of the snapshot can take one more task of a request (in snapshot
 /// order), each checked once per request, not once per task: a task of the plan changes only
 /// the instance it lands on, so only that one is checked again, and it leaves the set when it
@@ -382,8 +401,7 @@ impl Fitting {
             .iter()
             .enumerate()
             .filter(|(k, i)| {
-                i.status == InstanceStatus::Active
-                    && check_with(i, if touched[*k] { taken.get(k) } else { None }, r).is_none()
+                i.status == InstanceStatus::Active && check_with(i, taken.get(k), r).is_none()
             })
             .map(|(k, _)| k)
             .collect();
@@ -451,25 +469,13 @@ pub fn place(snapshot: &Snapshot, r: &Request, rng: &mut impl FnMut(usize) -> us
     let spread = spread_counts(insts, r);
     let mut fitting: Option<Fitting> = None;
     for _ in 0..r.count {
-        if random && !insts.is_empty() {
-            let mut chosen = None;
-            for _ in 0..RANDOM_PROBES {
-                let k = rng(insts.len()) % insts.len();
-                if insts[k].status == InstanceStatus::Active
-                    && check_with(&insts[k], taken.get(&k), r).is_none()
-                {
-                    chosen = Some(k);
-                    break;
-                }
+        if random && let Some(k) = probe(insts, &taken, r, rng) {
+            let taking = reserve(&insts[k], taken.entry(k).or_default(), r);
+            if let Some(f) = fitting.as_mut() {
+                f.placed(k, insts, &taken, r);
             }
-            if let Some(k) = chosen {
-                let taking = reserve(&insts[k], taken.entry(k).or_default(), r);
-                if let Some(f) = fitting.as_mut() {
-                    f.placed(k, insts, &taken, r);
-                }
-                plan.tasks.push(Ok(Placement::on(&insts[k], taking)));
-                continue;
-            }
+            plan.tasks.push(Ok(Placement::on(&insts[k], taking)));
+            continue;
         }
         let f = fitting.get_or_insert_with(|| Fitting::new(insts, &taken, r));
         if f.fits.is_empty() {
@@ -752,18 +758,11 @@ mod tests {
         let random = r.strategies.iter().all(|s| *s == Strategy::Random);
         let mut plan = Plan::default();
         for _ in 0..r.count {
-            let mut chosen = None;
-            if random && !insts.is_empty() {
-                for _ in 0..RANDOM_PROBES {
-                    let k = rng(insts.len()) % insts.len();
-                    if insts[k].status == InstanceStatus::Active
-                        && check_with(&insts[k], taken.get(&k), r).is_none()
-                    {
-                        chosen = Some(k);
-                        break;
-                    }
-                }
-            }
+            let mut chosen = if random {
+                probe(insts, &taken, r, rng)
+            } else {
+                None
+            };
             if chosen.is_none() {
                 let mut fits: Vec<usize> = insts
                     .iter()

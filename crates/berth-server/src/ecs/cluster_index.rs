@@ -182,15 +182,27 @@ impl ClusterState {
     fn reload(&mut self, tx: &Tx<'_>, scope: Scope<'_>, id: &str) -> Result<(), Failure> {
         match tx.get_json::<s::ContainerInstance>(scope, kind::CONTAINER_INSTANCE, id)? {
             None => self.remove(id),
-            Some((ci, version)) => {
-                let usage = instance_usage::of_instance(tx, scope, id, &ci)?;
-                let tasks = held_tasks(tx, scope, id)?;
-                let host = super::tasks::instance_host(scope, id);
-                let last = super::tasks::last_poll(tx, &host)?;
-                let started = super::tasks::started_tasks(tx, scope, id)?;
-                self.upsert(id, ci, version, usage, tasks, last, started);
-            }
+            Some((ci, version)) => self.load(tx, scope, id, ci, version)?,
         }
+        Ok(())
+    }
+
+    /// Sets instance `id`'s entry from its record `ci` at `version` and what else the store
+    /// holds of it: its usage, its tasks, its agent's last poll, its started tasks.
+    fn load(
+        &mut self,
+        tx: &Tx<'_>,
+        scope: Scope<'_>,
+        id: &str,
+        ci: s::ContainerInstance,
+        version: i64,
+    ) -> Result<(), Failure> {
+        let usage = instance_usage::of_instance(tx, scope, id, &ci)?;
+        let tasks = held_tasks(tx, scope, id)?;
+        let host = super::tasks::instance_host(scope, id);
+        let last = super::tasks::last_poll(tx, &host)?;
+        let started = super::tasks::started_tasks(tx, scope, id)?;
+        self.upsert(id, ci, version, usage, tasks, last, started);
         Ok(())
     }
 
@@ -200,13 +212,11 @@ impl ClusterState {
         if (from..until).contains(&now_ms) {
             return;
         }
-        let limit = berth_wire::agent::DISCONNECT_AFTER_SECONDS * 1000;
         let mut until = i64::MAX;
         for (i, last) in self.snapshot.instances.iter_mut().zip(&self.last_poll_ms) {
-            i.agent_connected = last.is_some_and(|at| now_ms - at < limit);
-            if i.agent_connected {
-                until = until.min(last.map_or(i64::MAX, |at| at.saturating_add(limit)));
-            }
+            let connected = super::tasks::connected_until(*last, now_ms);
+            i.agent_connected = connected.is_some();
+            until = until.min(connected.unwrap_or(i64::MAX));
         }
         self.connected_span = (now_ms, until);
     }
@@ -316,12 +326,7 @@ impl ClusterIndex {
                 if !matches!(ci.status.as_deref(), Some("ACTIVE") | Some("DRAINING")) {
                     continue;
                 }
-                let usage = instance_usage::of_instance(tx, scope, &r.id, &ci)?;
-                let tasks = held_tasks(tx, scope, &r.id)?;
-                let host = super::tasks::instance_host(scope, &r.id);
-                let last = super::tasks::last_poll(tx, &host)?;
-                let started = super::tasks::started_tasks(tx, scope, &r.id)?;
-                st.upsert(&r.id, ci, r.version, usage, tasks, last, started);
+                st.load(tx, scope, &r.id, ci, r.version)?;
             }
             st.loaded = true;
         }
@@ -335,13 +340,10 @@ impl ClusterIndex {
                 let host = super::tasks::instance_host(scope, &id);
                 let last = super::tasks::last_poll(tx, &host)?;
                 st.last_poll_ms[k] = last;
-                let limit = berth_wire::agent::DISCONNECT_AFTER_SECONDS * 1000;
-                let connected = last.is_some_and(|at| now_ms - at < limit);
-                st.snapshot.instances[k].agent_connected = connected;
-                if let (true, Some(at)) = (connected, last) {
-                    let (from, until) = st.connected_span;
-                    st.connected_span = (from, until.min(at.saturating_add(limit)));
-                }
+                let connected = super::tasks::connected_until(last, now_ms);
+                st.snapshot.instances[k].agent_connected = connected.is_some();
+                let (from, until) = st.connected_span;
+                st.connected_span = (from, until.min(connected.unwrap_or(i64::MAX)));
             }
         }
         st.refresh_connected(now_ms);

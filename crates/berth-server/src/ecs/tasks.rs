@@ -211,8 +211,15 @@ pub fn agent_connected(
     now: Timestamp,
 ) -> Result<bool, Failure> {
     let host = instance_host(scope_, instance_store_id);
-    Ok(last_poll(tx, &host)?
-        .is_some_and(|at| now.millis() - at < berth_wire::agent::DISCONNECT_AFTER_SECONDS * 1000))
+    Ok(connected_until(last_poll(tx, &host)?, now.millis()).is_some())
+}
+
+/// Until when an agent whose last poll was at `last` counts as connected, if it does at
+/// `now_ms` (`agentConnected`).
+pub fn connected_until(last: Option<i64>, now_ms: i64) -> Option<i64> {
+    let limit = berth_wire::agent::DISCONNECT_AFTER_SECONDS * 1000;
+    last.filter(|at| now_ms - at < limit)
+        .map(|at| at.saturating_add(limit))
 }
 
 fn task_arn(ctx: &RequestContext, cluster: &str, id: &str) -> String {
