@@ -1065,7 +1065,9 @@ impl Tx<'_> {
             .query_row(params![host], |r| r.get(0))?)
     }
 
-    /// `host`'s entries that changed after its sequence `since`, in sequence order.
+    /// `host`'s entries that changed after its sequence `since`, in sequence order (read
+    /// from the host's entries, which lie together: a host holds tens of tasks, not
+    /// thousands).
     pub fn host_entries_since(&self, host: &str, since: i64) -> Result<Vec<HostEntry>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT task, seq, body FROM host_entries WHERE host = ?1 AND seq > ?2 ORDER BY seq",
