@@ -136,18 +136,20 @@ pub fn resolve(
             &store_id(family, *revision),
         )?),
         Ident::Family(family) => {
-            // The latest revision first, a few at a time: usually the first one read is it,
-            // however many older revisions the family has.
-            const PAGE: usize = 4;
+            // The latest revision alone first: it is nearly always the one (RunTask reads it
+            // inside the store's writer, so each record read there counts); then older ones
+            // a few at a time, however many the family has.
+            const PAGE: usize = 8;
             let prefix = format!("{family}{SEP}");
             let mut before: Option<String> = None;
+            let mut page = 1;
             loop {
                 let records = tx.list_backwards(
                     scope(ctx),
                     kind::TASK_DEFINITION,
                     &prefix,
                     before.as_deref(),
-                    PAGE,
+                    page,
                 )?;
                 for r in &records {
                     let td: StoredTaskDefinition = r.decode(kind::TASK_DEFINITION)?;
@@ -156,9 +158,10 @@ pub fn resolve(
                     }
                 }
                 match records.last() {
-                    Some(last) if records.len() == PAGE => before = Some(last.id.clone()),
+                    Some(last) if records.len() == page => before = Some(last.id.clone()),
                     _ => return Ok(None),
                 }
+                page = PAGE;
             }
         }
     }
@@ -2148,7 +2151,7 @@ mod tests {
     fn a_family_names_its_latest_active_revision_past_inactive_ones() {
         let e = ecs();
         let c = ctx();
-        for _ in 0..6 {
+        for _ in 0..12 {
             register_ok(&e, "app");
         }
         let latest = |e: &Ecs| {
@@ -2163,9 +2166,22 @@ mod tests {
             .ok()
             .and_then(|d| d.task_definition?.revision)
         };
-        assert_eq!(latest(&e), Some(6));
-        // Five newer revisions INACTIVE: more than one page of the backwards lookup.
-        for revision in [6, 4, 5, 3, 2] {
+        assert_eq!(latest(&e), Some(12));
+        deregister(
+            &e,
+            &c,
+            s::DeregisterTaskDefinitionRequest {
+                task_definition: "app:12".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            latest(&e),
+            Some(11),
+            "past the first page (the latest alone)"
+        );
+        // Ten more revisions INACTIVE: past the second page of the backwards lookup too.
+        for revision in [6, 4, 5, 3, 2, 11, 9, 10, 7, 8] {
             deregister(
                 &e,
                 &c,
