@@ -214,7 +214,7 @@ async fn poll_instance(
                         return Ok(None);
                     }
                 }
-                tasks::assignments_since(tx, &h, since).map(Some)
+                tasks::assignments_since(tx, &app2.ecs.task_cache, &h, since).map(Some)
             })?;
             if let Some((seq, _)) = &answer {
                 app2.store.see_host_sequence(&h, *seq);

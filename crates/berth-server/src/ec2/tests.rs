@@ -381,7 +381,7 @@ fn awsvpc_tasks_get_enis_and_rules() {
     // An agent polling for changes only gets the server task again (its rules changed).
     let (_, changed) = ecs_
         .store
-        .read(|tx| tasks::assignments_since(tx, MANAGED_HOST, Some(seq1)))
+        .read(|tx| tasks::assignments_since(tx, &Default::default(), MANAGED_HOST, Some(seq1)))
         .unwrap();
     assert!(
         changed

@@ -15,6 +15,7 @@ pub mod placement;
 pub mod service_controller;
 pub mod services;
 pub mod tags;
+pub mod task_cache;
 pub mod task_credentials;
 pub mod task_definitions;
 pub mod tasks;
@@ -33,6 +34,8 @@ pub struct Ecs {
     /// Each cluster's container instances as placement sees them, kept coherent with the
     /// store (see `cluster_index`).
     pub index: Arc<cluster_index::ClusterIndex>,
+    /// Tasks RunTask created lately, decoded (see `task_cache`).
+    pub task_cache: Arc<task_cache::TaskCache>,
 }
 
 impl Ecs {
@@ -55,6 +58,7 @@ impl Ecs {
             store,
             notifier: Arc::default(),
             index,
+            task_cache: Arc::default(),
         }
     }
 }

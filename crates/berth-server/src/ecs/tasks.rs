@@ -25,6 +25,7 @@ use super::cluster_index::{ClusterIndex, Held, HostTask, PlannedOn};
 use super::common::{self, Page, aws, invalid, kind, scope};
 use super::instance_usage::{self, InstanceUsage};
 use super::placement;
+use super::task_cache::{TaskCache, read_task};
 use super::task_credentials::{self, RolePurpose};
 use super::task_definitions::{self, Ident};
 use crate::failure::Failure;
@@ -122,12 +123,13 @@ pub(crate) const GLOBAL: Scope<'static> = Scope {
 
 /// `host`'s current sequence and the assignments of its tasks that are not STOPPED.
 pub fn assignments(tx: &Tx<'_>, host: &str) -> Result<(i64, Vec<TaskAssignment>), Failure> {
-    assignments_since(tx, host, None)
+    assignments_since(tx, &TaskCache::default(), host, None)
 }
 
 /// [`assignments`], only of the tasks that changed after sequence `since` when given.
 pub fn assignments_since(
     tx: &Tx<'_>,
+    cache: &TaskCache,
     host: &str,
     since: Option<i64>,
 ) -> Result<(i64, Vec<TaskAssignment>), Failure> {
@@ -155,9 +157,7 @@ pub fn assignments_since(
         else {
             continue;
         };
-        let Some((t, _)) =
-            tx.get_json::<StoredTask>(Scope::new(account, region), task_kind::TASK, id)?
-        else {
+        let Some((t, _)) = read_task(tx, cache, Scope::new(account, region), id)? else {
             continue;
         };
         // Credentials are vended only for the roles a task has: no role, nothing to read.
@@ -1044,15 +1044,24 @@ pub fn run(
     }
     let tags = input.tags.clone().unwrap_or_default();
     common::validate_tags(&tags)?;
-    let (resp, hosts) = with_replanning(
+    let (resp, hosts, created) = with_replanning(
         PLAN_ATTEMPTS,
         || run_once(ecs, ctx, &input, &tags),
         |id| ecs.index.invalidate(scope(ctx), &[id.to_string()]),
     )
     .map_err(aws)?;
+    // Kept decoded before their agents are woken: the poll and the RUNNING report read them.
+    for t in created {
+        let id = format!("{}/{}", t.cluster(), t.id());
+        ecs.task_cache.put(scope(ctx), &id, 1, Arc::new(t));
+    }
     notify_all(ecs, &hosts);
     Ok(resp)
 }
+
+/// What one RunTask attempt answers, the hosts to wake, and the tasks it created, each as
+/// its new record (version 1) holds it.
+type RunOutcome = (s::RunTaskResponse, Vec<String>, Vec<StoredTask>);
 
 /// One attempt of RunTask: plan from the cluster index and apply, in one write transaction.
 fn run_once(
@@ -1060,138 +1069,137 @@ fn run_once(
     ctx: &RequestContext,
     input: &s::RunTaskRequest,
     tags: &[s::Tag],
-) -> Result<(s::RunTaskResponse, Vec<String>), Failure> {
+) -> Result<RunOutcome, Failure> {
     let count = input.count.unwrap_or(1);
-    ecs.store
-        .write(|tx| -> Result<(s::RunTaskResponse, Vec<String>), Failure> {
-            let (cluster, _) = common::active_cluster(tx, ctx, input.cluster.as_deref())?;
-            let cluster_name = cluster.cluster_name.clone().unwrap_or_default();
-            let token_id = input
-                .client_token
-                .as_ref()
-                .map(|t| format!("{cluster_name}/{t}"));
-            if let Some(tid) = &token_id
-                && let Some((done, _)) =
-                    tx.get_json::<RunToken>(scope(ctx), task_kind::RUN_TOKEN, tid)?
-            {
-                let mut tasks = Vec::new();
-                for id in &done.task_ids {
-                    if let Some((t, _)) =
-                        tx.get_json::<StoredTask>(scope(ctx), task_kind::TASK, id)?
-                    {
-                        tasks.push(present(&t, &[TaskField::Tags]));
-                    }
-                }
-                return Ok((
-                    s::RunTaskResponse {
-                        tasks: Some(tasks),
-                        failures: Some(done.failures),
-                    },
-                    Vec::new(),
-                ));
-            }
-            let ident = task_definitions::parse_ident(ctx, &input.task_definition)?
-                .ok_or_else(|| invalid("TaskDefinition not found."))?;
-            let (td, _) = task_definitions::resolve(tx, ctx, &ident)?
-                .ok_or_else(|| invalid("TaskDefinition not found."))?;
-            if td.task_definition.status == Some(s::TaskDefinitionStatus::Inactive)
-                && matches!(ident, Ident::Revision(..))
-            {
-                return Err(invalid("TaskDefinition is inactive").into());
-            }
-            if td.task_definition.status == Some(s::TaskDefinitionStatus::DeleteInProgress) {
-                return Err(invalid("TaskDefinition not found.").into());
-            }
-            validate_overrides(&td.task_definition, input.overrides.as_ref())?;
-            let shares = capacity::shares(
-                &cluster,
-                input.launch_type,
-                input.capacity_provider_strategy.as_deref(),
-                count as usize,
-            )?;
-            let launch = Launch {
-                ctx,
-                cluster: &cluster,
-                td: &td.task_definition,
-                td_tags: &td.tags,
-                overrides: input.overrides.as_ref(),
-                group: input.group.clone(),
-                started_by: input.started_by.clone(),
-                tags: tags.to_vec(),
-                propagate_tags: input.propagate_tags,
-                managed_tags: input.enable_ecs_managed_tags.unwrap_or(false),
-                network_configuration: input.network_configuration.as_ref(),
-            };
-            // RunTask refuses what a service launch reports as a failure to place.
-            for (capacity, n) in &shares {
-                let (wanted, name) = match capacity {
-                    Capacity::Fargate { .. } => (s::Compatibility::Fargate, "FARGATE"),
-                    Capacity::Ec2 { .. } => (s::Compatibility::Ec2, "EC2"),
-                };
-                let compatible = td
-                    .task_definition
-                    .compatibilities
-                    .iter()
-                    .flatten()
-                    .any(|c| *c == wanted);
-                if *n > 0 && !compatible {
-                    return Err(invalid(format!(
-                        "Task definition does not support launch_type {name}."
-                    ))
-                    .into());
+    ecs.store.write(|tx| -> Result<RunOutcome, Failure> {
+        let (cluster, _) = common::active_cluster(tx, ctx, input.cluster.as_deref())?;
+        let cluster_name = cluster.cluster_name.clone().unwrap_or_default();
+        let token_id = input
+            .client_token
+            .as_ref()
+            .map(|t| format!("{cluster_name}/{t}"));
+        if let Some(tid) = &token_id
+            && let Some((done, _)) =
+                tx.get_json::<RunToken>(scope(ctx), task_kind::RUN_TOKEN, tid)?
+        {
+            let mut tasks = Vec::new();
+            for id in &done.task_ids {
+                if let Some((t, _)) = tx.get_json::<StoredTask>(scope(ctx), task_kind::TASK, id)? {
+                    tasks.push(present(&t, &[TaskField::Tags]));
                 }
             }
-            let group = input.group.clone().unwrap_or_else(|| {
-                format!(
-                    "family:{}",
-                    td.task_definition.family.clone().unwrap_or_default()
-                )
-            });
-            let request = LaunchRequest {
-                shares,
-                placement_constraints: input.placement_constraints.as_deref(),
-                placement_strategy: input.placement_strategy.as_deref(),
-                group,
-                on_instance: None,
-            };
-            let mut reservations = Reservations::default();
-            let made = launch_tasks(tx, &ecs.index, &launch, &request, &mut reservations)?;
-            if made.no_active_instance {
-                return Err(invalid("No Container Instances were found in your cluster.").into());
-            }
-            reservations.apply(tx, scope(ctx), &ecs.index)?;
-            let hosts = made.hosts;
-            let ids: Vec<String> = made
-                .tasks
-                .iter()
-                .map(|t| format!("{}/{}", t.cluster(), t.id()))
-                .collect();
-            let tasks: Vec<s::Task> = made
-                .tasks
-                .iter()
-                .map(|t| present(t, &[TaskField::Tags]))
-                .collect();
-            let failures: Vec<s::Failure> = made.refusals.iter().map(placement::failure).collect();
-            if let Some(tid) = &token_id {
-                tx.put(
-                    scope(ctx),
-                    task_kind::RUN_TOKEN,
-                    tid,
-                    None,
-                    &RunToken {
-                        task_ids: ids,
-                        failures: failures.clone(),
-                    },
-                )?;
-            }
-            Ok((
+            return Ok((
                 s::RunTaskResponse {
                     tasks: Some(tasks),
-                    failures: Some(failures),
+                    failures: Some(done.failures),
                 },
-                hosts,
-            ))
-        })
+                Vec::new(),
+                Vec::new(),
+            ));
+        }
+        let ident = task_definitions::parse_ident(ctx, &input.task_definition)?
+            .ok_or_else(|| invalid("TaskDefinition not found."))?;
+        let (td, _) = task_definitions::resolve(tx, ctx, &ident)?
+            .ok_or_else(|| invalid("TaskDefinition not found."))?;
+        if td.task_definition.status == Some(s::TaskDefinitionStatus::Inactive)
+            && matches!(ident, Ident::Revision(..))
+        {
+            return Err(invalid("TaskDefinition is inactive").into());
+        }
+        if td.task_definition.status == Some(s::TaskDefinitionStatus::DeleteInProgress) {
+            return Err(invalid("TaskDefinition not found.").into());
+        }
+        validate_overrides(&td.task_definition, input.overrides.as_ref())?;
+        let shares = capacity::shares(
+            &cluster,
+            input.launch_type,
+            input.capacity_provider_strategy.as_deref(),
+            count as usize,
+        )?;
+        let launch = Launch {
+            ctx,
+            cluster: &cluster,
+            td: &td.task_definition,
+            td_tags: &td.tags,
+            overrides: input.overrides.as_ref(),
+            group: input.group.clone(),
+            started_by: input.started_by.clone(),
+            tags: tags.to_vec(),
+            propagate_tags: input.propagate_tags,
+            managed_tags: input.enable_ecs_managed_tags.unwrap_or(false),
+            network_configuration: input.network_configuration.as_ref(),
+        };
+        // RunTask refuses what a service launch reports as a failure to place.
+        for (capacity, n) in &shares {
+            let (wanted, name) = match capacity {
+                Capacity::Fargate { .. } => (s::Compatibility::Fargate, "FARGATE"),
+                Capacity::Ec2 { .. } => (s::Compatibility::Ec2, "EC2"),
+            };
+            let compatible = td
+                .task_definition
+                .compatibilities
+                .iter()
+                .flatten()
+                .any(|c| *c == wanted);
+            if *n > 0 && !compatible {
+                return Err(invalid(format!(
+                    "Task definition does not support launch_type {name}."
+                ))
+                .into());
+            }
+        }
+        let group = input.group.clone().unwrap_or_else(|| {
+            format!(
+                "family:{}",
+                td.task_definition.family.clone().unwrap_or_default()
+            )
+        });
+        let request = LaunchRequest {
+            shares,
+            placement_constraints: input.placement_constraints.as_deref(),
+            placement_strategy: input.placement_strategy.as_deref(),
+            group,
+            on_instance: None,
+        };
+        let mut reservations = Reservations::default();
+        let made = launch_tasks(tx, &ecs.index, &launch, &request, &mut reservations)?;
+        if made.no_active_instance {
+            return Err(invalid("No Container Instances were found in your cluster.").into());
+        }
+        reservations.apply(tx, scope(ctx), &ecs.index)?;
+        let hosts = made.hosts;
+        let ids: Vec<String> = made
+            .tasks
+            .iter()
+            .map(|t| format!("{}/{}", t.cluster(), t.id()))
+            .collect();
+        let tasks: Vec<s::Task> = made
+            .tasks
+            .iter()
+            .map(|t| present(t, &[TaskField::Tags]))
+            .collect();
+        let failures: Vec<s::Failure> = made.refusals.iter().map(placement::failure).collect();
+        if let Some(tid) = &token_id {
+            tx.put(
+                scope(ctx),
+                task_kind::RUN_TOKEN,
+                tid,
+                None,
+                &RunToken {
+                    task_ids: ids,
+                    failures: failures.clone(),
+                },
+            )?;
+        }
+        Ok((
+            s::RunTaskResponse {
+                tasks: Some(tasks),
+                failures: Some(failures),
+            },
+            hosts,
+            made.tasks,
+        ))
+    })
 }
 
 pub fn start(
@@ -1931,7 +1939,10 @@ pub fn submit_task_state_changes(
         .store
         .read(|tx| -> Result<Vec<_>, Failure> {
             ids.iter()
-                .map(|id| Ok(tx.get_json::<StoredTask>(scope(ctx), task_kind::TASK, id)?))
+                .map(|id| {
+                    Ok(read_task(tx, &ecs.task_cache, scope(ctx), id)?
+                        .map(|(t, v)| (Arc::unwrap_or_clone(t), v)))
+                })
                 .collect()
         })
         .map_err(aws)?;
@@ -2458,6 +2469,32 @@ mod tests {
         }))
         .unwrap();
         ecs.run_task(c, req).unwrap()
+    }
+
+    #[test]
+    fn polls_read_new_tasks_from_the_cache_as_the_store_holds_them() {
+        let (ecs, c) = setup();
+        let out = run_fargate(&ecs, &c, 2, None);
+        assert_eq!(ecs.task_cache.len(), 2, "RunTask keeps what it created");
+        let cached = |ecs: &Ecs| {
+            ecs.store
+                .read(|tx| assignments_since(tx, &ecs.task_cache, MANAGED_HOST, None))
+                .unwrap()
+        };
+        let decoded = |ecs: &Ecs| ecs.store.read(|tx| assignments(tx, MANAGED_HOST)).unwrap();
+        assert_eq!(cached(&ecs), decoded(&ecs));
+        // A report moves the record past the kept version: it is read from the store again.
+        let arn = out.tasks.unwrap()[0].task_arn.clone().unwrap();
+        let req: s::SubmitTaskStateChangeRequest = serde_json::from_value(serde_json::json!({
+            "cluster": "c", "task": arn, "status": "RUNNING",
+            "containers": [{"containerName": "app", "status": "RUNNING", "runtimeId": "x"}]
+        }))
+        .unwrap();
+        ecs.submit_task_state_change(&c, req).unwrap();
+        let (_, now) = cached(&ecs);
+        assert_eq!(cached(&ecs), decoded(&ecs));
+        let mine = now.iter().find(|a| a.task_arn == arn).unwrap();
+        assert_eq!(mine.last_status, "RUNNING");
     }
 
     #[test]
