@@ -77,22 +77,22 @@ impl TaskCache {
 }
 
 /// Task record `id` of `scope` and its version, as `tx` sees it: the kept copy when it is
-/// of that version, else the record decoded.
+/// of that version, else the record decoded. One lookup either way (the JSON decoding is
+/// what a copy saves; a record older than the cache costs no second seek).
 pub fn read_task(
     tx: &Tx<'_>,
     cache: &TaskCache,
     scope: Scope<'_>,
     id: &str,
 ) -> Result<Option<(Arc<StoredTask>, i64)>, Failure> {
-    let Some(version) = tx.version(scope, task_kind::TASK, id)? else {
+    let Some(record) = tx.get(scope, task_kind::TASK, id)? else {
         return Ok(None);
     };
-    if let Some(task) = cache.get(scope, id, version) {
-        return Ok(Some((task, version)));
+    if let Some(task) = cache.get(scope, id, record.version) {
+        return Ok(Some((task, record.version)));
     }
-    Ok(tx
-        .get_json::<StoredTask>(scope, task_kind::TASK, id)?
-        .map(|(t, v)| (Arc::new(t), v)))
+    let task: StoredTask = record.decode(task_kind::TASK)?;
+    Ok(Some((Arc::new(task), record.version)))
 }
 
 #[cfg(test)]
