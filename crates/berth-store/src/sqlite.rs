@@ -1066,8 +1066,8 @@ impl Tx<'_> {
     }
 
     /// `host`'s entries that changed after its sequence `since`, in sequence order (read
-    /// from the host's entries, which lie together: a host holds tens of tasks, not
-    /// thousands).
+    /// from the host's entries, which lie together: a container instance holds tens of
+    /// tasks; the managed host, which holds every Fargate task, asks for its whole set).
     pub fn host_entries_since(&self, host: &str, since: i64) -> Result<Vec<HostEntry>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT task, seq, body FROM host_entries WHERE host = ?1 AND seq > ?2 ORDER BY seq",
