@@ -94,6 +94,10 @@ impl StoredTask {
         let arn = self.task.cluster_arn.as_deref().unwrap_or("");
         arn.rsplit('/').next().unwrap_or("").to_string()
     }
+    /// Its record's id in the store: `<cluster>/<task id>`.
+    fn store_id(&self) -> String {
+        format!("{}/{}", self.cluster(), self.id())
+    }
     /// The task as placement counts it on its instance (task group and family).
     pub fn running_task(&self) -> sched::RunningTask {
         sched::RunningTask {
@@ -724,7 +728,7 @@ fn create_task(
     hosts: &mut Vec<String>,
     counts: &mut ClusterCounts,
 ) -> Result<(), Failure> {
-    let id = format!("{}/{}", t.cluster(), t.id());
+    let id = t.store_id();
     // An awsvpc task gets its ENI now (the tasks whose rules name its groups hear of it).
     if t.task_definition.network_mode == Some(s::NetworkMode::Awsvpc)
         && let Some(conf) = network.and_then(|n| n.awsvpc_configuration.as_ref())
@@ -1052,7 +1056,7 @@ pub fn run(
     .map_err(aws)?;
     // Kept decoded before their agents are woken: the poll and the RUNNING report read them.
     for t in created {
-        let id = format!("{}/{}", t.cluster(), t.id());
+        let id = t.store_id();
         ecs.task_cache.put(scope(ctx), &id, 1, Arc::new(t));
     }
     notify_all(ecs, &hosts);
@@ -1168,11 +1172,7 @@ fn run_once(
         }
         reservations.apply(tx, scope(ctx), &ecs.index)?;
         let hosts = made.hosts;
-        let ids: Vec<String> = made
-            .tasks
-            .iter()
-            .map(|t| format!("{}/{}", t.cluster(), t.id()))
-            .collect();
+        let ids: Vec<String> = made.tasks.iter().map(StoredTask::store_id).collect();
         let tasks: Vec<s::Task> = made
             .tasks
             .iter()
@@ -1680,7 +1680,7 @@ pub fn apply_task_change(
                 c.last_status = Some("STOPPED".into());
             }
             accounting.release(tx, scope_, &t, before)?;
-            let cluster_task = format!("{}/{}", t.cluster(), t.id());
+            let cluster_task = t.store_id();
             tx.delete_host_entry(&t.host, &host_entry_task(scope_, &cluster_task))?;
         } else if after >= TaskStatus::Running && before < TaskStatus::Running {
             accounting.started(&t);
@@ -2491,8 +2491,8 @@ mod tests {
         }))
         .unwrap();
         ecs.submit_task_state_change(&c, req).unwrap();
-        let (_, now) = cached(&ecs);
-        assert_eq!(cached(&ecs), decoded(&ecs));
+        let (seq, now) = cached(&ecs);
+        assert_eq!((seq, now.clone()), decoded(&ecs));
         let mine = now.iter().find(|a| a.task_arn == arn).unwrap();
         assert_eq!(mine.last_status, "RUNNING");
     }
