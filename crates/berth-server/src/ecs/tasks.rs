@@ -1048,24 +1048,42 @@ pub fn run(
     }
     let tags = input.tags.clone().unwrap_or_default();
     common::validate_tags(&tags)?;
-    let (resp, hosts, created) = with_replanning(
+    let run = with_replanning(
         PLAN_ATTEMPTS,
         || run_once(ecs, ctx, &input, &tags),
         |id| ecs.index.invalidate(scope(ctx), &[id.to_string()]),
     )
     .map_err(aws)?;
+    // The reply is made once the writer is free.
+    let resp = s::RunTaskResponse {
+        tasks: Some(
+            run.tasks
+                .iter()
+                .map(|t| present(t, &[TaskField::Tags]))
+                .collect(),
+        ),
+        failures: Some(run.failures),
+    };
     // Kept decoded before their agents are woken: the poll and the RUNNING report read them.
-    for t in created {
-        let id = t.store_id();
-        ecs.task_cache.put(scope(ctx), &id, 1, Arc::new(t));
+    if run.created {
+        for t in run.tasks {
+            let id = t.store_id();
+            ecs.task_cache.put(scope(ctx), &id, 1, Arc::new(t));
+        }
     }
-    notify_all(ecs, &hosts);
+    notify_all(ecs, &run.hosts);
     Ok(resp)
 }
 
-/// What one RunTask attempt answers, the hosts to wake, and the tasks it created, each as
-/// its new record (version 1) holds it.
-type RunOutcome = (s::RunTaskResponse, Vec<String>, Vec<StoredTask>);
+/// What one RunTask attempt did: its tasks (created now, each as its new record, version 1,
+/// holds it; or, for a client token already used, as the earlier call's tasks are now), the
+/// failures to report, and the hosts to wake.
+struct RunOutcome {
+    tasks: Vec<StoredTask>,
+    failures: Vec<s::Failure>,
+    hosts: Vec<String>,
+    created: bool,
+}
 
 /// One attempt of RunTask: plan from the cluster index and apply, in one write transaction.
 fn run_once(
@@ -1089,17 +1107,15 @@ fn run_once(
             let mut tasks = Vec::new();
             for id in &done.task_ids {
                 if let Some((t, _)) = tx.get_json::<StoredTask>(scope(ctx), task_kind::TASK, id)? {
-                    tasks.push(present(&t, &[TaskField::Tags]));
+                    tasks.push(t);
                 }
             }
-            return Ok((
-                s::RunTaskResponse {
-                    tasks: Some(tasks),
-                    failures: Some(done.failures),
-                },
-                Vec::new(),
-                Vec::new(),
-            ));
+            return Ok(RunOutcome {
+                tasks,
+                failures: done.failures,
+                hosts: Vec::new(),
+                created: false,
+            });
         }
         let ident = task_definitions::parse_ident(ctx, &input.task_definition)?
             .ok_or_else(|| invalid("TaskDefinition not found."))?;
@@ -1171,13 +1187,7 @@ fn run_once(
             return Err(invalid("No Container Instances were found in your cluster.").into());
         }
         reservations.apply(tx, scope(ctx), &ecs.index)?;
-        let hosts = made.hosts;
         let ids: Vec<String> = made.tasks.iter().map(StoredTask::store_id).collect();
-        let tasks: Vec<s::Task> = made
-            .tasks
-            .iter()
-            .map(|t| present(t, &[TaskField::Tags]))
-            .collect();
         let failures: Vec<s::Failure> = made.refusals.iter().map(placement::failure).collect();
         if let Some(tid) = &token_id {
             tx.put(
@@ -1191,14 +1201,12 @@ fn run_once(
                 },
             )?;
         }
-        Ok((
-            s::RunTaskResponse {
-                tasks: Some(tasks),
-                failures: Some(failures),
-            },
-            hosts,
-            made.tasks,
-        ))
+        Ok(RunOutcome {
+            tasks: made.tasks,
+            failures,
+            hosts: made.hosts,
+            created: true,
+        })
     })
 }
 
