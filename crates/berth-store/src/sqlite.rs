@@ -206,10 +206,24 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     // Reads map the database file instead of copying each page in (pread) and caching it per
     // connection: a write elsewhere empties a reader's page cache, a mapping stays valid.
     conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
-    // Room for every statement the handlers prepare (rusqlite keeps 16 by default, fewer than
-    // one busy connection cycles through, so statements were compiled again and again).
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    keep_statements(&conn)?;
     Ok(conn)
+}
+
+/// Makes a connection's prepared statements last: room in its cache for every statement the
+/// handlers prepare (rusqlite keeps 16 by default, fewer than one busy connection cycles
+/// through), and plans that do not depend on bound values. Without the latter, SQLite reads
+/// the value bound to `LIMIT ?` while planning, so every new binding expired the statement
+/// and each run compiled it again (in every RunTask's lookup of its family's latest revision,
+/// inside the writer, and in every listing). Our statements' plans follow their indexes,
+/// never a bound value.
+fn keep_statements(conn: &Connection) -> Result<(), StoreError> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
 }
 
 /// How long a connection waits for a lock another one holds.
@@ -248,7 +262,7 @@ impl Holding<'_> {
     /// Opens the group's transaction if none is open.
     fn begin(&mut self) -> Result<(), StoreError> {
         if self.w.group.is_none() {
-            self.w.conn.execute_batch("BEGIN IMMEDIATE")?;
+            control(&self.w.conn, "BEGIN IMMEDIATE")?;
             self.w.group = Some(Group {
                 opened: Instant::now(),
                 members: Vec::new(),
@@ -263,7 +277,7 @@ impl Holding<'_> {
         let Some(g) = self.w.group.take() else {
             return;
         };
-        let outcome = match self.w.conn.execute_batch("COMMIT") {
+        let outcome = match control(&self.w.conn, "COMMIT") {
             Ok(()) => {
                 if !g.members.is_empty() {
                     self.store.commits.fetch_add(1, Ordering::Relaxed);
@@ -453,6 +467,7 @@ impl Store {
                     | rusqlite::OpenFlags::SQLITE_OPEN_URI,
             )?;
             c.busy_timeout(std::time::Duration::from_secs(10))?;
+            keep_statements(&c)?;
             Ok(c)
         };
         let mut writer = open()?;
@@ -625,7 +640,7 @@ impl Store {
             release(h);
             return Err(e.into());
         }
-        if let Err(e) = h.w.conn.execute_batch("SAVEPOINT w") {
+        if let Err(e) = control(&h.w.conn, "SAVEPOINT w") {
             h.commit_if_due();
             release(h);
             return Err(StoreError::from(e).into());
@@ -654,7 +669,7 @@ impl Store {
             ..
         } = tx;
         let out = match out {
-            Ok(v) => match h.w.conn.execute_batch("RELEASE w") {
+            Ok(v) => match control(&h.w.conn, "RELEASE w") {
                 Ok(()) => Ok(v),
                 Err(e) => Err(StoreError::from(e).into()),
             },
@@ -803,8 +818,7 @@ fn read_on<T, E: From<StoreError>>(
     if !conn.is_autocommit() {
         conn.execute_batch("ROLLBACK").map_err(StoreError::from)?;
     }
-    conn.execute_batch("BEGIN DEFERRED")
-        .map_err(StoreError::from)?;
+    control(conn, "BEGIN DEFERRED").map_err(StoreError::from)?;
     let tx = Tx {
         conn,
         watched: None,
@@ -816,8 +830,16 @@ fn read_on<T, E: From<StoreError>>(
     };
     let out = f(&tx);
     let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
-    conn.execute_batch(end).map_err(StoreError::from)?;
+    control(conn, end).map_err(StoreError::from)?;
     out
+}
+
+/// Runs one transaction-control statement (BEGIN, COMMIT, SAVEPOINT, RELEASE...) from the
+/// connection's statement cache: each write and each read runs two, and `execute_batch`
+/// compiled them every time.
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 fn next_id() -> u128 {
@@ -1880,6 +1902,35 @@ mod tests {
         assert_eq!(long_back.unwrap().0, long);
         assert_eq!(old_back.unwrap().0, long);
         assert_eq!(listed, 3);
+    }
+
+    /// A statement with `LIMIT ?` runs again with another limit without being compiled again
+    /// (SQLite expired it at each new binding until plans stopped reading bound values).
+    #[test]
+    fn statements_with_a_bound_limit_are_not_compiled_again() {
+        let dir = temp_dir("reprepare");
+        let conn = open_connection(&dir.join("berth.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (k TEXT PRIMARY KEY); INSERT INTO t VALUES ('a'), ('b'), ('c');",
+        )
+        .unwrap();
+        let sql = "SELECT k FROM t WHERE k >= ?1 ORDER BY k DESC LIMIT ?2";
+        for limit in [1_i64, 8, 2, 1] {
+            let mut stmt = conn.prepare_cached(sql).unwrap();
+            let rows: Vec<String> = stmt
+                .query_map(params!["a", limit], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(rows.len(), limit.min(3) as usize);
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "compiled again at limit {limit}"
+            );
+        }
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Asked by the checkpointer, the writer starts the WAL over after a group's commit, and
