@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use berth_wire::agent::{PollRequest, PollResponse};
+use berth_wire::agent::{PollRequest, PollResponse, StreamLines, SubscribeRequest};
 use berth_wire::ecs::shapes as s;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -173,6 +173,10 @@ pub struct HttpConfig {
 pub struct HttpControlPlane {
     config: HttpConfig,
     host: String,
+    /// The assignments stream polls read from, once opened.
+    subscription: std::sync::Arc<tokio::sync::Mutex<Option<Subscription>>>,
+    /// The `minIntervalMs` of the streams it opens.
+    stream_min_interval_ms: u32,
 }
 
 /// A decoded HTTP response.
@@ -263,17 +267,17 @@ impl HttpControlPlane {
                     "the endpoint must be an http://host:port url",
                 )
             })?;
-        Ok(HttpControlPlane { config, host })
+        Ok(HttpControlPlane {
+            config,
+            host,
+            subscription: Default::default(),
+            stream_min_interval_ms: 0,
+        })
     }
 
-    async fn send_once(
-        &self,
-        target: &str,
-        service: &str,
-        body: &[u8],
-        timeout: Duration,
-    ) -> Result<Response, ControlPlaneError> {
-        let ep = &self.config.endpoint;
+    /// A signed AWS JSON 1.1 POST of `body` to `target`, head and body, ready to send on a
+    /// connection that the server closes after its answer.
+    fn signed_request(&self, target: &str, service: &str, body: &[u8], close: bool) -> Vec<u8> {
         let mut base = vec![
             (
                 "content-type".to_string(),
@@ -307,20 +311,31 @@ impl HttpControlPlane {
         for (k, v) in base.iter().chain(signed.iter()) {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
-        req.push_str(&format!(
-            "content-length: {}\r\nconnection: close\r\n\r\n",
-            body.len()
-        ));
+        req.push_str(&format!("content-length: {}\r\n", body.len()));
+        if close {
+            req.push_str("connection: close\r\n");
+        }
+        req.push_str("\r\n");
+        let mut req = req.into_bytes();
+        req.extend_from_slice(body);
+        req
+    }
+
+    async fn send_once(
+        &self,
+        target: &str,
+        service: &str,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Response, ControlPlaneError> {
+        let ep = &self.config.endpoint;
+        let req = self.signed_request(target, service, body, true);
         let exchange = async {
             let mut stream = tokio::net::TcpStream::connect(&self.host)
                 .await
                 .map_err(|e| unreachable(ep, e))?;
             stream
-                .write_all(req.as_bytes())
-                .await
-                .map_err(|e| unreachable(ep, e))?;
-            stream
-                .write_all(body)
+                .write_all(&req)
                 .await
                 .map_err(|e| unreachable(ep, e))?;
             let mut raw = Vec::new();
@@ -383,20 +398,7 @@ impl HttpControlPlane {
             }
         };
         if resp.status != 200 {
-            let err: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-            let code = err["__type"].as_str().unwrap_or_default();
-            let code = code.rsplit('#').next().unwrap_or(code).to_string();
-            let message = err["message"]
-                .as_str()
-                .or_else(|| err["Message"].as_str())
-                .map(str::to_string)
-                .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).into_owned());
-            return Err(ControlPlaneError::Aws {
-                operation,
-                status: resp.status,
-                code,
-                message,
-            });
+            return Err(aws_error(operation, &resp));
         }
         let body = if resp.body.is_empty() {
             b"{}".to_vec()
@@ -411,6 +413,201 @@ impl HttpControlPlane {
 
     fn ecs_target(op: &str) -> String {
         format!("{}.{op}", berth_wire::ecs::TARGET_PREFIX)
+    }
+
+    /// Asks the streams it opens to carry an answer at most every `ms` milliseconds (changes
+    /// in between travel together): for agents that would rather batch than react at once,
+    /// such as `berth sim`'s.
+    pub fn with_stream_interval(mut self, ms: u32) -> HttpControlPlane {
+        self.stream_min_interval_ms = ms;
+        self
+    }
+
+    async fn poll_stream(&self, req: PollRequest) -> Result<PollResponse, ControlPlaneError> {
+        let ep = &self.config.endpoint;
+        let silent_for = Duration::from_secs(u64::from(berth_wire::agent::MAX_WAIT_SECONDS) + 15);
+        let mut open = self.subscription.lock().await;
+        // A stream already open answers, unless the control plane ended it meanwhile (it does
+        // after STREAM_MAX_SECONDS): then a new one, at once.
+        if let Some(sub) = open.as_mut().filter(|s| s.answers(&req)) {
+            match sub.next(ep, silent_for).await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => tracing::debug!(%e, "the assignments stream ended; subscribing again"),
+            }
+        }
+        *open = None;
+        let mut sub = self
+            .subscribe(SubscribeRequest {
+                cluster: req.cluster.clone(),
+                container_instance_arn: req.container_instance_arn.clone(),
+                acked_seq: req.acked_seq,
+                changes_only: req.changes_only,
+                min_interval_ms: self.stream_min_interval_ms,
+            })
+            .await?;
+        let first = sub.next(ep, silent_for).await?;
+        *open = Some(sub);
+        Ok(first)
+    }
+
+    /// Opens a `Subscribe` stream; an error answer is returned as the error it names.
+    async fn subscribe(&self, req: SubscribeRequest) -> Result<Subscription, ControlPlaneError> {
+        let ep = &self.config.endpoint;
+        let operation = berth_wire::agent::SUBSCRIBE;
+        let target = format!("{}.{operation}", berth_wire::agent::TARGET_PREFIX);
+        let body = serde_json::to_vec(&req).map_err(|e| ControlPlaneError::Decode {
+            operation: operation.into(),
+            reason: e.to_string(),
+        })?;
+        // Not `connection: close`, so that the answer is chunked and its end is the stream's
+        // end, not the connection's.
+        let wire = self.signed_request(&target, berth_wire::ecs::SIGNING_NAME, &body, false);
+        let open = async {
+            let mut stream = tokio::net::TcpStream::connect(&self.host)
+                .await
+                .map_err(|e| unreachable(ep, e))?;
+            stream
+                .write_all(&wire)
+                .await
+                .map_err(|e| unreachable(ep, e))?;
+            let mut raw = Vec::new();
+            let head_end = loop {
+                if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break p + 4;
+                }
+                if read_some(&mut stream, &mut raw)
+                    .await
+                    .map_err(|e| unreachable(ep, e))?
+                    == 0
+                {
+                    return Err(unreachable(ep, "the connection closed before an answer"));
+                }
+            };
+            let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+            let status = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse::<u16>().ok());
+            if status != Some(200) {
+                // An error answer is a whole body, after which the server closes.
+                stream
+                    .read_to_end(&mut raw)
+                    .await
+                    .map_err(|e| unreachable(ep, e))?;
+                let resp = parse_response(&raw).map_err(|e| unreachable(ep, e))?;
+                return Err(aws_error(operation.into(), &resp));
+            }
+            let chunked = head.split("\r\n").any(|l| {
+                l.split_once(':')
+                    .is_some_and(|(k, v)| k.trim() == "transfer-encoding" && v.trim() == "chunked")
+            });
+            let mut lines = if chunked {
+                StreamLines::default()
+            } else {
+                StreamLines::close_delimited()
+            };
+            lines.push(&raw[head_end..]);
+            Ok(Subscription {
+                stream,
+                lines,
+                seq: req.acked_seq,
+                cluster: req.cluster.clone(),
+                container_instance_arn: req.container_instance_arn.clone(),
+                changes_only: req.changes_only,
+            })
+        };
+        tokio::time::timeout(CALL_TIMEOUT, open)
+            .await
+            .map_err(|_| unreachable(ep, format!("no answer within {CALL_TIMEOUT:?}")))?
+    }
+}
+
+/// An open `Subscribe` stream and what its next line follows.
+#[derive(Debug)]
+struct Subscription {
+    stream: tokio::net::TcpStream,
+    lines: StreamLines,
+    /// The `seq` of the last line read (what the agent acknowledges once it applied it).
+    seq: i64,
+    cluster: String,
+    container_instance_arn: String,
+    changes_only: bool,
+}
+
+impl Subscription {
+    /// Whether a poll of `req` is what this stream's next line answers.
+    fn answers(&self, req: &PollRequest) -> bool {
+        self.seq == req.acked_seq
+            && self.changes_only == req.changes_only
+            && self.cluster == req.cluster
+            && self.container_instance_arn == req.container_instance_arn
+    }
+
+    /// The next line: an answer at the latest every [`berth_wire::agent::MAX_WAIT_SECONDS`]
+    /// (the stream's keepalive), so `timeout` past that means the connection is lost.
+    /// Cancel-safe: bytes read are kept in `lines` whenever the future is dropped.
+    async fn next(
+        &mut self,
+        ep: &str,
+        timeout: Duration,
+    ) -> Result<PollResponse, ControlPlaneError> {
+        let read = async {
+            loop {
+                if let Some(line) = self.lines.next_line().map_err(|e| unreachable(ep, e))? {
+                    let resp: PollResponse =
+                        serde_json::from_slice(&line).map_err(|e| ControlPlaneError::Decode {
+                            operation: berth_wire::agent::SUBSCRIBE.into(),
+                            reason: e.to_string(),
+                        })?;
+                    self.seq = resp.seq;
+                    return Ok(resp);
+                }
+                if self.lines.ended() {
+                    return Err(unreachable(ep, "the control plane ended the stream"));
+                }
+                let mut chunk = [0u8; 16 * 1024];
+                let n = self
+                    .stream
+                    .read(&mut chunk)
+                    .await
+                    .map_err(|e| unreachable(ep, e))?;
+                if n == 0 {
+                    return Err(unreachable(ep, "the stream's connection closed"));
+                }
+                self.lines.push(&chunk[..n]);
+            }
+        };
+        tokio::time::timeout(timeout, read)
+            .await
+            .map_err(|_| unreachable(ep, format!("the stream was silent for {timeout:?}")))?
+    }
+}
+
+async fn read_some(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    let mut chunk = [0u8; 16 * 1024];
+    let n = stream.read(&mut chunk).await?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
+}
+
+/// The AWS error an error answer carries.
+fn aws_error(operation: String, resp: &Response) -> ControlPlaneError {
+    let err: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+    let code = err["__type"].as_str().unwrap_or_default();
+    let code = code.rsplit('#').next().unwrap_or(code).to_string();
+    let message = err["message"]
+        .as_str()
+        .or_else(|| err["Message"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).into_owned());
+    ControlPlaneError::Aws {
+        operation,
+        status: resp.status,
+        code,
+        message,
     }
 }
 
@@ -435,8 +632,14 @@ impl ControlPlane for HttpControlPlane {
         })
     }
 
+    /// A poll that may wait is answered from a `Subscribe` stream kept open between polls
+    /// (its next line, when the poll acknowledges the line before): one signed request per
+    /// stream instead of one per answer. A poll that must not wait is a `Poll` call.
     fn poll(&self, req: PollRequest) -> BoxFuture<'_, Result<PollResponse, ControlPlaneError>> {
         Box::pin(async move {
+            if req.wait_seconds != Some(0) {
+                return self.poll_stream(req).await;
+            }
             let wait = req
                 .wait_seconds
                 .unwrap_or(berth_wire::agent::MAX_WAIT_SECONDS);
@@ -449,6 +652,8 @@ impl ControlPlane for HttpControlPlane {
                     ..self.config.clone()
                 },
                 host: self.host.clone(),
+                subscription: Default::default(),
+                stream_min_interval_ms: 0,
             };
             this.call(&target, &req, timeout).await
         })
@@ -520,6 +725,8 @@ impl ControlPlane for HttpControlPlane {
             let this = HttpControlPlane {
                 config,
                 host: self.host.clone(),
+                subscription: Default::default(),
+                stream_min_interval_ms: 0,
             };
             let target = |op: &str| format!("{}.{op}", berth_wire::logs::TARGET_PREFIX);
             let name = berth_wire::logs::SIGNING_NAME;

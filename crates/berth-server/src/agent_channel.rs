@@ -6,10 +6,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use berth_store::Scope;
-use berth_wire::agent::{MAX_WAIT_SECONDS, PollRequest, PollResponse};
+use berth_wire::agent::{
+    MAX_MIN_INTERVAL_MS, MAX_WAIT_SECONDS, PollRequest, PollResponse, STREAM_MAX_SECONDS,
+    SubscribeRequest,
+};
 use berth_wire::{AwsError, RequestContext, Timestamp};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 use crate::App;
 use crate::ecs::common::{self, aws, invalid};
@@ -26,6 +30,10 @@ pub struct Notifier {
     /// Heartbeats waiting for [`Notifier::flush_heartbeats`], by host.
     queued_heartbeats: Mutex<HashMap<String, i64>>,
     controller: Notify,
+    /// Set when the server stops: open assignment streams end (their agents subscribe again
+    /// to whichever server answers), so that a graceful stop does not wait them out.
+    streams_closed: std::sync::atomic::AtomicBool,
+    closing_streams: Notify,
 }
 
 /// How often queued heartbeats are written, all in one write transaction.
@@ -116,6 +124,29 @@ impl Notifier {
     pub async fn controller_woken(&self) {
         self.controller.notified().await;
     }
+
+    /// Ends every open assignments stream, and the ones opened after.
+    pub fn close_streams(&self) {
+        self.streams_closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.closing_streams.notify_waiters();
+    }
+
+    /// Resolves once [`Notifier::close_streams`] was called.
+    pub async fn streams_closing(&self) {
+        loop {
+            let closing = self.closing_streams.notified();
+            tokio::pin!(closing);
+            closing.as_mut().enable();
+            if self
+                .streams_closed
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                return;
+            }
+            closing.await;
+        }
+    }
 }
 
 /// A poll's answer when its container instance does not exist (or its ARN names none).
@@ -127,9 +158,13 @@ fn instance_not_found() -> AwsError {
 /// the caller's account and region. Whether it exists is read with the poll's first answer.
 /// A deregistered (INACTIVE) instance may still poll, so that the stops of a forced
 /// deregistration reach its agent.
-fn host_of(ctx: &RequestContext, req: &PollRequest) -> Result<(String, String), AwsError> {
-    let cluster = common::cluster_name(ctx, Some(&req.cluster))?;
-    let id = crate::ecs::container_instances::store_id(ctx, &cluster, &req.container_instance_arn)
+fn host_of(
+    ctx: &RequestContext,
+    cluster: &str,
+    container_instance_arn: &str,
+) -> Result<(String, String), AwsError> {
+    let cluster = common::cluster_name(ctx, Some(cluster))?;
+    let id = crate::ecs::container_instances::store_id(ctx, &cluster, container_instance_arn)
         .ok_or_else(instance_not_found)?;
     let host = tasks::instance_host(Scope::new(&ctx.account_id, &ctx.region), &id);
     Ok((host, id))
@@ -243,18 +278,165 @@ async fn poll_instance(
     }
 }
 
+/// What an agent-channel call answers: a body, or a stream of lines that stays open.
+pub enum AgentReply {
+    Body(Vec<u8>),
+    /// `Subscribe`'s lines as they are produced; the stream ends when the sender is dropped.
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+#[cfg(test)]
+impl AgentReply {
+    fn into_body(self) -> Vec<u8> {
+        match self {
+            AgentReply::Body(b) => b,
+            AgentReply::Stream(_) => panic!("a stream where a body was expected"),
+        }
+    }
+}
+
+/// How often an open stream checks that its caller's access key is still valid (deleted,
+/// deactivated or, for a session's key, expired ends the stream).
+const STREAM_KEY_CHECK_EVERY: Duration = Duration::from_secs(30);
+
+/// One JSON line of a stream.
+fn stream_line(resp: &PollResponse) -> Result<Bytes, AwsError> {
+    let mut line = berth_wire::json::encode(resp)?;
+    line.push(b'\n');
+    Ok(Bytes::from(line))
+}
+
+/// `Subscribe`: checks the instance and answers its first line (the state past `ackedSeq`)
+/// before the stream opens, so a bad request gets an error answer, not an empty stream; the
+/// rest comes from [`stream_assignments`].
+async fn subscribe(
+    app: Arc<App>,
+    ctx: RequestContext,
+    req: SubscribeRequest,
+) -> Result<mpsc::Receiver<Bytes>, AwsError> {
+    if req.min_interval_ms > MAX_MIN_INTERVAL_MS {
+        return Err(invalid(format!(
+            "minIntervalMs must be at most {MAX_MIN_INTERVAL_MS}."
+        )));
+    }
+    let (host, id) = host_of(&ctx, &req.cluster, &req.container_instance_arn)?;
+    let instance = Some(((ctx.account_id.clone(), ctx.region.clone()), id));
+    let first = poll_instance(
+        app.clone(),
+        host.clone(),
+        instance,
+        req.acked_seq,
+        Duration::ZERO,
+        req.changes_only,
+    )
+    .await?;
+    // Room for a few lines: a reader that falls behind holds the stream back, not memory.
+    let (tx, rx) = mpsc::channel(4);
+    let seq = first.seq;
+    tx.try_send(stream_line(&first)?)
+        .map_err(|_| AwsError::internal("the stream could not start"))?;
+    tokio::spawn(stream_assignments(app, ctx, host, seq, req, tx));
+    Ok(rx)
+}
+
+/// Feeds a subscription until its reader goes, it lasts [`STREAM_MAX_SECONDS`], its key stops
+/// being valid or the store fails (the agent subscribes again in each case).
+async fn stream_assignments(
+    app: Arc<App>,
+    ctx: RequestContext,
+    host: String,
+    mut sent_seq: i64,
+    req: SubscribeRequest,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let started = tokio::time::Instant::now();
+    let ends = started + Duration::from_secs(STREAM_MAX_SECONDS);
+    let interval = Duration::from_millis(u64::from(req.min_interval_ms));
+    let mut last_line = started;
+    let mut key_checked = started;
+    let notifier = &app.ecs.notifier;
+    loop {
+        if !interval.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(last_line + interval) => {}
+                _ = tx.closed() => return,
+                _ = notifier.streams_closing() => return,
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if now >= ends {
+            return;
+        }
+        if now - key_checked >= STREAM_KEY_CHECK_EVERY {
+            if !key_still_valid(&app, &ctx).await {
+                return;
+            }
+            key_checked = now;
+        }
+        let wait = (ends - now).min(Duration::from_secs(u64::from(MAX_WAIT_SECONDS)));
+        let answer = tokio::select! {
+            a = poll_instance(app.clone(), host.clone(), None, sent_seq, wait, req.changes_only) => a,
+            _ = tx.closed() => return,
+            _ = notifier.streams_closing() => return,
+        };
+        let line = match answer.and_then(|a| {
+            sent_seq = a.seq;
+            stream_line(&a)
+        }) {
+            Ok(line) => line,
+            Err(e) => {
+                tracing::warn!(host = %host, error = %e.message, "an assignments stream ends on an error");
+                return;
+            }
+        };
+        if tx.send(line).await.is_err() {
+            return;
+        }
+        last_line = tokio::time::Instant::now();
+    }
+}
+
+/// Whether the key a stream was opened with would still authenticate a request.
+async fn key_still_valid(app: &Arc<App>, ctx: &RequestContext) -> bool {
+    let app = app.clone();
+    let (account, key_id) = (ctx.account_id.clone(), ctx.access_key_id.clone());
+    tokio::task::spawn_blocking(move || {
+        let Ok(Some(key)) = app.store.access_key(&key_id) else {
+            return false;
+        };
+        if key.status != "Active" {
+            return false;
+        }
+        if !key_id.starts_with("ASIA") {
+            return true;
+        }
+        app.store
+            .read(|tx| crate::sts::session(tx, &account, &key_id))
+            .ok()
+            .flatten()
+            .is_some_and(|s| Timestamp::now().millis() < s.expires_ms)
+    })
+    .await
+    .unwrap_or(false)
+}
+
 /// `BerthAgent_20261126.<operation>` for a remote agent.
 pub async fn dispatch(
     app: Arc<App>,
     ctx: RequestContext,
     operation: &str,
     body: &[u8],
-) -> Result<Vec<u8>, AwsError> {
-    match operation {
+) -> Result<AgentReply, AwsError> {
+    let reply = match operation {
+        berth_wire::agent::SUBSCRIBE => {
+            let req: SubscribeRequest =
+                berth_wire::json::decode_with(body, ("InvalidParameterException", 400))?;
+            return subscribe(app, ctx, req).await.map(AgentReply::Stream);
+        }
         "Poll" => {
             let req: PollRequest =
                 berth_wire::json::decode_with(body, ("InvalidParameterException", 400))?;
-            let (host, id) = host_of(&ctx, &req)?;
+            let (host, id) = host_of(&ctx, &req.cluster, &req.container_instance_arn)?;
             let instance = Some(((ctx.account_id.clone(), ctx.region.clone()), id));
             let wait = Duration::from_secs(u64::from(
                 req.wait_seconds
@@ -284,7 +466,8 @@ pub async fn dispatch(
             Ok(br#"{"acknowledgment":"ACK"}"#.to_vec())
         }
         other => Err(AwsError::unknown_operation(other)),
-    }
+    };
+    reply.map(AgentReply::Body)
 }
 
 #[cfg(test)]
@@ -307,7 +490,7 @@ mod tests {
             "Poll",
             body.to_string().as_bytes(),
         ))
-        .map(|out| serde_json::from_slice(&out).unwrap())
+        .map(|out| serde_json::from_slice(&out.into_body()).unwrap())
     }
 
     /// An app with cluster "c" and a container instance registered by `request` (JSON of
@@ -370,7 +553,10 @@ mod tests {
         let call = |body: String| {
             let (app, ctx) = (app.clone(), ctx.clone());
             async move {
-                let out = dispatch(app, ctx, "Poll", body.as_bytes()).await.unwrap();
+                let out = dispatch(app, ctx, "Poll", body.as_bytes())
+                    .await
+                    .unwrap()
+                    .into_body();
                 serde_json::from_slice::<PollResponse>(&out).unwrap()
             }
         };
@@ -422,20 +608,7 @@ mod tests {
         let (app, arn) = app_with_instance(&ctx, serde_json::json!({"cluster": "c"}));
         let answer = poll(&app, &ctx, &arn).unwrap();
         assert!(answer.tasks.is_empty());
-        let host_for = |arn: &str| {
-            host_of(
-                &ctx,
-                &PollRequest {
-                    cluster: "c".into(),
-                    container_instance_arn: arn.to_string(),
-                    acked_seq: 0,
-                    wait_seconds: None,
-                    changes_only: false,
-                },
-            )
-            .unwrap()
-            .0
-        };
+        let host_for = |arn: &str| host_of(&ctx, "c", arn).unwrap().0;
         let polled = |host: &str| {
             app.store
                 .read(|tx| tasks::last_poll(tx, host))
@@ -461,5 +634,107 @@ mod tests {
             !polled(&host_for(&unknown)),
             "no heartbeat for what does not exist"
         );
+    }
+
+    /// A subscription answers its first line at once, then a line as soon as a task is
+    /// placed on its host (not at its keepalive); the stream's feeder stops once its reader
+    /// is gone. A subscription of an unknown instance, or asking for too long an interval,
+    /// is an error answer, not a stream.
+    #[test]
+    fn a_subscription_streams_each_change_as_it_happens() {
+        let ctx = context(Timestamp::now().millis());
+        let (app, arn) = app_with_instance(
+            &ctx,
+            serde_json::json!({"cluster": "c", "totalResources": [
+                {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}
+            ]}),
+        );
+        app.ecs
+            .register_task_definition(
+                &ctx,
+                serde_json::from_value(serde_json::json!({
+                    "family": "web",
+                    "containerDefinitions": [{"name": "app", "image": "busybox", "memory": 64}]
+                }))
+                .unwrap(),
+            )
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let subscribe = |body: serde_json::Value| {
+            rt.block_on(dispatch(
+                app.clone(),
+                ctx.clone(),
+                berth_wire::agent::SUBSCRIBE,
+                body.to_string().as_bytes(),
+            ))
+        };
+        let line = |rx: &mut mpsc::Receiver<Bytes>| {
+            let l = rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(10), rx.recv()).await })
+                .expect("a line within 10 s")
+                .expect("the stream is open");
+            assert_eq!(l.last(), Some(&b'\n'));
+            serde_json::from_slice::<PollResponse>(&l).unwrap()
+        };
+        let Ok(AgentReply::Stream(mut rx)) = subscribe(serde_json::json!({
+            "cluster": "c", "containerInstanceArn": arn, "changesOnly": true
+        })) else {
+            panic!("no stream")
+        };
+        let first = line(&mut rx);
+        assert!(first.tasks.is_empty());
+        let started = std::time::Instant::now();
+        let placed = app
+            .ecs
+            .run_task(
+                &ctx,
+                serde_json::from_value(serde_json::json!({
+                    "cluster": "c", "taskDefinition": "web", "launchType": "EC2"
+                }))
+                .unwrap(),
+            )
+            .unwrap();
+        let arn_a = placed.tasks.unwrap().remove(0).task_arn.unwrap();
+        let next = line(&mut rx);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(next.seq > first.seq);
+        assert_eq!(next.tasks.len(), 1);
+        assert_eq!(next.tasks[0].task_arn, arn_a);
+        drop(rx);
+
+        let unknown = arn.replace(
+            arn.rsplit('/').next().unwrap(),
+            "0123456789abcdef0123456789abcdef",
+        );
+        let Err(err) =
+            subscribe(serde_json::json!({"cluster": "c", "containerInstanceArn": unknown}))
+        else {
+            panic!("a stream for an unknown instance")
+        };
+        assert_eq!(err.code, "InvalidParameterException");
+        let Err(err) = subscribe(serde_json::json!({
+            "cluster": "c", "containerInstanceArn": arn, "minIntervalMs": 60_001
+        })) else {
+            panic!("a stream with too long an interval")
+        };
+        assert_eq!(err.code, "InvalidParameterException");
+        assert!(err.message.contains("minIntervalMs"), "{}", err.message);
+
+        // A stopping server ends its streams (a graceful stop waits for requests in flight).
+        let Ok(AgentReply::Stream(mut rx)) = subscribe(serde_json::json!({
+            "cluster": "c", "containerInstanceArn": arn, "ackedSeq": next.seq
+        })) else {
+            panic!("no stream")
+        };
+        assert_eq!(line(&mut rx).seq, next.seq);
+        app.ecs.notifier.close_streams();
+        let end =
+            rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), rx.recv()).await });
+        assert_eq!(end, Ok(None), "the stream ends");
     }
 }

@@ -294,18 +294,23 @@ async fn handle(
         )))
     });
     let result = match outcome {
-        Ok(Outcome::Reply(bytes)) => Ok(bytes),
+        Ok(Outcome::Reply(bytes)) => Ok(Body::from(bytes)),
         Ok(Outcome::Agent(call)) => {
             let (ctx, operation, body) = *call;
             crate::agent_channel::dispatch(app.clone(), ctx, &operation, &body)
                 .await
-                .map(Bytes::from)
+                .map(|r| match r {
+                    crate::agent_channel::AgentReply::Body(b) => Body::from(b),
+                    crate::agent_channel::AgentReply::Stream(lines) => {
+                        Body::from_stream(LineStream(lines))
+                    }
+                })
         }
         Err(e) => Err(e),
     };
-    let resp = match &result {
-        Ok(bytes) => reply(200, service.content_type, &rid, bytes.clone()),
-        Err(e) => json_error(e, service.content_type, &rid),
+    let (resp, result) = match result {
+        Ok(body) => (reply(200, service.content_type, &rid, body), Ok(())),
+        Err(e) => (json_error(&e, service.content_type, &rid), Err(e)),
     };
     let status = resp.status().as_u16();
     tracing::info!(
@@ -317,6 +322,20 @@ async fn handle(
         request_id = %rid,
     );
     resp
+}
+
+/// A stream's lines as a response body (hyper sends each as a chunk as it comes).
+struct LineStream(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl futures_core::Stream for LineStream {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|line| line.map(Ok))
+    }
 }
 
 /// Authorises a JSON-protocol call (ECS, Logs, the agent channel) for its caller.
@@ -339,7 +358,7 @@ fn authorize_json(
         // The agent channel is ECS's own agent protocol: the actions its managed policy
         // (AmazonEC2ContainerServiceforEC2Role) grants.
         p if p == berth_wire::agent::TARGET_PREFIX => crate::authz::Call {
-            action: if operation == "Poll" {
+            action: if operation == "Poll" || operation == berth_wire::agent::SUBSCRIBE {
                 "ecs:Poll".into()
             } else {
                 "ecs:SubmitTaskStateChange".into()

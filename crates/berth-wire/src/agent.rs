@@ -9,6 +9,14 @@
 //!   the next poll: applying the same set twice is a no-op. Every poll is also the heartbeat:
 //!   an instance that has not polled for [`DISCONNECT_AFTER_SECONDS`] shows
 //!   `agentConnected: false`.
+//! - **Down, streamed**: `BerthAgent_20261126.Subscribe` (same signing, same fields plus
+//!   `minIntervalMs`) answers with a chunked body that stays open: one JSON
+//!   [`PollResponse`] per line, the first at once (the state past `ackedSeq`), then one each
+//!   time the host's assignments change, and one every [`MAX_WAIT_SECONDS`] without a change
+//!   (the connection's keepalive). It is the long poll without a signed request per answer,
+//!   as ECS's ACS websocket pushes; the open stream is the heartbeat. The control plane ends
+//!   a stream after [`STREAM_MAX_SECONDS`] (the agent subscribes again with the last `seq` it
+//!   applied) and as soon as its access key is gone.
 //! - **Up**: task and container state changes go through ECS's own operations
 //!   `SubmitTaskStateChange` and `SubmitContainerStateChange`. The control plane applies a
 //!   reported status only if it moves the task forward (PENDING → RUNNING → STOPPED); late
@@ -48,6 +56,136 @@ pub struct PollRequest {
     /// tasks. A task that stopped leaves the set without an entry.
     #[serde(default)]
     pub changes_only: bool,
+}
+
+/// `Subscribe`: the assignments' stream (see the module's documentation).
+pub const SUBSCRIBE: &str = "Subscribe";
+
+/// The longest a `Subscribe` stream lasts; its agent then subscribes again.
+pub const STREAM_MAX_SECONDS: u64 = 600;
+
+/// `Subscribe`'s input: a [`PollRequest`]'s fields (no `waitSeconds`: a stream waits for
+/// every change), and how often at most the stream may carry an answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscribeRequest {
+    pub cluster: String,
+    pub container_instance_arn: String,
+    #[serde(default)]
+    pub acked_seq: i64,
+    #[serde(default)]
+    pub changes_only: bool,
+    /// The shortest time between two answers: changes in between travel together in the
+    /// next (0, the default, sends each as it happens). At most 60,000.
+    #[serde(default)]
+    pub min_interval_ms: u32,
+}
+
+/// The longest `minIntervalMs` a subscription may ask for.
+pub const MAX_MIN_INTERVAL_MS: u32 = 60_000;
+
+/// Splits a `Subscribe` answer's chunked body into its lines (one [`PollResponse`] each) as
+/// the bytes arrive, whatever the chunk and read boundaries: no I/O, so both agents (the
+/// real one and `berth sim`'s) read the stream the same way.
+#[derive(Debug, Default)]
+pub struct StreamLines {
+    /// Received and not yet de-chunked.
+    raw: Vec<u8>,
+    /// De-chunked and not yet returned as a line.
+    data: Vec<u8>,
+    /// The data bytes left in the chunk being read, with its closing CRLF still to come.
+    in_chunk: Option<usize>,
+    ended: bool,
+    /// The body is not chunked: it ends when the connection closes (HTTP/1.1 allows a
+    /// server to answer so when the request asked to close the connection).
+    close_delimited: bool,
+}
+
+/// A `Subscribe` stream that does not follow HTTP/1.1's chunked coding.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the assignments stream is malformed: {0}")]
+pub struct StreamError(pub &'static str);
+
+impl StreamLines {
+    /// The lines of a body that is not chunked.
+    pub fn close_delimited() -> StreamLines {
+        StreamLines {
+            close_delimited: true,
+            ..StreamLines::default()
+        }
+    }
+
+    /// Adds bytes read from the connection (after the response's headers).
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.raw.extend_from_slice(bytes);
+    }
+
+    /// Whether the stream's last chunk arrived (the control plane ended it).
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The next complete line (without its newline), if one arrived.
+    pub fn next_line(&mut self) -> Result<Option<Vec<u8>>, StreamError> {
+        self.dechunk()?;
+        Ok(self.data.iter().position(|b| *b == b'\n').map(|end| {
+            let line = self.data[..end].to_vec();
+            self.data.drain(..=end);
+            line
+        }))
+    }
+
+    fn dechunk(&mut self) -> Result<(), StreamError> {
+        if self.close_delimited {
+            self.data.append(&mut self.raw);
+            return Ok(());
+        }
+        let mut at = 0;
+        while !self.ended {
+            match self.in_chunk {
+                Some(0) => {
+                    if self.raw.len() < at + 2 {
+                        break;
+                    }
+                    if &self.raw[at..at + 2] != b"\r\n" {
+                        return Err(StreamError("a chunk does not end with CRLF"));
+                    }
+                    at += 2;
+                    self.in_chunk = None;
+                }
+                Some(left) => {
+                    let take = left.min(self.raw.len() - at);
+                    if take == 0 {
+                        break;
+                    }
+                    self.data.extend_from_slice(&self.raw[at..at + take]);
+                    at += take;
+                    self.in_chunk = Some(left - take);
+                }
+                None => {
+                    let Some(eol) = self.raw[at..].windows(2).position(|w| w == b"\r\n") else {
+                        if self.raw.len() - at > 64 {
+                            return Err(StreamError("a chunk header is too long"));
+                        }
+                        break;
+                    };
+                    let header = std::str::from_utf8(&self.raw[at..at + eol])
+                        .map_err(|_| StreamError("a chunk header is not text"))?;
+                    let size = header.split(';').next().unwrap_or_default().trim();
+                    let size = usize::from_str_radix(size, 16)
+                        .map_err(|_| StreamError("a chunk size is not hexadecimal"))?;
+                    at += eol + 2;
+                    if size == 0 {
+                        self.ended = true;
+                    } else {
+                        self.in_chunk = Some(size);
+                    }
+                }
+            }
+        }
+        self.raw.drain(..at);
+        Ok(())
+    }
 }
 
 /// The host's tasks as the control plane wants them.
@@ -244,4 +382,70 @@ pub struct ContainerHealth {
     pub container_name: String,
     /// HEALTHY, UNHEALTHY or UNKNOWN.
     pub health_status: s::HealthStatus,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunked(lines: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for l in lines {
+            out.extend_from_slice(format!("{:x}\r\n{l}\n\r\n", l.len() + 1).as_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn stream_lines_come_out_whole_whatever_the_read_boundaries() {
+        let mut bytes = chunked(&["{\"seq\":1,\"tasks\":[]}", "{\"seq\":2,\"tasks\":[]}"]);
+        bytes.extend_from_slice(b"0\r\n\r\n");
+        for step in 1..bytes.len() {
+            let mut s = StreamLines::default();
+            let mut got = Vec::new();
+            for piece in bytes.chunks(step) {
+                s.push(piece);
+                while let Some(l) = s.next_line().unwrap() {
+                    got.push(String::from_utf8(l).unwrap());
+                }
+            }
+            assert_eq!(
+                got,
+                ["{\"seq\":1,\"tasks\":[]}", "{\"seq\":2,\"tasks\":[]}"]
+            );
+            assert!(s.ended(), "read {step} bytes at a time");
+        }
+    }
+
+    #[test]
+    fn a_line_may_span_chunks() {
+        let mut s = StreamLines::default();
+        s.push(b"3\r\nabc\r\n2\r\nd\n\r\n");
+        assert_eq!(s.next_line().unwrap().as_deref(), Some(&b"abcd"[..]));
+        assert_eq!(s.next_line().unwrap(), None);
+        assert!(!s.ended());
+    }
+
+    #[test]
+    fn a_close_delimited_body_is_lines_as_they_are() {
+        let mut s = StreamLines::close_delimited();
+        s.push(b"{\"seq\":1,");
+        assert_eq!(s.next_line().unwrap(), None);
+        s.push(b"\"tasks\":[]}\n{");
+        assert_eq!(
+            s.next_line().unwrap().as_deref(),
+            Some(&b"{\"seq\":1,\"tasks\":[]}"[..])
+        );
+        assert_eq!(s.next_line().unwrap(), None);
+    }
+
+    #[test]
+    fn malformed_chunks_are_refused() {
+        let mut s = StreamLines::default();
+        s.push(b"zz\r\n");
+        assert!(s.next_line().is_err());
+        let mut s = StreamLines::default();
+        s.push(b"1\r\nabc");
+        assert!(s.next_line().is_err());
+    }
 }

@@ -38,7 +38,7 @@ pub struct PlacementArgs {
     /// Delay before a simulated agent reports a task RUNNING.
     #[arg(long, default_value_t = 100)]
     pub transition_delay_ms: u64,
-    /// Shortest time between two polls of one simulated instance.
+    /// Shortest time between two answers on one simulated instance's assignments stream.
     #[arg(long, default_value_t = 2000)]
     pub min_poll_interval_ms: u64,
     /// How long to wait, after the last placement, for every task to be reported RUNNING.
@@ -503,7 +503,7 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
     let running = stats.reported_running.load(Ordering::Relaxed);
     println!();
     println!(
-        "all placed tasks reported RUNNING by the simulated agents: {} of {placed}, {:.1} s after the last placement ({} polls, {} batched report calls, {} agent errors)",
+        "all placed tasks reported RUNNING by the simulated agents: {} of {placed}, {:.1} s after the last placement ({} assignment answers streamed, {} batched report calls, {} agent errors)",
         running,
         settle.elapsed().as_secs_f64(),
         stats.polls.load(Ordering::Relaxed),
@@ -640,7 +640,7 @@ pub struct ServiceArgs {
     /// Delay before a simulated agent reports a task RUNNING (or STOPPED).
     #[arg(long, default_value_t = 100)]
     pub transition_delay_ms: u64,
-    /// Shortest time between two polls of one simulated instance.
+    /// Shortest time between two answers on one simulated instance's assignments stream.
     #[arg(long, default_value_t = 1000)]
     pub min_poll_interval_ms: u64,
     /// How long each phase may take before the run is called failed.
@@ -793,7 +793,7 @@ pub async fn service(args: ServiceArgs) -> anyhow::Result<()> {
     let rolled = memory(pid);
     println!();
     println!(
-        "{} simulated instances, tasks reported RUNNING/STOPPED {} ms after the agent sees them, polls at most every {} ms",
+        "{} simulated instances, tasks reported RUNNING/STOPPED {} ms after the agent sees them, assignments streamed at most every {} ms",
         args.instances, args.transition_delay_ms, args.min_poll_interval_ms
     );
     println!();
@@ -816,7 +816,7 @@ pub async fn service(args: ServiceArgs) -> anyhow::Result<()> {
         scaled.rss, scaled.anon, rolled.rss, rolled.hwm, rolled.anon
     );
     println!(
-        "simulated agents: {} polls, {} report calls, {} errors",
+        "simulated agents: {} assignment answers, {} report calls, {} errors",
         stats.polls.load(Ordering::Relaxed),
         stats.report_calls.load(Ordering::Relaxed),
         stats.errors.load(Ordering::Relaxed)

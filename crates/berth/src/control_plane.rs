@@ -127,7 +127,14 @@ pub async fn run(args: ServerArgs, mode: Mode) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    let served = gateway::serve(listener, app.clone(), stopped(stop_rx)).await;
+    let closing = app.clone();
+    let served = gateway::serve(listener, app.clone(), async move {
+        stopped(stop_rx).await;
+        // Agents' assignment streams are requests in flight too: end them, or the graceful
+        // stop would wait out each one's lifetime.
+        closing.ecs.notifier.close_streams();
+    })
+    .await;
     // Every call answered is in the CloudTrail queue: store what is left before exiting.
     let trail_app = app.clone();
     let _ = tokio::task::spawn_blocking(move || trail_app.trail.shutdown()).await;

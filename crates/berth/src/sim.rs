@@ -6,9 +6,10 @@
 //! containers in a functional test.
 //!
 //! What differs from a real agent, to keep thousands of them in one process cheap on both
-//! sides: each polls for the tasks that changed (`changesOnly`), at most once per
-//! `min_poll_interval`, and their reports travel in batches (`SubmitTaskStateChanges`,
-//! one store transaction per batch) instead of one `SubmitTaskStateChange` per task.
+//! sides: each reads only the tasks that changed (`changesOnly`) from its assignments
+//! stream, which carries a line at most every `min_poll_interval` (`minIntervalMs`), and
+//! their reports travel in batches (`SubmitTaskStateChanges`, one store transaction per
+//! batch) instead of one `SubmitTaskStateChange` per task.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -16,9 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use berth_agent::ControlPlane as _;
 use berth_wire::agent::{
-    MAX_STATE_CHANGES, PollRequest, PollResponse, SUBMIT_TASK_STATE_CHANGES, TARGET_PREFIX,
-    TaskStateChanges, TaskStateChangesResponse,
+    MAX_STATE_CHANGES, PollRequest, SUBMIT_TASK_STATE_CHANGES, TARGET_PREFIX, TaskStateChanges,
+    TaskStateChangesResponse,
 };
 use berth_wire::ecs::shapes as s;
 use clap::Args;
@@ -244,7 +246,7 @@ pub struct SimArgs {
     /// How long after an assignment a task is reported RUNNING (and after a stop, STOPPED).
     #[arg(long, default_value_t = 100)]
     pub transition_delay_ms: u64,
-    /// The shortest time between two polls of one instance (changes in between coalesce).
+    /// The shortest time between two answers to one instance (changes in between coalesce).
     #[arg(long, default_value_t = 1000)]
     pub min_poll_interval_ms: u64,
     /// Registrations in flight at once.
@@ -303,7 +305,23 @@ pub async fn start(creds: Arc<Credentials>, args: SimArgs) -> anyhow::Result<Arc
             drop(permit);
             let arn = arn?;
             stats.registered.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(agent_loop(client, args, arn, stats, tx));
+            // The registration's connection is not needed any more: the agent's assignments
+            // come on a stream of its own.
+            drop(client);
+            let cp = berth_agent::HttpControlPlane::new(berth_agent::HttpConfig {
+                endpoint: format!("http://{}", creds.host),
+                access_key_id: creds.access_key_id.clone(),
+                secret_access_key: creds.secret_access_key.clone(),
+                session_token: None,
+                region: creds.region.clone(),
+                retries: 0,
+            })?
+            .with_stream_interval(
+                u32::try_from(args.min_poll_interval_ms)
+                    .unwrap_or(berth_wire::agent::MAX_MIN_INTERVAL_MS)
+                    .min(berth_wire::agent::MAX_MIN_INTERVAL_MS),
+            );
+            tokio::spawn(agent_loop(cp, args, arn, stats, tx));
             anyhow::Ok(())
         }));
     }
@@ -353,18 +371,19 @@ async fn register(client: &mut Client, args: &SimArgs, k: usize) -> anyhow::Resu
         .context("RegisterContainerInstance answered no ARN")
 }
 
+/// One simulated agent: its polls are answered from the agent channel's stream (as the real
+/// agent's are, through the same client), which the control plane feeds at most every
+/// `min_poll_interval`.
 async fn agent_loop(
-    mut client: Client,
+    cp: berth_agent::HttpControlPlane,
     args: SimArgs,
     arn: String,
     stats: Arc<SimStats>,
     tx: tokio::sync::mpsc::UnboundedSender<Due>,
 ) {
     let delay = Duration::from_millis(args.transition_delay_ms);
-    let interval = Duration::from_millis(args.min_poll_interval_ms);
     let mut acked = 0i64;
     loop {
-        let started = Instant::now();
         let req = PollRequest {
             cluster: args.cluster.clone(),
             container_instance_arn: arn.clone(),
@@ -373,10 +392,7 @@ async fn agent_loop(
             changes_only: true,
         };
         stats.polls_started.fetch_add(1, Ordering::Relaxed);
-        match client
-            .call::<_, PollResponse>(&agent_target("Poll"), &req)
-            .await
-        {
+        match cp.poll(req).await {
             Ok(resp) => {
                 stats.polls.fetch_add(1, Ordering::Relaxed);
                 for t in resp.tasks {
@@ -422,10 +438,6 @@ async fn agent_loop(
                 tracing::debug!(error = %e, "simulated agent poll failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-        }
-        let spent = started.elapsed();
-        if spent < interval {
-            tokio::time::sleep(interval - spent).await;
         }
     }
 }
