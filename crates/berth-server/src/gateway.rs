@@ -106,12 +106,29 @@ pub fn router(app: Arc<App>) -> axum::Router {
     axum::Router::new().fallback(handle).with_state(app)
 }
 
+/// How long data the server sent may stay unacknowledged before the connection is dropped:
+/// with the agent channel's keepalive line every 20 s, a cut agent's stream ends at most
+/// about 35 s after the cut.
+const UNACKNOWLEDGED_FOR_AT_MOST: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Serves `router` on `listener` until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Arc<App>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        // An agent's assignments stream is its heartbeat: a peer that vanished without
+        // closing (its host's network cut) must not keep it open, so what the server sent
+        // may stay unacknowledged this long before the connection is dropped (Linux's
+        // default is about 15 minutes of retransmissions).
+        if let Err(e) =
+            socket2::SockRef::from(&*tcp).set_tcp_user_timeout(Some(UNACKNOWLEDGED_FOR_AT_MOST))
+        {
+            tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT on a connection");
+        }
+    });
     axum::serve(
         listener,
         router(app).into_make_service_with_connect_info::<SocketAddr>(),
