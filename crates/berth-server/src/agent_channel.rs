@@ -389,32 +389,45 @@ async fn stream_assignments(
                 return;
             }
         };
-        if tx.send(line).await.is_err() {
-            return;
+        tokio::select! {
+            sent = tx.send(line) => if sent.is_err() { return },
+            _ = notifier.streams_closing() => return,
         }
         last_line = tokio::time::Instant::now();
     }
 }
 
-/// Whether the key a stream was opened with would still authenticate a request.
+/// Whether the key a stream was opened with would still authenticate a `Subscribe` request,
+/// and its principal still be allowed to make it (a policy changed meanwhile counts).
 async fn key_still_valid(app: &Arc<App>, ctx: &RequestContext) -> bool {
     let app = app.clone();
-    let (account, key_id) = (ctx.account_id.clone(), ctx.access_key_id.clone());
+    let ctx = ctx.clone();
     tokio::task::spawn_blocking(move || {
-        let Ok(Some(key)) = app.store.access_key(&key_id) else {
+        let key_id = &ctx.access_key_id;
+        let Ok(Some(key)) = app.store.access_key(key_id) else {
             return false;
         };
         if key.status != "Active" {
             return false;
         }
-        if !key_id.starts_with("ASIA") {
-            return true;
+        if key_id.starts_with("ASIA")
+            && app
+                .store
+                .read(|tx| crate::sts::session(tx, &ctx.account_id, key_id))
+                .ok()
+                .flatten()
+                .is_none_or(|s| Timestamp::now().millis() >= s.expires_ms)
+        {
+            return false;
         }
-        app.store
-            .read(|tx| crate::sts::session(tx, &account, &key_id))
-            .ok()
-            .flatten()
-            .is_some_and(|s| Timestamp::now().millis() < s.expires_ms)
+        crate::gateway::authorize_json(
+            &app,
+            &ctx,
+            berth_wire::agent::TARGET_PREFIX,
+            berth_wire::agent::SUBSCRIBE,
+            b"{}",
+        )
+        .is_ok()
     })
     .await
     .unwrap_or(false)
@@ -736,5 +749,53 @@ mod tests {
         let end =
             rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), rx.recv()).await });
         assert_eq!(end, Ok(None), "the stream ends");
+    }
+
+    /// What ends an open stream at its next key check: the key deactivated or deleted.
+    #[test]
+    fn a_stream_outlives_its_key_only_until_the_next_check() {
+        let ctx = context(Timestamp::now().millis());
+        let app = Arc::new(App::new(Arc::new(
+            berth_store::Store::open_in_memory().unwrap(),
+        )));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let valid = || rt.block_on(key_still_valid(&app, &ctx));
+        assert!(!valid(), "no such key");
+        let key = berth_store::AccessKey {
+            access_key_id: ctx.access_key_id.clone(),
+            secret_access_key: "secret".into(),
+            account: ctx.account_id.clone(),
+            principal_arn: ctx.principal_arn.clone(),
+            status: "Active".into(),
+            created_at_ms: 0,
+        };
+        let change = |f: &dyn Fn(&mut berth_store::Tx<'_>)| {
+            app.store
+                .write(|tx| -> Result<(), Failure> {
+                    f(tx);
+                    Ok(())
+                })
+                .unwrap()
+        };
+        change(&|tx| tx.insert_access_key(&key).unwrap());
+        assert!(valid());
+        change(&|tx| {
+            tx.set_access_key_status(&key.access_key_id, "Inactive")
+                .unwrap();
+        });
+        assert!(!valid(), "deactivated");
+        change(&|tx| {
+            tx.set_access_key_status(&key.access_key_id, "Active")
+                .unwrap();
+        });
+        assert!(valid());
+        change(&|tx| {
+            tx.delete_access_key(&key.access_key_id).unwrap();
+        });
+        assert!(!valid(), "deleted");
     }
 }

@@ -356,7 +356,7 @@ impl futures_core::Stream for LineStream {
 }
 
 /// Authorises a JSON-protocol call (ECS, Logs, the agent channel) for its caller.
-fn authorize_json(
+pub(crate) fn authorize_json(
     app: &App,
     ctx: &RequestContext,
     prefix: &str,

@@ -1,8 +1,10 @@
 //! The agent channel: how a container instance's agent and the control plane talk.
 //!
 //! Designed after ECS's own (ACS for assignments down, state-change calls up):
-//! - **Down**: the agent long-polls `BerthAgent_20261126.Poll` (AWS JSON 1.1, SigV4 signing
-//!   name `ecs`) with the last assignment sequence number it has applied (`ackedSeq`). The
+//! - **Down**: a long poll, `BerthAgent_20261126.Poll` (AWS JSON 1.1, SigV4 signing name
+//!   `ecs`; the agents use it only for an answer that must not wait, and otherwise read the
+//!   same answers from the stream below), with the last assignment sequence number the agent
+//!   has applied (`ackedSeq`). The
 //!   control plane answers at once when the host's sequence is newer, else holds the request
 //!   until an assignment changes or `waitSeconds` pass. Each answer is the host's whole
 //!   current set of tasks (not a diff), so a lost answer or a restarted agent needs nothing but
@@ -16,7 +18,8 @@
 //!   (the connection's keepalive). It is the long poll without a signed request per answer,
 //!   as ECS's ACS websocket pushes; the open stream is the heartbeat. The control plane ends
 //!   a stream after [`STREAM_MAX_SECONDS`] (the agent subscribes again with the last `seq` it
-//!   applied) and as soon as its access key is gone.
+//!   applied), and within 30 s of its access key being deleted, deactivated or expired, or of
+//!   its principal losing `ecs:Poll`.
 //! - **Up**: task and container state changes go through ECS's own operations
 //!   `SubmitTaskStateChange` and `SubmitContainerStateChange`. The control plane applies a
 //!   reported status only if it moves the task forward (PENDING → RUNNING → STOPPED); late
