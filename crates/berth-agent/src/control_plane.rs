@@ -554,6 +554,10 @@ impl Subscription {
         let read = async {
             loop {
                 if let Some(line) = self.lines.next_line().map_err(|e| unreachable(ep, e))? {
+                    // An empty line only opens the stream (nothing new yet).
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
                     let resp: PollResponse =
                         serde_json::from_slice(&line).map_err(|e| ControlPlaneError::Decode {
                             operation: berth_wire::agent::SUBSCRIBE.into(),

@@ -332,10 +332,17 @@ async fn subscribe(
     .await?;
     // Room for a few lines: a reader that falls behind holds the stream back, not memory.
     let (tx, rx) = mpsc::channel(4);
-    let seq = first.seq;
-    tx.try_send(stream_line(&first)?)
+    // Nothing new for the agent: no answer yet (as a long poll would wait), only an empty
+    // line that sends the response's head, and the first change goes at once, unpaced.
+    let news = first.seq > req.acked_seq;
+    let opening = if news {
+        stream_line(&first)?
+    } else {
+        Bytes::from_static(b"\n")
+    };
+    tx.try_send(opening)
         .map_err(|_| AwsError::internal("the stream could not start"))?;
-    tokio::spawn(stream_assignments(app, ctx, host, seq, req, tx));
+    tokio::spawn(stream_assignments(app, ctx, host, first.seq, news, req, tx));
     Ok(rx)
 }
 
@@ -346,24 +353,31 @@ async fn stream_assignments(
     ctx: RequestContext,
     host: String,
     mut sent_seq: i64,
+    answered: bool,
     req: SubscribeRequest,
     tx: mpsc::Sender<Bytes>,
 ) {
     let started = tokio::time::Instant::now();
     let ends = started + Duration::from_secs(STREAM_MAX_SECONDS);
     let interval = Duration::from_millis(u64::from(req.min_interval_ms));
-    let mut last_line = started;
+    // Lines are paced as polls at that interval would be: a wait for changes begins at most
+    // once per interval, so a burst of changes travels in one line while a change after a
+    // quiet spell goes at once (spacing the lines themselves would hold it back).
+    let mut wait_began = started;
+    let mut paced = answered;
     let mut key_checked = started;
     let notifier = &app.ecs.notifier;
     loop {
-        if !interval.is_zero() {
+        if paced && !interval.is_zero() {
             tokio::select! {
-                _ = tokio::time::sleep_until(last_line + interval) => {}
+                _ = tokio::time::sleep_until(wait_began + interval) => {}
                 _ = tx.closed() => return,
                 _ = notifier.streams_closing() => return,
             }
         }
+        paced = true;
         let now = tokio::time::Instant::now();
+        wait_began = now;
         if now >= ends {
             return;
         }
@@ -393,7 +407,6 @@ async fn stream_assignments(
             sent = tx.send(line) => if sent.is_err() { return },
             _ = notifier.streams_closing() => return,
         }
-        last_line = tokio::time::Instant::now();
     }
 }
 
@@ -686,21 +699,32 @@ mod tests {
                 body.to_string().as_bytes(),
             ))
         };
-        let line = |rx: &mut mpsc::Receiver<Bytes>| {
+        let raw_line = |rx: &mut mpsc::Receiver<Bytes>| {
             let l = rt
                 .block_on(async { tokio::time::timeout(Duration::from_secs(10), rx.recv()).await })
                 .expect("a line within 10 s")
                 .expect("the stream is open");
             assert_eq!(l.last(), Some(&b'\n'));
-            serde_json::from_slice::<PollResponse>(&l).unwrap()
+            l
+        };
+        // The next answer, past the empty line that opens a stream with nothing new.
+        let line = |rx: &mut mpsc::Receiver<Bytes>| loop {
+            let l = raw_line(rx);
+            if l.as_ref() != b"\n" {
+                return serde_json::from_slice::<PollResponse>(&l).unwrap();
+            }
         };
         let Ok(AgentReply::Stream(mut rx)) = subscribe(serde_json::json!({
             "cluster": "c", "containerInstanceArn": arn, "changesOnly": true
         })) else {
             panic!("no stream")
         };
-        let first = line(&mut rx);
-        assert!(first.tasks.is_empty());
+        // A new instance has nothing to run: an empty line, or an answer without tasks.
+        let opening = raw_line(&mut rx);
+        if opening.as_ref() != b"\n" {
+            let first: PollResponse = serde_json::from_slice(&opening).unwrap();
+            assert!(first.tasks.is_empty());
+        }
         let started = std::time::Instant::now();
         let placed = app
             .ecs
@@ -715,7 +739,7 @@ mod tests {
         let arn_a = placed.tasks.unwrap().remove(0).task_arn.unwrap();
         let next = line(&mut rx);
         assert!(started.elapsed() < Duration::from_secs(10));
-        assert!(next.seq > first.seq);
+        assert!(next.seq > 0);
         assert_eq!(next.tasks.len(), 1);
         assert_eq!(next.tasks[0].task_arn, arn_a);
         drop(rx);
@@ -744,7 +768,11 @@ mod tests {
         })) else {
             panic!("no stream")
         };
-        assert_eq!(line(&mut rx).seq, next.seq);
+        assert_eq!(
+            raw_line(&mut rx).as_ref(),
+            b"\n",
+            "nothing new: the stream opens without an answer"
+        );
         app.ecs.notifier.close_streams();
         let end =
             rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), rx.recv()).await });

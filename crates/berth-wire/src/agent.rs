@@ -13,8 +13,10 @@
 //!   `agentConnected: false`.
 //! - **Down, streamed**: `BerthAgent_20261126.Subscribe` (same signing, same fields plus
 //!   `minIntervalMs`) answers with a chunked body that stays open: one JSON
-//!   [`PollResponse`] per line, the first at once (the state past `ackedSeq`), then one each
-//!   time the host's assignments change, and one every [`MAX_WAIT_SECONDS`] without a change
+//!   [`PollResponse`] per line: the first at once when the host's sequence is past
+//!   `ackedSeq` (else an empty line, which readers skip, opens the stream and the first
+//!   answer waits for a change, as a long poll would), then one each time the host's
+//!   assignments change, and one every [`MAX_WAIT_SECONDS`] without a change
 //!   (the connection's keepalive). It is the long poll without a signed request per answer,
 //!   as ECS's ACS websocket pushes; the open stream is the heartbeat. The control plane ends
 //!   a stream after [`STREAM_MAX_SECONDS`] (the agent subscribes again with the last `seq` it
@@ -78,8 +80,9 @@ pub struct SubscribeRequest {
     pub acked_seq: i64,
     #[serde(default)]
     pub changes_only: bool,
-    /// The shortest time between two answers: changes in between travel together in the
-    /// next (0, the default, sends each as it happens). At most 60,000.
+    /// Paces the lines as polls at this interval would be: the stream begins waiting for a
+    /// change at most once per `minIntervalMs`, so changes close together travel in one line
+    /// (0, the default, sends each as it happens). At most 60,000.
     #[serde(default)]
     pub min_interval_ms: u32,
 }
