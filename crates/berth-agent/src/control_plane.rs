@@ -638,11 +638,17 @@ impl ControlPlane for HttpControlPlane {
 
     /// A poll that may wait is answered from a `Subscribe` stream kept open between polls
     /// (its next line, when the poll acknowledges the line before): one signed request per
-    /// stream instead of one per answer. A poll that must not wait is a `Poll` call.
+    /// stream instead of one per answer. A poll that must not wait, or to a control plane
+    /// that does not serve `Subscribe`, is a `Poll` call.
     fn poll(&self, req: PollRequest) -> BoxFuture<'_, Result<PollResponse, ControlPlaneError>> {
         Box::pin(async move {
             if req.wait_seconds != Some(0) {
-                return self.poll_stream(req).await;
+                match self.poll_stream(req.clone()).await {
+                    // A control plane from before the stream: its long poll, then.
+                    Err(ControlPlaneError::Aws { code, .. })
+                        if code == "UnknownOperationException" => {}
+                    answer => return answer,
+                }
             }
             let wait = req
                 .wait_seconds
@@ -773,6 +779,69 @@ mod tests {
         assert_eq!((r.status, r.body.as_slice()), (400, &b"{\"a\":"[..]));
         assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n{}").is_err());
         assert!(parse_response(b"garbage").is_err());
+    }
+
+    /// Against a control plane that answers `Subscribe` as an unknown operation (one from
+    /// before the stream), a poll is a long poll: the agent keeps working.
+    #[tokio::test]
+    async fn a_poll_falls_back_to_the_long_poll_without_subscribe() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let mut targets = Vec::new();
+            for answer in [
+                (
+                    "400 Bad Request",
+                    r#"{"__type":"UnknownOperationException","message":"Subscribe"}"#,
+                ),
+                ("200 OK", r#"{"seq":3,"tasks":[]}"#),
+            ] {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut raw = Vec::new();
+                while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+                    read_some(&mut conn, &mut raw).await.unwrap();
+                }
+                let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+                targets.push(
+                    head.lines()
+                        .find_map(|l| l.strip_prefix("x-amz-target: "))
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+                let reply = format!(
+                    "HTTP/1.1 {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+                    answer.0,
+                    answer.1.len(),
+                    answer.1
+                );
+                conn.write_all(reply.as_bytes()).await.unwrap();
+            }
+            targets
+        });
+        let cp = HttpControlPlane::new(HttpConfig {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            access_key_id: "a".into(),
+            secret_access_key: "b".into(),
+            session_token: None,
+            region: "us-east-1".into(),
+            retries: 0,
+        })
+        .unwrap();
+        let answer = cp
+            .poll(PollRequest {
+                cluster: "c".into(),
+                container_instance_arn: "arn".into(),
+                acked_seq: 0,
+                wait_seconds: Some(20),
+                changes_only: false,
+            })
+            .await
+            .unwrap();
+        assert_eq!(answer.seq, 3);
+        assert_eq!(
+            server.await.unwrap(),
+            ["berthagent_20261126.subscribe", "berthagent_20261126.poll"]
+        );
     }
 
     #[test]

@@ -542,15 +542,11 @@ mod tests {
         (app, arn)
     }
 
-    /// A poll that finds nothing new waits without reading, and a task placed meanwhile still
-    /// ends its wait at once: the host's sequence is counted before the placement's commit
-    /// wakes it.
-    #[test]
-    fn a_waiting_poll_gets_a_task_placed_meanwhile() {
-        // The agent's heartbeat is stamped with the clock: so is the placement.
-        let ctx = context(Timestamp::now().millis());
+    /// [`app_with_instance`] of 1,024 CPU units and MiB, task definition `web` (one 64 MiB
+    /// container) registered, and a runtime to call the channel on.
+    fn app_with_room_for_web(ctx: &RequestContext) -> (Arc<App>, String, tokio::runtime::Runtime) {
         let (app, arn) = app_with_instance(
-            &ctx,
+            ctx,
             serde_json::json!({"cluster": "c", "totalResources": [
                 {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
                 {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}
@@ -558,7 +554,7 @@ mod tests {
         );
         app.ecs
             .register_task_definition(
-                &ctx,
+                ctx,
                 serde_json::from_value(serde_json::json!({
                     "family": "web",
                     "containerDefinitions": [{"name": "app", "image": "busybox", "memory": 64}]
@@ -571,6 +567,17 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
+        (app, arn, rt)
+    }
+
+    /// A poll that finds nothing new waits without reading, and a task placed meanwhile still
+    /// ends its wait at once: the host's sequence is counted before the placement's commit
+    /// wakes it.
+    #[test]
+    fn a_waiting_poll_gets_a_task_placed_meanwhile() {
+        // The agent's heartbeat is stamped with the clock: so is the placement.
+        let ctx = context(Timestamp::now().millis());
+        let (app, arn, rt) = app_with_room_for_web(&ctx);
         let poll_body = |acked: i64, wait: u32| {
             serde_json::json!({"cluster": "c", "containerInstanceArn": arn, "ackedSeq": acked,
                 "waitSeconds": wait, "changesOnly": true})
@@ -662,35 +669,14 @@ mod tests {
         );
     }
 
-    /// A subscription answers its first line at once, then a line as soon as a task is
-    /// placed on its host (not at its keepalive); the stream's feeder stops once its reader
-    /// is gone. A subscription of an unknown instance, or asking for too long an interval,
+    /// A subscription opens at once (with an answer, or an empty line when nothing is new),
+    /// then carries a line as soon as a task is placed on its host (not at its keepalive);
+    /// the stream's feeder stops once its reader is gone or the server stops. A subscription of an unknown instance, or asking for too long an interval,
     /// is an error answer, not a stream.
     #[test]
     fn a_subscription_streams_each_change_as_it_happens() {
         let ctx = context(Timestamp::now().millis());
-        let (app, arn) = app_with_instance(
-            &ctx,
-            serde_json::json!({"cluster": "c", "totalResources": [
-                {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
-                {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}
-            ]}),
-        );
-        app.ecs
-            .register_task_definition(
-                &ctx,
-                serde_json::from_value(serde_json::json!({
-                    "family": "web",
-                    "containerDefinitions": [{"name": "app", "image": "busybox", "memory": 64}]
-                }))
-                .unwrap(),
-            )
-            .unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let (app, arn, rt) = app_with_room_for_web(&ctx);
         let subscribe = |body: serde_json::Value| {
             rt.block_on(dispatch(
                 app.clone(),
