@@ -275,8 +275,8 @@ impl HttpControlPlane {
         })
     }
 
-    /// A signed AWS JSON 1.1 POST of `body` to `target`, head and body, ready to send on a
-    /// connection that the server closes after its answer.
+    /// A signed AWS JSON 1.1 POST of `body` to `target`, head and body, ready to send; with
+    /// `close`, it asks the server to close the connection after its answer.
     fn signed_request(&self, target: &str, service: &str, body: &[u8], close: bool) -> Vec<u8> {
         let mut base = vec![
             (
@@ -415,9 +415,9 @@ impl HttpControlPlane {
         format!("{}.{op}", berth_wire::ecs::TARGET_PREFIX)
     }
 
-    /// Asks the streams it opens to carry an answer at most every `ms` milliseconds (changes
-    /// in between travel together): for agents that would rather batch than react at once,
-    /// such as `berth sim`'s.
+    /// Asks the streams it opens to pace their answers as polls every `ms` milliseconds would
+    /// be (changes close together travel in one answer): for agents that would rather batch
+    /// than react at once, such as `berth sim`'s.
     pub fn with_stream_interval(mut self, ms: u32) -> HttpControlPlane {
         self.stream_min_interval_ms = ms;
         self

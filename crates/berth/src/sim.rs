@@ -7,8 +7,8 @@
 //!
 //! What differs from a real agent, to keep thousands of them in one process cheap on both
 //! sides: each reads only the tasks that changed (`changesOnly`) from its assignments
-//! stream, which carries a line at most every `min_poll_interval` (`minIntervalMs`), and
-//! their reports travel in batches (`SubmitTaskStateChanges`, one store transaction per
+//! stream, paced as polls at `min_poll_interval` would be (`minIntervalMs`), and their
+//! reports travel in batches (`SubmitTaskStateChanges`, one store transaction per
 //! batch) instead of one `SubmitTaskStateChange` per task.
 
 use std::collections::VecDeque;
@@ -246,7 +246,8 @@ pub struct SimArgs {
     /// How long after an assignment a task is reported RUNNING (and after a stop, STOPPED).
     #[arg(long, default_value_t = 100)]
     pub transition_delay_ms: u64,
-    /// The shortest time between two answers to one instance (changes in between coalesce).
+    /// Paces each instance's answers as polls at this interval would be (changes close
+    /// together travel in one answer).
     #[arg(long, default_value_t = 1000)]
     pub min_poll_interval_ms: u64,
     /// Registrations in flight at once.
@@ -372,8 +373,8 @@ async fn register(client: &mut Client, args: &SimArgs, k: usize) -> anyhow::Resu
 }
 
 /// One simulated agent: its polls are answered from the agent channel's stream (as the real
-/// agent's are, through the same client), which the control plane feeds at most every
-/// `min_poll_interval`.
+/// agent's are, through the same client), which the control plane paces as polls at
+/// `min_poll_interval` would be.
 async fn agent_loop(
     cp: berth_agent::HttpControlPlane,
     args: SimArgs,
