@@ -192,14 +192,15 @@ fn unreachable(endpoint: &str, reason: impl std::fmt::Display) -> ControlPlaneEr
     }
 }
 
-/// Splits an HTTP/1.1 response into status and body (handles `Transfer-Encoding: chunked`).
-fn parse_response(raw: &[u8]) -> Result<Response, String> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("response has no header end")?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let mut body = raw[split + 4..].to_vec();
+/// What a response's head says: its status and how its body is delimited.
+struct Head {
+    status: u16,
+    chunked: bool,
+    length: Option<usize>,
+}
+
+/// Reads a response's head (the status line and the headers, without the blank line).
+fn parse_head(head: &str) -> Result<Head, String> {
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let status: u16 = status_line
@@ -220,15 +221,33 @@ fn parse_response(raw: &[u8]) -> Result<Response, String> {
             }
         }
     }
-    if chunked {
+    Ok(Head {
+        status,
+        chunked,
+        length,
+    })
+}
+
+/// Splits an HTTP/1.1 response into status and body (handles `Transfer-Encoding: chunked`).
+fn parse_response(raw: &[u8]) -> Result<Response, String> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("response has no header end")?;
+    let head = parse_head(&String::from_utf8_lossy(&raw[..split]))?;
+    let mut body = raw[split + 4..].to_vec();
+    if head.chunked {
         body = dechunk(&body)?;
-    } else if let Some(n) = length {
+    } else if let Some(n) = head.length {
         if body.len() < n {
             return Err(format!("body cut short: {} of {n} bytes", body.len()));
         }
         body.truncate(n);
     }
-    Ok(Response { status, body })
+    Ok(Response {
+        status: head.status,
+        body,
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
@@ -321,6 +340,29 @@ impl HttpControlPlane {
         req
     }
 
+    /// A new connection to the endpoint with `request` written on it.
+    async fn send(&self, request: &[u8]) -> Result<tokio::net::TcpStream, ControlPlaneError> {
+        let ep = &self.config.endpoint;
+        let mut stream = tokio::net::TcpStream::connect(&self.host)
+            .await
+            .map_err(|e| unreachable(ep, e))?;
+        stream
+            .write_all(request)
+            .await
+            .map_err(|e| unreachable(ep, e))?;
+        Ok(stream)
+    }
+
+    /// The same endpoint with other credentials or retries, and no stream of its own.
+    fn with_config(&self, config: HttpConfig) -> HttpControlPlane {
+        HttpControlPlane {
+            config,
+            host: self.host.clone(),
+            subscription: Default::default(),
+            stream_min_interval_ms: 0,
+        }
+    }
+
     async fn send_once(
         &self,
         target: &str,
@@ -331,13 +373,7 @@ impl HttpControlPlane {
         let ep = &self.config.endpoint;
         let req = self.signed_request(target, service, body, true);
         let exchange = async {
-            let mut stream = tokio::net::TcpStream::connect(&self.host)
-                .await
-                .map_err(|e| unreachable(ep, e))?;
-            stream
-                .write_all(&req)
-                .await
-                .map_err(|e| unreachable(ep, e))?;
+            let mut stream = self.send(&req).await?;
             let mut raw = Vec::new();
             stream
                 .read_to_end(&mut raw)
@@ -463,13 +499,7 @@ impl HttpControlPlane {
         // end, not the connection's.
         let wire = self.signed_request(&target, berth_wire::ecs::SIGNING_NAME, &body, false);
         let open = async {
-            let mut stream = tokio::net::TcpStream::connect(&self.host)
-                .await
-                .map_err(|e| unreachable(ep, e))?;
-            stream
-                .write_all(&wire)
-                .await
-                .map_err(|e| unreachable(ep, e))?;
+            let mut stream = self.send(&wire).await?;
             let mut raw = Vec::new();
             let head_end = loop {
                 if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -483,12 +513,9 @@ impl HttpControlPlane {
                     return Err(unreachable(ep, "the connection closed before an answer"));
                 }
             };
-            let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
-            let status = head
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse::<u16>().ok());
-            if status != Some(200) {
+            let head = parse_head(&String::from_utf8_lossy(&raw[..head_end - 4]))
+                .map_err(|e| unreachable(ep, e))?;
+            if head.status != 200 {
                 // An error answer is a whole body, after which the server closes.
                 stream
                     .read_to_end(&mut raw)
@@ -497,11 +524,7 @@ impl HttpControlPlane {
                 let resp = parse_response(&raw).map_err(|e| unreachable(ep, e))?;
                 return Err(aws_error(operation.into(), &resp));
             }
-            let chunked = head.split("\r\n").any(|l| {
-                l.split_once(':')
-                    .is_some_and(|(k, v)| k.trim() == "transfer-encoding" && v.trim() == "chunked")
-            });
-            let mut lines = if chunked {
+            let mut lines = if head.chunked {
                 StreamLines::default()
             } else {
                 StreamLines::close_delimited()
@@ -656,15 +679,10 @@ impl ControlPlane for HttpControlPlane {
             let timeout = Duration::from_secs(u64::from(wait) + 15);
             // A poll is not retried here: the agent's loop polls again anyway.
             let target = format!("{}.Poll", berth_wire::agent::TARGET_PREFIX);
-            let this = HttpControlPlane {
-                config: HttpConfig {
-                    retries: 0,
-                    ..self.config.clone()
-                },
-                host: self.host.clone(),
-                subscription: Default::default(),
-                stream_min_interval_ms: 0,
-            };
+            let this = self.with_config(HttpConfig {
+                retries: 0,
+                ..self.config.clone()
+            });
             this.call(&target, &req, timeout).await
         })
     }
@@ -732,12 +750,7 @@ impl ControlPlane for HttpControlPlane {
                 config.secret_access_key = c.secret_access_key;
                 config.session_token = Some(c.session_token);
             }
-            let this = HttpControlPlane {
-                config,
-                host: self.host.clone(),
-                subscription: Default::default(),
-                stream_min_interval_ms: 0,
-            };
+            let this = self.with_config(config);
             let target = |op: &str| format!("{}.{op}", berth_wire::logs::TARGET_PREFIX);
             let name = berth_wire::logs::SIGNING_NAME;
             let op = target(call.operation());
