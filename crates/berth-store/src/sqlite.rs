@@ -577,21 +577,20 @@ impl Store {
                      WHERE t.account = m.account AND t.region = m.region
                        AND t.event_id = m.event_id);
                  INSERT INTO trail.trail_events (seq, account, region, event_time_ms, event_id,
-                     event_name, event_source, read_only, username, access_key_id, body)
+                     event_name, event_source, read_only, username, access_key_id, resources,
+                     body)
                    SELECT mv.new_seq, m.account, m.region, m.event_time_ms, m.event_id,
                           m.event_name, m.event_source, m.read_only, m.username,
-                          m.access_key_id, m.body
+                          m.access_key_id, m.resources, m.body
                    FROM trail_move mv JOIN main.trail_events m ON m.seq = mv.old_seq;
-                 INSERT INTO trail.trail_resources (seq, n, account, region, event_time_ms,
-                     resource_type, resource_name)
-                   SELECT mv.new_seq, r.n, r.account, r.region, r.event_time_ms,
-                          r.resource_type, r.resource_name
-                   FROM trail_move mv JOIN main.trail_resources r ON r.seq = mv.old_seq;
+                 INSERT INTO trail.trail_keys (account, region, key, event_time_ms, seq)
+                   SELECT k.account, k.region, k.key, k.event_time_ms, mv.new_seq
+                   FROM main.trail_keys k JOIN trail_move mv ON mv.old_seq = k.seq;
                  DROP TABLE temp.trail_move;
                  COMMIT;",
             )?;
             conn.execute_batch("BEGIN IMMEDIATE")?;
-            conn.execute("DELETE FROM main.trail_resources", [])?;
+            conn.execute("DELETE FROM main.trail_keys", [])?;
             let n = conn.execute("DELETE FROM main.trail_events", [])?;
             conn.execute_batch("COMMIT")?;
             Ok(n)
@@ -1352,7 +1351,7 @@ impl Tx<'_> {
             params![account],
         )?;
         self.conn.execute(
-            "DELETE FROM trail_resources WHERE account = ?1",
+            "DELETE FROM trail_keys WHERE account = ?1",
             params![account],
         )?;
         self.conn.execute(
@@ -1362,15 +1361,16 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Appends CloudTrail events (their `seq` is assigned here) with their resources.
+    /// Appends CloudTrail events (their `seq` is assigned here) with their resources: one
+    /// row each, and its [`trail_keys`].
     pub fn append_trail_events(&mut self, events: &[TrailEvent]) -> Result<(), StoreError> {
         let mut insert = self.conn.prepare_cached(
-            "INSERT INTO trail_events (account, region, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO trail_events (account, region, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, resources, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
-        let mut resource = self.conn.prepare_cached(
-            "INSERT INTO trail_resources (seq, n, account, region, event_time_ms, resource_type, resource_name)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        let mut key = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO trail_keys (account, region, key, event_time_ms, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         for e in events {
             insert.execute(params![
@@ -1383,19 +1383,12 @@ impl Tx<'_> {
                 e.read_only,
                 e.username,
                 e.access_key_id,
+                encode_trail_resources(&e.resources),
                 stored(&e.body)
             ])?;
             let seq = self.conn.last_insert_rowid();
-            for (n, r) in (1_i64..).zip(&e.resources) {
-                resource.execute(params![
-                    seq,
-                    n,
-                    e.account,
-                    e.region,
-                    e.event_time_ms,
-                    r.resource_type,
-                    r.name
-                ])?;
+            for k in trail_keys(e) {
+                key.execute(params![e.account, e.region, k, e.event_time_ms, seq])?;
             }
         }
         Ok(())
@@ -1412,54 +1405,51 @@ impl Tx<'_> {
             Value::Text(scope.account.to_string()),
             Value::Text(scope.region.to_string()),
         ];
-        let mut sql = String::from(
-            "SELECT seq, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, body
-             FROM trail_events WHERE account = ?1 AND region = ?2",
-        );
-        let text = |v: &str| Value::Text(v.to_string());
-        let (column, value) = match query.attribute {
-            None => (None, None),
-            Some(TrailAttribute::EventId(v)) => (Some("event_id"), Some(text(v))),
-            Some(TrailAttribute::EventName(v)) => (Some("event_name"), Some(text(v))),
-            Some(TrailAttribute::EventSource(v)) => (Some("event_source"), Some(text(v))),
-            Some(TrailAttribute::Username(v)) => (Some("username"), Some(text(v))),
-            Some(TrailAttribute::AccessKeyId(v)) => (Some("access_key_id"), Some(text(v))),
-            Some(TrailAttribute::ReadOnly(v)) => {
-                (Some("read_only"), Some(Value::Integer(v.into())))
+        const COLUMNS: &str = "e.seq, e.event_time_ms, e.event_id, e.event_name, e.event_source, e.read_only, e.username, e.access_key_id, e.resources, e.body";
+        // With an attribute, its keys (in time order) select the events; without, the events'
+        // own index by time does. `o` is the table whose (time, seq) orders the result.
+        let (mut sql, o) = match query.attribute {
+            Some(attribute) => {
+                args.push(Value::Text(trail_key(attribute)));
+                (
+                    format!(
+                        "SELECT {COLUMNS} FROM trail_keys o JOIN trail_events e ON e.seq = o.seq
+                         WHERE o.account = ?1 AND o.region = ?2 AND o.key = ?3"
+                    ),
+                    "o",
+                )
             }
-            Some(TrailAttribute::ResourceType(v)) => (None, Some(text(v))),
-            Some(TrailAttribute::ResourceName(v)) => (None, Some(text(v))),
+            None => (
+                format!(
+                    "SELECT {COLUMNS} FROM trail_events e WHERE e.account = ?1 AND e.region = ?2"
+                ),
+                "e",
+            ),
         };
         let mut push = |sql: &mut String, clause: &str, v: Value| {
             args.push(v);
             // `#` marks where the clause's one new parameter goes.
             sql.push_str(&clause.replace('#', &format!("?{}", args.len())));
         };
-        match (query.attribute, column, value) {
-            (_, Some(column), Some(v)) => push(&mut sql, &format!(" AND {column} = #"), v),
-            (Some(TrailAttribute::ResourceType(_)), None, Some(v)) => push(
-                &mut sql,
-                " AND seq IN (SELECT seq FROM trail_resources WHERE account = ?1 AND region = ?2 AND resource_type = #)",
-                v,
-            ),
-            (Some(TrailAttribute::ResourceName(_)), None, Some(v)) => push(
-                &mut sql,
-                " AND seq IN (SELECT seq FROM trail_resources WHERE account = ?1 AND region = ?2 AND resource_name = #)",
-                v,
-            ),
-            _ => {}
-        }
         if let Some(start) = query.start_ms {
-            push(&mut sql, " AND event_time_ms >= #", Value::Integer(start));
+            push(
+                &mut sql,
+                &format!(" AND {o}.event_time_ms >= #"),
+                Value::Integer(start),
+            );
         }
         if let Some(end) = query.end_ms {
-            push(&mut sql, " AND event_time_ms <= #", Value::Integer(end));
+            push(
+                &mut sql,
+                &format!(" AND {o}.event_time_ms <= #"),
+                Value::Integer(end),
+            );
         }
         if let Some((t, q)) = query.before {
             args.push(Value::Integer(t));
             args.push(Value::Integer(q));
             sql.push_str(&format!(
-                " AND (event_time_ms, seq) < (?{}, ?{})",
+                " AND ({o}.event_time_ms, {o}.seq) < (?{}, ?{})",
                 args.len() - 1,
                 args.len()
             ));
@@ -1468,7 +1458,7 @@ impl Tx<'_> {
             i64::try_from(query.limit).unwrap_or(i64::MAX),
         ));
         sql.push_str(&format!(
-            " ORDER BY event_time_ms DESC, seq DESC LIMIT ?{}",
+            " ORDER BY {o}.event_time_ms DESC, {o}.seq DESC LIMIT ?{}",
             args.len()
         ));
         let mut stmt = self.conn.prepare_cached(&sql)?;
@@ -1484,39 +1474,54 @@ impl Tx<'_> {
                 read_only: r.get(5)?,
                 username: r.get(6)?,
                 access_key_id: r.get(7)?,
-                resources: Vec::new(),
-                body: stored_body(r, 8)?,
+                resources: decode_trail_resources(&r.get::<_, String>(8)?),
+                body: stored_body(r, 9)?,
             })
         })?;
-        let mut events: Vec<TrailEvent> = rows.collect::<Result<_, _>>()?;
-        let mut resources = self.conn.prepare_cached(
-            "SELECT resource_type, resource_name FROM trail_resources WHERE seq = ?1 ORDER BY n",
-        )?;
-        for e in &mut events {
-            e.resources = resources
-                .query_map(params![e.seq], |r| {
-                    Ok(TrailResource {
-                        resource_type: r.get(0)?,
-                        name: r.get(1)?,
-                    })
-                })?
-                .collect::<Result<_, _>>()?;
-        }
-        Ok(events)
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Deletes the trail events (of every account) older than `before_ms`; how many went.
-    pub fn prune_trail_events(&mut self, before_ms: i64) -> Result<usize, StoreError> {
-        self.conn
-            .prepare_cached(
-                "DELETE FROM trail_resources
-                 WHERE seq IN (SELECT seq FROM trail_events WHERE event_time_ms < ?1)",
-            )?
-            .execute(params![before_ms])?;
-        Ok(self
+    /// Deletes the oldest trail events (of every account) older than `before_ms`, at most
+    /// `most` of them, with their keys; how many went (fewer than `most`: none is left).
+    pub fn prune_trail_events(&mut self, before_ms: i64, most: usize) -> Result<usize, StoreError> {
+        // An event's keys are found from the event itself, so pruning reads only what goes.
+        let old: Vec<TrailEvent> = self
             .conn
-            .prepare_cached("DELETE FROM trail_events WHERE event_time_ms < ?1")?
-            .execute(params![before_ms])?)
+            .prepare_cached(
+                "SELECT seq, account, region, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, resources
+                 FROM trail_events WHERE event_time_ms < ?1 ORDER BY event_time_ms LIMIT ?2",
+            )?
+            .query_map(params![before_ms, i64::try_from(most).unwrap_or(i64::MAX)], |r| {
+                Ok(TrailEvent {
+                    seq: r.get(0)?,
+                    account: r.get(1)?,
+                    region: r.get(2)?,
+                    event_time_ms: r.get(3)?,
+                    event_id: r.get(4)?,
+                    event_name: r.get(5)?,
+                    event_source: r.get(6)?,
+                    read_only: r.get(7)?,
+                    username: r.get(8)?,
+                    access_key_id: r.get(9)?,
+                    resources: decode_trail_resources(&r.get::<_, String>(10)?),
+                    body: String::new(),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut key = self.conn.prepare_cached(
+            "DELETE FROM trail_keys
+             WHERE account = ?1 AND region = ?2 AND key = ?3 AND event_time_ms = ?4 AND seq = ?5",
+        )?;
+        let mut event = self
+            .conn
+            .prepare_cached("DELETE FROM trail_events WHERE seq = ?1")?;
+        for e in &old {
+            for k in trail_keys(e) {
+                key.execute(params![e.account, e.region, k, e.event_time_ms, e.seq])?;
+            }
+            event.execute(params![e.seq])?;
+        }
+        Ok(old.len())
     }
 
     /// Appends log events `(timestamp_ms, message)` to `group`/`stream`, in the given order,
@@ -1763,6 +1768,70 @@ impl Tx<'_> {
             params![account, from_principal, to_principal],
         )?)
     }
+}
+
+/// What LookupEvents can find a trail event by, as rows of `trail_keys`: a letter naming the
+/// attribute, then its value; each resource type and name once. [`trail_key`] spells a
+/// lookup's the same way.
+fn trail_keys(e: &TrailEvent) -> Vec<String> {
+    let mut keys = vec![
+        trail_key(TrailAttribute::EventId(&e.event_id)),
+        trail_key(TrailAttribute::EventName(&e.event_name)),
+        trail_key(TrailAttribute::EventSource(&e.event_source)),
+        trail_key(TrailAttribute::ReadOnly(e.read_only)),
+        trail_key(TrailAttribute::Username(&e.username)),
+        trail_key(TrailAttribute::AccessKeyId(&e.access_key_id)),
+    ];
+    let mut resources: Vec<String> = e
+        .resources
+        .iter()
+        .flat_map(|r| {
+            [
+                trail_key(TrailAttribute::ResourceType(&r.resource_type)),
+                trail_key(TrailAttribute::ResourceName(&r.name)),
+            ]
+        })
+        .collect();
+    resources.sort_unstable();
+    resources.dedup();
+    keys.extend(resources);
+    keys
+}
+
+/// The `trail_keys` key of a lookup attribute (migration 10 writes the same).
+fn trail_key(attribute: TrailAttribute<'_>) -> String {
+    match attribute {
+        TrailAttribute::EventId(v) => format!("i{v}"),
+        TrailAttribute::EventName(v) => format!("n{v}"),
+        TrailAttribute::EventSource(v) => format!("s{v}"),
+        TrailAttribute::ReadOnly(v) => format!("r{}", i64::from(v)),
+        TrailAttribute::Username(v) => format!("u{v}"),
+        TrailAttribute::AccessKeyId(v) => format!("k{v}"),
+        TrailAttribute::ResourceType(v) => format!("t{v}"),
+        TrailAttribute::ResourceName(v) => format!("R{v}"),
+    }
+}
+
+/// An event's resources as its row keeps them: a JSON array of `[type, name]`, in order.
+fn encode_trail_resources(resources: &[TrailResource]) -> String {
+    let pairs: Vec<[&str; 2]> = resources
+        .iter()
+        .map(|r| [r.resource_type.as_str(), r.name.as_str()])
+        .collect();
+    // Serializing strings into a `String` cannot fail.
+    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_string())
+}
+
+/// [`encode_trail_resources`] read back; anything else reads as none.
+fn decode_trail_resources(json: &str) -> Vec<TrailResource> {
+    serde_json::from_str::<Vec<(String, String)>>(json)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(resource_type, name)| TrailResource {
+            resource_type,
+            name,
+        })
+        .collect()
 }
 
 /// Bodies (records', CloudTrail events') at least this long are stored compressed.
@@ -2579,13 +2648,15 @@ mod tests {
         trail
             .write(|t| {
                 t.conn.execute(
-                    "INSERT INTO trail_events (seq, account, region, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, body) VALUES (7, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '{}')",
-                    params![created.account, created.region, created.event_time_ms, created.event_id, created.event_name, created.event_source, created.read_only, created.username, created.access_key_id],
+                    "INSERT INTO trail_events (seq, account, region, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, resources, body) VALUES (7, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, '{}')",
+                    params![created.account, created.region, created.event_time_ms, created.event_id, created.event_name, created.event_source, created.read_only, created.username, created.access_key_id, encode_trail_resources(&created.resources)],
                 )?;
-                t.conn.execute(
-                    "INSERT INTO trail_resources (seq, n, account, region, event_time_ms, resource_type, resource_name) VALUES (7, 1, ?1, ?2, ?3, 'AWS::ECS::Cluster', 'api')",
-                    params![created.account, created.region, created.event_time_ms],
-                )?;
+                for k in trail_keys(&created) {
+                    t.conn.execute(
+                        "INSERT INTO trail_keys (account, region, key, event_time_ms, seq) VALUES (?1, ?2, ?3, ?4, 7)",
+                        params![created.account, created.region, k, created.event_time_ms],
+                    )?;
+                }
                 Ok::<_, StoreError>(())
             })
             .unwrap();
@@ -2624,6 +2695,222 @@ mod tests {
         );
         drop((main, trail));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A store from before migration 10 (a row per resource, an index per attribute) finds
+    /// its events by every attribute afterwards, with their resources in order, and pruning
+    /// leaves no key behind.
+    #[test]
+    fn trail_events_become_one_row_each_with_their_keys() {
+        let (dir, path) = database_before(
+            "trail-compact",
+            10,
+            "INSERT INTO trail_events (seq, account, region, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, body)
+                VALUES (4, '111122223333', 'us-east-1', 10, 'e4', 'RunTask', 'ecs.amazonaws.com', 0, 'root', 'AKIA', '{}'),
+                       (5, '111122223333', 'us-east-1', 20, 'e5', 'ListTasks', 'ecs.amazonaws.com', 1, 'ana', 'AKIB', '{}');
+             INSERT INTO trail_resources (seq, n, account, region, event_time_ms, resource_type, resource_name) VALUES
+                (4, 2, '111122223333', 'us-east-1', 10, 'AWS::ECS::Cluster', 'web'),
+                (4, 1, '111122223333', 'us-east-1', 10, 'AWS::ECS::TaskDefinition', 'web:1'),
+                (4, 3, '111122223333', 'us-east-1', 10, 'AWS::ECS::Cluster', 'api');",
+        );
+        let store = Store::open(&path).unwrap();
+        let found = |attribute| -> Vec<i64> {
+            let query = TrailQuery {
+                attribute,
+                start_ms: None,
+                end_ms: None,
+                before: None,
+                limit: 10,
+            };
+            store
+                .read(|tx| tx.trail_events(S, &query))
+                .unwrap()
+                .into_iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        assert_eq!(found(None), [5, 4]);
+        for (attribute, seqs) in [
+            (TrailAttribute::EventId("e4"), vec![4]),
+            (TrailAttribute::EventName("ListTasks"), vec![5]),
+            (TrailAttribute::EventSource("ecs.amazonaws.com"), vec![5, 4]),
+            (TrailAttribute::ReadOnly(true), vec![5]),
+            (TrailAttribute::ReadOnly(false), vec![4]),
+            (TrailAttribute::Username("root"), vec![4]),
+            (TrailAttribute::AccessKeyId("AKIB"), vec![5]),
+            (TrailAttribute::ResourceType("AWS::ECS::Cluster"), vec![4]),
+            (TrailAttribute::ResourceName("api"), vec![4]),
+            (TrailAttribute::ResourceName("web:1"), vec![4]),
+            (TrailAttribute::ResourceName("nothing"), vec![]),
+        ] {
+            assert_eq!(found(Some(attribute)), seqs, "{attribute:?}");
+        }
+        let run_task = store
+            .read(|tx| {
+                tx.trail_events(
+                    S,
+                    &TrailQuery {
+                        attribute: Some(TrailAttribute::EventId("e4")),
+                        start_ms: None,
+                        end_ms: None,
+                        before: None,
+                        limit: 1,
+                    },
+                )
+            })
+            .unwrap();
+        let resources: Vec<(&str, &str)> = run_task[0]
+            .resources
+            .iter()
+            .map(|r| (r.resource_type.as_str(), r.name.as_str()))
+            .collect();
+        assert_eq!(
+            resources,
+            [
+                ("AWS::ECS::TaskDefinition", "web:1"),
+                ("AWS::ECS::Cluster", "web"),
+                ("AWS::ECS::Cluster", "api")
+            ]
+        );
+        assert_eq!(store.write(|tx| tx.prune_trail_events(100, 1)).unwrap(), 1);
+        assert_eq!(store.write(|tx| tx.prune_trail_events(100, 5)).unwrap(), 1);
+        let keys: i64 = store
+            .read(|tx| {
+                Ok::<_, StoreError>(tx.conn.query_row(
+                    "SELECT count(*) FROM trail_keys",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(keys, 0, "pruning leaves no key of a pruned event");
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Every lookup of random events (a few names, users, resources, times; some in
+        /// another account) returns exactly what filtering them would, newest first, page by
+        /// page; pruning keeps exactly the events at or after its time and the keys of those.
+        #[test]
+        fn trail_lookups_match_filtering_the_events(
+            raw in proptest::collection::vec(
+                (0_i64..6, 0_usize..3, 0_usize..2, proptest::bool::ANY, 0_usize..2,
+                 proptest::collection::vec((0_usize..2, 0_usize..4), 0..4)),
+                1..24,
+            ),
+            attribute_pick in 0_usize..9,
+            value_pick in 0_usize..4,
+            limit in 1_usize..5,
+            prune_at in 0_i64..7,
+        ) {
+            const NAMES: [&str; 3] = ["RunTask", "ListTasks", "StopTask"];
+            const USERS: [&str; 2] = ["root", "ana"];
+            const TYPES: [&str; 2] = ["AWS::ECS::Cluster", "AWS::ECS::Task"];
+            const RESOURCES: [&str; 4] = ["web", "api", "arn:t/1", "arn:t/2"];
+            let store = Store::open_in_memory().unwrap();
+            let mut events: Vec<TrailEvent> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, (t, name, user, read_only, account, resources))| TrailEvent {
+                    seq: 0,
+                    account: if *account == 0 { S.account.into() } else { "999988887777".into() },
+                    region: S.region.into(),
+                    event_time_ms: *t,
+                    event_id: format!("e{i}"),
+                    event_name: NAMES[*name].into(),
+                    event_source: "ecs.amazonaws.com".into(),
+                    read_only: *read_only,
+                    username: USERS[*user].into(),
+                    access_key_id: format!("AKIA{user}"),
+                    resources: resources
+                        .iter()
+                        .map(|(t, n)| TrailResource {
+                            resource_type: TYPES[*t].into(),
+                            name: RESOURCES[*n].into(),
+                        })
+                        .collect(),
+                    body: format!("{{\"n\":{i}}}"),
+                })
+                .collect();
+            store.write(|tx| tx.append_trail_events(&events)).unwrap();
+            for (e, seq) in events.iter_mut().zip(1..) {
+                e.seq = seq;
+            }
+            let value = |pool: &[&'static str]| pool[value_pick % pool.len()];
+            let attribute = match attribute_pick {
+                0 => None,
+                1 => Some(TrailAttribute::EventId(["e0", "e3", "e7", "e30"][value_pick])),
+                2 => Some(TrailAttribute::EventName(value(&NAMES))),
+                3 => Some(TrailAttribute::EventSource(value(&["ecs.amazonaws.com", "iam.amazonaws.com"]))),
+                4 => Some(TrailAttribute::ReadOnly(value_pick % 2 == 0)),
+                5 => Some(TrailAttribute::Username(value(&USERS))),
+                6 => Some(TrailAttribute::AccessKeyId(value(&["AKIA0", "AKIA1"]))),
+                7 => Some(TrailAttribute::ResourceType(value(&TYPES))),
+                _ => Some(TrailAttribute::ResourceName(value(&RESOURCES))),
+            };
+            let matches = |e: &TrailEvent| -> bool {
+                e.account == S.account
+                    && match attribute {
+                        None => true,
+                        Some(TrailAttribute::EventId(v)) => e.event_id == v,
+                        Some(TrailAttribute::EventName(v)) => e.event_name == v,
+                        Some(TrailAttribute::EventSource(v)) => e.event_source == v,
+                        Some(TrailAttribute::ReadOnly(v)) => e.read_only == v,
+                        Some(TrailAttribute::Username(v)) => e.username == v,
+                        Some(TrailAttribute::AccessKeyId(v)) => e.access_key_id == v,
+                        Some(TrailAttribute::ResourceType(v)) => {
+                            e.resources.iter().any(|r| r.resource_type == v)
+                        }
+                        Some(TrailAttribute::ResourceName(v)) => {
+                            e.resources.iter().any(|r| r.name == v)
+                        }
+                    }
+            };
+            let check = |events: &[TrailEvent]| {
+                let mut expected: Vec<&TrailEvent> = events.iter().filter(|e| matches(e)).collect();
+                expected.sort_by_key(|e| std::cmp::Reverse((e.event_time_ms, e.seq)));
+                // Page through, as LookupEvents does.
+                let mut got: Vec<TrailEvent> = Vec::new();
+                let mut before = None;
+                loop {
+                    let page = store
+                        .read(|tx| {
+                            tx.trail_events(
+                                S,
+                                &TrailQuery { attribute, start_ms: None, end_ms: None, before, limit },
+                            )
+                        })
+                        .unwrap();
+                    let full = page.len() == limit;
+                    before = page.last().map(|e| (e.event_time_ms, e.seq));
+                    got.extend(page);
+                    if !full {
+                        break;
+                    }
+                }
+                let expected: Vec<TrailEvent> = expected.into_iter().cloned().collect();
+                assert_eq!(got, expected);
+            };
+            check(&events);
+            while store.write(|tx| tx.prune_trail_events(prune_at, 3)).unwrap() == 3 {}
+            events.retain(|e| e.event_time_ms >= prune_at);
+            check(&events);
+            let keys: usize = store
+                .read(|tx| {
+                    Ok::<_, StoreError>(tx.conn.query_row(
+                        "SELECT count(*) FROM trail_keys",
+                        [],
+                        |r| r.get::<_, i64>(0),
+                    )?)
+                })
+                .unwrap()
+                .try_into()
+                .unwrap();
+            assert_eq!(keys, events.iter().map(|e| trail_keys(e).len()).sum::<usize>());
+        }
     }
 
     #[test]
@@ -2710,7 +2997,7 @@ mod tests {
             vec![("DescribeTasks".into(), 20), ("RunTask".into(), 10)]
         );
         assert_eq!(first[0].resources, vec![]);
-        store.write(|tx| tx.prune_trail_events(20)).unwrap();
+        store.write(|tx| tx.prune_trail_events(20, 100)).unwrap();
         assert_eq!(names(None, None, 10).len(), 3);
         assert!(names(Some(TrailAttribute::ResourceName("web")), None, 10).len() == 1);
         store.write(|tx| tx.wipe_account(S.account)).unwrap();

@@ -54,9 +54,19 @@ impl Api for CloudTrail {
     }
 }
 
+/// Events pruned in one transaction: recording waits for the trail's writer meanwhile.
+const PRUNE_BATCH: usize = 2048;
+
 /// Deletes events past the event history's 90 days (housekeeping); how many went.
 pub fn prune(store: &Store, now_ms: i64) -> Result<usize, berth_store::StoreError> {
-    store.write(|tx| tx.prune_trail_events(now_ms - RETENTION_MS))
+    let mut pruned = 0;
+    loop {
+        let n = store.write(|tx| tx.prune_trail_events(now_ms - RETENTION_MS, PRUNE_BATCH))?;
+        pruned += n;
+        if n < PRUNE_BATCH {
+            return Ok(pruned);
+        }
+    }
 }
 
 #[cfg(test)]
