@@ -244,8 +244,16 @@ fn mem_total() -> String {
         )
 }
 
-/// How long the server's store writer has been held in total (from its health answer), ms.
-async fn writer_held_ms(host: &str) -> Option<u64> {
+/// The server's store writer as its health answer tells it: how long it has been held in
+/// total (ms), and how many writes its commits carried, in how many commits.
+#[derive(Debug, Clone, Copy)]
+struct WriterHealth {
+    held_ms: u64,
+    writes: u64,
+    commits: u64,
+}
+
+async fn writer_health(host: &str) -> Option<WriterHealth> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conn = tokio::net::TcpStream::connect(host).await.ok()?;
     let ask = format!("GET /_berth/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
@@ -254,7 +262,12 @@ async fn writer_held_ms(host: &str) -> Option<u64> {
     conn.read_to_string(&mut answer).await.ok()?;
     let (_, body) = answer.split_once("\r\n\r\n")?;
     let health: serde_json::Value = serde_json::from_str(body).ok()?;
-    health["store"]["writerHeldMs"].as_u64()
+    let store = &health["store"];
+    Some(WriterHealth {
+        held_ms: store["writerHeldMs"].as_u64()?,
+        writes: store["writes"].as_u64()?,
+        commits: store["commits"].as_u64()?,
+    })
 }
 
 async fn start_server() -> anyhow::Result<(Server, Arc<Credentials>)> {
@@ -430,22 +443,26 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
             (latencies, first_error)
         }));
     }
-    let mut last = (Instant::now(), 0u64, writer_held_ms(&creds.host).await);
+    let mut last = (Instant::now(), 0u64, writer_health(&creds.host).await);
     while !done.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(200)).await;
         if last.0.elapsed() >= Duration::from_secs(10) {
             let now = placed.load(Ordering::Relaxed);
-            let held = writer_held_ms(&creds.host).await;
+            let held = writer_health(&creds.host).await;
             let busy = match (last.2, held) {
                 (Some(a), Some(b)) => format!(
-                    "{:.0} %",
-                    (b - a) as f64 / 10.0 / last.0.elapsed().as_secs_f64()
+                    "{:.0} % of the time, {:.1} writes a commit",
+                    b.held_ms.saturating_sub(a.held_ms) as f64
+                        / 10.0
+                        / last.0.elapsed().as_secs_f64(),
+                    b.writes.saturating_sub(a.writes) as f64
+                        / b.commits.saturating_sub(a.commits).max(1) as f64
                 ),
                 _ => "?".into(),
             };
             let m = memory(pid);
             eprintln!(
-                "bench: {now} placed ({:.0}/s over the last 10 s), {} reported RUNNING, server RSS {:.0} MiB ({:.0} anonymous), writer held {busy} of the time",
+                "bench: {now} placed ({:.0}/s over the last 10 s), {} reported RUNNING, server RSS {:.0} MiB ({:.0} anonymous), writer held {busy}",
                 (now - last.1) as f64 / last.0.elapsed().as_secs_f64(),
                 stats.reported_running.load(Ordering::Relaxed),
                 m.rss,
