@@ -1408,7 +1408,7 @@ impl Tx<'_> {
             Value::Text(scope.account.to_string()),
             Value::Text(scope.region.to_string()),
         ];
-        const COLUMNS: &str = "e.seq, e.event_time_ms, e.event_id, e.event_name, e.event_source, e.read_only, e.username, e.access_key_id, e.resources, e.body";
+        let columns = trail_columns("e.");
         // With an attribute, its keys (in time order) select the events; without, the events'
         // own index by time does. `o` is the table whose (time, seq) orders the result.
         let (mut sql, o) = match query.attribute {
@@ -1416,7 +1416,7 @@ impl Tx<'_> {
                 args.push(Value::Text(trail_key(attribute)));
                 (
                     format!(
-                        "SELECT {COLUMNS} FROM trail_keys o JOIN trail_events e ON e.seq = o.seq
+                        "SELECT {columns}, e.body FROM trail_keys o JOIN trail_events e ON e.seq = o.seq
                          WHERE o.account = ?1 AND o.region = ?2 AND o.key = ?3"
                     ),
                     "o",
@@ -1424,7 +1424,7 @@ impl Tx<'_> {
             }
             None => (
                 format!(
-                    "SELECT {COLUMNS} FROM trail_events e WHERE e.account = ?1 AND e.region = ?2"
+                    "SELECT {columns}, e.body FROM trail_events e WHERE e.account = ?1 AND e.region = ?2"
                 ),
                 "e",
             ),
@@ -1465,22 +1465,7 @@ impl Tx<'_> {
             args.len()
         ));
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-            Ok(TrailEvent {
-                seq: r.get(0)?,
-                account: scope.account.to_string(),
-                region: scope.region.to_string(),
-                event_time_ms: r.get(1)?,
-                event_id: r.get(2)?,
-                event_name: r.get(3)?,
-                event_source: r.get(4)?,
-                read_only: r.get(5)?,
-                username: r.get(6)?,
-                access_key_id: r.get(7)?,
-                resources: decode_trail_resources(&r.get::<_, String>(8)?),
-                body: stored_body(r, 9)?,
-            })
-        })?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), trail_event_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -1490,26 +1475,14 @@ impl Tx<'_> {
         // An event's keys are found from the event itself, so pruning reads only what goes.
         let old: Vec<TrailEvent> = self
             .conn
-            .prepare_cached(
-                "SELECT seq, account, region, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, resources
-                 FROM trail_events WHERE event_time_ms < ?1 ORDER BY event_time_ms LIMIT ?2",
+            .prepare_cached(&format!(
+                "SELECT {}, '' FROM trail_events WHERE event_time_ms < ?1 ORDER BY event_time_ms LIMIT ?2",
+                trail_columns("")
+            ))?
+            .query_map(
+                params![before_ms, i64::try_from(most).unwrap_or(i64::MAX)],
+                trail_event_row,
             )?
-            .query_map(params![before_ms, i64::try_from(most).unwrap_or(i64::MAX)], |r| {
-                Ok(TrailEvent {
-                    seq: r.get(0)?,
-                    account: r.get(1)?,
-                    region: r.get(2)?,
-                    event_time_ms: r.get(3)?,
-                    event_id: r.get(4)?,
-                    event_name: r.get(5)?,
-                    event_source: r.get(6)?,
-                    read_only: r.get(7)?,
-                    username: r.get(8)?,
-                    access_key_id: r.get(9)?,
-                    resources: decode_trail_resources(&r.get::<_, String>(10)?),
-                    body: String::new(),
-                })
-            })?
             .collect::<Result<_, _>>()?;
         let mut key = self.conn.prepare_cached(
             "DELETE FROM trail_keys
@@ -1813,6 +1786,44 @@ fn trail_key(attribute: TrailAttribute<'_>) -> String {
         TrailAttribute::ResourceType(v) => format!("t{v}"),
         TrailAttribute::ResourceName(v) => format!("R{v}"),
     }
+}
+
+/// The columns of a trail event's row [`trail_event_row`] reads first (its body follows),
+/// each after `alias`.
+fn trail_columns(alias: &str) -> String {
+    [
+        "seq",
+        "account",
+        "region",
+        "event_time_ms",
+        "event_id",
+        "event_name",
+        "event_source",
+        "read_only",
+        "username",
+        "access_key_id",
+        "resources",
+    ]
+    .map(|c| format!("{alias}{c}"))
+    .join(", ")
+}
+
+/// A row of [`trail_columns`] and a body as a [`TrailEvent`].
+fn trail_event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TrailEvent> {
+    Ok(TrailEvent {
+        seq: r.get(0)?,
+        account: r.get(1)?,
+        region: r.get(2)?,
+        event_time_ms: r.get(3)?,
+        event_id: r.get(4)?,
+        event_name: r.get(5)?,
+        event_source: r.get(6)?,
+        read_only: r.get(7)?,
+        username: r.get(8)?,
+        access_key_id: r.get(9)?,
+        resources: decode_trail_resources(&r.get::<_, String>(10)?),
+        body: stored_body(r, 11)?,
+    })
 }
 
 /// An event's resources as its row keeps them: a JSON array of `[type, name]`, in order.
@@ -2238,27 +2249,11 @@ mod tests {
         );
         let store = Store::open(&path).unwrap();
         let found = store
-            .read(|tx| {
-                tx.trail_events(
-                    S,
-                    &TrailQuery {
-                        attribute: Some(TrailAttribute::ResourceName("web")),
-                        start_ms: None,
-                        end_ms: None,
-                        before: None,
-                        limit: 10,
-                    },
-                )
-            })
+            .read(|tx| tx.trail_events(S, &newest(Some(TrailAttribute::ResourceName("web")), 10)))
             .unwrap();
         assert_eq!(found.len(), 1);
-        let resources: Vec<(&str, &str)> = found[0]
-            .resources
-            .iter()
-            .map(|r| (r.resource_type.as_str(), r.name.as_str()))
-            .collect();
         assert_eq!(
-            resources,
+            resource_pairs(&found[0]),
             [
                 ("AWS::ECS::TaskDefinition", "web:1"),
                 ("AWS::ECS::Cluster", "web")
@@ -2613,6 +2608,39 @@ mod tests {
         }
     }
 
+    /// A lookup of the newest `limit` events `attribute` selects, over all time.
+    fn newest(attribute: Option<TrailAttribute<'_>>, limit: usize) -> TrailQuery<'_> {
+        TrailQuery {
+            attribute,
+            start_ms: None,
+            end_ms: None,
+            before: None,
+            limit,
+        }
+    }
+
+    /// How many rows `trail_keys` holds.
+    fn trail_key_rows(store: &Store) -> usize {
+        let n: i64 = store
+            .read(|tx| {
+                Ok::<_, StoreError>(tx.conn.query_row(
+                    "SELECT count(*) FROM trail_keys",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        n.try_into().unwrap()
+    }
+
+    /// An event's resources as (type, name) pairs, in order.
+    fn resource_pairs(e: &TrailEvent) -> Vec<(&str, &str)> {
+        e.resources
+            .iter()
+            .map(|r| (r.resource_type.as_str(), r.name.as_str()))
+            .collect()
+    }
+
     /// Events move to a trail database of their own with their resources: one a cut move
     /// had copied already is not copied twice, and those whose sequence number the trail
     /// has given to an event of its own meanwhile get new ones.
@@ -2718,15 +2746,8 @@ mod tests {
         );
         let store = Store::open(&path).unwrap();
         let found = |attribute| -> Vec<i64> {
-            let query = TrailQuery {
-                attribute,
-                start_ms: None,
-                end_ms: None,
-                before: None,
-                limit: 10,
-            };
             store
-                .read(|tx| tx.trail_events(S, &query))
+                .read(|tx| tx.trail_events(S, &newest(attribute, 10)))
                 .unwrap()
                 .into_iter()
                 .map(|e| e.seq)
@@ -2749,26 +2770,10 @@ mod tests {
             assert_eq!(found(Some(attribute)), seqs, "{attribute:?}");
         }
         let run_task = store
-            .read(|tx| {
-                tx.trail_events(
-                    S,
-                    &TrailQuery {
-                        attribute: Some(TrailAttribute::EventId("e4")),
-                        start_ms: None,
-                        end_ms: None,
-                        before: None,
-                        limit: 1,
-                    },
-                )
-            })
+            .read(|tx| tx.trail_events(S, &newest(Some(TrailAttribute::EventId("e4")), 1)))
             .unwrap();
-        let resources: Vec<(&str, &str)> = run_task[0]
-            .resources
-            .iter()
-            .map(|r| (r.resource_type.as_str(), r.name.as_str()))
-            .collect();
         assert_eq!(
-            resources,
+            resource_pairs(&run_task[0]),
             [
                 ("AWS::ECS::TaskDefinition", "web:1"),
                 ("AWS::ECS::Cluster", "web"),
@@ -2777,16 +2782,11 @@ mod tests {
         );
         assert_eq!(store.write(|tx| tx.prune_trail_events(100, 1)).unwrap(), 1);
         assert_eq!(store.write(|tx| tx.prune_trail_events(100, 5)).unwrap(), 1);
-        let keys: i64 = store
-            .read(|tx| {
-                Ok::<_, StoreError>(tx.conn.query_row(
-                    "SELECT count(*) FROM trail_keys",
-                    [],
-                    |r| r.get(0),
-                )?)
-            })
-            .unwrap();
-        assert_eq!(keys, 0, "pruning leaves no key of a pruned event");
+        assert_eq!(
+            trail_key_rows(&store),
+            0,
+            "pruning leaves no key of a pruned event"
+        );
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -2901,18 +2901,10 @@ mod tests {
             while store.write(|tx| tx.prune_trail_events(prune_at, 3)).unwrap() == 3 {}
             events.retain(|e| e.event_time_ms >= prune_at);
             check(&events);
-            let keys: usize = store
-                .read(|tx| {
-                    Ok::<_, StoreError>(tx.conn.query_row(
-                        "SELECT count(*) FROM trail_keys",
-                        [],
-                        |r| r.get::<_, i64>(0),
-                    )?)
-                })
-                .unwrap()
-                .try_into()
-                .unwrap();
-            assert_eq!(keys, events.iter().map(|e| trail_keys(e).len()).sum::<usize>());
+            assert_eq!(
+                trail_key_rows(&store),
+                events.iter().map(|e| trail_keys(e).len()).sum::<usize>()
+            );
         }
     }
 
