@@ -1,5 +1,6 @@
 //! Cost of recording CloudTrail events: appending RunTask-like events (each naming a cluster,
-//! a task definition, 10 tasks and 10 container instances, with a 24 KiB reply as its body)
+//! a task definition, 10 new tasks and 10 of 10,000 container instances, with a 24 KiB reply
+//! as its body; task ids grow in time order, as Berth mints them, instance ids are random)
 //! to a trail database on disk that already holds `BERTH_TRAIL_PREFILL` of them (default
 //! 20,000), in transactions of 1, 4 and 16 events. Prints microseconds of the appending
 //! thread per event, and the database's size.
@@ -17,19 +18,28 @@ use berth_store::{Store, TrailEvent, TrailResource};
 const ACCOUNT: &str = "111122223333";
 const REGION: &str = "us-east-1";
 
-/// A pseudo-random 32-hex id (task and instance ids are random in Berth too).
-fn id(state: &mut u64) -> String {
-    let mut out = String::with_capacity(32);
-    for _ in 0..2 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        out.push_str(&format!("{:016x}", *state));
-    }
-    out
+/// The next pseudo-random number of `state` (xorshift).
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
 }
 
-fn run_task_event(n: i64, state: &mut u64) -> TrailEvent {
+/// Pseudo-random 32-hex ids for the 10,000 container instances.
+fn instance_ids(state: &mut u64) -> Vec<String> {
+    (0..10_000)
+        .map(|_| format!("{:016x}{:016x}", next(state), next(state)))
+        .collect()
+}
+
+/// The `i`th task of event `n`: its id starts with a number that grows with time, as
+/// Berth's UUIDv7 task ids do.
+fn task_id(n: i64, i: i64, state: &mut u64) -> String {
+    format!("{:016x}{:016x}", n * 10 + i, next(state))
+}
+
+fn run_task_event(n: i64, instances: &[String], state: &mut u64) -> TrailEvent {
     let arn = |kind: &str, id: &str| format!("arn:aws:ecs:{REGION}:{ACCOUNT}:{kind}/bench/{id}");
     let mut resources = vec![
         TrailResource {
@@ -42,9 +52,10 @@ fn run_task_event(n: i64, state: &mut u64) -> TrailEvent {
         },
     ];
     let mut body = String::from("{\"responseElements\":{\"tasks\":[");
-    for _ in 0..10 {
-        let task = arn("task", &id(state));
-        let instance = arn("container-instance", &id(state));
+    for i in 0..10 {
+        let task = arn("task", &task_id(n, i, state));
+        let pick = usize::try_from(next(state) % instances.len() as u64).unwrap_or(0);
+        let instance = arn("container-instance", &instances[pick]);
         body.push_str(&format!(
             "{{\"taskArn\":\"{task}\",\"containerInstanceArn\":\"{instance}\",\"padding\":\"{}\"}},",
             "x".repeat(2300)
@@ -86,10 +97,11 @@ fn main() {
     let path = dir.join("trail.db");
     let store = Store::open(&path).unwrap();
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let instances = instance_ids(&mut state);
     let mut n = 0;
     while n < prefill {
         let batch: Vec<TrailEvent> = (n..(n + 256).min(prefill))
-            .map(|i| run_task_event(i, &mut state))
+            .map(|i| run_task_event(i, &instances, &mut state))
             .collect();
         store.write(|tx| tx.append_trail_events(&batch)).unwrap();
         n += batch.len() as i64;
@@ -99,7 +111,7 @@ fn main() {
     println!("|---:|---:|");
     for per_tx in [1_i64, 4, 16] {
         let events: Vec<TrailEvent> = (n..n + measured)
-            .map(|i| run_task_event(i, &mut state))
+            .map(|i| run_task_event(i, &instances, &mut state))
             .collect();
         n += measured;
         let started = Instant::now();
