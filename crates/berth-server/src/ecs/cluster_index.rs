@@ -350,6 +350,48 @@ impl ClusterIndex {
         Ok(f(&st))
     }
 
+    /// How many of `cluster`'s instances are ACTIVE or DRAINING, as `tx` sees the ones the
+    /// index does not trust (stale entries, instances it has not loaded yet) and as the index
+    /// has the rest; `None` when it does not hold the cluster (never planned on since the
+    /// start) or is disabled. Reads only: a reader must not load or reload entries (its
+    /// snapshot may be older than the index, and a load would hold the cluster's lock, which
+    /// the writer's commit observer takes).
+    pub fn registered_count(
+        &self,
+        tx: &Tx<'_>,
+        scope: Scope<'_>,
+        cluster: &str,
+    ) -> Result<Option<i32>, Failure> {
+        if self.disabled.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let Some(state) = self.existing(scope, cluster) else {
+            return Ok(None);
+        };
+        let (trusted, stale) = {
+            let st = lock(&state);
+            if !st.loaded {
+                return Ok(None);
+            }
+            let trusted = st
+                .snapshot
+                .instances
+                .iter()
+                .filter(|i| !st.stale.contains(&i.id))
+                .count();
+            (trusted, st.stale.iter().cloned().collect::<Vec<_>>())
+        };
+        let mut n = trusted;
+        for id in stale {
+            if let Some(r) = tx.get(scope, kind::CONTAINER_INSTANCE, &id)?
+                && super::container_instances::is_registered(&r)?
+            {
+                n += 1;
+            }
+        }
+        Ok(Some(i32::try_from(n).unwrap_or(i32::MAX)))
+    }
+
     /// Whether the index holds container instance `id` (ACTIVE or DRAINING) and trusts its
     /// copy: then the store has it too, or had it a moment ago. `false` says nothing.
     pub fn holds(&self, scope: Scope<'_>, id: &str) -> bool {

@@ -12,6 +12,7 @@ use berth_wire::ecs::{ErrorCode, shapes::ClusterField};
 use berth_wire::{AwsError, RequestContext};
 
 use super::Ecs;
+use super::cluster_index::ClusterIndex;
 use super::common::{self, Page, aws, cluster_arn, invalid, kind, scope};
 use crate::failure::Failure;
 
@@ -212,6 +213,7 @@ pub fn attached_cluster(
 /// parts only when `include` asks for them.
 fn present(
     tx: &Tx<'_>,
+    index: &ClusterIndex,
     ctx: &RequestContext,
     stored: &s::Cluster,
     include: &[ClusterField],
@@ -219,7 +221,7 @@ fn present(
     let mut c = stored.clone();
     let name = c.cluster_name.clone().unwrap_or_default();
     let instances = if c.status.as_deref() == Some("ACTIVE") {
-        super::container_instances::count_registered(tx, ctx, &name)?
+        super::container_instances::count_registered_indexed(tx, index, ctx, &name)?
     } else {
         0
     };
@@ -319,7 +321,7 @@ pub fn create(
             {
                 // CreateCluster of an existing name answers with that cluster, as ECS does.
                 return Ok(s::CreateClusterResponse {
-                    cluster: Some(present(tx, ctx, &existing, FULL)?),
+                    cluster: Some(present(tx, &ecs.index, ctx, &existing, FULL)?),
                 });
             }
             // ECS creates its service-linked role with an account's first cluster.
@@ -354,7 +356,7 @@ pub fn create(
             };
             tx.put(scope(ctx), kind::CLUSTER, &name, None, &cluster)?;
             Ok(s::CreateClusterResponse {
-                cluster: Some(present(tx, ctx, &cluster, FULL)?),
+                cluster: Some(present(tx, &ecs.index, ctx, &cluster, FULL)?),
             })
         })
         .map_err(aws)
@@ -385,7 +387,7 @@ pub fn describe(
                     Err(_) => None,
                 };
                 match found {
-                    Some((c, _)) => clusters.push(present(tx, ctx, &c, &include)?),
+                    Some((c, _)) => clusters.push(present(tx, &ecs.index, ctx, &c, &include)?),
                     None => failures.push(s::Failure {
                         arn: Some(if ident.starts_with("arn:") {
                             ident.clone()
@@ -452,7 +454,7 @@ fn modify(
             change(tx, &mut cluster)?;
             let name = cluster.cluster_name.clone().unwrap_or_default();
             tx.put(scope(ctx), kind::CLUSTER, &name, Some(version), &cluster)?;
-            present(tx, ctx, &cluster, FULL)
+            present(tx, &ecs.index, ctx, &cluster, FULL)
         })
         .map_err(aws)
 }
@@ -550,7 +552,7 @@ pub fn delete(
             }
             cluster.status = Some("INACTIVE".into());
             tx.put(scope(ctx), kind::CLUSTER, &name, Some(version), &cluster)?;
-            Ok(s::DeleteClusterResponse { cluster: Some(present(tx, ctx, &cluster, FULL)?) })
+            Ok(s::DeleteClusterResponse { cluster: Some(present(tx, &ecs.index, ctx, &cluster, FULL)?) })
         })
         .map_err(aws)
 }

@@ -637,11 +637,6 @@ pub fn deregister(
 
 /// How many container instances of `cluster` are ACTIVE or DRAINING.
 pub fn count_registered(tx: &Tx<'_>, ctx: &RequestContext, cluster: &str) -> Result<i32, Failure> {
-    /// Only the status of a record (the rest is skipped, not decoded).
-    #[derive(serde::Deserialize)]
-    struct Status {
-        status: Option<String>,
-    }
     let mut n = 0usize;
     for r in tx.list(
         scope(ctx),
@@ -650,12 +645,39 @@ pub fn count_registered(tx: &Tx<'_>, ctx: &RequestContext, cluster: &str) -> Res
         None,
         usize::MAX,
     )? {
-        let st: Status = r.decode(kind::CONTAINER_INSTANCE)?;
-        if matches!(st.status.as_deref(), Some("ACTIVE") | Some("DRAINING")) {
+        if is_registered(&r)? {
             n += 1;
         }
     }
     Ok(i32::try_from(n).unwrap_or(i32::MAX))
+}
+
+/// [`count_registered`], from the cluster index when it holds the cluster (it keeps exactly
+/// the ACTIVE and DRAINING instances): DescribeClusters at 10,000 instances decoded every
+/// instance record for this count, about 150 ms.
+pub fn count_registered_indexed(
+    tx: &Tx<'_>,
+    index: &super::cluster_index::ClusterIndex,
+    ctx: &RequestContext,
+    cluster: &str,
+) -> Result<i32, Failure> {
+    match index.registered_count(tx, scope(ctx), cluster)? {
+        Some(n) => Ok(n),
+        None => count_registered(tx, ctx, cluster),
+    }
+}
+
+/// Whether an instance record is ACTIVE or DRAINING (its status decoded, the rest skipped).
+pub(crate) fn is_registered(r: &berth_store::Record) -> Result<bool, Failure> {
+    #[derive(serde::Deserialize)]
+    struct Status {
+        status: Option<String>,
+    }
+    let st: Status = r.decode(kind::CONTAINER_INSTANCE)?;
+    Ok(matches!(
+        st.status.as_deref(),
+        Some("ACTIVE") | Some("DRAINING")
+    ))
 }
 
 #[cfg(test)]
@@ -978,6 +1000,64 @@ pub(crate) mod tests {
                     && a.value.as_deref() == Some("us-east-1b"))
         );
         assert_eq!(again.version, Some(2));
+    }
+
+    #[test]
+    fn registered_count_from_the_index_matches_the_store() {
+        let e = ecs_with_cluster();
+        let c = ctx();
+        // (the store's count, the count DescribeClusters shows, the index's own)
+        let counts = |e: &Ecs| {
+            e.store
+                .read(|tx| -> Result<_, Failure> {
+                    Ok((
+                        count_registered(tx, &c, "web")?,
+                        count_registered_indexed(tx, &e.index, &c, "web")?,
+                        e.index.registered_count(tx, scope(&c), "web")?,
+                    ))
+                })
+                .unwrap()
+        };
+        let plan = |e: &Ecs| {
+            e.store
+                .write(|tx| {
+                    e.index
+                        .with_cluster(tx, scope(&c), "web", c.now.millis(), |_| ())
+                })
+                .unwrap()
+        };
+        let a = register_one(&e, vec![]).container_instance_arn.unwrap();
+        let b = register_one(&e, vec![]).container_instance_arn.unwrap();
+        assert_eq!(
+            counts(&e),
+            (2, 2, None),
+            "never planned on: the store counts"
+        );
+        plan(&e);
+        assert_eq!(counts(&e), (2, 2, Some(2)));
+        register_one(&e, vec![]);
+        assert_eq!(
+            counts(&e),
+            (3, 3, Some(3)),
+            "a new instance, not loaded yet"
+        );
+        update(&e, vec![b.clone()], s::ContainerInstanceStatus::Draining).unwrap();
+        assert_eq!(counts(&e), (3, 3, Some(3)), "DRAINING counts");
+        deregister(
+            &e,
+            &c,
+            s::DeregisterContainerInstanceRequest {
+                cluster: Some("web".into()),
+                container_instance: a,
+                force: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(counts(&e), (2, 2, Some(2)), "deregistered, entry stale");
+        plan(&e);
+        assert_eq!(counts(&e), (2, 2, Some(2)), "reloaded");
+        e.index.disable();
+        assert_eq!(counts(&e), (2, 2, None), "disabled: the store counts");
     }
 
     fn update(
