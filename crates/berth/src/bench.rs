@@ -625,7 +625,7 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64() * 1e3,
     );
     let t = Instant::now();
-    let _: serde_json::Value = admin
+    let described: serde_json::Value = admin
         .call(
             &sim::ecs("DescribeClusters"),
             &serde_json::json!({"clusters": ["bench"]}),
@@ -635,6 +635,23 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
         "DescribeClusters (task counters, registered instances counted)".into(),
         t.elapsed().as_secs_f64() * 1e3,
     );
+    // The counts at this scale must be the fleet's and the run's.
+    let shown = |field: &str| described["clusters"][0][field].as_u64();
+    let expected = [
+        (
+            "registeredContainerInstancesCount",
+            u64::try_from(args.instances).unwrap_or(u64::MAX),
+        ),
+        ("runningTasksCount", placed),
+    ];
+    for (field, want) in expected {
+        if shown(field) != Some(want) {
+            bail!(
+                "DescribeClusters shows {field} {:?}, expected {want}",
+                shown(field)
+            );
+        }
+    }
     drop(server);
     if errors.load(Ordering::Relaxed) > 0 || placed < args.tasks || running < placed {
         bail!(
