@@ -221,7 +221,7 @@ fn present(
     let mut c = stored.clone();
     let name = c.cluster_name.clone().unwrap_or_default();
     let instances = if c.status.as_deref() == Some("ACTIVE") {
-        super::container_instances::count_registered_indexed(tx, index, ctx, &name)?
+        super::container_instances::count_registered(tx, index, ctx, &name)?
     } else {
         0
     };
@@ -534,7 +534,7 @@ pub fn delete(
         .write(|tx| -> Result<s::DeleteClusterResponse, Failure> {
             let (mut cluster, version) = common::active_cluster(tx, ctx, Some(&input.cluster))?;
             let name = cluster.cluster_name.clone().unwrap_or_default();
-            if super::container_instances::count_registered(tx, ctx, &name)? > 0 {
+            if super::container_instances::count_registered(tx, &ecs.index, ctx, &name)? > 0 {
                 return Err(ErrorCode::ClusterContainsContainerInstancesException
                     .with("The Cluster cannot be deleted while Container Instances are active or draining.")
                     .into());
