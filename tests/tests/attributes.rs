@@ -8,8 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use aws_sdk_ecs::types::{
-    Attribute, ClusterField, ContainerInstanceField, ContainerInstanceStatus, Resource, TargetType,
-    VersionInfo,
+    Attribute, ClusterField, Compatibility, ContainerDefinition, ContainerInstanceField,
+    ContainerInstanceStatus, Resource, TargetType, VersionInfo,
 };
 use berth_e2e::{ACCOUNT_ID, BerthServer, REGION, assert_sdk_error, sdk_error_code};
 use serde_json::json;
@@ -194,6 +194,37 @@ async fn register_describe_list_deregister() {
     let second = register(&ecs, "prod", vec![custom("stack", "green")]).await;
 
     // The cluster counts them.
+    let c = ecs
+        .describe_clusters()
+        .clusters("prod")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.clusters()[0].registered_container_instances_count(), 2);
+
+    // A RunTask loads the cluster into the placement index (no agent is connected, so it
+    // places nothing): from here on DescribeClusters and DeleteCluster count from the index.
+    ecs.register_task_definition()
+        .family("counted")
+        .requires_compatibilities(Compatibility::Ec2)
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("app")
+                .image("busybox")
+                .memory(64)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let run = ecs
+        .run_task()
+        .cluster("prod")
+        .task_definition("counted")
+        .send()
+        .await
+        .unwrap();
+    assert!(run.tasks().is_empty(), "{run:?}");
     let c = ecs
         .describe_clusters()
         .clusters("prod")
