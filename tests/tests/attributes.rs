@@ -87,6 +87,17 @@ async fn register(ecs: &aws_sdk_ecs::Client, cluster: &str, attrs: Vec<Attribute
         .to_owned()
 }
 
+/// DescribeClusters' registeredContainerInstancesCount of `cluster`.
+async fn registered_count(ecs: &aws_sdk_ecs::Client, cluster: &str) -> i32 {
+    let c = ecs
+        .describe_clusters()
+        .clusters(cluster)
+        .send()
+        .await
+        .unwrap();
+    c.clusters()[0].registered_container_instances_count()
+}
+
 #[tokio::test]
 async fn register_describe_list_deregister() {
     let berth = BerthServer::start();
@@ -194,13 +205,7 @@ async fn register_describe_list_deregister() {
     let second = register(&ecs, "prod", vec![custom("stack", "green")]).await;
 
     // The cluster counts them.
-    let c = ecs
-        .describe_clusters()
-        .clusters("prod")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(c.clusters()[0].registered_container_instances_count(), 2);
+    assert_eq!(registered_count(&ecs, "prod").await, 2);
 
     // A RunTask loads the cluster into the placement index (no agent is connected, so it
     // places nothing): from here on DescribeClusters and DeleteCluster count from the index.
@@ -225,13 +230,7 @@ async fn register_describe_list_deregister() {
         .await
         .unwrap();
     assert!(run.tasks().is_empty(), "{run:?}");
-    let c = ecs
-        .describe_clusters()
-        .clusters("prod")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(c.clusters()[0].registered_container_instances_count(), 2);
+    assert_eq!(registered_count(&ecs, "prod").await, 2);
 
     // Describe: by ARN and by id; MISSING failures; tags only when included.
     let d = ecs
