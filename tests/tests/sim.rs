@@ -206,6 +206,17 @@ fn bench_placement_runs_end_to_end_at_a_tiny_size() {
         stdout.contains("reported RUNNING by the simulated agents: "),
         "{stdout}"
     );
+    // What a placement cost the server, read from its /proc entry and its health answer.
+    for line in [
+        "server CPU while placing: ",
+        "store writer while placing: held ",
+    ] {
+        let found = stdout.lines().find(|l| l.starts_with(line));
+        assert!(
+            found.is_some_and(|l| l.contains(" µs per placement")),
+            "{line}: {stdout}"
+        );
+    }
 }
 
 #[test]

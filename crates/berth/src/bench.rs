@@ -222,6 +222,19 @@ fn memory(pid: u32) -> Memory {
     }
 }
 
+/// The CPU time `pid` has used so far, all its threads, user and system, in seconds (from
+/// `/proc/<pid>/stat`, whose times are in USER_HZ, 100 a second on Linux); `None` when it
+/// cannot be read.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: the fields follow its last ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime); `rest` starts at field 3.
+    let ticks = |k: usize| fields.get(k - 3)?.parse::<f64>().ok();
+    Some((ticks(14)? + ticks(15)?) / 100.0)
+}
+
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
@@ -397,6 +410,8 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
     let refused = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
+    let cpu0 = cpu_seconds(pid);
+    let writer0 = writer_health(&creds.host).await;
     let t0 = Instant::now();
     let mut clients = Vec::new();
     for _ in 0..args.clients.max(1) {
@@ -486,6 +501,8 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
     let elapsed = t0.elapsed();
     let placed = placed.load(Ordering::Relaxed);
     let placed_memory = memory(pid);
+    let cpu1 = cpu_seconds(pid);
+    let writer1 = writer_health(&creds.host).await;
     latencies.sort_unstable();
     let secs = elapsed.as_secs_f64();
     println!();
@@ -507,6 +524,27 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
     );
     if let Some(e) = &first_error {
         eprintln!("bench: first error: {e}");
+    }
+    // What a placement cost the server while they ran (its state reports and streams
+    // included): its CPU, and the time its store's one writer was held, the serial path.
+    let per_placement = |seconds: f64| seconds * 1e6 / placed.max(1) as f64;
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        println!();
+        println!(
+            "server CPU while placing: {:.2} cores, {:.0} µs per placement",
+            (b - a) / secs,
+            per_placement(b - a)
+        );
+    }
+    if let (Some(a), Some(b)) = (writer0, writer1) {
+        let held = b.held_ms.saturating_sub(a.held_ms) as f64 / 1000.0;
+        println!(
+            "store writer while placing: held {:.0} % of the time, {:.0} µs per placement, {:.1} writes a commit",
+            100.0 * held / secs,
+            per_placement(held),
+            b.writes.saturating_sub(a.writes) as f64
+                / b.commits.saturating_sub(a.commits).max(1) as f64
+        );
     }
 
     // The simulated agents' reports.
