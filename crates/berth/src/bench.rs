@@ -266,6 +266,18 @@ struct WriterHealth {
     commits: u64,
 }
 
+impl WriterHealth {
+    /// From `earlier` to this reading: the seconds the writer was held, and the writes a
+    /// commit carried on average.
+    fn since(&self, earlier: &WriterHealth) -> (f64, f64) {
+        (
+            self.held_ms.saturating_sub(earlier.held_ms) as f64 / 1000.0,
+            self.writes.saturating_sub(earlier.writes) as f64
+                / self.commits.saturating_sub(earlier.commits).max(1) as f64,
+        )
+    }
+}
+
 async fn writer_health(host: &str) -> Option<WriterHealth> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conn = tokio::net::TcpStream::connect(host).await.ok()?;
@@ -465,14 +477,13 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
             let now = placed.load(Ordering::Relaxed);
             let held = writer_health(&creds.host).await;
             let busy = match (last.2, held) {
-                (Some(a), Some(b)) => format!(
-                    "{:.0} % of the time, {:.1} writes a commit",
-                    b.held_ms.saturating_sub(a.held_ms) as f64
-                        / 10.0
-                        / last.0.elapsed().as_secs_f64(),
-                    b.writes.saturating_sub(a.writes) as f64
-                        / b.commits.saturating_sub(a.commits).max(1) as f64
-                ),
+                (Some(a), Some(b)) => {
+                    let (held, per_commit) = b.since(&a);
+                    format!(
+                        "{:.0} % of the time, {per_commit:.1} writes a commit",
+                        100.0 * held / last.0.elapsed().as_secs_f64()
+                    )
+                }
                 _ => "?".into(),
             };
             let m = memory(pid);
@@ -537,13 +548,11 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
         );
     }
     if let (Some(a), Some(b)) = (writer0, writer1) {
-        let held = b.held_ms.saturating_sub(a.held_ms) as f64 / 1000.0;
+        let (held, per_commit) = b.since(&a);
         println!(
-            "store writer while placing: held {:.0} % of the time, {:.0} µs per placement, {:.1} writes a commit",
+            "store writer while placing: held {:.0} % of the time, {:.0} µs per placement, {per_commit:.1} writes a commit",
             100.0 * held / secs,
             per_placement(held),
-            b.writes.saturating_sub(a.writes) as f64
-                / b.commits.saturating_sub(a.commits).max(1) as f64
         );
     }
 
