@@ -239,4 +239,16 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX trail_events_by_time ON trail_events (account, region, event_time_ms, seq);
     CREATE INDEX trail_events_by_age ON trail_events (event_time_ms);",
     ),
+    (
+        11,
+        // The hot state's log (`hot.rs`): each group commit that changed the records of the
+        // kinds held in memory, a counter or a host entry appends one row with those changes,
+        // in its own transaction; the tables catch up later and the rows they hold are then
+        // deleted (the last one stays: readers find the state's group in it). Opening the
+        // store replays what is left into the tables and empties the log.
+        "CREATE TABLE hot_log (
+        group_no INTEGER PRIMARY KEY,
+        ops BLOB NOT NULL
+    );",
+    ),
 ];

@@ -10,15 +10,17 @@
 //! writes with it. Under load one commit (its WAL pages, its B-tree pages written once) serves
 //! dozens of calls; alone, a write commits at once as it always did.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use crate::hot::{self, Body, Dirty, HotEntry, HotRecord, HotState, HotWork, Op};
 use crate::migrations::MIGRATIONS;
 use crate::{
     AccessKey, Change, HostEntry, LogEvent, LogRange, LogStreams, Record, Scope, StoreError,
@@ -63,7 +65,102 @@ pub struct Store {
     /// commit and again once committed: a lookup caches what it read only if no such write
     /// began meanwhile.
     access_keys_generation: AtomicU64,
+    /// The committed hot states readers pick from, when the store holds kinds in memory
+    /// (see [`crate::hot`]).
+    hot: Option<Published>,
 }
+
+/// The hot states of the last groups committed, oldest first: a reader takes the one of the
+/// group its SQLite snapshot sees (the `hot_log`'s last row), so that what it reads in
+/// memory and in the tables is the state of one commit.
+struct Published {
+    states: Mutex<VecDeque<Arc<HotState>>>,
+    /// Signalled when a state is published (a reader whose snapshot saw a group committed
+    /// a moment ago waits for its state).
+    more: Condvar,
+}
+
+/// Hot states kept for readers: a reader looks its state up right after its snapshot is
+/// fixed, while the writer publishes a group at most every few hundred microseconds.
+const PUBLISHED_KEPT: usize = 16;
+
+/// How long a reader waits for the state of a group its snapshot saw committed (published
+/// by the committing writer right after its COMMIT returned).
+const PUBLISH_WAIT: Duration = Duration::from_secs(10);
+
+impl Published {
+    fn publish(&self, state: Arc<HotState>) {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        if states.len() >= PUBLISHED_KEPT {
+            states.pop_front();
+        }
+        states.push_back(state);
+        drop(states);
+        self.more.notify_all();
+    }
+
+    /// The state as of `group`; `None` if it is no longer kept (the reader starts over).
+    fn at(&self, group: i64) -> Result<Option<Arc<HotState>>, StoreError> {
+        let deadline = Instant::now() + PUBLISH_WAIT;
+        let mut states = lock(&self.states)?;
+        loop {
+            if let Some(s) = states.iter().rev().find(|s| s.group == group) {
+                return Ok(Some(s.clone()));
+            }
+            let newest = states.back().map_or(i64::MIN, |s| s.group);
+            if newest > group {
+                return Ok(None);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Commit(format!(
+                    "the hot state of group {group} was never published"
+                )));
+            }
+            states = self
+                .more
+                .wait_timeout(states, left)
+                .map_err(|_| StoreError::Poisoned)?
+                .0;
+        }
+    }
+}
+
+/// The writer's side of the hot state.
+struct WriterHot {
+    /// The last committed state.
+    committed: Arc<HotState>,
+    /// The open group's state and ops (`None` between groups).
+    work: Option<HotWork>,
+    /// The open write's savepoint: the group's state and op count before it.
+    saved: Option<(HotState, usize)>,
+    /// Keys changed since the last fold began (what the tables lack).
+    dirty: BTreeSet<Dirty>,
+    /// The fold under way, if any.
+    fold: Option<Fold>,
+    last_fold: Instant,
+    /// When a fold starts and how much it writes a step ([`FOLD_DIRTY_KEYS`],
+    /// [`FOLD_EVERY`], [`FOLD_CHUNK`]; smaller in tests).
+    fold_keys: usize,
+    fold_every: Duration,
+    fold_chunk: usize,
+}
+
+/// Bringing the tables up to a group's state: the keys left to write, and the group whose
+/// log rows (and those before it) are no longer needed once they are written. Each key is
+/// written at its latest value (the group's or a later one, which the log also holds).
+struct Fold {
+    pending: BTreeSet<Dirty>,
+    upto: i64,
+}
+
+/// A fold starts when this many keys changed since the last one...
+const FOLD_DIRTY_KEYS: usize = 50_000;
+/// ...or this long after the last one began, if any did.
+const FOLD_EVERY: Duration = Duration::from_secs(5);
+/// Keys a fold writes after each commit at least (and twice as many as the group changed,
+/// so that it outpaces the changes).
+const FOLD_CHUNK: usize = 256;
 
 /// How long a cached access key is trusted without a read: what another process (not this
 /// store's writes, which empty the cache) changed in the file shows within it.
@@ -141,6 +238,8 @@ impl Drop for Checkpointer {
 struct Writer {
     conn: Connection,
     group: Option<Group>,
+    /// The hot state's writer side, when the store holds kinds in memory.
+    hot: Option<WriterHot>,
 }
 
 /// Writes done in the open transaction, waiting for its commit.
@@ -172,6 +271,8 @@ type Effect = Box<dyn FnOnce() + Send>;
 /// together or not at all.
 pub struct Tx<'c> {
     conn: &'c Connection,
+    /// The hot state this transaction sees (and, writing, changes).
+    hot: HotTx<'c>,
     watched: Option<Arc<[String]>>,
     changes: Vec<Change>,
     effects: Vec<Effect>,
@@ -182,6 +283,16 @@ pub struct Tx<'c> {
     hosts_written: Vec<(String, i64)>,
     /// This write changed access keys.
     access_keys_changed: bool,
+}
+
+/// The hot state as a transaction sees it.
+enum HotTx<'c> {
+    /// The store holds nothing in memory.
+    Off,
+    /// A reader's state, of the group its snapshot sees.
+    Read(Arc<HotState>),
+    /// The writer's group in progress.
+    Write(&'c mut HotWork),
 }
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
@@ -270,8 +381,114 @@ impl Holding<'_> {
                 opened: Instant::now(),
                 members: Vec::new(),
             });
+            if let Some(h) = self.w.hot.as_mut() {
+                h.work = Some(HotWork {
+                    state: (*h.committed).clone(),
+                    ops: Vec::new(),
+                });
+            }
         }
         Ok(())
+    }
+
+    /// Notes the hot state at the start of a write (its savepoint).
+    fn save_hot(&mut self) {
+        if let Some(h) = self.w.hot.as_mut() {
+            h.saved = h.work.as_ref().map(|w| (w.state.clone(), w.ops.len()));
+        }
+    }
+
+    /// Appends the open group's hot ops to the log (in its transaction); the group's state
+    /// and the number of keys it changed, if it changed any.
+    fn log_hot(&mut self) -> Result<Option<(HotState, Vec<Op>)>, StoreError> {
+        let Some(h) = self.w.hot.as_mut() else {
+            return Ok(None);
+        };
+        h.saved = None;
+        let Some(mut work) = h.work.take().filter(|w| !w.ops.is_empty()) else {
+            return Ok(None);
+        };
+        work.state.group = h.committed.group + 1;
+        self.w
+            .conn
+            .prepare_cached("INSERT INTO hot_log (group_no, ops) VALUES (?1, ?2)")?
+            .execute(params![work.state.group, hot::encode_ops(&work.ops)])?;
+        Ok(Some((work.state, work.ops)))
+    }
+
+    /// Makes a committed group's hot state the one later groups and readers start from.
+    fn publish_hot(&mut self, state: HotState, ops: &[Op]) {
+        let Some(h) = self.w.hot.as_mut() else {
+            return;
+        };
+        let state = Arc::new(state);
+        h.committed = state.clone();
+        h.dirty.extend(ops.iter().filter_map(Op::dirty));
+        if let Some(p) = &self.store.hot {
+            p.publish(state);
+        }
+    }
+
+    /// Brings the tables closer to the hot state, between two groups: starts a fold when
+    /// enough changed, then writes the next keys of the fold under way (about twice as many
+    /// as the group that just committed changed) in a transaction of their own. Once a fold
+    /// wrote its last key, the log rows it covers are deleted. A failed step is retried
+    /// after the next commit; the log keeps everything meanwhile.
+    fn fold_hot(&mut self, changed: usize) {
+        let w = &mut *self.w;
+        let Some(h) = w.hot.as_mut() else {
+            return;
+        };
+        if h.fold.is_none() {
+            let due = h.dirty.len() >= h.fold_keys
+                || (!h.dirty.is_empty() && h.last_fold.elapsed() >= h.fold_every);
+            if !due {
+                return;
+            }
+            h.fold = Some(Fold {
+                pending: std::mem::take(&mut h.dirty),
+                upto: h.committed.group,
+            });
+            h.last_fold = Instant::now();
+        }
+        let Some(fold) = h.fold.as_mut() else {
+            return;
+        };
+        let n = h.fold_chunk.max(changed.saturating_mul(2));
+        let mut keys = Vec::with_capacity(n.min(fold.pending.len()));
+        while keys.len() < n {
+            match fold.pending.pop_first() {
+                Some(k) => keys.push(k),
+                None => break,
+            }
+        }
+        let last = fold.pending.is_empty();
+        let upto = fold.upto;
+        let written = (|| -> Result<(), StoreError> {
+            control(&w.conn, "BEGIN IMMEDIATE")?;
+            for k in &keys {
+                write_back(&w.conn, &h.committed, k)?;
+            }
+            if last {
+                w.conn
+                    .prepare_cached("DELETE FROM hot_log WHERE group_no < ?1")?
+                    .execute(params![upto])?;
+            }
+            control(&w.conn, "COMMIT")?;
+            Ok(())
+        })();
+        match written {
+            Ok(()) if last => h.fold = None,
+            Ok(()) => {}
+            Err(_) => {
+                if !w.conn.is_autocommit() {
+                    let _ = w.conn.execute_batch("ROLLBACK");
+                }
+                if let Some(f) = h.fold.as_mut() {
+                    f.pending.extend(keys);
+                }
+            }
+        }
     }
 
     /// Commits the open group (or, if the commit fails, rolls it back and tells its members
@@ -280,8 +497,19 @@ impl Holding<'_> {
         let Some(g) = self.w.group.take() else {
             return;
         };
-        let outcome = match control(&self.w.conn, "COMMIT") {
-            Ok(()) => {
+        let committed = match self.log_hot() {
+            Ok(hot) => control(&self.w.conn, "COMMIT")
+                .map(|()| hot)
+                .map_err(StoreError::from),
+            Err(e) => Err(e),
+        };
+        let outcome = match committed {
+            Ok(hot) => {
+                let changed = hot.as_ref().map_or(0, |(_, ops)| ops.len());
+                if let Some((state, ops)) = hot {
+                    self.publish_hot(state, &ops);
+                }
+                self.fold_hot(changed);
                 if !g.members.is_empty() {
                     self.store.commits.fetch_add(1, Ordering::Relaxed);
                 }
@@ -325,6 +553,10 @@ impl Holding<'_> {
 
     /// The open transaction was lost (SQLite rolled it back): its members fail.
     fn lost(&mut self, why: &str) {
+        if let Some(h) = self.w.hot.as_mut() {
+            h.work = None;
+            h.saved = None;
+        }
         if let Some(g) = self.w.group.take() {
             self.reset_observer();
             self.outcomes
@@ -372,6 +604,14 @@ impl Holding<'_> {
         {
             let _ = self.w.conn.execute_batch("ROLLBACK");
             self.lost("the transaction was rolled back by a failed write");
+            return;
+        }
+        if let Some(h) = self.w.hot.as_mut()
+            && let Some((state, ops)) = h.saved.take()
+            && let Some(work) = h.work.as_mut()
+        {
+            work.state = state;
+            work.ops.truncate(ops);
         }
     }
 }
@@ -409,11 +649,28 @@ impl Store {
         readers: Vec<Mutex<Connection>>,
         checkpointer: Option<Checkpointer>,
         restart_wal: Arc<AtomicBool>,
+        hot: Option<HotState>,
     ) -> Store {
+        let hot = hot.map(Arc::new);
         Store {
+            hot: hot.as_ref().map(|state| Published {
+                states: Mutex::new(VecDeque::from([state.clone()])),
+                more: Condvar::new(),
+            }),
             writer: Mutex::new(Writer {
                 conn: writer,
                 group: None,
+                hot: hot.map(|committed| WriterHot {
+                    committed,
+                    work: None,
+                    saved: None,
+                    dirty: BTreeSet::new(),
+                    fold: None,
+                    last_fold: Instant::now(),
+                    fold_keys: FOLD_DIRTY_KEYS,
+                    fold_every: FOLD_EVERY,
+                    fold_chunk: FOLD_CHUNK,
+                }),
             }),
             waiting: AtomicUsize::new(0),
             readers,
@@ -433,8 +690,23 @@ impl Store {
 
     /// Opens (creating if needed) the store in the SQLite file `path` and migrates it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_holding(path, None)
+    }
+
+    /// [`Store::open`], holding the records of `kinds`, every counter and every host entry
+    /// in memory (see [`crate::hot`]): reads of them touch no table, and a write's changes
+    /// to them are one log row a group. Opening replays the log into the tables, then loads
+    /// them. One process may use the file at a time: another writer's changes to these
+    /// records would not be seen.
+    pub fn open_holding_in_memory(path: &Path, kinds: &[&str]) -> Result<Store, StoreError> {
+        Store::open_holding(path, Some(kinds))
+    }
+
+    fn open_holding(path: &Path, kinds: Option<&[&str]>) -> Result<Store, StoreError> {
         let mut writer = open_connection(path)?;
         migrate(&mut writer)?;
+        replay_hot_log(&writer)?;
+        let hot = kinds.map(|k| load_hot(&writer, k)).transpose()?;
         // The checkpointer copies the WAL back, not the commits (see [`Checkpointer`]).
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
         // A restarted WAL keeps its file (no truncation and growth again), up to this size.
@@ -448,11 +720,22 @@ impl Store {
             readers,
             Some(Checkpointer::start(path, restart_wal.clone())?),
             restart_wal,
+            hot,
         ))
     }
 
     /// An in-memory store for unit tests (a shared-cache database private to this store).
     pub fn open_in_memory() -> Result<Store, StoreError> {
+        Store::open_in_memory_holding(None)
+    }
+
+    /// [`Store::open_in_memory`] holding `kinds` in memory, as
+    /// [`Store::open_holding_in_memory`] does.
+    pub fn open_in_memory_holding_in_memory(kinds: &[&str]) -> Result<Store, StoreError> {
+        Store::open_in_memory_holding(Some(kinds))
+    }
+
+    fn open_in_memory_holding(kinds: Option<&[&str]>) -> Result<Store, StoreError> {
         let name = format!(
             "file:berth-mem-{}?mode=memory&cache=shared",
             std::time::SystemTime::now()
@@ -475,8 +758,10 @@ impl Store {
         };
         let mut writer = open()?;
         migrate(&mut writer)?;
+        replay_hot_log(&writer)?;
+        let hot = kinds.map(|k| load_hot(&writer, k)).transpose()?;
         // Shared-cache memory databases lock at table level; one connection serves all.
-        Ok(Store::new(writer, Vec::new(), None, Arc::default()))
+        Ok(Store::new(writer, Vec::new(), None, Arc::default(), hot))
     }
 
     fn hold(&self, observer: Option<Observer>) -> Holding<'_> {
@@ -529,11 +814,11 @@ impl Store {
                     let observer = self.observer_now()?;
                     let mut h = self.hold(observer);
                     h.commit();
-                    return read_on(&h.w.conn, f);
+                    return read_on(&h.w.conn, self.hot.as_ref(), f);
                 }
             },
         };
-        read_on(&guard, f)
+        read_on(&guard, self.hot.as_ref(), f)
     }
 
     /// Writes committed and commits made since the store was opened.
@@ -608,6 +893,25 @@ impl Store {
         Ok(n)
     }
 
+    /// Folds the hot state into the tables after every commit, a key a step (tests).
+    #[cfg(test)]
+    pub(crate) fn fold_eagerly(&self) {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = w.hot.as_mut() {
+            h.fold_keys = 1;
+            h.fold_chunk = 1;
+        }
+    }
+
+    /// The log rows not yet folded into the tables (tests).
+    #[cfg(test)]
+    pub(crate) fn hot_log_rows(&self) -> i64 {
+        let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        w.conn
+            .query_row("SELECT count(*) FROM hot_log", [], |r| r.get(0))
+            .unwrap_or(-1)
+    }
+
     /// How many times the writer started the WAL over (see [`Checkpointer`]).
     pub fn wal_restarts(&self) -> u64 {
         self.wal_restarts.load(Ordering::Relaxed)
@@ -648,9 +952,16 @@ impl Store {
             return Err(StoreError::from(e).into());
         }
         h.in_write = true;
+        h.save_hot();
+        let watched = h.observer.as_ref().map(|o| o.kinds.clone());
+        let w = &mut *h.w;
         let mut tx = Tx {
-            conn: &h.w.conn,
-            watched: h.observer.as_ref().map(|o| o.kinds.clone()),
+            conn: &w.conn,
+            hot: match w.hot.as_mut().and_then(|h| h.work.as_mut()) {
+                Some(work) => HotTx::Write(work),
+                None => HotTx::Off,
+            },
+            watched,
             changes: Vec::new(),
             effects: Vec::new(),
             host_sequence: None,
@@ -811,18 +1122,40 @@ impl Store {
     }
 }
 
-/// Runs `f` in a deferred (snapshot) transaction on `conn`.
+/// Runs `f` in a deferred (snapshot) transaction on `conn`, with the hot state of the same
+/// commit if the store holds one.
 fn read_on<T, E: From<StoreError>>(
     conn: &Connection,
+    published: Option<&Published>,
     f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
 ) -> Result<T, E> {
     // A panic in an earlier read may have left its transaction open.
     if !conn.is_autocommit() {
         conn.execute_batch("ROLLBACK").map_err(StoreError::from)?;
     }
-    control(conn, "BEGIN DEFERRED").map_err(StoreError::from)?;
+    let hot = loop {
+        control(conn, "BEGIN DEFERRED").map_err(StoreError::from)?;
+        let Some(p) = published else {
+            break HotTx::Off;
+        };
+        // Fixes the snapshot, and names the last group it holds.
+        let group: i64 = conn
+            .prepare_cached("SELECT coalesce(max(group_no), 0) FROM hot_log")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(StoreError::from)?;
+        match p.at(group) {
+            Ok(Some(state)) => break HotTx::Read(state),
+            // Groups moved on past the states kept: a newer snapshot.
+            Ok(None) => control(conn, "ROLLBACK").map_err(StoreError::from)?,
+            Err(e) => {
+                let _ = control(conn, "ROLLBACK");
+                return Err(e.into());
+            }
+        }
+    };
     let tx = Tx {
         conn,
+        hot,
         watched: None,
         changes: Vec::new(),
         effects: Vec::new(),
@@ -896,6 +1229,238 @@ fn host_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostEntry> {
     })
 }
 
+/// A host entry held in memory, as [`Tx::host_entries`] returns it.
+fn hot_host_entry(key: &hot::Key, e: &Arc<HotEntry>) -> HostEntry {
+    HostEntry {
+        task: hot::split::<2>(key).map_or("", |[_, t]| t).to_string(),
+        seq: e.seq,
+        body: e.body.to_string(),
+    }
+}
+
+/// `host`'s entries held in memory, in task order.
+fn hot_entries_of<'s>(
+    state: &'s HotState,
+    host: &str,
+) -> impl Iterator<Item = (&'s hot::Key, &'s Arc<HotEntry>)> + 's {
+    let start = hot::key(&[host, ""]);
+    let end = prefix_end(&start).unwrap_or_default();
+    let range: Vec<_> = state
+        .host_entries
+        .range::<_, str>((
+            Bound::Included(start.as_str()),
+            Bound::Excluded(end.as_str()),
+        ))
+        .collect();
+    range.into_iter()
+}
+
+/// Writes a key's value in `state` (or its absence) to its table: a fold's step.
+fn write_back(conn: &Connection, state: &HotState, key: &Dirty) -> Result<(), StoreError> {
+    match key {
+        Dirty::Record(kind, k) => {
+            let record = state.kind(kind).and_then(|m| m.get(&**k)).cloned();
+            write_record(conn, kind, k, record.as_deref())
+        }
+        Dirty::Sequence(k) => write_sequence(conn, k, state.sequences.get(&**k).copied()),
+        Dirty::HostEntry(k) => {
+            write_host_entry(conn, k, state.host_entries.get(&**k).map(|e| &**e))
+        }
+    }
+}
+
+fn bad_key(k: &str) -> StoreError {
+    StoreError::Decode {
+        kind: "hot key".into(),
+        id: k.replace('\0', "/"),
+        reason: "the key does not have the fields of its map".into(),
+    }
+}
+
+fn write_record(
+    conn: &Connection,
+    kind: &str,
+    key: &str,
+    record: Option<&HotRecord>,
+) -> Result<(), StoreError> {
+    let [account, region, id] = hot::split::<3>(key).ok_or_else(|| bad_key(key))?;
+    match record {
+        Some(r) => conn
+            .prepare_cached(
+                "INSERT INTO records (account, region, kind, id, version, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (account, region, kind, id) DO UPDATE SET version = excluded.version, body = excluded.body",
+            )?
+            .execute(params![account, region, kind, id, r.version, &r.body])?,
+        None => conn
+            .prepare_cached(
+                "DELETE FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id = ?4",
+            )?
+            .execute(params![account, region, kind, id])?,
+    };
+    Ok(())
+}
+
+fn write_sequence(conn: &Connection, key: &str, value: Option<i64>) -> Result<(), StoreError> {
+    let [account, region, name] = hot::split::<3>(key).ok_or_else(|| bad_key(key))?;
+    match value {
+        Some(v) => conn
+            .prepare_cached(
+                "INSERT INTO sequences (account, region, name, value) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (account, region, name) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![account, region, name, v])?,
+        None => conn
+            .prepare_cached(
+                "DELETE FROM sequences WHERE account = ?1 AND region = ?2 AND name = ?3",
+            )?
+            .execute(params![account, region, name])?,
+    };
+    Ok(())
+}
+
+fn write_host_entry(
+    conn: &Connection,
+    key: &str,
+    entry: Option<&HotEntry>,
+) -> Result<(), StoreError> {
+    let [host, task] = hot::split::<2>(key).ok_or_else(|| bad_key(key))?;
+    match entry {
+        Some(e) => conn
+            .prepare_cached(
+                "INSERT INTO host_entries (host, task, seq, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (host, task) DO UPDATE SET seq = excluded.seq, body = excluded.body",
+            )?
+            .execute(params![host, task, e.seq, &*e.body])?,
+        None => conn
+            .prepare_cached("DELETE FROM host_entries WHERE host = ?1 AND task = ?2")?
+            .execute(params![host, task])?,
+    };
+    Ok(())
+}
+
+/// Removes an account's records of `kinds`, counters and host entries from the tables (a
+/// wipe replayed).
+fn wipe_tables(conn: &Connection, account: &str, kinds: &[Arc<str>]) -> Result<(), StoreError> {
+    for kind in kinds {
+        conn.prepare_cached("DELETE FROM records WHERE account = ?1 AND kind = ?2")?
+            .execute(params![account, &**kind])?;
+    }
+    conn.execute("DELETE FROM sequences WHERE account = ?1", params![account])?;
+    // Host entries name their task `{account}|{region}|...` ('}' follows '|').
+    conn.execute(
+        "DELETE FROM host_entries WHERE task >= ?1 || '|' AND task < ?1 || '}'",
+        params![account],
+    )?;
+    Ok(())
+}
+
+/// Replays the hot state's log into the tables and empties it, in one transaction: at every
+/// open, so that the tables are whole whether or not this process holds kinds in memory
+/// (the rows a process that held them left are its changes the tables lack).
+fn replay_hot_log(conn: &Connection) -> Result<(), StoreError> {
+    let any: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM hot_log)", [], |r| r.get(0))?;
+    if !any {
+        return Ok(());
+    }
+    control(conn, "BEGIN IMMEDIATE")?;
+    let replayed = (|| -> Result<(), StoreError> {
+        {
+            let mut rows = conn.prepare("SELECT ops FROM hot_log ORDER BY group_no")?;
+            let mut rows = rows.query([])?;
+            while let Some(row) = rows.next()? {
+                let ops =
+                    hot::decode_ops(row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?)?;
+                for op in &ops {
+                    match op {
+                        Op::Record { kind, key, value } => {
+                            write_record(conn, kind, key, value.as_deref())?
+                        }
+                        Op::Sequence { key, value } => write_sequence(conn, key, Some(*value))?,
+                        Op::HostEntry { key, value } => {
+                            write_host_entry(conn, key, value.as_deref())?
+                        }
+                        Op::Wipe { account, kinds } => wipe_tables(conn, account, kinds)?,
+                    }
+                }
+            }
+        }
+        conn.execute("DELETE FROM hot_log", [])?;
+        Ok(())
+    })();
+    match replayed {
+        Ok(()) => Ok(control(conn, "COMMIT")?),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Loads the hot state: the records of `kinds`, every counter and every host entry (after
+/// [`replay_hot_log`], at group 0).
+fn load_hot(conn: &Connection, kinds: &[&str]) -> Result<HotState, StoreError> {
+    control(conn, "BEGIN DEFERRED")?;
+    let loaded = (|| -> Result<HotState, StoreError> {
+        let mut state = HotState::new(kinds);
+        for (kind, map) in &mut state.kinds {
+            let mut stmt = conn.prepare(
+                "SELECT account, region, id, version, body FROM records WHERE kind = ?1",
+            )?;
+            let mut rows = stmt.query(params![&**kind])?;
+            while let Some(row) = rows.next()? {
+                let key = hot::key(&[
+                    row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?,
+                    row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?,
+                    row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?,
+                ]);
+                let record = HotRecord {
+                    version: row.get(3)?,
+                    body: Body::from_sql(row.get_ref(4)?)?,
+                };
+                map.insert(key.into(), Arc::new(record));
+            }
+        }
+        let mut stmt = conn.prepare("SELECT account, region, name, value FROM sequences")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let key = hot::key(&[
+                row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?,
+                row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?,
+                row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?,
+            ]);
+            state.sequences.insert(key.into(), row.get(3)?);
+        }
+        let mut stmt = conn.prepare("SELECT host, task, seq, body FROM host_entries")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let key = hot::key(&[
+                row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?,
+                row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?,
+            ]);
+            let entry = HotEntry {
+                seq: row.get(2)?,
+                body: row
+                    .get_ref(3)?
+                    .as_str()
+                    .map_err(rusqlite::Error::from)?
+                    .into(),
+            };
+            state.host_entries.insert(key.into(), Arc::new(entry));
+        }
+        Ok(state)
+    })();
+    match loaded {
+        Ok(state) => {
+            control(conn, "COMMIT")?;
+            Ok(state)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
 /// The smallest string greater than every string starting with `prefix`, for range scans.
 fn prefix_end(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
@@ -915,6 +1480,38 @@ impl Tx<'_> {
     /// write-through caches.
     pub fn after_commit(&mut self, f: impl FnOnce() + Send + 'static) {
         self.effects.push(Box::new(f));
+    }
+
+    /// The hot state this transaction sees, if the store holds one.
+    fn hot(&self) -> Option<&HotState> {
+        match &self.hot {
+            HotTx::Off => None,
+            HotTx::Read(s) => Some(s),
+            HotTx::Write(w) => Some(&w.state),
+        }
+    }
+
+    /// The records of `kind` in memory, if it is a hot kind.
+    fn hot_kind(&self, kind: &str) -> Option<&hot::KindMap> {
+        self.hot()?.kind(kind)
+    }
+
+    /// The writer's hot state, if the store holds one.
+    fn hot_work(&mut self) -> Option<&mut HotWork> {
+        match &mut self.hot {
+            HotTx::Write(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    /// Writes (or with `None` deletes) a record of the hot `kind` in the group's state.
+    fn put_hot(&mut self, kind: &str, scope: Scope<'_>, id: &str, value: Option<HotRecord>) {
+        if let Some(w) = self.hot_work()
+            && let Some(name) = w.state.kind_name(kind)
+        {
+            let key = hot::key(&[scope.account, scope.region, id]);
+            w.record(name, key.into(), value.map(Arc::new));
+        }
     }
 
     fn changed(&mut self, scope: Scope<'_>, kind: &str, id: &str, version: Option<i64>) {
@@ -940,6 +1537,10 @@ impl Tx<'_> {
         kind: &str,
         id: &str,
     ) -> Result<Option<i64>, StoreError> {
+        if let Some(m) = self.hot_kind(kind) {
+            let key = hot::key(&[scope.account, scope.region, id]);
+            return Ok(m.get(key.as_str()).map(|r| r.version));
+        }
         Ok(self
             .conn
             .prepare_cached("SELECT version FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id = ?4")?
@@ -954,6 +1555,19 @@ impl Tx<'_> {
         kind: &str,
         id: &str,
     ) -> Result<Option<Record>, StoreError> {
+        if let Some(m) = self.hot_kind(kind) {
+            let key = hot::key(&[scope.account, scope.region, id]);
+            return m
+                .get(key.as_str())
+                .map(|r| {
+                    Ok(Record {
+                        id: id.to_string(),
+                        version: r.version,
+                        body: r.body.json(kind, id)?,
+                    })
+                })
+                .transpose();
+        }
         Ok(self
             .conn
             .prepare_cached("SELECT version, body FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id = ?4")?
@@ -1035,6 +1649,37 @@ impl Tx<'_> {
         backwards: bool,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
+        if let Some(m) = self.hot_kind(kind) {
+            let start = hot::key(&[scope.account, scope.region, lower]);
+            let end = match &upper {
+                Some(u) => hot::key(&[scope.account, scope.region, u]),
+                None => {
+                    prefix_end(&hot::key(&[scope.account, scope.region, ""])).unwrap_or_default()
+                }
+            };
+            let lo = if strict {
+                Bound::Excluded(start.as_str())
+            } else {
+                Bound::Included(start.as_str())
+            };
+            if start >= end {
+                return Ok(Vec::new());
+            }
+            let range = m.range::<_, str>((lo, Bound::Excluded(end.as_str())));
+            let record = |(k, r): (&hot::Key, &Arc<HotRecord>)| -> Result<Record, StoreError> {
+                let id = hot::split::<3>(k).map_or("", |[_, _, id]| id);
+                Ok(Record {
+                    id: id.to_string(),
+                    version: r.version,
+                    body: r.body.json(kind, id)?,
+                })
+            };
+            return if backwards {
+                range.rev().take(limit).map(record).collect()
+            } else {
+                range.take(limit).map(record).collect()
+            };
+        }
         // A statement per shape: with `?5 IS NULL OR id < ?5` SQLite would not bound the index
         // range above (and a backwards read would start at the kind's last record).
         let sql = format!(
@@ -1071,6 +1716,24 @@ impl Tx<'_> {
 
     /// `host`'s entries whose task starts with `prefix`, in task order.
     pub fn host_entries(&self, host: &str, prefix: &str) -> Result<Vec<HostEntry>, StoreError> {
+        if let Some(h) = self.hot() {
+            let start = hot::key(&[host, prefix]);
+            let end = match prefix_end(prefix) {
+                Some(e) => hot::key(&[host, &e]),
+                None => prefix_end(&hot::key(&[host, ""])).unwrap_or_default(),
+            };
+            if start >= end {
+                return Ok(Vec::new());
+            }
+            return Ok(h
+                .host_entries
+                .range::<_, str>((
+                    Bound::Included(start.as_str()),
+                    Bound::Excluded(end.as_str()),
+                ))
+                .map(|(k, e)| hot_host_entry(k, e))
+                .collect());
+        }
         let upper = prefix_end(prefix);
         let mut stmt = self.conn.prepare_cached(
             "SELECT task, seq, body FROM host_entries WHERE host = ?1 AND task >= ?2 AND (?3 IS NULL OR task < ?3) ORDER BY task",
@@ -1083,6 +1746,12 @@ impl Tx<'_> {
     /// one of its entries is filed (each takes [`Tx::next_host_sequence`]), so an agent that
     /// saw a host at sequence `s` has seen everything filed for it unless this is past `s`.
     pub fn host_sequence(&self, host: &str) -> Result<i64, StoreError> {
+        if let Some(h) = self.hot() {
+            return Ok(hot_entries_of(h, host)
+                .map(|(_, e)| e.seq)
+                .max()
+                .unwrap_or(0));
+        }
         Ok(self
             .conn
             .prepare_cached("SELECT coalesce(max(seq), 0) FROM host_entries WHERE host = ?1")?
@@ -1093,6 +1762,14 @@ impl Tx<'_> {
     /// from the host's entries, which lie together: a container instance holds tens of
     /// tasks; the managed host, which holds every Fargate task, asks for its whole set).
     pub fn host_entries_since(&self, host: &str, since: i64) -> Result<Vec<HostEntry>, StoreError> {
+        if let Some(h) = self.hot() {
+            let mut entries: Vec<HostEntry> = hot_entries_of(h, host)
+                .filter(|(_, e)| e.seq > since)
+                .map(|(k, e)| hot_host_entry(k, e))
+                .collect();
+            entries.sort_by_key(|e| e.seq);
+            return Ok(entries);
+        }
         let mut stmt = self.conn.prepare_cached(
             "SELECT task, seq, body FROM host_entries WHERE host = ?1 AND seq > ?2 ORDER BY seq",
         )?;
@@ -1102,6 +1779,10 @@ impl Tx<'_> {
 
     /// How many records of `kind` start with `prefix`.
     pub fn count(&self, scope: Scope<'_>, kind: &str, prefix: &str) -> Result<i64, StoreError> {
+        if self.hot_kind(kind).is_some() {
+            let n = self.list(scope, kind, prefix, None, usize::MAX)?.len();
+            return Ok(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         let upper = prefix_end(prefix);
         Ok(self.conn.prepare_cached(
             "SELECT COUNT(*) FROM records WHERE account = ?1 AND region = ?2 AND kind = ?3 AND id >= ?4 AND (?5 IS NULL OR id < ?5)",
@@ -1119,6 +1800,18 @@ impl Tx<'_> {
         id: &str,
         value: &T,
     ) -> Result<i64, StoreError> {
+        if self.hot_kind(kind).is_some() {
+            if self.version(scope, kind, id)?.is_some() {
+                return Err(StoreError::AlreadyExists {
+                    kind: kind.into(),
+                    id: id.into(),
+                });
+            }
+            let body = Body::of_json(&encode(kind, id, value)?);
+            self.put_hot(kind, scope, id, Some(HotRecord { version: 1, body }));
+            self.changed(scope, kind, id, Some(1));
+            return Ok(1);
+        }
         let body = stored(&encode(kind, id, value)?);
         let n = self.conn.prepare_cached(
             "INSERT INTO records (account, region, kind, id, version, body) VALUES (?1, ?2, ?3, ?4, 1, ?5) ON CONFLICT DO NOTHING",
@@ -1145,6 +1838,23 @@ impl Tx<'_> {
         expected: Option<i64>,
         value: &T,
     ) -> Result<i64, StoreError> {
+        if self.hot_kind(kind).is_some() {
+            let current = self.version(scope, kind, id)?;
+            if let Some(v) = expected
+                && current != Some(v)
+            {
+                return Err(StoreError::Conflict {
+                    kind: kind.into(),
+                    id: id.into(),
+                    expected: v,
+                });
+            }
+            let version = current.map_or(1, |c| c + 1);
+            let body = Body::of_json(&encode(kind, id, value)?);
+            self.put_hot(kind, scope, id, Some(HotRecord { version, body }));
+            self.changed(scope, kind, id, Some(version));
+            return Ok(version);
+        }
         let body = stored(&encode(kind, id, value)?);
         match expected {
             Some(v) => {
@@ -1177,6 +1887,14 @@ impl Tx<'_> {
 
     /// Deletes `kind/id`; true if it existed.
     pub fn delete(&mut self, scope: Scope<'_>, kind: &str, id: &str) -> Result<bool, StoreError> {
+        if self.hot_kind(kind).is_some() {
+            let existed = self.version(scope, kind, id)?.is_some();
+            if existed {
+                self.put_hot(kind, scope, id, None);
+                self.changed(scope, kind, id, None);
+            }
+            return Ok(existed);
+        }
         let existed = self
             .conn
             .prepare_cached(
@@ -1192,6 +1910,9 @@ impl Tx<'_> {
 
     /// Increments and returns the named counter (starting at 1), e.g. a family's revision.
     pub fn next_sequence(&mut self, scope: Scope<'_>, name: &str) -> Result<i64, StoreError> {
+        if self.hot_work().is_some() {
+            return self.add_to_sequence(scope, name, 1);
+        }
         Ok(self
             .conn
             .prepare_cached(
@@ -1208,6 +1929,12 @@ impl Tx<'_> {
         name: &str,
         delta: i64,
     ) -> Result<i64, StoreError> {
+        if let Some(w) = self.hot_work() {
+            let key = hot::key(&[scope.account, scope.region, name]);
+            let value = w.state.sequences.get(key.as_str()).copied().unwrap_or(0) + delta;
+            w.sequence(key.into(), value);
+            return Ok(value);
+        }
         Ok(self
             .conn
             .prepare_cached(
@@ -1221,6 +1948,10 @@ impl Tx<'_> {
 
     /// The named counter's current value, if it ever counted.
     pub fn sequence_if_any(&self, scope: Scope<'_>, name: &str) -> Result<Option<i64>, StoreError> {
+        if let Some(h) = self.hot() {
+            let key = hot::key(&[scope.account, scope.region, name]);
+            return Ok(h.sequences.get(key.as_str()).copied());
+        }
         Ok(self
             .conn
             .prepare_cached(
@@ -1232,6 +1963,9 @@ impl Tx<'_> {
 
     /// The named counter's current value (0 if it never counted).
     pub fn sequence(&self, scope: Scope<'_>, name: &str) -> Result<i64, StoreError> {
+        if self.hot().is_some() {
+            return Ok(self.sequence_if_any(scope, name)?.unwrap_or(0));
+        }
         Ok(self
             .conn
             .prepare_cached(
@@ -1250,6 +1984,29 @@ impl Tx<'_> {
         after: Option<(&str, &str, &str)>,
         limit: usize,
     ) -> Result<Vec<(String, String, Record)>, StoreError> {
+        if let Some(m) = self.hot_kind(kind) {
+            let start = after.map(|(a, r, i)| hot::key(&[a, r, i]));
+            let lo = match &start {
+                Some(k) => Bound::Excluded(k.as_str()),
+                None => Bound::Unbounded,
+            };
+            return m
+                .range::<_, str>((lo, Bound::Unbounded))
+                .take(limit)
+                .map(|(k, rec)| {
+                    let [a, r, id] = hot::split::<3>(k).unwrap_or(["", "", ""]);
+                    Ok((
+                        a.to_string(),
+                        r.to_string(),
+                        Record {
+                            id: id.to_string(),
+                            version: rec.version,
+                            body: rec.body.json(kind, id)?,
+                        },
+                    ))
+                })
+                .collect();
+        }
         let (a, r, i) = after.unwrap_or(("", "", ""));
         let strict = after.is_some();
         let sql = format!(
@@ -1315,6 +2072,14 @@ impl Tx<'_> {
             Some((_, highest)) => *highest = (*highest).max(seq),
             None => self.hosts_written.push((host.to_string(), seq)),
         }
+        if let Some(w) = self.hot_work() {
+            let entry = HotEntry {
+                seq,
+                body: body.into(),
+            };
+            w.host_entry(hot::key(&[host, task]).into(), Some(Arc::new(entry)));
+            return Ok(());
+        }
         self.conn
             .prepare_cached(
                 "INSERT INTO host_entries (host, task, seq, body) VALUES (?1, ?2, ?3, ?4)
@@ -1326,6 +2091,14 @@ impl Tx<'_> {
 
     /// Removes `task` from `host`'s entries; true if it was there.
     pub fn delete_host_entry(&mut self, host: &str, task: &str) -> Result<bool, StoreError> {
+        if let Some(w) = self.hot_work() {
+            let key = hot::key(&[host, task]);
+            let existed = w.state.host_entries.contains_key(key.as_str());
+            if existed {
+                w.host_entry(key.into(), None);
+            }
+            return Ok(existed);
+        }
         Ok(self
             .conn
             .prepare_cached("DELETE FROM host_entries WHERE host = ?1 AND task = ?2")?
@@ -1339,6 +2112,9 @@ impl Tx<'_> {
             self.changes.push(Change::Account {
                 account: account.to_string(),
             });
+        }
+        if let Some(w) = self.hot_work() {
+            w.wipe(account);
         }
         self.conn
             .execute("DELETE FROM records WHERE account = ?1", params![account])?;

@@ -41,7 +41,13 @@ pub async fn run(args: ServerArgs, mode: Mode) -> anyhow::Result<()> {
     {
         anyhow::bail!("--account-id must be 12 digits, got '{a}'");
     }
-    let store = Store::open(&data_dir.join("berth.db")).context("cannot open the store")?;
+    let store_path = data_dir.join("berth.db");
+    let store = if args.no_hot_state {
+        Store::open(&store_path)
+    } else {
+        Store::open_holding_in_memory(&store_path, berth_server::ecs::KINDS_HELD_IN_MEMORY)
+    }
+    .context("cannot open the store")?;
     // CloudTrail's event history in a database of its own: recording every call never takes
     // the main store's writer. Events recorded before it existed move there once.
     let trail_path = data_dir.join("trail.db");

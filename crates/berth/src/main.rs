@@ -111,6 +111,10 @@ pub struct ServerArgs {
         env = "BERTH_INSTANCE_LOST_AFTER_SECONDS"
     )]
     pub instance_lost_after_seconds: u64,
+    /// Keep tasks, instance usage, counters and agents' assignments in SQLite only, instead
+    /// of in memory with SQLite as their log (less memory, slower placement; DESIGN §6).
+    #[arg(long, env = "BERTH_NO_HOT_STATE")]
+    pub no_hot_state: bool,
 }
 
 /// mimalloc instead of glibc's malloc: the control plane allocates from hundreds of

@@ -26,6 +26,13 @@ use berth_store::Store;
 use berth_wire::ecs::{Api, shapes as s};
 use berth_wire::{AwsError, RequestContext};
 
+/// The kinds the control plane's store holds in memory (DESIGN §6): every placement writes
+/// a task and its instance's usage, and every state an agent reports rewrites its task.
+pub const KINDS_HELD_IN_MEMORY: &[&str] = &[
+    tasks::task_kind::TASK,
+    common::kind::CONTAINER_INSTANCE_USAGE,
+];
+
 /// The ECS service over the store.
 pub struct Ecs {
     pub store: Arc<Store>,
