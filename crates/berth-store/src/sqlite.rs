@@ -10,7 +10,7 @@
 //! writes with it. Under load one commit (its WAL pages, its B-tree pages written once) serves
 //! dozens of calls; alone, a write commits at once as it always did.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -135,7 +135,7 @@ struct WriterHot {
     /// The open write's savepoint: the group's state and op count before it.
     saved: Option<(HotState, usize)>,
     /// Keys changed since the last fold began (what the tables lack).
-    dirty: BTreeSet<Dirty>,
+    dirty: HashSet<Dirty>,
     /// The fold under way, if any.
     fold: Option<Fold>,
     last_fold: Instant,
@@ -150,7 +150,8 @@ struct WriterHot {
 /// log rows (and those before it) are no longer needed once they are written. Each key is
 /// written at its latest value (the group's or a later one, which the log also holds).
 struct Fold {
-    pending: BTreeSet<Dirty>,
+    /// In reverse key order: the next key to write is the last.
+    pending: Vec<Dirty>,
     upto: i64,
 }
 
@@ -445,8 +446,10 @@ impl Holding<'_> {
             if !due {
                 return;
             }
+            let mut pending: Vec<Dirty> = std::mem::take(&mut h.dirty).into_iter().collect();
+            pending.sort_unstable_by(|a, b| b.cmp(a));
             h.fold = Some(Fold {
-                pending: std::mem::take(&mut h.dirty),
+                pending,
                 upto: h.committed.group,
             });
             h.last_fold = Instant::now();
@@ -457,7 +460,7 @@ impl Holding<'_> {
         let n = h.fold_chunk.max(changed.saturating_mul(2));
         let mut keys = Vec::with_capacity(n.min(fold.pending.len()));
         while keys.len() < n {
-            match fold.pending.pop_first() {
+            match fold.pending.pop() {
                 Some(k) => keys.push(k),
                 None => break,
             }
@@ -485,7 +488,7 @@ impl Holding<'_> {
                     let _ = w.conn.execute_batch("ROLLBACK");
                 }
                 if let Some(f) = h.fold.as_mut() {
-                    f.pending.extend(keys);
+                    f.pending.extend(keys.into_iter().rev());
                 }
             }
         }
@@ -664,7 +667,7 @@ impl Store {
                     committed,
                     work: None,
                     saved: None,
-                    dirty: BTreeSet::new(),
+                    dirty: HashSet::new(),
                     fold: None,
                     last_fold: Instant::now(),
                     fold_keys: FOLD_DIRTY_KEYS,

@@ -31,6 +31,8 @@ use berth_wire::{AwsError, RequestContext};
 pub const KINDS_HELD_IN_MEMORY: &[&str] = &[
     tasks::task_kind::TASK,
     common::kind::CONTAINER_INSTANCE_USAGE,
+    tasks::task_kind::HOST,
+    common::kind::CONTAINER_INSTANCE,
 ];
 
 /// The ECS service over the store.
