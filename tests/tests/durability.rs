@@ -43,3 +43,256 @@ async fn kill9_and_restart_keeps_every_acknowledged_write() {
         .await
         .unwrap();
 }
+
+/// The same for what the server holds in memory with the database as its log (tasks,
+/// container instances and their usage, counters, agents' assignments): tasks placed and
+/// reported RUNNING on simulated instances, then `kill -9` before the log is folded into
+/// the tables, and everything is read back as acknowledged after the restart (the log
+/// replayed); placement goes on from the same usage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_keeps_the_tasks_and_usage_held_in_memory() {
+    use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, LaunchType, NetworkMode};
+    use berth_e2e::berth_bin;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let mut berth = BerthServer::builder().subcommand("server").start();
+    let ecs = berth.ecs_client(REGION);
+    ecs.create_cluster()
+        .cluster_name("held")
+        .send()
+        .await
+        .unwrap();
+    ecs.register_task_definition()
+        .family("held")
+        .network_mode(NetworkMode::Host)
+        .requires_compatibilities(Compatibility::Ec2)
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("app")
+                .image("busybox")
+                .cpu(256)
+                .memory(64)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let sim = |berth: &BerthServer| {
+        Command::new(berth_bin().unwrap())
+            .args(["sim", "--cluster", "held", "--instances", "3"])
+            .args([
+                "--transition-delay-ms",
+                "50",
+                "--min-poll-interval-ms",
+                "100",
+            ])
+            .env("AWS_ENDPOINT_URL", berth.endpoint())
+            .env("AWS_ACCESS_KEY_ID", berth.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", berth.secret_access_key())
+            .env("AWS_REGION", REGION)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut agents = sim(&berth);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ecs
+        .list_container_instances()
+        .cluster("held")
+        .send()
+        .await
+        .unwrap()
+        .container_instance_arns()
+        .len()
+        < 3
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the simulated instances never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let out = ecs
+            .run_task()
+            .cluster("held")
+            .task_definition("held")
+            .launch_type(LaunchType::Ec2)
+            .count(10)
+            .send()
+            .await
+            .unwrap();
+        assert!(out.failures().is_empty(), "{:?}", out.failures());
+        tasks.extend(
+            out.tasks()
+                .iter()
+                .map(|t| t.task_arn().unwrap().to_string()),
+        );
+    }
+    // Wait for the reports (writes to tasks, usage and counters), then stop one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = ecs
+            .describe_tasks()
+            .cluster("held")
+            .set_tasks(Some(tasks.clone()))
+            .send()
+            .await
+            .unwrap();
+        if d.tasks().iter().all(|t| t.last_status() == Some("RUNNING")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the tasks never ran: {d:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ecs.stop_task()
+        .cluster("held")
+        .task(&tasks[0])
+        .send()
+        .await
+        .unwrap();
+    // Its agent's report ends it: nothing is in flight when the state is read.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = ecs
+            .describe_tasks()
+            .cluster("held")
+            .tasks(&tasks[0])
+            .send()
+            .await
+            .unwrap();
+        if d.tasks()[0].last_status() == Some("STOPPED") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the task never stopped: {d:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = ecs
+        .describe_tasks()
+        .cluster("held")
+        .set_tasks(Some(tasks.clone()))
+        .send()
+        .await
+        .unwrap();
+    let instances = |ecs: aws_sdk_ecs::Client| async move {
+        let arns = ecs
+            .list_container_instances()
+            .cluster("held")
+            .send()
+            .await
+            .unwrap()
+            .container_instance_arns()
+            .to_vec();
+        let mut d = ecs
+            .describe_container_instances()
+            .cluster("held")
+            .set_container_instances(Some(arns))
+            .send()
+            .await
+            .unwrap()
+            .container_instances()
+            .iter()
+            .map(|c| {
+                let cpu = c
+                    .remaining_resources()
+                    .iter()
+                    .find(|r| r.name() == Some("CPU"))
+                    .map(|r| r.integer_value());
+                (
+                    c.container_instance_arn().unwrap().to_string(),
+                    c.running_tasks_count(),
+                    c.pending_tasks_count(),
+                    cpu,
+                )
+            })
+            .collect::<Vec<_>>();
+        d.sort();
+        d
+    };
+    let instances_before = instances(ecs.clone()).await;
+    let cluster_counts = |ecs: aws_sdk_ecs::Client| async move {
+        let c = ecs
+            .describe_clusters()
+            .clusters("held")
+            .send()
+            .await
+            .unwrap();
+        let c = &c.clusters()[0];
+        (c.running_tasks_count(), c.pending_tasks_count())
+    };
+    let counts_before = cluster_counts(ecs.clone()).await;
+    assert_eq!(counts_before, (19, 0));
+
+    // No clean shutdown: the log rows not yet folded are all the tables lack.
+    let _ = agents.kill();
+    let _ = agents.wait();
+    berth.kill9();
+    berth.start_again();
+    let ecs = berth.ecs_client(REGION);
+    let after = ecs
+        .describe_tasks()
+        .cluster("held")
+        .set_tasks(Some(tasks.clone()))
+        .send()
+        .await
+        .unwrap();
+    let state = |d: &aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput| {
+        let mut v: Vec<_> = d
+            .tasks()
+            .iter()
+            .map(|t| {
+                (
+                    t.task_arn().unwrap().to_string(),
+                    t.last_status().map(str::to_string),
+                    t.desired_status().map(str::to_string),
+                    t.version(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(state(&before), state(&after));
+    assert_eq!(instances(ecs.clone()).await, instances_before);
+    assert_eq!(cluster_counts(ecs.clone()).await, counts_before);
+    let listed = ecs
+        .list_tasks()
+        .cluster("held")
+        .send()
+        .await
+        .unwrap()
+        .task_arns()
+        .len();
+    let stopped = ecs
+        .list_tasks()
+        .cluster("held")
+        .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
+        .send()
+        .await
+        .unwrap()
+        .task_arns()
+        .len();
+    assert_eq!(listed + stopped, 20);
+
+    // The agents come back; placement goes on from the usage the log restored.
+    let mut agents = sim(&berth);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let out = ecs
+        .run_task()
+        .cluster("held")
+        .task_definition("held")
+        .launch_type(LaunchType::Ec2)
+        .count(10)
+        .send()
+        .await
+        .unwrap();
+    assert!(out.failures().is_empty(), "{:?}", out.failures());
+    let (running, pending) = cluster_counts(ecs.clone()).await;
+    assert_eq!(running + pending, 29, "{running} + {pending}");
+    let _ = agents.kill();
+    let _ = agents.wait();
+}
