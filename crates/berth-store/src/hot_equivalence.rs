@@ -334,3 +334,71 @@ fn group_commits_keep_the_hot_state_of_their_successful_writes_only() {
     check(&Store::open(&path).unwrap());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A read sees the hot and the cold state of one commit: writers move a record of a hot kind
+/// and one of a cold kind to the same value in each write, and readers on the other
+/// connections never see them apart.
+#[test]
+fn readers_see_the_hot_and_the_cold_state_of_one_commit() {
+    let dir = temp_dir();
+    let store = Arc::new(Store::open_holding_in_memory(&dir.join("db.sqlite"), &[HOT]).unwrap());
+    let s = scope(0);
+    store
+        .write(|tx| -> Result<(), StoreError> {
+            tx.insert(s, HOT, "n", &0)?;
+            tx.insert(s, COLD, "n", &0)?;
+            Ok(())
+        })
+        .unwrap();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|_| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for _ in 0..300 {
+                    store
+                        .write(|tx| -> Result<(), StoreError> {
+                            let (n, v) = tx.get_json::<i64>(s, HOT, "n")?.unwrap();
+                            tx.put(s, HOT, "n", Some(v), &(n + 1))?;
+                            let (_, c) = tx.get_json::<i64>(s, COLD, "n")?.unwrap();
+                            tx.put(s, COLD, "n", Some(c), &(n + 1))?;
+                            tx.add_to_sequence(s, "n", 1)?;
+                            Ok(())
+                        })
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let store = store.clone();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut reads = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (hot, cold, counter) = store
+                        .read(|tx| -> Result<_, StoreError> {
+                            let hot = tx.get_json::<i64>(s, HOT, "n")?.unwrap().0;
+                            let cold = tx.get_json::<i64>(s, COLD, "n")?.unwrap().0;
+                            Ok((hot, cold, tx.sequence(s, "n")?))
+                        })
+                        .unwrap();
+                    assert_eq!(hot, cold, "a read saw two commits");
+                    assert_eq!(hot, counter, "a read saw two commits");
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads: i32 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(reads > 0);
+    let n = store.read(|tx| tx.get_json::<i64>(s, HOT, "n")).unwrap();
+    assert_eq!(n.unwrap().0, 900);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
