@@ -523,7 +523,7 @@ mod tests {
     /// RegisterContainerInstance); the instance's ARN.
     fn app_with_instance(ctx: &RequestContext, request: serde_json::Value) -> (Arc<App>, String) {
         let app = Arc::new(App::new(Arc::new(
-            berth_store::Store::open_in_memory().unwrap(),
+            berth_store::Store::open_in_memory_holding(crate::ecs::KINDS_HELD_IN_MEMORY).unwrap(),
         )));
         app.ecs
             .create_cluster(
@@ -770,7 +770,7 @@ mod tests {
     fn a_stream_outlives_its_key_only_until_the_next_check() {
         let ctx = context(Timestamp::now().millis());
         let app = Arc::new(App::new(Arc::new(
-            berth_store::Store::open_in_memory().unwrap(),
+            berth_store::Store::open_in_memory_holding(crate::ecs::KINDS_HELD_IN_MEMORY).unwrap(),
         )));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

@@ -250,7 +250,7 @@ proptest! {
 #[test]
 fn an_in_memory_store_holds_kinds_in_memory() {
     let cold = Store::open_in_memory().unwrap();
-    let hot = Store::open_in_memory_holding_in_memory(&[HOT]).unwrap();
+    let hot = Store::open_in_memory_holding(&[HOT]).unwrap();
     let steps = [
         Step::Insert(true, 0, 0, 1),
         Step::Put(true, 0, 0, None, true, 2),

@@ -400,7 +400,7 @@ impl Holding<'_> {
     }
 
     /// Appends the open group's hot ops to the log (in its transaction); the group's state
-    /// and the number of keys it changed, if it changed any.
+    /// and its ops, if it changed anything held in memory.
     fn log_hot(&mut self) -> Result<Option<(HotState, Vec<Op>)>, StoreError> {
         let Some(h) = self.w.hot.as_mut() else {
             return Ok(None);
@@ -729,16 +729,16 @@ impl Store {
 
     /// An in-memory store for unit tests (a shared-cache database private to this store).
     pub fn open_in_memory() -> Result<Store, StoreError> {
-        Store::open_in_memory_holding(None)
+        Store::in_memory(None)
     }
 
     /// [`Store::open_in_memory`] holding `kinds` in memory, as
     /// [`Store::open_holding_in_memory`] does.
-    pub fn open_in_memory_holding_in_memory(kinds: &[&str]) -> Result<Store, StoreError> {
-        Store::open_in_memory_holding(Some(kinds))
+    pub fn open_in_memory_holding(kinds: &[&str]) -> Result<Store, StoreError> {
+        Store::in_memory(Some(kinds))
     }
 
-    fn open_in_memory_holding(kinds: Option<&[&str]>) -> Result<Store, StoreError> {
+    fn in_memory(kinds: Option<&[&str]>) -> Result<Store, StoreError> {
         let name = format!(
             "file:berth-mem-{}?mode=memory&cache=shared",
             std::time::SystemTime::now()
@@ -1782,8 +1782,23 @@ impl Tx<'_> {
 
     /// How many records of `kind` start with `prefix`.
     pub fn count(&self, scope: Scope<'_>, kind: &str, prefix: &str) -> Result<i64, StoreError> {
-        if self.hot_kind(kind).is_some() {
-            let n = self.list(scope, kind, prefix, None, usize::MAX)?.len();
+        if let Some(m) = self.hot_kind(kind) {
+            let start = hot::key(&[scope.account, scope.region, prefix]);
+            let end = match prefix_end(prefix) {
+                Some(e) => hot::key(&[scope.account, scope.region, &e]),
+                None => {
+                    prefix_end(&hot::key(&[scope.account, scope.region, ""])).unwrap_or_default()
+                }
+            };
+            if start >= end {
+                return Ok(0);
+            }
+            let n = m
+                .range::<_, str>((
+                    Bound::Included(start.as_str()),
+                    Bound::Excluded(end.as_str()),
+                ))
+                .count();
             return Ok(i64::try_from(n).unwrap_or(i64::MAX));
         }
         let upper = prefix_end(prefix);

@@ -600,7 +600,8 @@ mod tests {
 
     #[test]
     fn write_through_applies_only_in_version_order_and_the_observer_marks_the_rest() {
-        let store = berth_store::Store::open_in_memory().unwrap();
+        let store =
+            berth_store::Store::open_in_memory_holding(crate::ecs::KINDS_HELD_IN_MEMORY).unwrap();
         let index = ClusterIndex::default();
         store
             .write(|tx| -> Result<(), Failure> {

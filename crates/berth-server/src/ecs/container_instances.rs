@@ -695,7 +695,9 @@ pub(crate) mod tests {
 
     /// A store with cluster `web`.
     pub(crate) fn ecs_with_cluster() -> Ecs {
-        let e = Ecs::new(Arc::new(berth_store::Store::open_in_memory().unwrap()));
+        let e = Ecs::new(Arc::new(
+            berth_store::Store::open_in_memory_holding(crate::ecs::KINDS_HELD_IN_MEMORY).unwrap(),
+        ));
         super::super::clusters::create(
             &e,
             &ctx(),

@@ -1310,7 +1310,9 @@ mod tests {
     use std::sync::Arc;
 
     fn setup() -> (Ecs, RequestContext) {
-        let ecs = Ecs::new(Arc::new(berth_store::Store::open_in_memory().unwrap()));
+        let ecs = Ecs::new(Arc::new(
+            berth_store::Store::open_in_memory_holding(crate::ecs::KINDS_HELD_IN_MEMORY).unwrap(),
+        ));
         let c = crate::test_support::context(1_700_000_000_000);
         ecs.create_cluster(
             &c,

@@ -2442,7 +2442,9 @@ mod tests {
     }
 
     fn setup() -> (Ecs, RequestContext) {
-        let ecs = Ecs::new(Arc::new(berth_store::Store::open_in_memory().unwrap()));
+        let ecs = Ecs::new(Arc::new(
+            berth_store::Store::open_in_memory_holding(crate::ecs::KINDS_HELD_IN_MEMORY).unwrap(),
+        ));
         let c = ctx();
         ecs.create_cluster(
             &c,
