@@ -228,6 +228,10 @@ async fn kill9_keeps_the_tasks_and_usage_held_in_memory() {
     assert_eq!(counts_before, (19, 0));
 
     // No clean shutdown: the log rows not yet folded are all the tables lack.
+    let health = berth.raw(&berth_e2e::RawRequest::new("GET", "/_berth/health"));
+    let health: serde_json::Value = serde_json::from_slice(&health.body).unwrap();
+    let unfolded = health["store"]["hotState"]["unfoldedKeys"].as_u64();
+    assert!(unfolded.is_some_and(|n| n > 0), "{health}");
     let _ = agents.kill();
     let _ = agents.wait();
     berth.kill9();

@@ -73,6 +73,10 @@ fn health_needs_no_signature() {
     // It names the serving process (the harness checks that it reached its own).
     let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
     assert_eq!(body["status"], "ok");
+    // The server holds ECS's hot kinds in memory (DESIGN §6), and says how that stands.
+    let hot = &body["store"]["hotState"];
+    assert!(hot["group"].is_i64(), "{}", resp.text());
+    assert_eq!(hot["foldFailures"], 0, "{}", resp.text());
     assert_eq!(
         body["pid"].as_u64(),
         berth.pid().map(u64::from),

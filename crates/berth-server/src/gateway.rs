@@ -164,8 +164,15 @@ fn json_error(err: &AwsError, content_type: &str, request_id: &str) -> Response 
 
 fn health_body(app: &App) -> String {
     let (writes, commits) = app.store.commit_stats();
+    let hot = match app.store.hot_stats() {
+        Some(h) => format!(
+            r#"{{"group":{},"unfoldedKeys":{},"folds":{},"foldFailures":{}}}"#,
+            h.group, h.unfolded_keys, h.folds, h.fold_failures
+        ),
+        None => "null".to_string(),
+    };
     format!(
-        r#"{{"status":"ok","pid":{},"store":{{"writes":{writes},"commits":{commits},"writerHeldMs":{},"walRestarts":{}}}}}"#,
+        r#"{{"status":"ok","pid":{},"store":{{"writes":{writes},"commits":{commits},"writerHeldMs":{},"walRestarts":{},"hotState":{hot}}}}}"#,
         std::process::id(),
         app.store.writer_held().as_millis(),
         app.store.wal_restarts()

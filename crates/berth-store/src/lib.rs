@@ -18,7 +18,7 @@ mod migrations;
 mod priority;
 mod sqlite;
 
-pub use sqlite::{Store, Tx};
+pub use sqlite::{HotStats, Store, Tx};
 
 /// The owner of a record: an account in a region (`""` for account-wide resources).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

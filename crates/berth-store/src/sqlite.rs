@@ -68,6 +68,30 @@ pub struct Store {
     /// The committed hot states readers pick from, when the store holds kinds in memory
     /// (see [`crate::hot`]).
     hot: Option<Published>,
+    /// What [`Store::hot_stats`] reports, kept by the writer.
+    hot_counters: HotCounters,
+}
+
+/// Counters of the hot state's writer side.
+#[derive(Default)]
+struct HotCounters {
+    group: std::sync::atomic::AtomicI64,
+    unfolded_keys: AtomicU64,
+    folds: AtomicU64,
+    fold_failures: AtomicU64,
+}
+
+/// How the hot state stands (see [`Store::hot_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HotStats {
+    /// The last group committed with changes to it (its log row's number).
+    pub group: i64,
+    /// Keys changed that the tables do not hold yet (the log does).
+    pub unfolded_keys: u64,
+    /// Folds completed since the store was opened.
+    pub folds: u64,
+    /// Fold steps that failed (each retried after the next commit).
+    pub fold_failures: u64,
 }
 
 /// The hot states of the last groups committed, oldest first: a reader takes the one of the
@@ -425,6 +449,11 @@ impl Holding<'_> {
         let state = Arc::new(state);
         h.committed = state.clone();
         h.dirty.extend(ops.iter().filter_map(Op::dirty));
+        let c = &self.store.hot_counters;
+        c.group.store(state.group, Ordering::Relaxed);
+        let pending = h.fold.as_ref().map_or(0, |f| f.pending.len());
+        c.unfolded_keys
+            .store((h.dirty.len() + pending) as u64, Ordering::Relaxed);
         if let Some(p) = &self.store.hot {
             p.publish(state);
         }
@@ -480,10 +509,15 @@ impl Holding<'_> {
             control(&w.conn, "COMMIT")?;
             Ok(())
         })();
+        let c = &self.store.hot_counters;
         match written {
-            Ok(()) if last => h.fold = None,
+            Ok(()) if last => {
+                h.fold = None;
+                c.folds.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(()) => {}
             Err(_) => {
+                c.fold_failures.fetch_add(1, Ordering::Relaxed);
                 if !w.conn.is_autocommit() {
                     let _ = w.conn.execute_batch("ROLLBACK");
                 }
@@ -688,6 +722,7 @@ impl Store {
             host_sequences_seen: Mutex::new(HashMap::new()),
             access_keys: Mutex::new(HashMap::new()),
             access_keys_generation: AtomicU64::new(0),
+            hot_counters: HotCounters::default(),
         }
     }
 
@@ -913,6 +948,18 @@ impl Store {
         w.conn
             .query_row("SELECT count(*) FROM hot_log", [], |r| r.get(0))
             .unwrap_or(-1)
+    }
+
+    /// How the hot state stands, if the store holds kinds in memory.
+    pub fn hot_stats(&self) -> Option<HotStats> {
+        self.hot.as_ref()?;
+        let c = &self.hot_counters;
+        Some(HotStats {
+            group: c.group.load(Ordering::Relaxed),
+            unfolded_keys: c.unfolded_keys.load(Ordering::Relaxed),
+            folds: c.folds.load(Ordering::Relaxed),
+            fold_failures: c.fold_failures.load(Ordering::Relaxed),
+        })
     }
 
     /// How many times the writer started the WAL over (see [`Checkpointer`]).
