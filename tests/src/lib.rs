@@ -328,6 +328,29 @@ pub struct BerthServer {
 }
 
 impl BerthServer {
+    /// Starts `berth sim`: `instances` SIMULATED container instances of `cluster` (no
+    /// process runs; each reports its tasks RUNNING 50 ms after it sees them, and reads its
+    /// changes at most every 100 ms), signed with this server's root key. The caller kills it.
+    pub fn spawn_sim(&self, cluster: &str, instances: u32) -> Child {
+        Command::new(berth_bin().expect("the berth binary"))
+            .args(["sim", "--cluster", cluster, "--instances"])
+            .arg(instances.to_string())
+            .args([
+                "--transition-delay-ms",
+                "50",
+                "--min-poll-interval-ms",
+                "100",
+            ])
+            .env("AWS_ENDPOINT_URL", self.endpoint())
+            .env("AWS_ACCESS_KEY_ID", self.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", self.secret_access_key())
+            .env("AWS_REGION", REGION)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start berth sim")
+    }
+
     /// `berth up` with the defaults: account [`ACCOUNT_ID`], a random root key, free port.
     pub fn start() -> Self {
         Self::builder().start()

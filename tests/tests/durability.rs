@@ -52,8 +52,6 @@ async fn kill9_and_restart_keeps_every_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_keeps_the_tasks_and_usage_held_in_memory() {
     use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, LaunchType, NetworkMode};
-    use berth_e2e::berth_bin;
-    use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
     let mut berth = BerthServer::builder().subcommand("server").start();
@@ -78,25 +76,7 @@ async fn kill9_keeps_the_tasks_and_usage_held_in_memory() {
         .send()
         .await
         .unwrap();
-    let sim = |berth: &BerthServer| {
-        Command::new(berth_bin().unwrap())
-            .args(["sim", "--cluster", "held", "--instances", "3"])
-            .args([
-                "--transition-delay-ms",
-                "50",
-                "--min-poll-interval-ms",
-                "100",
-            ])
-            .env("AWS_ENDPOINT_URL", berth.endpoint())
-            .env("AWS_ACCESS_KEY_ID", berth.access_key_id())
-            .env("AWS_SECRET_ACCESS_KEY", berth.secret_access_key())
-            .env("AWS_REGION", REGION)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let mut agents = sim(&berth);
+    let mut agents = berth.spawn_sim("held", 3);
     let deadline = Instant::now() + Duration::from_secs(60);
     while ecs
         .list_container_instances()
@@ -115,8 +95,7 @@ async fn kill9_keeps_the_tasks_and_usage_held_in_memory() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut tasks = Vec::new();
-    for _ in 0..2 {
+    let run_ten = |ecs: aws_sdk_ecs::Client| async move {
         let out = ecs
             .run_task()
             .cluster("held")
@@ -127,6 +106,11 @@ async fn kill9_keeps_the_tasks_and_usage_held_in_memory() {
             .await
             .unwrap();
         assert!(out.failures().is_empty(), "{:?}", out.failures());
+        out
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let out = run_ten(ecs.clone()).await;
         tasks.extend(
             out.tasks()
                 .iter()
@@ -283,18 +267,9 @@ async fn kill9_keeps_the_tasks_and_usage_held_in_memory() {
     assert_eq!(listed + stopped, 20);
 
     // The agents come back; placement goes on from the usage the log restored.
-    let mut agents = sim(&berth);
+    let mut agents = berth.spawn_sim("held", 3);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let out = ecs
-        .run_task()
-        .cluster("held")
-        .task_definition("held")
-        .launch_type(LaunchType::Ec2)
-        .count(10)
-        .send()
-        .await
-        .unwrap();
-    assert!(out.failures().is_empty(), "{:?}", out.failures());
+    run_ten(ecs.clone()).await;
     let (running, pending) = cluster_counts(ecs.clone()).await;
     assert_eq!(running + pending, 29, "{running} + {pending}");
     let _ = agents.kill();

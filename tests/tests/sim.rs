@@ -7,7 +7,7 @@
 // Tests fail by panicking: unwrap/expect are the intended failure mode here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, LaunchType, NetworkMode};
@@ -47,24 +47,7 @@ async fn simulated_agents_take_tasks_to_running_and_stopped() {
         .send()
         .await
         .unwrap();
-    let _sim = Killed(
-        Command::new(berth_bin().unwrap())
-            .args(["sim", "--cluster", &cluster, "--instances", "20"])
-            .args([
-                "--transition-delay-ms",
-                "50",
-                "--min-poll-interval-ms",
-                "100",
-            ])
-            .env("AWS_ENDPOINT_URL", berth.endpoint())
-            .env("AWS_ACCESS_KEY_ID", berth.access_key_id())
-            .env("AWS_SECRET_ACCESS_KEY", berth.secret_access_key())
-            .env("AWS_REGION", REGION)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _sim = Killed(berth.spawn_sim(&cluster, 20));
     // 20 instances registered, each marked as simulated.
     let deadline = Instant::now() + Duration::from_secs(60);
     let arns = loop {
