@@ -282,31 +282,30 @@ pub(crate) struct HotWork {
 }
 
 impl HotWork {
-    pub(crate) fn record(&mut self, kind: Arc<str>, key: Key, value: Option<Arc<HotRecord>>) {
-        let op = Op::Record { kind, key, value };
+    /// Applies `op` to the group's state and notes it for the group's log row.
+    fn change(&mut self, op: Op) {
         self.state.apply(&op);
         self.ops.push(op);
+    }
+
+    pub(crate) fn record(&mut self, kind: Arc<str>, key: Key, value: Option<Arc<HotRecord>>) {
+        self.change(Op::Record { kind, key, value });
     }
 
     pub(crate) fn sequence(&mut self, key: Key, value: i64) {
-        let op = Op::Sequence { key, value };
-        self.state.apply(&op);
-        self.ops.push(op);
+        self.change(Op::Sequence { key, value });
     }
 
     pub(crate) fn host_entry(&mut self, key: Key, value: Option<Arc<HotEntry>>) {
-        let op = Op::HostEntry { key, value };
-        self.state.apply(&op);
-        self.ops.push(op);
+        self.change(Op::HostEntry { key, value });
     }
 
     pub(crate) fn wipe(&mut self, account: &str) {
-        let op = Op::Wipe {
+        let kinds = self.state.kinds.iter().map(|(k, _)| k.clone()).collect();
+        self.change(Op::Wipe {
             account: account.into(),
-            kinds: self.state.kinds.iter().map(|(k, _)| k.clone()).collect(),
-        };
-        self.state.apply(&op);
-        self.ops.push(op);
+            kinds,
+        });
     }
 }
 

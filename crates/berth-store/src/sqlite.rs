@@ -1279,6 +1279,36 @@ fn host_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostEntry> {
     })
 }
 
+/// The entries of `m` owned by `owner` (the key's leading fields: account and region, or a
+/// host) whose last field is from `lower` (past it when `strict`) to before `upper` (to the
+/// owner's last when `None`): the maps' counterpart of the tables' range scans.
+fn owned_range<'m, V: Clone>(
+    m: &'m imbl::OrdMap<hot::Key, V>,
+    owner: &[&str],
+    lower: &str,
+    strict: bool,
+    upper: Option<&str>,
+) -> impl DoubleEndedIterator<Item = (&'m hot::Key, &'m V)> + 'm {
+    let field = |last: &str| {
+        let mut fields = owner.to_vec();
+        fields.push(last);
+        hot::key(&fields)
+    };
+    let start = field(lower);
+    let end = match upper {
+        Some(u) => field(u),
+        None => prefix_end(&field("")).unwrap_or_default(),
+    };
+    let lo = if strict {
+        Bound::Excluded(start.as_str())
+    } else {
+        Bound::Included(start.as_str())
+    };
+    // An empty range (a map's `range` panics on bounds in the wrong order).
+    let range = (start < end).then(|| m.range::<_, str>((lo, Bound::Excluded(end.as_str()))));
+    range.into_iter().flatten()
+}
+
 /// A host entry held in memory, as [`Tx::host_entries`] returns it.
 fn hot_host_entry(key: &hot::Key, e: &Arc<HotEntry>) -> HostEntry {
     HostEntry {
@@ -1286,23 +1316,6 @@ fn hot_host_entry(key: &hot::Key, e: &Arc<HotEntry>) -> HostEntry {
         seq: e.seq,
         body: e.body.to_string(),
     }
-}
-
-/// `host`'s entries held in memory, in task order.
-fn hot_entries_of<'s>(
-    state: &'s HotState,
-    host: &str,
-) -> impl Iterator<Item = (&'s hot::Key, &'s Arc<HotEntry>)> + 's {
-    let start = hot::key(&[host, ""]);
-    let end = prefix_end(&start).unwrap_or_default();
-    let range: Vec<_> = state
-        .host_entries
-        .range::<_, str>((
-            Bound::Included(start.as_str()),
-            Bound::Excluded(end.as_str()),
-        ))
-        .collect();
-    range.into_iter()
 }
 
 /// Writes a key's value in `state` (or its absence) to its table: a fold's step.
@@ -1388,12 +1401,24 @@ fn write_host_entry(
     Ok(())
 }
 
-/// Removes an account's records of `kinds`, counters and host entries from the tables (a
-/// wipe replayed).
-fn wipe_tables(conn: &Connection, account: &str, kinds: &[Arc<str>]) -> Result<(), StoreError> {
-    for kind in kinds {
-        conn.prepare_cached("DELETE FROM records WHERE account = ?1 AND kind = ?2")?
-            .execute(params![account, &**kind])?;
+/// Removes an account's records (of `kinds` only, when given: a wipe replayed from the
+/// log, whose other kinds' later records are in the tables alone), counters and host
+/// entries from the tables.
+fn wipe_tables(
+    conn: &Connection,
+    account: &str,
+    kinds: Option<&[Arc<str>]>,
+) -> Result<(), StoreError> {
+    match kinds {
+        Some(kinds) => {
+            for kind in kinds {
+                conn.prepare_cached("DELETE FROM records WHERE account = ?1 AND kind = ?2")?
+                    .execute(params![account, &**kind])?;
+            }
+        }
+        None => {
+            conn.execute("DELETE FROM records WHERE account = ?1", params![account])?;
+        }
     }
     conn.execute("DELETE FROM sequences WHERE account = ?1", params![account])?;
     // Host entries name their task `{account}|{region}|...` ('}' follows '|').
@@ -1429,7 +1454,7 @@ fn replay_hot_log(conn: &Connection) -> Result<(), StoreError> {
                         Op::HostEntry { key, value } => {
                             write_host_entry(conn, key, value.as_deref())?
                         }
-                        Op::Wipe { account, kinds } => wipe_tables(conn, account, kinds)?,
+                        Op::Wipe { account, kinds } => wipe_tables(conn, account, Some(kinds))?,
                     }
                 }
             }
@@ -1449,6 +1474,9 @@ fn replay_hot_log(conn: &Connection) -> Result<(), StoreError> {
 /// Loads the hot state: the records of `kinds`, every counter and every host entry (after
 /// [`replay_hot_log`], at group 0).
 fn load_hot(conn: &Connection, kinds: &[&str]) -> Result<HotState, StoreError> {
+    fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, StoreError> {
+        Ok(row.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
+    }
     control(conn, "BEGIN DEFERRED")?;
     let loaded = (|| -> Result<HotState, StoreError> {
         let mut state = HotState::new(kinds);
@@ -1458,11 +1486,7 @@ fn load_hot(conn: &Connection, kinds: &[&str]) -> Result<HotState, StoreError> {
             )?;
             let mut rows = stmt.query(params![&**kind])?;
             while let Some(row) = rows.next()? {
-                let key = hot::key(&[
-                    row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?,
-                    row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?,
-                    row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?,
-                ]);
+                let key = hot::key(&[text(row, 0)?, text(row, 1)?, text(row, 2)?]);
                 let record = HotRecord {
                     version: row.get(3)?,
                     body: Body::from_sql(row.get_ref(4)?)?,
@@ -1473,27 +1497,16 @@ fn load_hot(conn: &Connection, kinds: &[&str]) -> Result<HotState, StoreError> {
         let mut stmt = conn.prepare("SELECT account, region, name, value FROM sequences")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let key = hot::key(&[
-                row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?,
-                row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?,
-                row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?,
-            ]);
+            let key = hot::key(&[text(row, 0)?, text(row, 1)?, text(row, 2)?]);
             state.sequences.insert(key.into(), row.get(3)?);
         }
         let mut stmt = conn.prepare("SELECT host, task, seq, body FROM host_entries")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let key = hot::key(&[
-                row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?,
-                row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?,
-            ]);
+            let key = hot::key(&[text(row, 0)?, text(row, 1)?]);
             let entry = HotEntry {
                 seq: row.get(2)?,
-                body: row
-                    .get_ref(3)?
-                    .as_str()
-                    .map_err(rusqlite::Error::from)?
-                    .into(),
+                body: text(row, 3)?.into(),
             };
             state.host_entries.insert(key.into(), Arc::new(entry));
         }
@@ -1700,22 +1713,8 @@ impl Tx<'_> {
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
         if let Some(m) = self.hot_kind(kind) {
-            let start = hot::key(&[scope.account, scope.region, lower]);
-            let end = match &upper {
-                Some(u) => hot::key(&[scope.account, scope.region, u]),
-                None => {
-                    prefix_end(&hot::key(&[scope.account, scope.region, ""])).unwrap_or_default()
-                }
-            };
-            let lo = if strict {
-                Bound::Excluded(start.as_str())
-            } else {
-                Bound::Included(start.as_str())
-            };
-            if start >= end {
-                return Ok(Vec::new());
-            }
-            let range = m.range::<_, str>((lo, Bound::Excluded(end.as_str())));
+            let owner = [scope.account, scope.region];
+            let range = owned_range(m, &owner, lower, strict, upper.as_deref());
             let record = |(k, r): (&hot::Key, &Arc<HotRecord>)| -> Result<Record, StoreError> {
                 let id = hot::split::<3>(k).map_or("", |[_, _, id]| id);
                 Ok(Record {
@@ -1767,22 +1766,12 @@ impl Tx<'_> {
     /// `host`'s entries whose task starts with `prefix`, in task order.
     pub fn host_entries(&self, host: &str, prefix: &str) -> Result<Vec<HostEntry>, StoreError> {
         if let Some(h) = self.hot() {
-            let start = hot::key(&[host, prefix]);
-            let end = match prefix_end(prefix) {
-                Some(e) => hot::key(&[host, &e]),
-                None => prefix_end(&hot::key(&[host, ""])).unwrap_or_default(),
-            };
-            if start >= end {
-                return Ok(Vec::new());
-            }
-            return Ok(h
-                .host_entries
-                .range::<_, str>((
-                    Bound::Included(start.as_str()),
-                    Bound::Excluded(end.as_str()),
-                ))
-                .map(|(k, e)| hot_host_entry(k, e))
-                .collect());
+            let upper = prefix_end(prefix);
+            return Ok(
+                owned_range(&h.host_entries, &[host], prefix, false, upper.as_deref())
+                    .map(|(k, e)| hot_host_entry(k, e))
+                    .collect(),
+            );
         }
         let upper = prefix_end(prefix);
         let mut stmt = self.conn.prepare_cached(
@@ -1797,7 +1786,7 @@ impl Tx<'_> {
     /// saw a host at sequence `s` has seen everything filed for it unless this is past `s`.
     pub fn host_sequence(&self, host: &str) -> Result<i64, StoreError> {
         if let Some(h) = self.hot() {
-            return Ok(hot_entries_of(h, host)
+            return Ok(owned_range(&h.host_entries, &[host], "", false, None)
                 .map(|(_, e)| e.seq)
                 .max()
                 .unwrap_or(0));
@@ -1813,10 +1802,11 @@ impl Tx<'_> {
     /// tasks; the managed host, which holds every Fargate task, asks for its whole set).
     pub fn host_entries_since(&self, host: &str, since: i64) -> Result<Vec<HostEntry>, StoreError> {
         if let Some(h) = self.hot() {
-            let mut entries: Vec<HostEntry> = hot_entries_of(h, host)
-                .filter(|(_, e)| e.seq > since)
-                .map(|(k, e)| hot_host_entry(k, e))
-                .collect();
+            let mut entries: Vec<HostEntry> =
+                owned_range(&h.host_entries, &[host], "", false, None)
+                    .filter(|(_, e)| e.seq > since)
+                    .map(|(k, e)| hot_host_entry(k, e))
+                    .collect();
             entries.sort_by_key(|e| e.seq);
             return Ok(entries);
         }
@@ -1830,22 +1820,9 @@ impl Tx<'_> {
     /// How many records of `kind` start with `prefix`.
     pub fn count(&self, scope: Scope<'_>, kind: &str, prefix: &str) -> Result<i64, StoreError> {
         if let Some(m) = self.hot_kind(kind) {
-            let start = hot::key(&[scope.account, scope.region, prefix]);
-            let end = match prefix_end(prefix) {
-                Some(e) => hot::key(&[scope.account, scope.region, &e]),
-                None => {
-                    prefix_end(&hot::key(&[scope.account, scope.region, ""])).unwrap_or_default()
-                }
-            };
-            if start >= end {
-                return Ok(0);
-            }
-            let n = m
-                .range::<_, str>((
-                    Bound::Included(start.as_str()),
-                    Bound::Excluded(end.as_str()),
-                ))
-                .count();
+            let owner = [scope.account, scope.region];
+            let upper = prefix_end(prefix);
+            let n = owned_range(m, &owner, prefix, false, upper.as_deref()).count();
             return Ok(i64::try_from(n).unwrap_or(i64::MAX));
         }
         let upper = prefix_end(prefix);
@@ -2028,17 +2005,7 @@ impl Tx<'_> {
 
     /// The named counter's current value (0 if it never counted).
     pub fn sequence(&self, scope: Scope<'_>, name: &str) -> Result<i64, StoreError> {
-        if self.hot().is_some() {
-            return Ok(self.sequence_if_any(scope, name)?.unwrap_or(0));
-        }
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT value FROM sequences WHERE account = ?1 AND region = ?2 AND name = ?3",
-            )?
-            .query_row(params![scope.account, scope.region, name], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0))
+        Ok(self.sequence_if_any(scope, name)?.unwrap_or(0))
     }
 
     /// Records of `kind` in every account and region, in (account, region, id) order, at most
@@ -2181,15 +2148,7 @@ impl Tx<'_> {
         if let Some(w) = self.hot_work() {
             w.wipe(account);
         }
-        self.conn
-            .execute("DELETE FROM records WHERE account = ?1", params![account])?;
-        self.conn
-            .execute("DELETE FROM sequences WHERE account = ?1", params![account])?;
-        // Host entries name their task `{account}|{region}|...` ('}' follows '|').
-        self.conn.execute(
-            "DELETE FROM host_entries WHERE task >= ?1 || '|' AND task < ?1 || '}'",
-            params![account],
-        )?;
+        wipe_tables(self.conn, account, None)?;
         self.conn.execute(
             "DELETE FROM log_events WHERE account = ?1",
             params![account],
