@@ -117,22 +117,26 @@ async fn kill9_keeps_the_tasks_and_usage_held_in_memory() {
                 .map(|t| t.task_arn().unwrap().to_string()),
         );
     }
-    // Wait for the reports (writes to tasks, usage and counters), then stop one.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let d = ecs
-            .describe_tasks()
-            .cluster("held")
-            .set_tasks(Some(tasks.clone()))
-            .send()
-            .await
-            .unwrap();
-        if d.tasks().iter().all(|t| t.last_status() == Some("RUNNING")) {
-            break;
+    // Until each of `arns` is reported at `status` by its agent.
+    let wait_for = |ecs: aws_sdk_ecs::Client, arns: Vec<String>, status: &'static str| async move {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let d = ecs
+                .describe_tasks()
+                .cluster("held")
+                .set_tasks(Some(arns.clone()))
+                .send()
+                .await
+                .unwrap();
+            if d.tasks().iter().all(|t| t.last_status() == Some(status)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never all {status}: {d:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(Instant::now() < deadline, "the tasks never ran: {d:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
+    // Wait for the reports (writes to tasks, usage and counters), then stop one.
+    wait_for(ecs.clone(), tasks.clone(), "RUNNING").await;
     ecs.stop_task()
         .cluster("held")
         .task(&tasks[0])
@@ -140,21 +144,7 @@ async fn kill9_keeps_the_tasks_and_usage_held_in_memory() {
         .await
         .unwrap();
     // Its agent's report ends it: nothing is in flight when the state is read.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let d = ecs
-            .describe_tasks()
-            .cluster("held")
-            .tasks(&tasks[0])
-            .send()
-            .await
-            .unwrap();
-        if d.tasks()[0].last_status() == Some("STOPPED") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the task never stopped: {d:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(ecs.clone(), vec![tasks[0].clone()], "STOPPED").await;
     let before = ecs
         .describe_tasks()
         .cluster("held")
