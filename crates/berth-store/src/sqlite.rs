@@ -179,10 +179,20 @@ struct Fold {
     upto: i64,
 }
 
-/// A fold starts when this many keys changed since the last one...
-const FOLD_DIRTY_KEYS: usize = 50_000;
+/// A fold starts when this many keys changed since the last one (about 80,000 placements:
+/// each changes its task, its host entry and its instance's usage)...
+///
+/// A wider window folds less per placement: a task created and reported RUNNING within it
+/// is written once, an instance's usage once however many tasks it took, and the host
+/// entries' pages (in host order, so a placement's lands anywhere) once for many entries.
+/// At 1,000,000 tasks on 10,000 instances this window placed 7,239 and 7,544 a second
+/// against 6,581 and 6,630 for 50,000 keys and 5 s, run in alternation; 150,000 and 600,000
+/// keys did worse than 250,000 (BENCHMARKS, nineteenth session). The price: the log keeps
+/// up to a window of changes (a few hundred MB at full rate) until its fold ends, and an
+/// open after a crash replays them.
+const FOLD_DIRTY_KEYS: usize = 250_000;
 /// ...or this long after the last one began, if any did.
-const FOLD_EVERY: Duration = Duration::from_secs(5);
+const FOLD_EVERY: Duration = Duration::from_secs(20);
 /// Keys a fold writes after each commit at least (and twice as many as the group changed,
 /// so that it outpaces the changes).
 const FOLD_CHUNK: usize = 256;
