@@ -43,7 +43,7 @@ pub(crate) fn split<const N: usize>(key: &str) -> Option<[&str; N]> {
 }
 
 /// A body as the `records` table stores it (see `sqlite::stored`): short JSON as text, long
-/// JSON LZ4-compressed. Memory holds the same form: a task's JSON takes a fraction of its size.
+/// JSON LZ4-compressed (see `compress`). Memory holds the same form: a task's JSON takes a fraction of its size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Body {
     Text(Box<str>),
@@ -58,7 +58,7 @@ impl Body {
         if json.len() < COMPRESS_FROM_BYTES {
             Body::Text(json.into())
         } else {
-            Body::Lz4(lz4_flex::block::compress_prepend_size(json.as_bytes()).into())
+            Body::Lz4(crate::compress::compress(json.as_bytes()).into())
         }
     }
 
@@ -66,8 +66,7 @@ impl Body {
     pub(crate) fn json(&self, kind: &str, id: &str) -> Result<String, StoreError> {
         match self {
             Body::Text(t) => Ok(t.to_string()),
-            Body::Lz4(b) => lz4_flex::block::decompress_size_prepended(b)
-                .map_err(|e| e.to_string())
+            Body::Lz4(b) => crate::compress::decompress(b)
                 .and_then(|v| String::from_utf8(v).map_err(|e| e.to_string()))
                 .map_err(|reason| StoreError::Decode {
                     kind: kind.to_string(),

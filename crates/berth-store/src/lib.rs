@@ -11,6 +11,7 @@
 //! returns, so a killed process loses nothing it acknowledged. The interface is backend-neutral
 //! (plain records, ranges, sequences) so that PostgreSQL can serve the same calls.
 
+mod compress;
 mod hot;
 #[cfg(test)]
 mod hot_equivalence;

@@ -251,4 +251,13 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         ops BLOB NOT NULL
     );",
     ),
+    (
+        12,
+        // Compressed bodies may name a dictionary in their header (`compress.rs`), which a
+        // build from before cannot decode: the version stops such a build from opening the
+        // file (`SchemaTooNew`) instead of failing on every such body. The table says which
+        // dictionaries the file's bodies may use.
+        "CREATE TABLE body_dictionaries (number INTEGER PRIMARY KEY);
+    INSERT INTO body_dictionaries (number) VALUES (1);",
+    ),
 ];

@@ -2661,15 +2661,15 @@ fn decode_trail_resources(json: &str) -> Vec<TrailResource> {
 /// Bodies (records', CloudTrail events') at least this long are stored compressed.
 const COMPRESS_FROM_BYTES: usize = 256;
 
-/// A body as it is stored: JSON text when short, else compressed (LZ4 block, its length
-/// first) as a blob. A task's JSON (about 2 KiB) shrinks to a fraction: records share pages
-/// instead of taking one each, and each write dirties and logs fewer of them. Bodies written
-/// before compression are text and read as they are.
+/// A body as it is stored: JSON text when short, else compressed (an LZ4 block with a
+/// dictionary, behind its length: `compress`) as a blob. A task's JSON (about 2 KiB) shrinks
+/// to a fraction: records share pages instead of taking one each, and each write dirties and
+/// logs fewer of them. Bodies written before compression are text and read as they are.
 fn stored(json: &str) -> rusqlite::types::Value {
     if json.len() < COMPRESS_FROM_BYTES {
         rusqlite::types::Value::Text(json.to_string())
     } else {
-        rusqlite::types::Value::Blob(lz4_flex::block::compress_prepend_size(json.as_bytes()))
+        rusqlite::types::Value::Blob(crate::compress::compress(json.as_bytes()))
     }
 }
 
@@ -2690,8 +2690,7 @@ fn stored_body(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
     };
     match r.get_ref(i)? {
         ValueRef::Blob(b) => {
-            let json = lz4_flex::block::decompress_size_prepended(b)
-                .map_err(|e| failed(Type::Blob, Box::new(e)))?;
+            let json = crate::compress::decompress(b).map_err(|e| failed(Type::Blob, e.into()))?;
             String::from_utf8(json).map_err(|e| failed(Type::Blob, Box::new(e)))
         }
         _ => r.get(i),
