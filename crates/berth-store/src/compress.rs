@@ -1,7 +1,7 @@
 //! How long bodies are compressed, in the tables and in memory alike: an LZ4 block behind a
 //! 4-byte little-endian header. The header's low 28 bits hold the JSON's length, its high 4
 //! bits the dictionary the block was compressed with: 0 for none (every body written before
-//! dictionaries existed, and any of 256 MiB or more), 1 for [`DICTIONARY_1`].
+//! dictionaries existed), 1 for [`DICTIONARY_1`]. A body of 256 MiB or more stays text.
 //!
 //! A record's JSON is mostly the same field names and values as every other record of its
 //! kind. LZ4 finds repeats only within what it has seen, and a 2 KiB task had shown it too
@@ -13,7 +13,8 @@
 
 /// Dictionary 1: skeletons of the ECS records written most (a task as stored with its task
 /// definition, an instance's usage), and of an awsvpc task's attachment and a service's
-/// deployment, with Berth's default account and region. LZ4 refers back up to 64 KiB.
+/// deployment, with Berth's default account and region and no workload's own values (no
+/// image, command or name; 256 CPU units and 512 MiB). LZ4 refers back up to 64 KiB.
 const DICTIONARY_1: &[u8] = include_bytes!("dictionary-1.txt");
 
 /// The header bits that hold the length.
@@ -31,20 +32,15 @@ fn dictionary(number: u32) -> Option<&'static [u8]> {
     }
 }
 
-/// `json` compressed, with its header.
-pub(crate) fn compress(json: &[u8]) -> Vec<u8> {
-    let Ok(len) = u32::try_from(json.len()) else {
-        // Invariant: SQLite's blobs and texts stop at 1 GB, and what cannot be stored is
-        // refused later; the header then carries no dictionary and a truncated length, which
-        // decoding reports as corrupt rather than misreading.
-        return lz4_flex::block::compress_prepend_size(json);
-    };
-    if len > LENGTH_MASK {
-        return lz4_flex::block::compress_prepend_size(json);
-    }
+/// `json` compressed, with its header; `None` for a body of 256 MiB or more, whose length
+/// the header cannot hold (its caller keeps it as text).
+pub(crate) fn compress(json: &[u8]) -> Option<Vec<u8>> {
+    let len = u32::try_from(json.len())
+        .ok()
+        .filter(|len| *len <= LENGTH_MASK)?;
     let mut out = lz4_flex::block::compress_prepend_size_with_dict(json, DICTIONARY_1);
     out[..4].copy_from_slice(&(len | (CURRENT << LENGTH_BITS)).to_le_bytes());
-    out
+    Some(out)
 }
 
 /// The JSON a [`compress`]ed blob holds (any dictionary this build knows).
@@ -89,8 +85,8 @@ mod tests {
         );
     }
 
-    const DICTIONARY_1_LEN: usize = 4306;
-    const DICTIONARY_1_FNV1A: u64 = 0xbf12_0a51_aaf3_f948;
+    const DICTIONARY_1_LEN: usize = 4280;
+    const DICTIONARY_1_FNV1A: u64 = 0xc751_5228_dd1e_0e88;
 
     #[test]
     fn bodies_from_before_dictionaries_still_decode() {
@@ -106,19 +102,19 @@ mod tests {
             id = "0123456789abcdef0123456789abcdef"
         );
         let plain = lz4_flex::block::compress_prepend_size(task.as_bytes()).len();
-        let with = compress(task.as_bytes());
+        let with = compress(task.as_bytes()).unwrap();
         assert!(with.len() * 2 < plain, "{} against {plain}", with.len());
         assert_eq!(decompress(&with).unwrap(), task.as_bytes());
     }
 
     #[test]
     fn an_unknown_dictionary_or_a_short_blob_is_an_error_not_a_misreading() {
-        let mut blob = compress(&[b'x'; 300]);
+        let mut blob = compress(&[b'x'; 300]).unwrap();
         blob[3] = 0xf0;
         assert!(decompress(&blob).unwrap_err().contains("dictionary 15"));
         assert!(decompress(&[1, 2]).is_err());
         // A length that does not match the block is corrupt, not a shorter body.
-        let mut blob = compress(&[b'y'; 300]);
+        let mut blob = compress(&[b'y'; 300]).unwrap();
         blob[0] ^= 1;
         assert!(decompress(&blob).is_err());
     }
@@ -126,7 +122,7 @@ mod tests {
     proptest! {
         #[test]
         fn what_is_compressed_decompresses_to_itself(s in ".{0,3000}") {
-            prop_assert_eq!(decompress(&compress(s.as_bytes())).unwrap(), s.as_bytes());
+            prop_assert_eq!(decompress(&compress(s.as_bytes()).unwrap()).unwrap(), s.as_bytes());
         }
     }
 }

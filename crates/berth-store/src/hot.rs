@@ -43,7 +43,8 @@ pub(crate) fn split<const N: usize>(key: &str) -> Option<[&str; N]> {
 }
 
 /// A body as the `records` table stores it (see `sqlite::stored`): short JSON as text, long
-/// JSON LZ4-compressed (see `compress`). Memory holds the same form: a task's JSON takes a fraction of its size.
+/// JSON LZ4-compressed (see `compress`). Memory holds the same form: a task's JSON takes a
+/// fraction of its size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Body {
     Text(Box<str>),
@@ -56,9 +57,11 @@ pub(crate) const COMPRESS_FROM_BYTES: usize = 256;
 impl Body {
     pub(crate) fn of_json(json: &str) -> Body {
         if json.len() < COMPRESS_FROM_BYTES {
-            Body::Text(json.into())
-        } else {
-            Body::Lz4(crate::compress::compress(json.as_bytes()).into())
+            return Body::Text(json.into());
+        }
+        match crate::compress::compress(json.as_bytes()) {
+            Some(blob) => Body::Lz4(blob.into()),
+            None => Body::Text(json.into()),
         }
     }
 

@@ -2666,10 +2666,12 @@ const COMPRESS_FROM_BYTES: usize = 256;
 /// to a fraction: records share pages instead of taking one each, and each write dirties and
 /// logs fewer of them. Bodies written before compression are text and read as they are.
 fn stored(json: &str) -> rusqlite::types::Value {
-    if json.len() < COMPRESS_FROM_BYTES {
-        rusqlite::types::Value::Text(json.to_string())
-    } else {
-        rusqlite::types::Value::Blob(crate::compress::compress(json.as_bytes()))
+    let compressed = (json.len() >= COMPRESS_FROM_BYTES)
+        .then(|| crate::compress::compress(json.as_bytes()))
+        .flatten();
+    match compressed {
+        Some(blob) => rusqlite::types::Value::Blob(blob),
+        None => rusqlite::types::Value::Text(json.to_string()),
     }
 }
 
