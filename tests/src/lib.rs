@@ -118,16 +118,22 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     buf
 }
 
-/// A random string of `len` characters drawn from `alphabet` (at most 256 symbols).
 /// Python that defines `body_text(b)`: a `records` or `trail_events` body read with Python's
-/// `sqlite3` as the JSON text it holds. Berth stores long bodies LZ4-compressed (a block, its
-/// length first as four little-endian bytes) and short ones as text; tests that look into
-/// the store prepend this to their script. (A text body written back is read as it is.)
-pub const PY_BODY_TEXT: &str = "\
+/// `sqlite3` as the JSON text it holds. Berth stores long bodies LZ4-compressed (a block
+/// behind four little-endian bytes: the length, and in the top 4 bits the dictionary the
+/// block refers into, `berth-store`'s `compress.rs`) and short ones as text; tests that look
+/// into the store prepend this to their script. (A text body written back is read as it is.)
+pub const PY_BODY_TEXT: &str = concat!(
+    "\
+DICTIONARIES = {0: b'', 1: open(r'",
+    env!("CARGO_MANIFEST_DIR"),
+    "/../crates/berth-store/src/dictionary-1.txt', 'rb').read()}
 def body_text(b):
     if isinstance(b, str):
         return b
-    src, out, i = b[4:], bytearray(), 0
+    head = int.from_bytes(b[:4], 'little')
+    dictionary = DICTIONARIES[head >> 28]
+    src, out, i = b[4:], bytearray(dictionary), 0
     def length(n, i):
         if n == 15:
             while True:
@@ -145,9 +151,11 @@ def body_text(b):
         n, i = length(token & 15, i)
         for _ in range(n + 4):
             out.append(out[-offset])
-    return out.decode()
-";
+    return out[len(dictionary):].decode()
+"
+);
 
+/// A random string of `len` characters drawn from `alphabet` (at most 256 symbols).
 pub fn random_string(alphabet: &[u8], len: usize) -> String {
     assert!(!alphabet.is_empty() && alphabet.len() <= 256);
     let mut out = String::with_capacity(len);
