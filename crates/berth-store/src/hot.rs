@@ -42,16 +42,18 @@ pub(crate) fn split<const N: usize>(key: &str) -> Option<[&str; N]> {
     Some(out)
 }
 
-/// A body as the `records` table stores it (see `sqlite::stored`): short JSON as text, long
-/// JSON LZ4-compressed (see `compress`). Memory holds the same form: a task's JSON takes a
-/// fraction of its size.
+/// A body as the tables store it (records' and CloudTrail events'): short
+/// JSON as text, long JSON compressed (an LZ4 block with a dictionary, behind its length:
+/// `compress`) as a blob. A task's JSON (about 2 KiB) shrinks to a fraction: records share
+/// pages instead of taking one each, and each write dirties and logs fewer of them. Memory
+/// holds the same form. Bodies written before compression are text and read as they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Body {
     Text(Box<str>),
     Lz4(Box<[u8]>),
 }
 
-/// Bodies at least this long are compressed (as `sqlite::COMPRESS_FROM_BYTES`).
+/// Bodies at least this long are compressed.
 pub(crate) const COMPRESS_FROM_BYTES: usize = 256;
 
 impl Body {

@@ -1864,7 +1864,7 @@ impl Tx<'_> {
             self.changed(scope, kind, id, Some(1));
             return Ok(1);
         }
-        let body = stored(&encode(kind, id, value)?);
+        let body = Body::of_json(&encode(kind, id, value)?);
         let n = self.conn.prepare_cached(
             "INSERT INTO records (account, region, kind, id, version, body) VALUES (?1, ?2, ?3, ?4, 1, ?5) ON CONFLICT DO NOTHING",
         )?
@@ -1907,7 +1907,7 @@ impl Tx<'_> {
             self.changed(scope, kind, id, Some(version));
             return Ok(version);
         }
-        let body = stored(&encode(kind, id, value)?);
+        let body = Body::of_json(&encode(kind, id, value)?);
         match expected {
             Some(v) => {
                 let n = self.conn.prepare_cached(
@@ -2197,7 +2197,7 @@ impl Tx<'_> {
                 e.username,
                 e.access_key_id,
                 encode_trail_resources(&e.resources),
-                stored(&e.body)
+                Body::of_json(&e.body)
             ])?;
             let seq = self.conn.last_insert_rowid();
             for k in trail_keys(e) {
@@ -2656,23 +2656,6 @@ fn decode_trail_resources(json: &str) -> Vec<TrailResource> {
             name,
         })
         .collect()
-}
-
-/// Bodies (records', CloudTrail events') at least this long are stored compressed.
-const COMPRESS_FROM_BYTES: usize = 256;
-
-/// A body as it is stored: JSON text when short, else compressed (an LZ4 block with a
-/// dictionary, behind its length: `compress`) as a blob. A task's JSON (about 2 KiB) shrinks
-/// to a fraction: records share pages instead of taking one each, and each write dirties and
-/// logs fewer of them. Bodies written before compression are text and read as they are.
-fn stored(json: &str) -> rusqlite::types::Value {
-    let compressed = (json.len() >= COMPRESS_FROM_BYTES)
-        .then(|| crate::compress::compress(json.as_bytes()))
-        .flatten();
-    match compressed {
-        Some(blob) => rusqlite::types::Value::Blob(blob),
-        None => rusqlite::types::Value::Text(json.to_string()),
-    }
 }
 
 /// A `SELECT id, version, body` row as a [`Record`].
