@@ -117,17 +117,19 @@ async fn kill9_keeps_the_tasks_and_usage_held_in_memory() {
                 .map(|t| t.task_arn().unwrap().to_string()),
         );
     }
+    let describe = |ecs: aws_sdk_ecs::Client, arns: Vec<String>| async move {
+        ecs.describe_tasks()
+            .cluster("held")
+            .set_tasks(Some(arns))
+            .send()
+            .await
+            .unwrap()
+    };
     // Until each of `arns` is reported at `status` by its agent.
     let wait_for = |ecs: aws_sdk_ecs::Client, arns: Vec<String>, status: &'static str| async move {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let d = ecs
-                .describe_tasks()
-                .cluster("held")
-                .set_tasks(Some(arns.clone()))
-                .send()
-                .await
-                .unwrap();
+            let d = describe(ecs.clone(), arns.clone()).await;
             if d.tasks().iter().all(|t| t.last_status() == Some(status)) {
                 break;
             }
@@ -145,13 +147,7 @@ async fn kill9_keeps_the_tasks_and_usage_held_in_memory() {
         .unwrap();
     // Its agent's report ends it: nothing is in flight when the state is read.
     wait_for(ecs.clone(), vec![tasks[0].clone()], "STOPPED").await;
-    let before = ecs
-        .describe_tasks()
-        .cluster("held")
-        .set_tasks(Some(tasks.clone()))
-        .send()
-        .await
-        .unwrap();
+    let before = describe(ecs.clone(), tasks.clone()).await;
     let instances = |ecs: aws_sdk_ecs::Client| async move {
         let arns = ecs
             .list_container_instances()
@@ -211,13 +207,7 @@ async fn kill9_keeps_the_tasks_and_usage_held_in_memory() {
     berth.kill9();
     berth.start_again();
     let ecs = berth.ecs_client(REGION);
-    let after = ecs
-        .describe_tasks()
-        .cluster("held")
-        .set_tasks(Some(tasks.clone()))
-        .send()
-        .await
-        .unwrap();
+    let after = describe(ecs.clone(), tasks.clone()).await;
     let state = |d: &aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput| {
         let mut v: Vec<_> = d
             .tasks()
