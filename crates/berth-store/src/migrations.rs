@@ -1,7 +1,7 @@
 //! Schema migrations, applied in order at open; each runs once, in its own transaction.
 
 /// (version, SQL). Append only: never edit a migration that has shipped. Since migration 6,
-/// long bodies of `records` and `trail_events` may be compressed blobs (`sqlite::stored`):
+/// long bodies of `records` and `trail_events` may be compressed blobs (`hot::Body::of_json`):
 /// a migration cannot read them as JSON with SQL.
 pub const MIGRATIONS: &[(i64, &str)] = &[
     (

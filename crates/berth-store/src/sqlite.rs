@@ -2667,7 +2667,7 @@ fn record_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     })
 }
 
-/// Column `i` of `r`, a body as [`stored`] stores it, as JSON text.
+/// Column `i` of `r`, a body as [`Body::of_json`] stores it, as JSON text.
 fn stored_body(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
     use rusqlite::types::{Type, ValueRef};
     let failed = |t, e: Box<dyn std::error::Error + Send + Sync>| {
