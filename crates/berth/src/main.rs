@@ -117,14 +117,17 @@ pub struct ServerArgs {
     pub no_hot_state: bool,
 }
 
-/// mimalloc instead of glibc's malloc: the control plane allocates from hundreds of
-/// blocking-pool threads at once, where glibc's arenas spent a fifth of the server's CPU
-/// (BENCHMARKS.md, "Placement at scale").
 /// Threads `berth server` runs blocking work (store calls) on.
 const SERVER_BLOCKING_THREADS: usize = 64;
 
+/// jemalloc instead of glibc's malloc: the control plane allocates from many threads at once,
+/// where glibc's arenas spent a fifth of the server's CPU. jemalloc rather than mimalloc: its
+/// thread caches hand out blocks without reading them, where mimalloc's free lists missed
+/// the cache on about one allocation in ten (11 % of the server's samples); placements were
+/// 5-10 % faster and the server's memory a fifth smaller (BENCHMARKS.md, "Placement at
+/// scale", twentieth session).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<()> {
     // The hidden `berth shim`: before any thread or async runtime exists (it forks).
