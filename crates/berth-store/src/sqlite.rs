@@ -2185,6 +2185,11 @@ impl Tx<'_> {
             "INSERT OR IGNORE INTO trail_keys (account, region, key, event_time_ms, seq)
              VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
+        // The keys go in in key order, all the batch's at once: each leaf page of the index
+        // is then changed once a batch, where in the events' order (an event names ten
+        // container instances, each somewhere else in the index) the pages a batch changes
+        // outgrew the connection's cache and were written out and read back mid-transaction.
+        let mut keys = Vec::new();
         for e in events {
             insert.execute(params![
                 e.account,
@@ -2200,9 +2205,19 @@ impl Tx<'_> {
                 Body::of_json(&e.body)
             ])?;
             let seq = self.conn.last_insert_rowid();
-            for k in trail_keys(e) {
-                key.execute(params![e.account, e.region, k, e.event_time_ms, seq])?;
-            }
+            keys.extend(trail_keys(e).into_iter().map(|k| (e, k, seq)));
+        }
+        keys.sort_unstable_by(|(a, ka, sa), (b, kb, sb)| {
+            (&a.account, &a.region, ka, a.event_time_ms, sa).cmp(&(
+                &b.account,
+                &b.region,
+                kb,
+                b.event_time_ms,
+                sb,
+            ))
+        });
+        for (e, k, seq) in keys {
+            key.execute(params![e.account, e.region, k, e.event_time_ms, seq])?;
         }
         Ok(())
     }
