@@ -62,7 +62,7 @@ impl Body {
             return Body::Text(json.into());
         }
         match crate::compress::compress(json.as_bytes()) {
-            Some(blob) => Body::Lz4(blob.into()),
+            Some(blob) => Body::Lz4(blob),
             None => Body::Text(json.into()),
         }
     }

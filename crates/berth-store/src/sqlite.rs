@@ -490,7 +490,11 @@ impl Holding<'_> {
             if !due {
                 return;
             }
-            let mut pending: Vec<Dirty> = std::mem::take(&mut h.dirty).into_iter().collect();
+            // The next window's set starts at this one's size: grown from empty, it was
+            // rehashed a dozen times on the writer's path on the way to the fold's threshold.
+            let next = HashSet::with_capacity(h.dirty.len());
+            let mut pending: Vec<Dirty> =
+                std::mem::replace(&mut h.dirty, next).into_iter().collect();
             pending.sort_unstable_by(|a, b| b.cmp(a));
             h.fold = Some(Fold {
                 pending,
@@ -1881,12 +1885,12 @@ impl Tx<'_> {
                     id: id.into(),
                 });
             }
-            let body = Body::of_json(&encode(kind, id, value)?);
+            let body = encode_body(kind, id, value)?;
             self.put_hot(kind, scope, id, Some(HotRecord { version: 1, body }));
             self.changed(scope, kind, id, Some(1));
             return Ok(1);
         }
-        let body = Body::of_json(&encode(kind, id, value)?);
+        let body = encode_body(kind, id, value)?;
         let n = self.conn.prepare_cached(
             "INSERT INTO records (account, region, kind, id, version, body) VALUES (?1, ?2, ?3, ?4, 1, ?5) ON CONFLICT DO NOTHING",
         )?
@@ -1924,12 +1928,12 @@ impl Tx<'_> {
                 });
             }
             let version = current.map_or(1, |c| c + 1);
-            let body = Body::of_json(&encode(kind, id, value)?);
+            let body = encode_body(kind, id, value)?;
             self.put_hot(kind, scope, id, Some(HotRecord { version, body }));
             self.changed(scope, kind, id, Some(version));
             return Ok(version);
         }
-        let body = Body::of_json(&encode(kind, id, value)?);
+        let body = encode_body(kind, id, value)?;
         match expected {
             Some(v) => {
                 let n = self.conn.prepare_cached(
@@ -2717,6 +2721,42 @@ fn stored_body(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
         }
         _ => r.get(i),
     }
+}
+
+/// `value` as a record's stored body ([`Body::of_json`]). The JSON is written into a buffer
+/// the thread keeps: a body is mostly compressed, so its text was a string allocated, grown
+/// a few times (a task's is about 2 KiB) and dropped for each record, inside the writer.
+fn encode_body<T: serde::Serialize>(kind: &str, id: &str, value: &T) -> Result<Body, StoreError> {
+    let failed = |reason: String| StoreError::Encode {
+        kind: kind.into(),
+        id: id.into(),
+        reason,
+    };
+    let encode_in = |buf: &mut Vec<u8>| -> Result<Body, StoreError> {
+        buf.clear();
+        serde_json::to_writer(&mut *buf, value).map_err(|e| failed(e.to_string()))?;
+        let json = std::str::from_utf8(buf).map_err(|e| failed(e.to_string()))?;
+        Ok(Body::of_json(json))
+    };
+    JSON_SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut buf) => {
+            let body = encode_in(&mut buf);
+            // A rare huge record does not stay reserved for the thread's life.
+            if buf.capacity() > JSON_SCRATCH_KEPT_BYTES {
+                *buf = Vec::new();
+            }
+            body
+        }
+        Err(_) => encode_in(&mut Vec::new()),
+    })
+}
+
+/// The largest JSON buffer a thread keeps between records.
+const JSON_SCRATCH_KEPT_BYTES: usize = 1 << 20;
+
+thread_local! {
+    /// [`encode_body`]'s buffer.
+    static JSON_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn encode<T: serde::Serialize>(kind: &str, id: &str, value: &T) -> Result<String, StoreError> {
