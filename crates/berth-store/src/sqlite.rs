@@ -7,7 +7,8 @@
 //! (or when the group holds [`GROUP_MAX_WRITES`] writes or is [`GROUP_MAX_AGE`] old). A write
 //! returns once its group committed, so what it acknowledged is in the WAL as before. A
 //! closure that fails is rolled back to its savepoint alone: it never takes its group's other
-//! writes with it. Under load one commit (its WAL pages, its B-tree pages written once) serves
+//! writes with it. (The group's first write needs no savepoint: failing, it rolls back the
+//! transaction, which holds nothing else.) Under load one commit (its WAL pages, its B-tree pages written once) serves
 //! dozens of calls; alone, a write commits at once as it always did.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -348,9 +349,10 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     // a killed process loses nothing; only a power cut may drop the last commits.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    // Each write runs in a savepoint of its group's transaction: the original of every page
-    // it changes goes to the savepoint's sub-journal, which past 64 KiB spilled into a
-    // temporary file (a write() per page, inside the writer). In memory, it is a copy.
+    // A write runs in a savepoint of its group's transaction (all but a group's first): the
+    // original of every page it changes goes to the savepoint's sub-journal, which past
+    // 64 KiB spilled into a temporary file (a write() per page, inside the writer). In
+    // memory, it is a copy.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // Reads map the database file instead of copying each page in (pread) and caching it per
     // connection: a write elsewhere empties a reader's page cache, a mapping stays valid.
