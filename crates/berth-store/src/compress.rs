@@ -42,7 +42,7 @@ pub(crate) fn compress(json: &[u8]) -> Option<Box<[u8]>> {
     let len = u32::try_from(json.len())
         .ok()
         .filter(|len| *len <= LENGTH_MASK)?;
-    let compress_in = |out: &mut Vec<u8>| -> Option<Box<[u8]>> {
+    crate::scratch::with(&BLOCK, |out| {
         let end = 4 + lz4_flex::block::get_maximum_output_size(json.len());
         if out.len() < end {
             out.resize(end, 0);
@@ -51,26 +51,12 @@ pub(crate) fn compress(json: &[u8]) -> Option<Box<[u8]>> {
             lz4_flex::block::compress_into_with_dict(json, &mut out[4..end], DICTIONARY_1).ok()?;
         out[..4].copy_from_slice(&(len | (CURRENT << LENGTH_BITS)).to_le_bytes());
         Some(Box::from(&out[..4 + n]))
-    };
-    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-        Ok(mut out) => {
-            let blob = compress_in(&mut out);
-            // A rare huge body does not stay reserved for the thread's life.
-            if out.len() > SCRATCH_KEPT_BYTES {
-                *out = Vec::new();
-            }
-            blob
-        }
-        Err(_) => compress_in(&mut Vec::new()),
     })
 }
 
-/// The largest scratch buffer a thread keeps between bodies.
-const SCRATCH_KEPT_BYTES: usize = 1 << 20;
-
 thread_local! {
     /// [`compress`]'s output buffer.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static BLOCK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The JSON a [`compress`]ed blob holds (any dictionary this build knows).

@@ -17,6 +17,7 @@ mod hot;
 mod hot_equivalence;
 mod migrations;
 mod priority;
+mod scratch;
 mod sqlite;
 
 pub use sqlite::{HotStats, Store, Tx};

@@ -2734,31 +2734,17 @@ fn encode_body<T: serde::Serialize>(kind: &str, id: &str, value: &T) -> Result<B
         id: id.into(),
         reason,
     };
-    let encode_in = |buf: &mut Vec<u8>| -> Result<Body, StoreError> {
+    crate::scratch::with(&JSON, |buf| {
         buf.clear();
         serde_json::to_writer(&mut *buf, value).map_err(|e| failed(e.to_string()))?;
         let json = std::str::from_utf8(buf).map_err(|e| failed(e.to_string()))?;
         Ok(Body::of_json(json))
-    };
-    JSON_SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-        Ok(mut buf) => {
-            let body = encode_in(&mut buf);
-            // A rare huge record does not stay reserved for the thread's life.
-            if buf.capacity() > JSON_SCRATCH_KEPT_BYTES {
-                *buf = Vec::new();
-            }
-            body
-        }
-        Err(_) => encode_in(&mut Vec::new()),
     })
 }
 
-/// The largest JSON buffer a thread keeps between records.
-const JSON_SCRATCH_KEPT_BYTES: usize = 1 << 20;
-
 thread_local! {
     /// [`encode_body`]'s buffer.
-    static JSON_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static JSON: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn encode<T: serde::Serialize>(kind: &str, id: &str, value: &T) -> Result<String, StoreError> {
