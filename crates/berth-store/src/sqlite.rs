@@ -8,8 +8,9 @@
 //! returns once its group committed, so what it acknowledged is in the WAL as before. A
 //! closure that fails is rolled back to its savepoint alone: it never takes its group's other
 //! writes with it. (The group's first write needs no savepoint: failing, it rolls back the
-//! transaction, which holds nothing else.) Under load one commit (its WAL pages, its B-tree pages written once) serves
-//! dozens of calls; alone, a write commits at once as it always did.
+//! transaction, which holds nothing else.) Under load one commit (its WAL pages, its B-tree
+//! pages written once) serves dozens of calls; alone, a write commits at once as it always
+//! did.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Bound;

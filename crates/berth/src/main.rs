@@ -122,9 +122,9 @@ const SERVER_BLOCKING_THREADS: usize = 64;
 
 /// jemalloc instead of glibc's malloc: the control plane allocates from many threads at once,
 /// where glibc's arenas spent a fifth of the server's CPU. jemalloc rather than mimalloc: its
-/// thread caches hand out blocks without reading them, where mimalloc's free lists missed
-/// the cache on about one allocation in ten (11 % of the server's samples); placements were
-/// 5-10 % faster and the server's memory a fifth smaller (BENCHMARKS.md, "Placement at
+/// thread caches hand out blocks without reading them, where reading mimalloc's free lists
+/// missed the cache (its allocation path was a tenth of the server's samples); placements
+/// were 7-8 % faster and the server's memory a fifth smaller (BENCHMARKS.md, "Placement at
 /// scale", twentieth session).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
