@@ -612,15 +612,20 @@ impl Holding<'_> {
 
     /// The open transaction was lost (SQLite rolled it back): its members fail.
     fn lost(&mut self, why: &str) {
-        if let Some(h) = self.w.hot.as_mut() {
-            h.work = None;
-            h.saved = None;
-        }
-        if let Some(g) = self.w.group.take() {
+        if let Some(g) = self.discard_group() {
             self.reset_observer();
             self.outcomes
                 .extend(g.members.into_iter().map(|m| (m, Err(why.to_string()))));
         }
+    }
+
+    /// Forgets the open group and its hot state (its transaction is already rolled back).
+    fn discard_group(&mut self) -> Option<Group> {
+        if let Some(h) = self.w.hot.as_mut() {
+            h.work = None;
+            h.saved = None;
+        }
+        self.w.group.take()
     }
 
     fn reset_observer(&self) {
@@ -656,11 +661,7 @@ impl Holding<'_> {
             if !self.w.conn.is_autocommit() {
                 let _ = self.w.conn.execute_batch("ROLLBACK");
             }
-            self.w.group = None;
-            if let Some(h) = self.w.hot.as_mut() {
-                h.work = None;
-                h.saved = None;
-            }
+            self.discard_group();
             return;
         }
         if self.w.conn.is_autocommit() {
@@ -2730,15 +2731,10 @@ fn stored_body(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
 /// the thread keeps: a body is mostly compressed, so its text was a string allocated, grown
 /// a few times (a task's is about 2 KiB) and dropped for each record, inside the writer.
 fn encode_body<T: serde::Serialize>(kind: &str, id: &str, value: &T) -> Result<Body, StoreError> {
-    let failed = |reason: String| StoreError::Encode {
-        kind: kind.into(),
-        id: id.into(),
-        reason,
-    };
     crate::scratch::with(&JSON, |buf| {
         buf.clear();
-        serde_json::to_writer(&mut *buf, value).map_err(|e| failed(e.to_string()))?;
-        let json = std::str::from_utf8(buf).map_err(|e| failed(e.to_string()))?;
+        serde_json::to_writer(&mut *buf, value).map_err(|e| encode_failed(kind, id, e))?;
+        let json = std::str::from_utf8(buf).map_err(|e| encode_failed(kind, id, e))?;
         Ok(Body::of_json(json))
     })
 }
@@ -2749,11 +2745,15 @@ thread_local! {
 }
 
 fn encode<T: serde::Serialize>(kind: &str, id: &str, value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Encode {
+    serde_json::to_string(value).map_err(|e| encode_failed(kind, id, e))
+}
+
+fn encode_failed(kind: &str, id: &str, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Encode {
         kind: kind.into(),
         id: id.into(),
-        reason: e.to_string(),
-    })
+        reason: reason.to_string(),
+    }
 }
 
 #[cfg(test)]
