@@ -260,4 +260,13 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         "CREATE TABLE body_dictionaries (number INTEGER PRIMARY KEY);
     INSERT INTO body_dictionaries (number) VALUES (1);",
     ),
+    (
+        13,
+        // CloudTrail's lookup keys are written many events at a time, in key order
+        // (`sqlite::Tx::index_trail_events`): the events up to `through_seq` have theirs in
+        // `trail_keys`, the later ones are found by reading their rows. Every event already
+        // stored has its keys.
+        "CREATE TABLE trail_keys_through (through_seq INTEGER NOT NULL);
+    INSERT INTO trail_keys_through (through_seq) SELECT coalesce(max(seq), 0) FROM trail_events;",
+    ),
 ];

@@ -931,7 +931,8 @@ impl Store {
                 "BEGIN IMMEDIATE;
                  CREATE TEMP TABLE trail_move AS
                    SELECT m.seq AS old_seq,
-                          (SELECT coalesce(max(seq), 0) FROM trail.trail_events)
+                          max((SELECT coalesce(max(seq), 0) FROM trail.trail_events),
+                              (SELECT through_seq FROM trail.trail_keys_through))
                             + row_number() OVER (ORDER BY m.seq) AS new_seq
                    FROM main.trail_events m
                    WHERE NOT EXISTS (
@@ -2205,22 +2206,27 @@ impl Tx<'_> {
     }
 
     /// Appends CloudTrail events (their `seq` is assigned here) with their resources: one
-    /// row each, and its [`trail_keys`].
+    /// row each. Their [`trail_keys`] follow once [`TRAIL_KEYS_AFTER`] events wait for
+    /// theirs ([`Tx::index_trail_events`]); until then a lookup reads the waiting rows.
     pub fn append_trail_events(&mut self, events: &[TrailEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // Numbered past the mark even when the events after it were all pruned (a number
+        // at or before it would say the event's keys are written).
+        let through = trail_keys_through(self.conn)?;
+        let last: i64 =
+            self.conn
+                .query_row("SELECT coalesce(max(seq), 0) FROM trail_events", [], |r| {
+                    r.get(0)
+                })?;
         let mut insert = self.conn.prepare_cached(
-            "INSERT INTO trail_events (account, region, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, resources, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO trail_events (seq, account, region, event_time_ms, event_id, event_name, event_source, read_only, username, access_key_id, resources, body)
+             VALUES (?12, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
-        let mut key = self.conn.prepare_cached(
-            "INSERT OR IGNORE INTO trail_keys (account, region, key, event_time_ms, seq)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        // The keys go in in key order, all the batch's at once: each leaf page of the index
-        // is then changed once a batch, where in the events' order (an event names ten
-        // container instances, each somewhere else in the index) the pages a batch changes
-        // outgrew the connection's cache and were written out and read back mid-transaction.
-        let mut keys = Vec::new();
+        let mut seq = last.max(through);
         for e in events {
+            seq += 1;
             insert.execute(params![
                 e.account,
                 e.region,
@@ -2232,24 +2238,71 @@ impl Tx<'_> {
                 e.username,
                 e.access_key_id,
                 encode_trail_resources(&e.resources),
-                Body::of_json(&e.body)
+                Body::of_json(&e.body),
+                seq
             ])?;
-            let seq = self.conn.last_insert_rowid();
-            keys.extend(trail_keys(e).into_iter().map(|k| (e, k, seq)));
         }
-        keys.sort_unstable_by(|(a, ka, sa), (b, kb, sb)| {
-            (&a.account, &a.region, ka, a.event_time_ms, sa).cmp(&(
-                &b.account,
-                &b.region,
-                kb,
-                b.event_time_ms,
-                sb,
-            ))
-        });
-        for (e, k, seq) in keys {
-            key.execute(params![e.account, e.region, k, e.event_time_ms, seq])?;
+        if seq - through >= TRAIL_KEYS_AFTER {
+            self.index_trail_events()?;
         }
         Ok(())
+    }
+
+    /// Writes the lookup keys of every event stored without them, all at once in key order,
+    /// and moves the mark past them; how many events that indexed.
+    ///
+    /// Why not an event's keys with its row: an event has some thirty keys, a dozen of them
+    /// (the container instances a RunTask placed on, say) at the end of a range of their own
+    /// somewhere in the index. Written a batch at a time, each such key dirtied a page of
+    /// its own, and a commit wrote every page it dirtied to the WAL again: about 100 KB for
+    /// each event. Thousands of events at once share those pages.
+    pub fn index_trail_events(&mut self) -> Result<usize, StoreError> {
+        let through = trail_keys_through(self.conn)?;
+        let waiting: Vec<TrailEvent> = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {}, '' FROM trail_events WHERE seq > ?1 ORDER BY seq",
+                trail_columns("")
+            ))?
+            .query_map(params![through], trail_event_row)?
+            .collect::<Result<_, _>>()?;
+        let Some(last) = waiting.last().map(|e| e.seq) else {
+            return Ok(0);
+        };
+        // Each key as (event, part) numbers, in key order: each leaf page of the index then
+        // changes once. The keys themselves are built only to be written, one at a time.
+        let mut keys: Vec<(u32, u16)> = Vec::new();
+        for (n, e) in waiting.iter().enumerate() {
+            let n = u32::try_from(n).map_err(|_| StoreError::Commit("too many events".into()))?;
+            keys.extend((0..trail_key_count(e)).map(|p| (n, p)));
+        }
+        let part = |&(n, p): &(u32, u16)| {
+            let e = &waiting[n as usize];
+            let (letter, value) = trail_key_part(e, p);
+            (
+                e,
+                (&e.account, &e.region, letter, value, e.event_time_ms, e.seq),
+            )
+        };
+        keys.sort_unstable_by(|a, b| part(a).1.cmp(&part(b).1));
+        keys.dedup_by(|a, b| part(a).1 == part(b).1);
+        let mut key = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO trail_keys (account, region, key, event_time_ms, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        let mut text = String::new();
+        for k in &keys {
+            let (e, (_, _, letter, value, _, _)) = part(k);
+            text.clear();
+            text.push(letter);
+            text.push_str(value);
+            key.execute(params![e.account, e.region, text, e.event_time_ms, e.seq])?;
+        }
+        self.conn.execute(
+            "UPDATE trail_keys_through SET through_seq = ?1",
+            params![last],
+        )?;
+        Ok(waiting.len())
     }
 
     /// The trail events `query` selects, newest first, at most `query.limit`.
@@ -2266,13 +2319,15 @@ impl Tx<'_> {
         let columns = trail_columns("e.");
         // With an attribute, its keys (in time order) select the events; without, the events'
         // own index by time does. `o` is the table whose (time, seq) orders the result.
+        let through = trail_keys_through(self.conn)?;
         let (mut sql, o) = match query.attribute {
             Some(attribute) => {
                 args.push(Value::Text(trail_key(attribute)));
+                args.push(Value::Integer(through));
                 (
                     format!(
                         "SELECT {columns}, e.body FROM trail_keys o JOIN trail_events e ON e.seq = o.seq
-                         WHERE o.account = ?1 AND o.region = ?2 AND o.key = ?3"
+                         WHERE o.account = ?1 AND o.region = ?2 AND o.key = ?3 AND o.seq <= ?4"
                     ),
                     "o",
                 )
@@ -2321,7 +2376,80 @@ impl Tx<'_> {
         ));
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args), trail_event_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let indexed: Vec<TrailEvent> = rows.collect::<Result<_, _>>()?;
+        match query.attribute {
+            Some(attribute) => {
+                let waiting = self.trail_events_waiting(scope, query, attribute, through)?;
+                Ok(newest_of(indexed, waiting, query.limit))
+            }
+            None => Ok(indexed),
+        }
+    }
+
+    /// The events after `through` (stored, their keys not yet written) that `attribute`
+    /// selects within `query`'s bounds, newest first, at most `query.limit`.
+    fn trail_events_waiting(
+        &self,
+        scope: Scope<'_>,
+        query: &TrailQuery<'_>,
+        attribute: TrailAttribute<'_>,
+        through: i64,
+    ) -> Result<Vec<TrailEvent>, StoreError> {
+        use rusqlite::types::Value;
+        // The attribute narrows the rows in SQL (a resource by its name's JSON inside the
+        // row's list); each candidate is then checked against its keys.
+        let (column, value) = match attribute {
+            TrailAttribute::EventId(v) => ("event_id = ?", Value::Text(v.into())),
+            TrailAttribute::EventName(v) => ("event_name = ?", Value::Text(v.into())),
+            TrailAttribute::EventSource(v) => ("event_source = ?", Value::Text(v.into())),
+            TrailAttribute::ReadOnly(v) => ("read_only = ?", Value::Integer(i64::from(v))),
+            TrailAttribute::Username(v) => ("username = ?", Value::Text(v.into())),
+            TrailAttribute::AccessKeyId(v) => ("access_key_id = ?", Value::Text(v.into())),
+            TrailAttribute::ResourceType(v) | TrailAttribute::ResourceName(v) => (
+                "instr(resources, ?) > 0",
+                Value::Text(serde_json::to_string(v).unwrap_or_default()),
+            ),
+        };
+        let start = query.start_ms.unwrap_or(i64::MIN);
+        let end = query.end_ms.unwrap_or(i64::MAX);
+        let (before_ms, before_seq) = query.before.unwrap_or((i64::MAX, i64::MAX));
+        let sql = format!(
+            "SELECT {}, '' FROM trail_events
+             WHERE seq > ?1 AND account = ?2 AND region = ?3 AND event_time_ms >= ?4
+               AND event_time_ms <= ?5 AND (event_time_ms, seq) < (?6, ?7) AND {column}
+             ORDER BY event_time_ms DESC, seq DESC",
+            trail_columns("")
+        );
+        let args = [
+            Value::Integer(through),
+            Value::Text(scope.account.to_string()),
+            Value::Text(scope.region.to_string()),
+            Value::Integer(start),
+            Value::Integer(end),
+            Value::Integer(before_ms),
+            Value::Integer(before_seq),
+            value,
+        ];
+        let key = trail_key(attribute);
+        let mut found = Vec::new();
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        for e in stmt.query_map(rusqlite::params_from_iter(args), trail_event_row)? {
+            let e = e?;
+            if trail_keys(&e).contains(&key) {
+                found.push(e);
+                if found.len() >= query.limit {
+                    break;
+                }
+            }
+        }
+        drop(stmt);
+        let mut body = self
+            .conn
+            .prepare_cached("SELECT body FROM trail_events WHERE seq = ?1")?;
+        for e in &mut found {
+            e.body = body.query_row(params![e.seq], |r| stored_body(r, 0))?;
+        }
+        Ok(found)
     }
 
     /// Deletes the oldest trail events (of every account) older than `before_ms`, at most
@@ -2601,32 +2729,75 @@ impl Tx<'_> {
     }
 }
 
+/// Events waiting for their lookup keys at which an append writes them all
+/// ([`Tx::index_trail_events`]): a lookup reads at most these rows besides the index.
+pub(crate) const TRAIL_KEYS_AFTER: i64 = 4096;
+
+/// The last event whose lookup keys `trail_keys` holds (those after it wait for theirs).
+fn trail_keys_through(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT through_seq FROM trail_keys_through")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Two lists of events, each newest first and with no event in both, as one, newest first,
+/// at most `limit` long.
+fn newest_of(a: Vec<TrailEvent>, b: Vec<TrailEvent>, limit: usize) -> Vec<TrailEvent> {
+    if b.is_empty() {
+        return a;
+    }
+    let mut out = Vec::with_capacity(limit.min(a.len() + b.len()));
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    while out.len() < limit {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => (x.event_time_ms, x.seq) > (y.event_time_ms, y.seq),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        out.extend(if take_a { a.next() } else { b.next() });
+    }
+    out
+}
+
 /// What LookupEvents can find a trail event by, as rows of `trail_keys`: a letter naming the
 /// attribute, then its value; each resource type and name once. [`trail_key`] spells a
 /// lookup's the same way.
 fn trail_keys(e: &TrailEvent) -> Vec<String> {
-    let mut keys = vec![
-        trail_key(TrailAttribute::EventId(&e.event_id)),
-        trail_key(TrailAttribute::EventName(&e.event_name)),
-        trail_key(TrailAttribute::EventSource(&e.event_source)),
-        trail_key(TrailAttribute::ReadOnly(e.read_only)),
-        trail_key(TrailAttribute::Username(&e.username)),
-        trail_key(TrailAttribute::AccessKeyId(&e.access_key_id)),
-    ];
-    let mut resources: Vec<String> = e
-        .resources
-        .iter()
-        .flat_map(|r| {
-            [
-                trail_key(TrailAttribute::ResourceType(&r.resource_type)),
-                trail_key(TrailAttribute::ResourceName(&r.name)),
-            ]
+    let mut keys: Vec<String> = (0..trail_key_count(e))
+        .map(|p| {
+            let (letter, value) = trail_key_part(e, p);
+            format!("{letter}{value}")
         })
         .collect();
-    resources.sort_unstable();
-    resources.dedup();
-    keys.extend(resources);
+    keys.sort_unstable();
+    keys.dedup();
     keys
+}
+
+/// How many parts [`trail_key_part`] numbers for `e` (some may repeat).
+fn trail_key_count(e: &TrailEvent) -> u16 {
+    u16::try_from(6 + 2 * e.resources.len()).unwrap_or(u16::MAX)
+}
+
+/// Part `p` of `e`'s lookup keys: the letter and the value of [`trail_key`]'s spelling.
+fn trail_key_part(e: &TrailEvent, p: u16) -> (char, &str) {
+    match p {
+        0 => ('i', &e.event_id),
+        1 => ('n', &e.event_name),
+        2 => ('s', &e.event_source),
+        3 => ('r', if e.read_only { "1" } else { "0" }),
+        4 => ('u', &e.username),
+        5 => ('k', &e.access_key_id),
+        _ => {
+            let i = usize::from(p - 6);
+            match e.resources.get(i / 2) {
+                Some(r) if i % 2 == 0 => ('t', &r.resource_type),
+                Some(r) => ('R', &r.name),
+                None => ('i', &e.event_id),
+            }
+        }
+    }
 }
 
 /// The `trail_keys` key of a lookup attribute (migration 10 writes the same).
@@ -3668,6 +3839,7 @@ mod tests {
             value_pick in 0_usize..4,
             limit in 1_usize..5,
             prune_at in 0_i64..7,
+            indexed in 0_usize..25,
         ) {
             const NAMES: [&str; 3] = ["RunTask", "ListTasks", "StopTask"];
             const USERS: [&str; 2] = ["root", "ana"];
@@ -3698,7 +3870,11 @@ mod tests {
                     body: format!("{{\"n\":{i}}}"),
                 })
                 .collect();
-            store.write(|tx| tx.append_trail_events(&events)).unwrap();
+            // The first `indexed` events have their lookup keys written, the rest wait.
+            let indexed = indexed.min(events.len());
+            store.write(|tx| tx.append_trail_events(&events[..indexed])).unwrap();
+            store.write(|tx| tx.index_trail_events()).unwrap();
+            store.write(|tx| tx.append_trail_events(&events[indexed..])).unwrap();
             for (e, seq) in events.iter_mut().zip(1..) {
                 e.seq = seq;
             }
@@ -3761,11 +3937,84 @@ mod tests {
             while store.write(|tx| tx.prune_trail_events(prune_at, 3)).unwrap() == 3 {}
             events.retain(|e| e.event_time_ms >= prune_at);
             check(&events);
+            let with_keys = |events: &[TrailEvent]| -> usize {
+                events
+                    .iter()
+                    .filter(|e| e.seq <= i64::try_from(indexed).unwrap())
+                    .map(|e| trail_keys(e).len())
+                    .sum()
+            };
+            assert_eq!(trail_key_rows(&store), with_keys(&events));
+            // Written later, the waiting events' keys select what the rows did.
+            store.write(|tx| tx.index_trail_events()).unwrap();
+            check(&events);
             assert_eq!(
                 trail_key_rows(&store),
                 events.iter().map(|e| trail_keys(e).len()).sum::<usize>()
             );
         }
+    }
+
+    /// Keys are written many events at a time: past [`TRAIL_KEYS_AFTER`] waiting events an
+    /// append writes them all; an event stored after every indexed one was pruned is found
+    /// by its row until then, never taken for one whose keys are written.
+    #[test]
+    fn trail_keys_follow_in_batches() {
+        let store = Store::open_in_memory().unwrap();
+        let cluster = |name| Some(TrailAttribute::ResourceName(name));
+        let found = |attribute, limit| -> Vec<i64> {
+            store
+                .read(|tx| tx.trail_events(S, &newest(attribute, limit)))
+                .unwrap()
+                .iter()
+                .map(|e| e.event_time_ms)
+                .collect()
+        };
+        let many: Vec<TrailEvent> = (0..TRAIL_KEYS_AFTER - 1)
+            .map(|t| trail_event(t, "RunTask", &[("AWS::ECS::Cluster", "web")]))
+            .collect();
+        store.write(|tx| tx.append_trail_events(&many)).unwrap();
+        assert_eq!(trail_key_rows(&store), 0);
+        assert_eq!(
+            found(cluster("web"), 2),
+            [TRAIL_KEYS_AFTER - 2, TRAIL_KEYS_AFTER - 3]
+        );
+        // The one that makes them enough: every event's keys are written.
+        store
+            .write(|tx| {
+                tx.append_trail_events(&[trail_event(
+                    TRAIL_KEYS_AFTER,
+                    "RunTask",
+                    &[("AWS::ECS::Cluster", "api")],
+                )])
+            })
+            .unwrap();
+        let per_event = trail_keys(&many[0]).len();
+        assert_eq!(
+            trail_key_rows(&store),
+            per_event * usize::try_from(TRAIL_KEYS_AFTER).unwrap()
+        );
+        assert_eq!(found(cluster("api"), 5), [TRAIL_KEYS_AFTER]);
+        assert_eq!(found(cluster("web"), 1), [TRAIL_KEYS_AFTER - 2]);
+        // Pruned to nothing, then one more: numbered past the mark, found by its row.
+        while store
+            .write(|tx| tx.prune_trail_events(i64::MAX, 1000))
+            .unwrap()
+            > 0
+        {}
+        assert_eq!(trail_key_rows(&store), 0);
+        store
+            .write(|tx| {
+                tx.append_trail_events(&[trail_event(
+                    5,
+                    "RunTask",
+                    &[("AWS::ECS::Cluster", "web")],
+                )])
+            })
+            .unwrap();
+        assert_eq!(found(cluster("web"), 5), [5]);
+        assert_eq!(found(Some(TrailAttribute::EventId("id-5")), 5), [5]);
+        assert_eq!(found(None, 5), [5]);
     }
 
     #[test]

@@ -611,6 +611,11 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
             &serde_json::json!({"cluster": "bench", "maxResults": 100}),
         )
         .await?;
+    let listed_task = page
+        .task_arns
+        .as_ref()
+        .and_then(|arns| arns.first().cloned())
+        .context("ListTasks listed no task")?;
     timed(
         "ListTasks, first page of 100".into(),
         t.elapsed().as_secs_f64() * 1e3,
@@ -682,6 +687,28 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
         "DescribeClusters (task counters, registered instances counted)".into(),
         t.elapsed().as_secs_f64() * 1e3,
     );
+    // CloudTrail at that scale: the newest events naming one task (its RunTask, found in the
+    // lookup index or among the latest events still waiting for their keys).
+    let task = listed_task;
+    let t = Instant::now();
+    let found: serde_json::Value = admin
+        .call_service(
+            berth_wire::cloudtrail::SIGNING_NAME,
+            &format!("{}.LookupEvents", berth_wire::cloudtrail::TARGET_PREFIX),
+            &serde_json::json!({"LookupAttributes": [
+                {"AttributeKey": "ResourceName", "AttributeValue": task}]}),
+        )
+        .await?;
+    timed(
+        "CloudTrail LookupEvents by a task's ARN".into(),
+        t.elapsed().as_secs_f64() * 1e3,
+    );
+    let named = found["Events"]
+        .as_array()
+        .is_some_and(|events| events.iter().any(|e| e["EventName"] == "RunTask"));
+    if !named {
+        bail!("LookupEvents found no RunTask naming {task}");
+    }
     // The counts at this scale must be the fleet's and the run's.
     let shown = |field: &str| described["clusters"][0][field].as_u64();
     let expected = [

@@ -92,13 +92,24 @@ impl Client {
         target: &str,
         input: &I,
     ) -> anyhow::Result<O> {
+        self.call_service(berth_wire::ecs::SIGNING_NAME, target, input)
+            .await
+    }
+
+    /// Calls `target` of the service whose signing name is `service` with `input`.
+    pub async fn call_service<I: Serialize, O: DeserializeOwned>(
+        &mut self,
+        service: &str,
+        target: &str,
+        input: &I,
+    ) -> anyhow::Result<O> {
         let body = serde_json::to_vec(input).context("cannot encode the request")?;
-        let (status, answer) = match self.exchange(target, &body).await {
+        let (status, answer) = match self.exchange(service, target, &body).await {
             Ok(r) => r,
             // A keep-alive connection the server closed meanwhile: once more on a new one.
             Err(_) => {
                 self.stream = None;
-                self.exchange(target, &body).await?
+                self.exchange(service, target, &body).await?
             }
         };
         if status != 200 {
@@ -113,7 +124,12 @@ impl Client {
         serde_json::from_slice(answer).with_context(|| format!("cannot decode {target}'s answer"))
     }
 
-    async fn exchange(&mut self, target: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+    async fn exchange(
+        &mut self,
+        service: &str,
+        target: &str,
+        body: &[u8],
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
         let base = vec![
             (
                 "content-type".to_string(),
@@ -133,7 +149,7 @@ impl Client {
             access_key_id: &self.creds.access_key_id,
             secret: &self.creds.secret_access_key,
             region: &self.creds.region,
-            service: berth_wire::ecs::SIGNING_NAME,
+            service,
         };
         let signed = berth_wire::sigv4::sign_headers(
             &unsigned,
