@@ -232,14 +232,15 @@ async fn poll_instance(
             let _ = tokio::time::timeout_at(deadline, notified).await;
             continue;
         }
-        let app2 = app.clone();
-        let h = host.clone();
         let check = instance.take();
-        let answer = tokio::task::spawn_blocking(move || {
-            let now = Timestamp::now().millis();
-            let since = changes_only.then_some(acked_seq);
-            // One read: the instance's existence (first answer only) and the assignments.
-            let answer = app2.store.read(|tx| -> Result<_, Failure> {
+        let now = Timestamp::now().millis();
+        let since = changes_only.then_some(acked_seq);
+        // One read, on this thread: the instance's existence (first answer only) and the
+        // assignments, from the hot state in memory (host entries, tasks). Handed to the
+        // blocking pool, it cost two thread wake-ups an answer, more than the read itself.
+        let answer = app
+            .store
+            .read(|tx| -> Result<_, Failure> {
                 if let Some(((account, region), id)) = &check {
                     let scope = Scope::new(account, region);
                     if tx
@@ -249,22 +250,25 @@ async fn poll_instance(
                         return Ok(None);
                     }
                 }
-                tasks::assignments_since(tx, &app2.ecs.task_cache, &h, since).map(Some)
-            })?;
-            if let Some((seq, _)) = &answer {
-                app2.store.see_host_sequence(&h, *seq);
-            }
-            // The writer is held only for the heartbeat, never for building the answer (the
-            // heartbeat changes no assignment).
-            if answer.is_some() && (beat_now || app2.ecs.notifier.heartbeat_due(&h, now)) {
+                tasks::assignments_since(tx, &app.ecs.task_cache, &host, since).map(Some)
+            })
+            .map_err(aws)?;
+        if let Some((seq, _)) = &answer {
+            app.store.see_host_sequence(&host, *seq);
+        }
+        // The writer is held only for the heartbeat, never for building the answer (the
+        // heartbeat changes no assignment); it waits for the writer on the blocking pool.
+        if answer.is_some() && (beat_now || app.ecs.notifier.heartbeat_due(&host, now)) {
+            let app2 = app.clone();
+            let h = host.clone();
+            tokio::task::spawn_blocking(move || {
                 app2.store
-                    .write(|tx| -> Result<_, Failure> { tasks::record_poll(tx, &h, now) })?;
-            }
-            Ok::<_, Failure>(answer)
-        })
-        .await
-        .map_err(|e| AwsError::internal(format!("the poll failed: {e}")))?
-        .map_err(aws)?;
+                    .write(|tx| -> Result<_, Failure> { tasks::record_poll(tx, &h, now) })
+            })
+            .await
+            .map_err(|e| AwsError::internal(format!("the poll failed: {e}")))?
+            .map_err(aws)?;
+        }
         let Some((seq, tasks)) = answer else {
             return Err(instance_not_found());
         };
