@@ -1610,12 +1610,30 @@ impl Tx<'_> {
 
     /// Writes (or with `None` deletes) a record of the hot `kind` in the group's state.
     fn put_hot(&mut self, kind: &str, scope: Scope<'_>, id: &str, value: Option<HotRecord>) {
+        let key = hot::key(&[scope.account, scope.region, id]);
+        self.put_hot_at(kind, key.into(), value);
+    }
+
+    /// [`Tx::put_hot`] of a key already made.
+    fn put_hot_at(&mut self, kind: &str, key: hot::Key, value: Option<HotRecord>) {
         if let Some(w) = self.hot_work()
             && let Some(name) = w.state.kind_name(kind)
         {
-            let key = hot::key(&[scope.account, scope.region, id]);
-            w.record(name, key.into(), value.map(Arc::new));
+            w.record(name, key, value.map(Arc::new));
         }
+    }
+
+    /// The key of record `id` of `scope` in a hot kind's map, and the record's version there.
+    fn hot_version(
+        &self,
+        kind: &str,
+        scope: Scope<'_>,
+        id: &str,
+    ) -> Option<(hot::Key, Option<i64>)> {
+        let m = self.hot_kind(kind)?;
+        let key: hot::Key = hot::key(&[scope.account, scope.region, id]).into();
+        let version = m.get(&*key).map(|r| r.version);
+        Some((key, version))
     }
 
     fn changed(&mut self, scope: Scope<'_>, kind: &str, id: &str, version: Option<i64>) {
@@ -1883,15 +1901,15 @@ impl Tx<'_> {
         id: &str,
         value: &T,
     ) -> Result<i64, StoreError> {
-        if self.hot_kind(kind).is_some() {
-            if self.version(scope, kind, id)?.is_some() {
+        if let Some((key, current)) = self.hot_version(kind, scope, id) {
+            if current.is_some() {
                 return Err(StoreError::AlreadyExists {
                     kind: kind.into(),
                     id: id.into(),
                 });
             }
             let body = encode_body(kind, id, value)?;
-            self.put_hot(kind, scope, id, Some(HotRecord { version: 1, body }));
+            self.put_hot_at(kind, key, Some(HotRecord { version: 1, body }));
             self.changed(scope, kind, id, Some(1));
             return Ok(1);
         }
@@ -1921,8 +1939,7 @@ impl Tx<'_> {
         expected: Option<i64>,
         value: &T,
     ) -> Result<i64, StoreError> {
-        if self.hot_kind(kind).is_some() {
-            let current = self.version(scope, kind, id)?;
+        if let Some((key, current)) = self.hot_version(kind, scope, id) {
             if let Some(v) = expected
                 && current != Some(v)
             {
@@ -1934,7 +1951,7 @@ impl Tx<'_> {
             }
             let version = current.map_or(1, |c| c + 1);
             let body = encode_body(kind, id, value)?;
-            self.put_hot(kind, scope, id, Some(HotRecord { version, body }));
+            self.put_hot_at(kind, key, Some(HotRecord { version, body }));
             self.changed(scope, kind, id, Some(version));
             return Ok(version);
         }

@@ -441,7 +441,7 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
             let mut first_error = None;
             while !done.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                let r: anyhow::Result<s::RunTaskResponse> = client
+                let r: anyhow::Result<RunTaskCounts> = client
                     .call(
                         &sim::ecs("RunTask"),
                         &serde_json::json!({"cluster": "bench", "taskDefinition": "bench",
@@ -451,11 +451,8 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
                 latencies.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
                 match r {
                     Ok(resp) => {
-                        let n = resp.tasks.map_or(0, |t| t.len()) as u64;
-                        refused.fetch_add(
-                            resp.failures.map_or(0, |f| f.len()) as u64,
-                            Ordering::Relaxed,
-                        );
+                        let n = resp.tasks.len() as u64;
+                        refused.fetch_add(resp.failures.len() as u64, Ordering::Relaxed);
                         if placed.fetch_add(n, Ordering::Relaxed) + n >= target {
                             done.store(true, Ordering::Relaxed);
                         }
@@ -735,6 +732,18 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What the clients read of a RunTask answer: how many tasks it placed and refused. The
+/// rest is skipped, not decoded into values: the clients share the cores with the server,
+/// and decoding ten tasks an answer took a third of their CPU. (The answer's shape is the
+/// SDK and CLI tests' concern.)
+#[derive(serde::Deserialize)]
+struct RunTaskCounts {
+    #[serde(default)]
+    tasks: Vec<serde::de::IgnoredAny>,
+    #[serde(default)]
+    failures: Vec<serde::de::IgnoredAny>,
 }
 
 #[derive(Args, Debug, Clone)]
