@@ -2460,13 +2460,7 @@ impl Tx<'_> {
         let start = query.start_ms.unwrap_or(i64::MIN);
         let end = query.end_ms.unwrap_or(i64::MAX);
         let (before_ms, before_seq) = query.before.unwrap_or((i64::MAX, i64::MAX));
-        let sql = format!(
-            "SELECT {}, '' FROM trail_events
-             WHERE seq > ?1 AND account = ?2 AND region = ?3 AND event_time_ms >= ?4
-               AND event_time_ms <= ?5 AND (event_time_ms, seq) < (?6, ?7) AND {column}
-             ORDER BY event_time_ms DESC, seq DESC",
-            trail_columns("")
-        );
+        let sql = trail_waiting_sql(column);
         let args = [
             Value::Integer(through),
             Value::Text(scope.account.to_string()),
@@ -2785,6 +2779,20 @@ fn trail_keys_through(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn
         .prepare_cached("SELECT through_seq FROM trail_keys_through")?
         .query_row([], |r| r.get(0))?)
+}
+
+/// The query of the events after the mark that `column` (a condition on one parameter)
+/// selects, newest first. `NOT INDEXED`: the rows after the mark by their numbers, then
+/// sorted (at most a few thousand); the index by time matches the order, and SQLite chose
+/// it, walking every event of the account instead.
+fn trail_waiting_sql(column: &str) -> String {
+    format!(
+        "SELECT {}, '' FROM trail_events NOT INDEXED
+         WHERE seq > ?1 AND account = ?2 AND region = ?3 AND event_time_ms >= ?4
+           AND event_time_ms <= ?5 AND (event_time_ms, seq) < (?6, ?7) AND {column}
+         ORDER BY event_time_ms DESC, seq DESC",
+        trail_columns("")
+    )
 }
 
 /// Two lists of events, each newest first and with no event in both, as one, newest first,
@@ -4062,6 +4070,33 @@ mod tests {
         assert_eq!(found(cluster("web"), 5), [5]);
         assert_eq!(found(Some(TrailAttribute::EventId("id-5")), 5), [5]);
         assert_eq!(found(None, 5), [5]);
+    }
+
+    /// The waiting events are read by their numbers, never by walking the index by time.
+    #[test]
+    fn trail_waiting_events_are_read_by_number() {
+        let store = Store::open_in_memory().unwrap();
+        let plan: Vec<String> = store
+            .read(|tx| {
+                let sql = format!(
+                    "EXPLAIN QUERY PLAN {}",
+                    trail_waiting_sql("instr(resources, ?8) > 0")
+                );
+                let mut stmt = tx.conn.prepare(&sql)?;
+                let rows = stmt.query_map(params![0, "a", "r", 0, 9, 9, 9, "x"], |r| {
+                    r.get::<_, String>(3)
+                })?;
+                Ok::<_, StoreError>(rows.collect::<Result<_, _>>()?)
+            })
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains("INTEGER PRIMARY KEY")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|p| p.contains("trail_events_by")),
+            "{plan:?}"
+        );
     }
 
     #[test]
