@@ -2325,7 +2325,7 @@ impl Tx<'_> {
         }
         let part = |&(n, p): &(u32, u16)| {
             let e = &waiting[n as usize];
-            let (letter, value) = trail_key_part(e, p);
+            let (letter, value) = trail_key_spelling(trail_key_attribute(e, p));
             (
                 e,
                 (&e.account, &e.region, letter, value, e.event_time_ms, e.seq),
@@ -2471,12 +2471,11 @@ impl Tx<'_> {
             Value::Integer(before_seq),
             value,
         ];
-        let key = trail_key(attribute);
         let mut found = Vec::new();
         let mut stmt = self.conn.prepare_cached(&sql)?;
         for e in stmt.query_map(rusqlite::params_from_iter(args), trail_event_row)? {
             let e = e?;
-            if trail_keys(&e).contains(&key) {
+            if (0..trail_key_count(&e)).any(|p| trail_key_attribute(&e, p) == attribute) {
                 found.push(e);
                 if found.len() >= query.limit {
                     break;
@@ -2820,53 +2819,58 @@ fn newest_of(a: Vec<TrailEvent>, b: Vec<TrailEvent>, limit: usize) -> Vec<TrailE
 /// lookup's the same way.
 fn trail_keys(e: &TrailEvent) -> Vec<String> {
     let mut keys: Vec<String> = (0..trail_key_count(e))
-        .map(|p| {
-            let (letter, value) = trail_key_part(e, p);
-            format!("{letter}{value}")
-        })
+        .map(|p| trail_key(trail_key_attribute(e, p)))
         .collect();
     keys.sort_unstable();
     keys.dedup();
     keys
 }
 
-/// How many parts [`trail_key_part`] numbers for `e` (some may repeat).
+/// How many attributes [`trail_key_attribute`] numbers for `e` (some may repeat).
 fn trail_key_count(e: &TrailEvent) -> u16 {
     u16::try_from(6 + 2 * e.resources.len()).unwrap_or(u16::MAX)
 }
 
-/// Part `p` of `e`'s lookup keys: the letter and the value of [`trail_key`]'s spelling.
-fn trail_key_part(e: &TrailEvent, p: u16) -> (char, &str) {
+/// Attribute `p` (below [`trail_key_count`]) that `e` can be looked up by.
+fn trail_key_attribute(e: &TrailEvent, p: u16) -> TrailAttribute<'_> {
     match p {
-        0 => ('i', &e.event_id),
-        1 => ('n', &e.event_name),
-        2 => ('s', &e.event_source),
-        3 => ('r', if e.read_only { "1" } else { "0" }),
-        4 => ('u', &e.username),
-        5 => ('k', &e.access_key_id),
+        0 => TrailAttribute::EventId(&e.event_id),
+        1 => TrailAttribute::EventName(&e.event_name),
+        2 => TrailAttribute::EventSource(&e.event_source),
+        3 => TrailAttribute::ReadOnly(e.read_only),
+        4 => TrailAttribute::Username(&e.username),
+        5 => TrailAttribute::AccessKeyId(&e.access_key_id),
         _ => {
             let i = usize::from(p - 6);
             match e.resources.get(i / 2) {
-                Some(r) if i % 2 == 0 => ('t', &r.resource_type),
-                Some(r) => ('R', &r.name),
-                None => ('i', &e.event_id),
+                Some(r) if i % 2 == 0 => TrailAttribute::ResourceType(&r.resource_type),
+                Some(r) => TrailAttribute::ResourceName(&r.name),
+                // Past the count: the event's id again (a repeat, as keys may be).
+                None => TrailAttribute::EventId(&e.event_id),
             }
         }
     }
 }
 
-/// The `trail_keys` key of a lookup attribute (migration 10 writes the same).
-fn trail_key(attribute: TrailAttribute<'_>) -> String {
+/// A lookup attribute's `trail_keys` key as its letter and value (migration 10 writes the
+/// same).
+fn trail_key_spelling(attribute: TrailAttribute<'_>) -> (char, &str) {
     match attribute {
-        TrailAttribute::EventId(v) => format!("i{v}"),
-        TrailAttribute::EventName(v) => format!("n{v}"),
-        TrailAttribute::EventSource(v) => format!("s{v}"),
-        TrailAttribute::ReadOnly(v) => format!("r{}", i64::from(v)),
-        TrailAttribute::Username(v) => format!("u{v}"),
-        TrailAttribute::AccessKeyId(v) => format!("k{v}"),
-        TrailAttribute::ResourceType(v) => format!("t{v}"),
-        TrailAttribute::ResourceName(v) => format!("R{v}"),
+        TrailAttribute::EventId(v) => ('i', v),
+        TrailAttribute::EventName(v) => ('n', v),
+        TrailAttribute::EventSource(v) => ('s', v),
+        TrailAttribute::ReadOnly(v) => ('r', if v { "1" } else { "0" }),
+        TrailAttribute::Username(v) => ('u', v),
+        TrailAttribute::AccessKeyId(v) => ('k', v),
+        TrailAttribute::ResourceType(v) => ('t', v),
+        TrailAttribute::ResourceName(v) => ('R', v),
     }
+}
+
+/// The `trail_keys` key of a lookup attribute.
+fn trail_key(attribute: TrailAttribute<'_>) -> String {
+    let (letter, value) = trail_key_spelling(attribute);
+    format!("{letter}{value}")
 }
 
 /// The columns of a trail event's row [`trail_event_row`] reads first (its body follows),

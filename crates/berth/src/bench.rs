@@ -686,14 +686,13 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
     );
     // CloudTrail at that scale: the newest events naming one task (its RunTask, found in the
     // lookup index or among the latest events still waiting for their keys).
-    let task = listed_task;
     let t = Instant::now();
     let found: serde_json::Value = admin
         .call_service(
             berth_wire::cloudtrail::SIGNING_NAME,
             &format!("{}.LookupEvents", berth_wire::cloudtrail::TARGET_PREFIX),
             &serde_json::json!({"LookupAttributes": [
-                {"AttributeKey": "ResourceName", "AttributeValue": task}]}),
+                {"AttributeKey": "ResourceName", "AttributeValue": listed_task}]}),
         )
         .await?;
     timed(
@@ -704,7 +703,7 @@ async fn end_to_end(args: &PlacementArgs) -> anyhow::Result<()> {
         .as_array()
         .is_some_and(|events| events.iter().any(|e| e["EventName"] == "RunTask"));
     if !named {
-        bail!("LookupEvents found no RunTask naming {task}");
+        bail!("LookupEvents found no RunTask naming {listed_task}");
     }
     // The counts at this scale must be the fleet's and the run's.
     let shown = |field: &str| described["clusters"][0][field].as_u64();
